@@ -1,0 +1,330 @@
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define LOCAL_DATABASE_URL "postgresql://paintstudio@127.0.0.1:55432/paintstudio"
+#define LOCAL_REDIS_URL "redis://127.0.0.1:56379/0"
+#define LOCAL_FCGI_LISTEN "unix:var/run/paintstudio.sock"
+
+/* The profile-dependent pool defaults (DESIGN.md, "Configuration"). */
+struct profile {
+	int pool_size, max_overflow, pool_timeout, pool_recycle, pre_ping;
+	const char *sslmode;
+};
+
+static const struct profile development = { 3, 5, 30, 3600, 0, NULL };
+static const struct profile production = { 5, 10, 20, 300, 1, "require" };
+
+static const char *env_get(char *const *envp, const char *name);
+static int get_int(char *const *envp, const char *name, int def, int min,
+		   int max, int *out, char *err, size_t errlen);
+static int get_str(char *const *envp, const char *name, const char *def,
+		   size_t maxlen, char **out, char *err, size_t errlen);
+static int check_database_url(const char *url, char *err, size_t errlen);
+static int check_listen(const char *s, char *err, size_t errlen);
+
+const char *config_env_name(enum app_env env)
+{
+	return env == APP_ENV_PRODUCTION ? "production" : "development";
+}
+
+/* The value of name in envp, or NULL when unset. */
+static const char *env_get(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp && *envp; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+static int get_int(char *const *envp, const char *name, int def, int min,
+		   int max, int *out, char *err, size_t errlen)
+{
+	const char *v = env_get(envp, name);
+	int64_t n;
+
+	if (v == NULL || *v == '\0') {
+		*out = def;
+		return 0;
+	}
+	if (parse_int64(v, min, max, &n) != 0) {
+		snprintf(err, errlen, "%s=%s is invalid: expected a whole number from %d to %d",
+			 name, v, min, max);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+static int get_str(char *const *envp, const char *name, const char *def,
+		   size_t maxlen, char **out, char *err, size_t errlen)
+{
+	const char *v = env_get(envp, name);
+
+	if (v == NULL)
+		v = def;
+	if (strlen(v) > maxlen) {
+		snprintf(err, errlen, "%s is too long: at most %zu characters", name, maxlen);
+		return -1;
+	}
+	*out = xstrdup(v);
+	return 0;
+}
+
+/* Accept postgres:// and postgresql:// URLs that libpq can parse. */
+static int check_database_url(const char *url, char *err, size_t errlen)
+{
+	PQconninfoOption *opts;
+	char *perr = NULL;
+
+	if (strncmp(url, "postgres://", 11) != 0 &&
+	    strncmp(url, "postgresql://", 13) != 0) {
+		snprintf(err, errlen,
+			 "DATABASE_URL is invalid: expected postgres://user:password@host:port/dbname or postgresql://...");
+		return -1;
+	}
+	opts = PQconninfoParse(url, &perr);
+	if (opts == NULL) {
+		/* libpq's message may quote the URL: do not repeat it. */
+		snprintf(err, errlen, "DATABASE_URL is invalid: libpq cannot parse it");
+		PQfreemem(perr);
+		return -1;
+	}
+	PQconninfoFree(opts);
+	return 0;
+}
+
+static int check_listen(const char *s, char *err, size_t errlen)
+{
+	const char *colon;
+	int64_t port;
+
+	if (strncmp(s, "unix:", 5) == 0) {
+		if (s[5] == '\0' || strlen(s + 5) >= 108) {
+			snprintf(err, errlen, "FCGI_LISTEN=%s is invalid: unix socket path empty or longer than 107 bytes", s);
+			return -1;
+		}
+		return 0;
+	}
+	colon = strrchr(s, ':');
+	if (colon == NULL || parse_int64(colon + 1, 1, 65535, &port) != 0) {
+		snprintf(err, errlen, "FCGI_LISTEN=%s is invalid: expected unix:/path or host:port (port 1-65535)", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_enum(char *const *envp, const char *name, const char *def,
+		      const char *const *names, int count, int *out,
+		      char *err, size_t errlen)
+{
+	const char *v = env_get(envp, name);
+	int i;
+
+	if (v == NULL || *v == '\0')
+		v = def;
+	for (i = 0; i < count; i++) {
+		if (strcasecmp(v, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "%s=%s is invalid: expected one of", name, v);
+	for (i = 0; i < count; i++) {
+		size_t used = strlen(err);
+
+		snprintf(err + used, errlen - used, "%s %s", i ? "," : "", names[i]);
+	}
+	return -1;
+}
+
+int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	static const char *const envs[] = { "development", "production" };
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	static const char *const formats[] = { "json", "text" };
+	const struct profile *pr;
+	const char *railway = env_get(envp, "RAILWAY_ENVIRONMENT");
+	int v, timeout, max_body_kb;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (parse_enum(envp, "APP_ENV",
+		       railway && *railway ? "production" : "development",
+		       envs, 2, &v, err, errlen))
+		goto fail;
+	cfg->env = (enum app_env)v;
+	pr = cfg->env == APP_ENV_PRODUCTION ? &production : &development;
+
+	if (get_str(envp, "DATABASE_URL", LOCAL_DATABASE_URL, 4096,
+		    &cfg->database_url, err, errlen) ||
+	    check_database_url(cfg->database_url, err, errlen))
+		goto fail;
+	if (get_int(envp, "DB_POOL_SIZE", pr->pool_size, 1, 1000, &cfg->pool_size, err, errlen) ||
+	    get_int(envp, "DB_MAX_OVERFLOW", pr->max_overflow, 0, 1000, &cfg->max_overflow, err, errlen) ||
+	    get_int(envp, "DB_POOL_TIMEOUT", pr->pool_timeout, 1, 3600, &timeout, err, errlen) ||
+	    get_int(envp, "DB_POOL_RECYCLE", pr->pool_recycle, 1, 86400 * 7, &cfg->pool_recycle, err, errlen) ||
+	    get_int(envp, "DB_POOL_PRE_PING", pr->pre_ping, 0, 1, &cfg->pool_pre_ping, err, errlen) ||
+	    get_int(envp, "DB_CONNECT_TIMEOUT", 10, 1, 600, &cfg->connect_timeout, err, errlen) ||
+	    get_int(envp, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3600 * 1000, &cfg->statement_timeout_ms, err, errlen))
+		goto fail;
+	cfg->pool_timeout = timeout;
+	if (get_str(envp, "DB_APPLICATION_NAME", "paint_studio", 63,
+		    &cfg->application_name, err, errlen))
+		goto fail;
+	if (pr->sslmode)
+		cfg->sslmode = xstrdup(pr->sslmode);
+
+	if (get_str(envp, "REDIS_URL", LOCAL_REDIS_URL, 4096,
+		    &cfg->redis_url_text, err, errlen))
+		goto fail;
+	if (cfg->redis_url_text[0] != '\0') {
+		char why[200];
+
+		if (redis_url_parse(cfg->redis_url_text, &cfg->redis, why, sizeof(why))) {
+			snprintf(err, errlen, "REDIS_URL is invalid: %s", why);
+			goto fail;
+		}
+	}
+	if (get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen))
+		goto fail;
+
+	if (get_str(envp, "FCGI_LISTEN", LOCAL_FCGI_LISTEN, 200,
+		    &cfg->fcgi_listen, err, errlen) ||
+	    check_listen(cfg->fcgi_listen, err, errlen))
+		goto fail;
+	if (get_int(envp, "WORKERS", 16, 1, 1024, &cfg->workers, err, errlen) ||
+	    get_int(envp, "SHUTDOWN_TIMEOUT", 25, 0, 3600, &cfg->shutdown_timeout, err, errlen) ||
+	    get_int(envp, "MAX_BODY_KB", 64, 1, 10240, &max_body_kb, err, errlen))
+		goto fail;
+	cfg->max_body = (size_t)max_body_kb * 1024;
+
+	if (parse_enum(envp, "LOG_LEVEL", "info", levels, 4, &v, err, errlen))
+		goto fail;
+	cfg->log_level = (enum log_level)v;
+	if (parse_enum(envp, "LOG_FORMAT", "json", formats, 2, &v, err, errlen))
+		goto fail;
+	cfg->log_format = (enum log_format)v;
+	return 0;
+fail:
+	config_free(cfg);
+	return -1;
+}
+
+void config_free(struct config *cfg)
+{
+	free(cfg->database_url);
+	free(cfg->application_name);
+	free(cfg->sslmode);
+	free(cfg->redis_url_text);
+	redis_url_free(&cfg->redis);
+	free(cfg->fcgi_listen);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+void redis_url_free(struct redis_url *u)
+{
+	free(u->host);
+	free(u->username);
+	free(u->password);
+	memset(u, 0, sizeof(*u));
+}
+
+int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen)
+{
+	const char *p, *at, *hostend, *slash, *end;
+	int64_t n;
+
+	memset(out, 0, sizeof(*out));
+	out->port = 6379;
+	if (strncmp(url, "redis://", 8) != 0) {
+		snprintf(err, errlen, "expected redis://[:password@]host:port[/db]");
+		return -1;
+	}
+	p = url + 8;
+	end = p + strlen(p);
+	slash = strchr(p, '/');
+	if (slash == NULL)
+		slash = end;
+	/* The last '@' before the path ends the userinfo (passwords may hold '@'). */
+	at = NULL;
+	for (const char *q = p; q < slash; q++)
+		if (*q == '@')
+			at = q;
+	if (at) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+
+		if (colon) {
+			if (colon > p && pct_decode(p, (size_t)(colon - p), 0, &out->username))
+				goto bad_userinfo;
+			if (pct_decode(colon + 1, (size_t)(at - colon - 1), 0, &out->password))
+				goto bad_userinfo;
+		} else if (pct_decode(p, (size_t)(at - p), 0, &out->password)) {
+			goto bad_userinfo;	/* redis://password@host: a bare password */
+		}
+		p = at + 1;
+	}
+	if (*p == '[') {
+		hostend = memchr(p, ']', (size_t)(slash - p));
+		if (hostend == NULL || hostend == p + 1) {
+			snprintf(err, errlen, "unterminated or empty [IPv6] host");
+			goto fail;
+		}
+		out->host = xstrndup(p + 1, (size_t)(hostend - p - 1));
+		p = hostend + 1;
+	} else {
+		hostend = memchr(p, ':', (size_t)(slash - p));
+		if (hostend == NULL)
+			hostend = slash;
+		if (hostend == p) {
+			snprintf(err, errlen, "missing host");
+			goto fail;
+		}
+		out->host = xstrndup(p, (size_t)(hostend - p));
+		p = hostend;
+	}
+	if (strspn(out->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%") != strlen(out->host)) {
+		snprintf(err, errlen, "host has characters not allowed in a host name");
+		goto fail;
+	}
+	if (*p == ':') {
+		char port[8];
+		size_t len = (size_t)(slash - p - 1);
+
+		if (len == 0 || len >= sizeof(port)) {
+			snprintf(err, errlen, "port must be 1-65535");
+			goto fail;
+		}
+		memcpy(port, p + 1, len);
+		port[len] = '\0';
+		if (parse_int64(port, 1, 65535, &n)) {
+			snprintf(err, errlen, "port must be 1-65535");
+			goto fail;
+		}
+		out->port = (int)n;
+	} else if (p != slash) {
+		snprintf(err, errlen, "unexpected characters after the host");
+		goto fail;
+	}
+	if (*slash == '/' && slash[1] != '\0') {
+		if (parse_int64(slash + 1, 0, 999, &n)) {
+			snprintf(err, errlen, "database must be a number from 0 to 999");
+			goto fail;
+		}
+		out->db = (int)n;
+	}
+	return 0;
+bad_userinfo:
+	snprintf(err, errlen, "bad %%-escape in the user or password");
+fail:
+	redis_url_free(out);
+	return -1;
+}

@@ -1,0 +1,245 @@
+#define _GNU_SOURCE
+#include "context.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+static int read_body(struct ctx *c, FCGX_Request *r);
+static void set_request_id(struct ctx *c);
+static void log_request(const struct ctx *c);
+static void release_all(struct ctx *c);
+
+/* Seconds a client should wait before retrying after an overload 503. */
+#define RETRY_AFTER 1
+
+static void set_request_id(struct ctx *c)
+{
+	const char *given = http_param(&c->req, "REQUEST_ID");
+	unsigned char raw[16];
+
+	if (given && *given && strlen(given) < sizeof(c->request_id) &&
+	    strspn(given, "0123456789abcdefABCDEF-") == strlen(given)) {
+		strcpy(c->request_id, given);
+		return;
+	}
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(c->request_id, sizeof(c->request_id), raw, sizeof(raw));
+}
+
+/* Read exactly CONTENT_LENGTH bytes, within the configured bound. */
+static int read_body(struct ctx *c, FCGX_Request *r)
+{
+	const char *cl = http_param(&c->req, "CONTENT_LENGTH");
+	int64_t len;
+	size_t got = 0;
+
+	if (cl == NULL || *cl == '\0')
+		return 0;
+	if (parse_int64(cl, 0, INT64_MAX, &len) != 0) {
+		http_problem(&c->resp, 400, "Content-Length is not a number", NULL);
+		return -1;
+	}
+	if ((uint64_t)len > c->app->cfg->max_body) {
+		char detail[96];
+
+		snprintf(detail, sizeof(detail), "the body is larger than %zu bytes",
+			 c->app->cfg->max_body);
+		http_problem(&c->resp, 413, detail, NULL);
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	c->req.body = xmalloc((size_t)len + 1);
+	while (got < (size_t)len) {
+		int n = FCGX_GetStr(c->req.body + got, (int)((size_t)len - got), r->in);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	c->req.body[got] = '\0';
+	c->req.body_len = got;
+	if (got != (size_t)len) {
+		http_problem(&c->resp, 400, "the body ended before Content-Length bytes", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+PGconn *ctx_db(struct ctx *c, double timeout)
+{
+	struct pool_error err;
+	double t0;
+
+	if (c->db)
+		return c->db->pg;
+	t0 = now_mono();
+	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
+		c->pool_wait += now_mono() - t0;
+		c->db = NULL;
+		http_resp_reset(&c->resp);
+		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
+		http_problem(&c->resp, 503,
+			     err.kind == POOL_ERR_TIMEOUT
+				     ? "the service is busy: no database connection became free in time"
+				     : err.kind == POOL_ERR_CLOSED
+					       ? "the service is shutting down"
+					       : "the database is unavailable",
+			     NULL);
+		if (err.kind == POOL_ERR_TIMEOUT) {
+			struct log_line l;
+
+			log_begin(&l, LOG_WARN, "pool timeout");
+			log_str(&l, "request_id", c->request_id);
+			log_str(&l, "route", c->route_name);
+			log_str(&l, "detail", err.msg);
+			log_end(&l);
+		}
+		return NULL;
+	}
+	c->pool_wait += now_mono() - t0;
+	return c->db->pg;
+}
+
+void ctx_db_error(struct ctx *c, const PGresult *r)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	int transient;
+
+	/* Class 08 connection, 53 resources, 57 operator/timeout, 40 rollback. */
+	transient = state == NULL || PQstatus(c->db ? c->db->pg : NULL) != CONNECTION_OK ||
+		    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+		    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0;
+	http_resp_reset(&c->resp);
+	if (transient) {
+		struct log_line l;
+
+		log_begin(&l, LOG_WARN, "database fault");
+		log_str(&l, "request_id", c->request_id);
+		log_str(&l, "route", c->route_name);
+		log_str(&l, "sqlstate", state ? state : "none");
+		log_end(&l);
+		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
+		http_problem(&c->resp, 503, "the database is unavailable; try again shortly", NULL);
+	} else {
+		struct log_line l;
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : "");
+		msg[strcspn(msg, "\n")] = '\0';
+		log_begin(&l, LOG_ERROR, "database error");
+		log_str(&l, "request_id", c->request_id);
+		log_str(&l, "route", c->route_name);
+		log_str(&l, "sqlstate", state);
+		log_str(&l, "error", msg);
+		log_end(&l);
+		http_problem(&c->resp, 500, "an internal error occurred; it has been logged", NULL);
+	}
+}
+
+int ctx_var(const struct ctx *c, int i, char *buf, size_t size)
+{
+	if (i >= c->match.nvars || c->match.varlen[i] >= size)
+		return -1;
+	memcpy(buf, c->match.var[i], c->match.varlen[i]);
+	buf[c->match.varlen[i]] = '\0';
+	return 0;
+}
+
+static void log_request(const struct ctx *c)
+{
+	struct log_line l;
+	int status = c->resp.status ? c->resp.status : 500;
+	enum log_level level = status >= 500 ? LOG_WARN : LOG_INFO;
+
+	log_begin(&l, level, "request");
+	log_str(&l, "request_id", c->request_id);
+	log_str(&l, "method", c->req.method);
+	log_str(&l, "path", c->req.path ? c->req.path : "");
+	log_str(&l, "route", c->route_name);
+	log_int(&l, "status", status);
+	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
+	log_num(&l, "total_ms", (now_mono() - c->t_start) * 1000.0);
+	log_end(&l);
+}
+
+/* Give back everything the request holds. */
+static void release_all(struct ctx *c)
+{
+	if (c->db) {
+		pool_release(c->app->pool, c->db);
+		c->db = NULL;
+	}
+	http_query_free(&c->req.query);
+	free(c->req.path);
+	free(c->req.body);
+	http_resp_free(&c->resp);
+}
+
+void ctx_handle(struct app *app, FCGX_Request *r)
+{
+	struct ctx c;
+	const char *uri, *qs;
+	struct strbuf out;
+	size_t nroutes;
+	const struct route *table = router_routes(&nroutes);
+
+	memset(&c, 0, sizeof(c));
+	c.app = app;
+	c.t_start = now_mono();
+	c.route_name = "unmatched";
+	c.req.envp = r->envp;
+	http_resp_init(&c.resp);
+	set_request_id(&c);
+	c.req.method = http_param(&c.req, "REQUEST_METHOD");
+	if (c.req.method == NULL)
+		c.req.method = "GET";
+	uri = http_param(&c.req, "REQUEST_URI");
+	qs = http_param(&c.req, "QUERY_STRING");
+
+	if (uri == NULL || http_decode_path(uri, &c.req.path) != 0) {
+		http_problem(&c.resp, 400, "the request path is malformed", NULL);
+	} else if (http_parse_query(qs, &c.req.query) != 0) {
+		http_problem(&c.resp, 400,
+			     "the query string is malformed (bad %-escape, invalid UTF-8 or too many parameters)",
+			     NULL);
+	} else {
+		switch (router_match(table, nroutes, c.req.method, c.req.path, &c.match)) {
+		case ROUTE_FOUND:
+			c.route_name = c.match.route->name;
+			if (read_body(&c, r) == 0)
+				c.match.route->handler(&c);
+			break;
+		case ROUTE_METHOD_NOT_ALLOWED:
+			http_resp_header(&c.resp, "Allow", "%s", c.match.allow);
+			http_problem(&c.resp, 405, "this method is not allowed here", NULL);
+			break;
+		case ROUTE_NOT_FOUND:
+			http_problem(&c.resp, 404, "no such resource", NULL);
+			break;
+		}
+	}
+	if (c.resp.status == 0)
+		http_problem(&c.resp, 500, "the handler produced no response", NULL);
+
+	/* Return the connection before the client is answered: it is free sooner. */
+	if (c.db) {
+		pool_release(app->pool, c.db);
+		c.db = NULL;
+	}
+	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
+	/* Everything here is live data: not stored unless a handler says so. */
+	if (strstr(c.resp.headers.buf, "Cache-Control:") == NULL)
+		http_resp_header(&c.resp, "Cache-Control", "no-store");
+	strbuf_init(&out);
+	http_resp_serialise(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
+	FCGX_PutStr(out.buf, (int)out.len, r->out);
+	strbuf_free(&out);
+	log_request(&c);
+	release_all(&c);
+}

@@ -1,0 +1,206 @@
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <assert.h>
+#include <fcgiapp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int http_decode_path(const char *uri, char **out)
+{
+	size_t n = strcspn(uri, "?#");
+
+	if (n == 0 || uri[0] != '/')
+		return -1;
+	return pct_decode(uri, n, 0, out);
+}
+
+int http_parse_query(const char *qs, struct http_query *q)
+{
+	const char *p = qs;
+
+	memset(q, 0, sizeof(*q));
+	if (qs == NULL)
+		return 0;
+	while (*p) {
+		size_t len = strcspn(p, "&");
+		const char *eq = memchr(p, '=', len);
+		struct http_param *prm;
+
+		if (len == 0) {	/* "a=1&&b=2": tolerate empty pieces */
+			p++;
+			continue;
+		}
+		if (q->count == HTTP_MAX_PARAMS)
+			goto bad;
+		prm = &q->params[q->count];
+		if (eq) {
+			if (pct_decode(p, (size_t)(eq - p), 1, &prm->key))
+				goto bad;
+			if (pct_decode(eq + 1, (size_t)(p + len - eq - 1), 1, &prm->value)) {
+				free(prm->key);
+				prm->key = NULL;
+				goto bad;
+			}
+		} else {
+			if (pct_decode(p, len, 1, &prm->key))
+				goto bad;
+			prm->value = xstrdup("");
+		}
+		q->count++;
+		p += len;
+		if (*p == '&')
+			p++;
+	}
+	return 0;
+bad:
+	http_query_free(q);
+	return -1;
+}
+
+void http_query_free(struct http_query *q)
+{
+	int i;
+
+	for (i = 0; i < q->count; i++) {
+		free(q->params[i].key);
+		free(q->params[i].value);
+	}
+	q->count = 0;
+}
+
+const char *http_query_get(const struct http_query *q, const char *name)
+{
+	int i;
+
+	for (i = 0; i < q->count; i++)
+		if (strcmp(q->params[i].key, name) == 0)
+			return q->params[i].value;
+	return NULL;
+}
+
+const char *http_param(const struct http_req *req, const char *name)
+{
+	if (req->envp == NULL)
+		return NULL;
+	return FCGX_GetParam(name, req->envp);
+}
+
+void http_resp_init(struct http_resp *resp)
+{
+	resp->status = 0;
+	resp->content_type = NULL;
+	strbuf_init(&resp->headers);
+	strbuf_init(&resp->body);
+}
+
+void http_resp_free(struct http_resp *resp)
+{
+	strbuf_free(&resp->headers);
+	strbuf_free(&resp->body);
+}
+
+void http_resp_reset(struct http_resp *resp)
+{
+	resp->status = 0;
+	resp->content_type = NULL;
+	strbuf_reset(&resp->headers);
+	strbuf_reset(&resp->body);
+}
+
+void http_resp_header(struct http_resp *resp, const char *name, const char *fmt, ...)
+{
+	size_t start;
+	va_list ap;
+	char value[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof(value), fmt, ap);
+	va_end(ap);
+	start = resp->headers.len;
+	strbuf_printf(&resp->headers, "%s: %s\r\n", name, value);
+	/* Header injection is a bug in the caller, never a client's input. */
+	assert(strpbrk(resp->headers.buf + start, "\r\n") ==
+	       resp->headers.buf + resp->headers.len - 2);
+	(void)start;
+}
+
+void http_resp_json_raw(struct http_resp *resp, int status, const char *json, size_t len)
+{
+	resp->status = status;
+	resp->content_type = "application/json";
+	strbuf_reset(&resp->body);
+	strbuf_append(&resp->body, json, len);
+}
+
+void http_resp_json(struct http_resp *resp, int status, struct json_object *obj)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(obj,
+		JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+	http_resp_json_raw(resp, status, s, len);
+}
+
+void http_problem(struct http_resp *resp, int status, const char *detail,
+		  struct json_object *errors)
+{
+	struct json_object *o = json_object_new_object();
+	const char *title = http_reason(status);
+
+	json_object_object_add(o, "type", json_object_new_string("about:blank"));
+	json_object_object_add(o, "title", json_object_new_string(title));
+	json_object_object_add(o, "status", json_object_new_int(status));
+	json_object_object_add(o, "detail", json_object_new_string(detail));
+	if (errors)
+		json_object_object_add(o, "errors", errors);
+	json_object_object_add(o, "error", json_object_new_string(title));
+	http_resp_json(resp, status, o);
+	resp->content_type = "application/problem+json";
+	json_object_put(o);
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 412: return "Precondition Failed";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 428: return "Precondition Required";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+void http_resp_serialise(const struct http_resp *resp, int head_only, struct strbuf *out)
+{
+	int status = resp->status ? resp->status : 500;
+	int bodyless = status == 204 || status == 304;
+
+	strbuf_printf(out, "Status: %d %s\r\n", status, http_reason(status));
+	if (!bodyless && resp->content_type)
+		strbuf_printf(out, "Content-Type: %s\r\n", resp->content_type);
+	if (!bodyless)
+		strbuf_printf(out, "Content-Length: %zu\r\n", resp->body.len);
+	strbuf_append(out, resp->headers.buf, resp->headers.len);
+	strbuf_puts(out, "\r\n");
+	if (!bodyless && !head_only)
+		strbuf_append(out, resp->body.buf, resp->body.len);
+}

@@ -1,0 +1,292 @@
+/*
+ * paintstudio: the Paint Studio admin service.
+ *
+ *   paintstudio serve                  run the FastCGI service
+ *   paintstudio migrate [DIR]          apply pending migrations (default ./migrations)
+ *   paintstudio create-admin USER [--if-missing]
+ *   paintstudio check [DIR]            check settings, PostgreSQL, Redis, migrations
+ *
+ * Settings come from the environment (see README.md, "Configuration").
+ */
+#define _GNU_SOURCE
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "context.h"
+#include "log.h"
+#include "migrate.h"
+#include "paints.h"
+#include "pool.h"
+#include "server.h"
+#include "util.h"
+
+extern char **environ;
+
+#define DEFAULT_MIGRATIONS "migrations"
+
+static void pool_settings_from(const struct config *cfg, struct pool_settings *ps)
+{
+	memset(ps, 0, sizeof(*ps));
+	ps->database_url = cfg->database_url;
+	ps->sslmode = cfg->sslmode;
+	ps->application_name = cfg->application_name;
+	ps->size = cfg->pool_size;
+	ps->max_overflow = cfg->max_overflow;
+	ps->timeout = cfg->pool_timeout;
+	ps->recycle = cfg->pool_recycle;
+	ps->pre_ping = cfg->pool_pre_ping;
+	ps->connect_timeout = cfg->connect_timeout;
+	ps->statement_timeout_ms = cfg->statement_timeout_ms;
+	/* A request holding a connection past two statement timeouts leaks. */
+	ps->leak_threshold = 2.0 * cfg->statement_timeout_ms / 1000.0;
+	ps->stmts = paints_statements(&ps->nstmts);
+}
+
+/* A direct connection for the one-shot commands; NULL after printing why. */
+static PGconn *connect_direct(const struct config *cfg, const char *what)
+{
+	struct pool_settings ps;
+	struct pool_error err;
+	PGconn *pg;
+
+	pool_settings_from(cfg, &ps);
+	ps.statement_timeout_ms = 0;	/* migrations may build large indexes */
+	pg = pool_connect(&ps, cfg->connect_timeout, &err);
+	if (pg == NULL)
+		fprintf(stderr, "%s: cannot connect to PostgreSQL: %s\n", what, err.msg);
+	return pg;
+}
+
+static int cmd_serve(const struct config *cfg)
+{
+	struct pool_settings ps;
+	struct app app;
+	char err[512];
+	int fd, rc, left;
+
+	fd = server_listen(cfg->fcgi_listen, err, sizeof(err));
+	if (fd < 0) {
+		log_msg(LOG_ERROR, "%s", err);
+		return 1;
+	}
+	pool_settings_from(cfg, &ps);
+	app.cfg = cfg;
+	app.pool = pool_create(&ps);
+	rc = server_run(&app, fd);
+	left = pool_shutdown(app.pool, 1.0);
+	if (left == 0)
+		pool_destroy(app.pool);
+	log_msg(LOG_INFO, "stopped");
+	return rc == 0 && left == 0 ? 0 : 1;
+}
+
+static int cmd_migrate(const struct config *cfg, const char *dir)
+{
+	struct migrate_report rep;
+	char err[1024];
+	PGconn *pg = connect_direct(cfg, "migrate");
+	int rc;
+
+	if (pg == NULL)
+		return 1;
+	rc = migrate_run(pg, dir, &rep, err, sizeof(err));
+	PQfinish(pg);
+	if (rc != 0) {
+		fprintf(stderr, "migrate: %s\n", err);
+		return 1;
+	}
+	if (rep.applied == 0)
+		printf("migrate: nothing to apply (%d already applied)\n", rep.present);
+	else
+		printf("migrate: %d applied, %d were already applied\n", rep.applied, rep.present);
+	return 0;
+}
+
+/* Read a line from the terminal without echo; 0 or -1. */
+static int prompt_secret(const char *prompt, char *buf, size_t len)
+{
+	struct termios old, quiet;
+	int ok;
+
+	fputs(prompt, stderr);
+	fflush(stderr);
+	if (tcgetattr(STDIN_FILENO, &old) != 0)
+		return -1;
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	ok = fgets(buf, (int)len, stdin) != NULL;
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	fputc('\n', stderr);
+	if (!ok)
+		return -1;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static int cmd_create_admin(const struct config *cfg, const char *username, int if_missing)
+{
+	const char *given = getenv("ADMIN_PASSWORD");
+	char password[256], again[256], err[512];
+	int generated = 0, created, rc;
+	PGconn *pg;
+
+	if (given && *given) {
+		snprintf(password, sizeof(password), "%s", given);
+	} else if (isatty(STDIN_FILENO)) {
+		if (prompt_secret("New password: ", password, sizeof(password)) ||
+		    prompt_secret("Again: ", again, sizeof(again))) {
+			fprintf(stderr, "create-admin: no password read\n");
+			return 1;
+		}
+		if (strcmp(password, again) != 0) {
+			fprintf(stderr, "create-admin: the passwords differ\n");
+			return 1;
+		}
+		sodium_memzero(again, sizeof(again));
+	} else {
+		auth_generate_password(password, 21);
+		generated = 1;
+	}
+	pg = connect_direct(cfg, "create-admin");
+	if (pg == NULL)
+		return 1;
+	rc = auth_create_admin(pg, username, password, if_missing, &created, err, sizeof(err));
+	PQfinish(pg);
+	if (rc != 0) {
+		fprintf(stderr, "create-admin: %s\n", err);
+	} else if (if_missing && !created) {
+		printf("create-admin: user %s exists; left unchanged\n", username);
+	} else {
+		printf("create-admin: %s admin user %s\n", created ? "created" : "updated", username);
+		if (generated)
+			printf("create-admin: password (shown once): %s\n", password);
+	}
+	sodium_memzero(password, sizeof(password));
+	return rc == 0 ? 0 : 1;
+}
+
+static int cmd_check(const struct config *cfg, const char *dir)
+{
+	struct migrate_report rep;
+	char err[1024];
+	int failed = 0;
+	PGconn *pg;
+
+	printf("%-12s OK    %s profile, pool %d+%d, %d workers\n", "config",
+	       config_env_name(cfg->env), cfg->pool_size, cfg->max_overflow, cfg->workers);
+	pg = connect_direct(cfg, "check");
+	if (pg == NULL) {
+		printf("%-12s FAIL  cannot connect\n", "postgresql");
+		printf("%-12s FAIL  database unreachable\n", "migrations");
+		failed++;
+	} else {
+		PGresult *r = PQexec(pg, "SELECT current_setting('server_version')");
+
+		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			printf("%-12s OK    server %s\n", "postgresql", PQgetvalue(r, 0, 0));
+		} else {
+			printf("%-12s FAIL  %s", "postgresql", PQresultErrorMessage(r));
+			failed++;
+		}
+		PQclear(r);
+		if (migrate_status(pg, dir, &rep, err, sizeof(err)) != 0) {
+			printf("%-12s FAIL  %s\n", "migrations", err);
+			failed++;
+		} else if (rep.pending) {
+			printf("%-12s FAIL  %d pending (run paintstudio migrate)\n", "migrations", rep.pending);
+			failed++;
+		} else {
+			printf("%-12s OK    %d applied, none pending\n", "migrations", rep.present);
+		}
+		PQfinish(pg);
+	}
+	if (cfg->redis.host == NULL) {
+		printf("%-12s SKIP  REDIS_URL is empty: cache disabled\n", "redis");
+	} else {
+		struct timeval tv = { 2, 0 };
+		redisContext *rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
+		redisReply *rep2 = NULL;
+
+		if (rc && !rc->err) {
+			redisSetTimeout(rc, tv);
+			if (cfg->redis.password)
+				freeReplyObject(cfg->redis.username
+					? redisCommand(rc, "AUTH %s %s", cfg->redis.username, cfg->redis.password)
+					: redisCommand(rc, "AUTH %s", cfg->redis.password));
+			rep2 = redisCommand(rc, "PING");
+		}
+		if (rep2 && rep2->type == REDIS_REPLY_STATUS && strcmp(rep2->str, "PONG") == 0) {
+			printf("%-12s OK    %s:%d\n", "redis", cfg->redis.host, cfg->redis.port);
+		} else {
+			printf("%-12s FAIL  %s:%d: %s\n", "redis", cfg->redis.host, cfg->redis.port,
+			       rc && rc->err ? rc->errstr
+					     : rep2 && rep2->type == REDIS_REPLY_ERROR ? rep2->str : "no answer");
+			failed++;
+		}
+		if (rep2)
+			freeReplyObject(rep2);
+		if (rc)
+			redisFree(rc);
+	}
+	return failed ? 1 : 0;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: paintstudio serve\n"
+	      "       paintstudio migrate [DIR]\n"
+	      "       paintstudio create-admin USERNAME [--if-missing]\n"
+	      "       paintstudio check [DIR]\n"
+	      "Settings come from the environment; see README.md.\n", f);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	char err[512];
+	const char *cmd = argc > 1 ? argv[1] : "";
+	int rc;
+
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") &&
+	    strcmp(cmd, "create-admin") && strcmp(cmd, "check")) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(cmd, "create-admin") == 0 &&
+	    (argc < 3 || (argc == 4 && strcmp(argv[3], "--if-missing")) || argc > 4)) {
+		usage(stderr);
+		return 2;
+	}
+	if (config_load(&cfg, environ, err, sizeof(err)) != 0) {
+		fprintf(stderr, "paintstudio: configuration error: %s\n", err);
+		return 2;
+	}
+	if (auth_init() != 0) {
+		fprintf(stderr, "paintstudio: libsodium failed to initialise\n");
+		config_free(&cfg);
+		return 1;
+	}
+	log_setup(cfg.log_level, cfg.log_format);
+
+	if (strcmp(cmd, "serve") == 0)
+		rc = cmd_serve(&cfg);
+	else if (strcmp(cmd, "migrate") == 0)
+		rc = cmd_migrate(&cfg, argc > 2 ? argv[2] : DEFAULT_MIGRATIONS);
+	else if (strcmp(cmd, "create-admin") == 0)
+		rc = cmd_create_admin(&cfg, argv[2], argc == 4);
+	else
+		rc = cmd_check(&cfg, argc > 2 ? argv[2] : DEFAULT_MIGRATIONS);
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,561 @@
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "util.h"
+
+/* One thread waiting for a connection; lives on that thread's stack. */
+struct waiter {
+	pthread_cond_t cv;
+	struct pool_conn *conn;	/* handed over by a release */
+	int slot;		/* granted the right to open a connection */
+	struct waiter *next;
+};
+
+struct pool {
+	struct pool_settings set;
+
+	/*
+	 * mu guards everything below. While it is held:
+	 *   open == idle + checked_out (every open connection is in exactly
+	 *   one of the two, counting reserved slots being opened as checked
+	 *   out), open <= size + max_overflow, and the wait queue is non-empty
+	 *   only if there is no idle connection and open is at the bound.
+	 * Nothing blocks while mu is held: no connect, query or close.
+	 */
+	pthread_mutex_t mu;
+	pthread_cond_t drained;		/* checked_out reached 0 (shutdown) */
+	struct pool_conn *idle;		/* LIFO: warm connections stay warm */
+	struct waiter *head, *tail;	/* FIFO of waiting checkouts */
+	int nidle, open, checked_out, waiting;
+	int closing;
+	struct pool_stats st;		/* counters only (gauges from above) */
+};
+
+static void lock(struct pool *p);
+static void unlock(struct pool *p);
+static void grant_slot_locked(struct pool *p);
+static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
+		     struct pool_error *err);
+static void conn_close(struct pool_conn *c);
+static int conn_ping(PGconn *pg);
+static int conn_clean(PGconn *pg);
+static struct timespec abs_deadline(double mono_deadline);
+
+static void lock(struct pool *p)
+{
+	if (pthread_mutex_lock(&p->mu) != 0)
+		die("pool: mutex lock failed");
+}
+
+static void unlock(struct pool *p)
+{
+	if (pthread_mutex_unlock(&p->mu) != 0)
+		die("pool: mutex unlock failed");
+}
+
+struct pool *pool_create(const struct pool_settings *settings)
+{
+	struct pool *p = xcalloc(1, sizeof(*p));
+	pthread_condattr_t ca;
+
+	p->set = *settings;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->drained, &ca);
+	pthread_condattr_destroy(&ca);
+	return p;
+}
+
+/* A monotonic deadline as the absolute timespec pthread_cond_timedwait wants. */
+static struct timespec abs_deadline(double mono_deadline)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)mono_deadline;
+	ts.tv_nsec = (long)((mono_deadline - (double)ts.tv_sec) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/*
+ * A slot under the bound became free (a connection closed or an open
+ * failed): give it to the oldest waiter, who opens the connection itself.
+ */
+static void grant_slot_locked(struct pool *p)
+{
+	struct waiter *w = p->head;
+
+	if (w == NULL || p->open >= p->set.size + p->set.max_overflow)
+		return;
+	p->head = w->next;
+	if (p->head == NULL)
+		p->tail = NULL;
+	p->waiting--;
+	p->open++;
+	p->checked_out++;
+	w->slot = 1;
+	pthread_cond_signal(&w->cv);
+}
+
+int pool_checkout(struct pool *p, double timeout, const char *holder,
+		  struct pool_conn **out, struct pool_error *err)
+{
+	double start = now_mono(), deadline;
+	struct pool_conn *c = NULL;
+	int must_open = 0;
+
+	if (timeout <= 0)
+		timeout = p->set.timeout;
+	deadline = start + timeout;
+	err->kind = POOL_ERR_NONE;
+	err->msg[0] = '\0';
+
+	lock(p);
+	if (p->closing) {
+		unlock(p);
+		err->kind = POOL_ERR_CLOSED;
+		snprintf(err->msg, sizeof(err->msg), "the service is shutting down");
+		return -1;
+	}
+	if (p->head == NULL && p->idle) {
+		c = p->idle;
+		p->idle = c->next;
+		p->nidle--;
+		p->checked_out++;
+	} else if (p->head == NULL && p->open < p->set.size + p->set.max_overflow) {
+		p->open++;
+		p->checked_out++;
+		must_open = 1;
+	} else {
+		struct waiter w = { .conn = NULL, .slot = 0, .next = NULL };
+		struct timespec ts = abs_deadline(deadline);
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&w.cv, &ca);
+		pthread_condattr_destroy(&ca);
+		if (p->tail)
+			p->tail->next = &w;
+		else
+			p->head = &w;
+		p->tail = &w;
+		p->waiting++;
+		/* Woken by a hand-over, a slot grant, shutdown or the deadline. */
+		while (w.conn == NULL && !w.slot && !p->closing) {
+			if (pthread_cond_timedwait(&w.cv, &p->mu, &ts) == ETIMEDOUT)
+				break;
+		}
+		if (w.conn) {
+			c = w.conn;
+		} else if (w.slot) {
+			must_open = 1;
+		} else {
+			/* Timed out or shutting down: leave the queue. */
+			struct waiter **pp = &p->head, *prev = NULL;
+
+			while (*pp != &w) {
+				prev = *pp;
+				pp = &(*pp)->next;
+			}
+			*pp = w.next;
+			if (p->tail == &w)
+				p->tail = prev;
+			p->waiting--;
+			if (p->closing) {
+				err->kind = POOL_ERR_CLOSED;
+				snprintf(err->msg, sizeof(err->msg), "the service is shutting down");
+			} else {
+				p->st.timeouts++;
+				err->kind = POOL_ERR_TIMEOUT;
+				snprintf(err->msg, sizeof(err->msg),
+					 "no database connection free within %.0f s (%d in use)",
+					 timeout, p->checked_out);
+			}
+		}
+		pthread_cond_destroy(&w.cv);
+		if (err->kind != POOL_ERR_NONE) {
+			p->st.wait_seconds_total += now_mono() - start;
+			unlock(p);
+			return -1;
+		}
+	}
+	p->st.checkouts++;
+	p->st.wait_seconds_total += now_mono() - start;
+	unlock(p);
+
+	if (c) {
+		double now = now_mono();
+
+		/* Replace a connection past its age, or found dead by a ping. */
+		if (now - c->created > p->set.recycle) {
+			conn_close(c);
+			must_open = 1;
+			lock(p);
+			p->st.recycled++;
+			p->st.closed++;
+			unlock(p);
+		} else if (p->set.pre_ping && now - c->last_used > POOL_PREPING_IDLE &&
+			   conn_ping(c->pg) != 0) {
+			conn_close(c);
+			must_open = 1;
+			lock(p);
+			p->st.invalidated++;
+			p->st.closed++;
+			unlock(p);
+		}
+	}
+	if (must_open) {
+		if (c == NULL)
+			c = xcalloc(1, sizeof(*c));
+		if (conn_open(p, deadline, c, err) != 0) {
+			free(c);
+			lock(p);
+			p->open--;
+			p->checked_out--;
+			p->st.failed++;
+			grant_slot_locked(p);
+			if (p->closing && p->checked_out == 0)
+				pthread_cond_broadcast(&p->drained);
+			unlock(p);
+			return -1;
+		}
+		lock(p);
+		p->st.opened++;
+		unlock(p);
+	}
+	c->holder = holder;
+	c->checked_out_at = now_mono();
+	*out = c;
+	return 0;
+}
+
+void pool_release(struct pool *p, struct pool_conn *c)
+{
+	int healthy = conn_clean(c->pg) == 0;
+	double now = now_mono(), held = now - c->checked_out_at;
+	int close_it = 0;
+
+	if (held > p->set.leak_threshold) {
+		struct log_line l;
+
+		log_begin(&l, LOG_WARN, "database connection held too long");
+		log_str(&l, "route", c->holder);
+		log_num(&l, "held_ms", held * 1000.0);
+		log_end(&l);
+	}
+	c->last_used = now;
+	c->holder = NULL;
+
+	lock(p);
+	p->checked_out--;
+	if (held > p->set.leak_threshold)
+		p->st.leaks++;
+	if (!healthy) {
+		p->open--;
+		p->st.invalidated++;
+		p->st.closed++;
+		close_it = 1;
+		grant_slot_locked(p);
+	} else if (p->head && !p->closing) {
+		struct waiter *w = p->head;
+
+		/* Hand over directly: a new arrival cannot barge in. */
+		p->head = w->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->waiting--;
+		p->checked_out++;
+		w->conn = c;
+		pthread_cond_signal(&w->cv);
+	} else if (p->open > p->set.size || p->closing) {
+		p->open--;
+		p->st.closed++;
+		close_it = 1;
+	} else {
+		c->next = p->idle;
+		p->idle = c;
+		p->nidle++;
+	}
+	if (p->closing && p->checked_out == 0)
+		pthread_cond_broadcast(&p->drained);
+	unlock(p);
+
+	if (close_it) {
+		conn_close(c);
+		free(c);
+	}
+}
+
+void pool_get_stats(struct pool *p, struct pool_stats *st)
+{
+	lock(p);
+	*st = p->st;
+	st->size = p->set.size;
+	st->max_overflow = p->set.max_overflow;
+	st->max = p->set.size + p->set.max_overflow;
+	st->open = p->open;
+	st->idle = p->nidle;
+	st->checked_out = p->checked_out;
+	st->overflow = p->open > p->set.size ? p->open - p->set.size : 0;
+	st->waiting = p->waiting;
+	unlock(p);
+}
+
+int pool_shutdown(struct pool *p, double grace)
+{
+	struct timespec ts = abs_deadline(now_mono() + grace);
+	struct pool_conn *idle;
+	struct waiter *w;
+	int left;
+
+	lock(p);
+	p->closing = 1;
+	for (w = p->head; w; w = w->next)
+		pthread_cond_signal(&w->cv);
+	while (p->checked_out > 0) {
+		if (pthread_cond_timedwait(&p->drained, &p->mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	left = p->checked_out;
+	idle = p->idle;
+	p->idle = NULL;
+	p->open -= p->nidle;
+	p->st.closed += (uint64_t)p->nidle;
+	p->nidle = 0;
+	unlock(p);
+
+	while (idle) {
+		struct pool_conn *next = idle->next;
+
+		conn_close(idle);
+		free(idle);
+		idle = next;
+	}
+	return left;
+}
+
+void pool_destroy(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	assert(p->idle == NULL && p->head == NULL);
+	pthread_cond_destroy(&p->drained);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+/* Whether a failed connection attempt may succeed if tried again. */
+static int connect_error_is_transient(const char *msg)
+{
+	static const char *const permanent[] = {
+		"authentication failed", "pg_hba.conf", "does not exist",
+		"password is required", "invalid", "no password supplied",
+		"permission denied",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+		if (strstr(msg, permanent[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * One non-blocking connection attempt that gives up at deadline (or after
+ * connect_timeout). Returns the connection, good or bad (PQfinish it), or
+ * NULL when the attempt ran out of time.
+ */
+static PGconn *connect_once(const struct pool_settings *set, double deadline)
+{
+	char timeout[16], options[64];
+	const char *keys[8], *vals[8];
+	double attempt_end = now_mono() + set->connect_timeout;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	PGconn *pg;
+	int n = 0;
+
+	if (attempt_end > deadline)
+		attempt_end = deadline;
+	snprintf(timeout, sizeof(timeout), "%d", set->connect_timeout);
+	snprintf(options, sizeof(options), "-c statement_timeout=%d",
+		 set->statement_timeout_ms);
+	/* Keywords before dbname yield to the URL; those after it win. */
+	if (set->sslmode) {
+		keys[n] = "sslmode"; vals[n++] = set->sslmode;
+	}
+	keys[n] = "dbname"; vals[n++] = set->database_url;
+	keys[n] = "application_name"; vals[n++] = set->application_name;
+	keys[n] = "connect_timeout"; vals[n++] = timeout;
+	keys[n] = "options"; vals[n++] = options;
+	keys[n] = NULL; vals[n] = NULL;
+
+	pg = PQconnectStartParams(keys, vals, 1);
+	if (pg == NULL)
+		die("pool: out of memory starting a connection");
+	if (PQstatus(pg) == CONNECTION_BAD)
+		return pg;
+	for (;;) {
+		struct pollfd pfd;
+		double left;
+		int rc;
+
+		if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED)
+			break;
+		left = attempt_end - now_mono();
+		if (left <= 0) {
+			PQfinish(pg);
+			return NULL;
+		}
+		pfd.fd = PQsocket(pg);
+		pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		pfd.revents = 0;
+		rc = poll(&pfd, 1, (int)(left * 1000.0) + 1);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (rc > 0)
+			st = PQconnectPoll(pg);
+	}
+	return pg;
+}
+
+/*
+ * Connect with retries, exponential backoff and full jitter while the
+ * error can pass (refused, too many clients, starting up), never past
+ * deadline; fail at once on errors that cannot pass (authentication, no
+ * such database). Returns the connection, or NULL with err filled.
+ */
+static PGconn *connect_retry(const struct pool_settings *set, double deadline,
+			     struct pool_error *err)
+{
+	static _Thread_local unsigned seed;
+	double backoff = 0.05;
+	int attempt;
+
+	if (seed == 0)
+		seed = (unsigned)(now_wall() * 1e6) ^ (unsigned)pthread_self();
+	for (attempt = 1;; attempt++) {
+		PGconn *pg = connect_once(set, deadline);
+		double sleep_for, left;
+		struct timespec ts;
+
+		err->kind = POOL_ERR_CONNECT;
+		if (pg == NULL) {
+			snprintf(err->msg, sizeof(err->msg), "timed out connecting to PostgreSQL");
+		} else if (PQstatus(pg) == CONNECTION_OK) {
+			err->kind = POOL_ERR_NONE;
+			return pg;
+		} else {
+			snprintf(err->msg, sizeof(err->msg), "%s", PQerrorMessage(pg));
+			err->msg[strcspn(err->msg, "\n")] = '\0';
+			PQfinish(pg);
+		}
+		left = deadline - now_mono();
+		if (!connect_error_is_transient(err->msg) || left <= 0.001) {
+			log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s",
+				attempt, err->msg);
+			return NULL;
+		}
+		sleep_for = backoff * ((double)(rand_r(&seed) % 1000) / 1000.0);
+		if (sleep_for > left)
+			sleep_for = left;
+		ts.tv_sec = (time_t)sleep_for;
+		ts.tv_nsec = (long)((sleep_for - (double)ts.tv_sec) * 1e9);
+		nanosleep(&ts, NULL);
+		if (backoff < 2.0)
+			backoff *= 2;
+	}
+}
+
+PGconn *pool_connect(const struct pool_settings *set, double timeout,
+		     struct pool_error *err)
+{
+	return connect_retry(set, now_mono() + timeout, err);
+}
+
+/* Open c->pg and prepare the pool's statements on it. 0, or -1 with err. */
+static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
+		     struct pool_error *err)
+{
+	PGconn *pg = connect_retry(&p->set, deadline, err);
+	int i;
+
+	if (pg == NULL)
+		return -1;
+	for (i = 0; i < p->set.nstmts; i++) {
+		PGresult *r = PQprepare(pg, p->set.stmts[i].name,
+					p->set.stmts[i].sql, 0, NULL);
+
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			snprintf(err->msg, sizeof(err->msg), "preparing %s: %s",
+				 p->set.stmts[i].name, PQresultErrorMessage(r));
+			err->msg[strcspn(err->msg, "\n")] = '\0';
+			err->kind = POOL_ERR_CONNECT;
+			log_msg(LOG_ERROR, "pool: %s", err->msg);
+			PQclear(r);
+			PQfinish(pg);
+			return -1;
+		}
+		PQclear(r);
+	}
+	c->pg = pg;
+	c->created = c->last_used = now_mono();
+	return 0;
+}
+
+static void conn_close(struct pool_conn *c)
+{
+	if (c->pg)
+		PQfinish(c->pg);
+	c->pg = NULL;
+}
+
+/* 0 when the server answered an empty query on pg. */
+static int conn_ping(PGconn *pg)
+{
+	PGresult *r = PQexec(pg, "");
+	int ok = PQresultStatus(r) == PGRES_EMPTY_QUERY;
+
+	PQclear(r);
+	return ok && PQstatus(pg) == CONNECTION_OK ? 0 : -1;
+}
+
+/*
+ * Bring pg back to an idle, usable state: roll back a transaction left
+ * open or failed. Returns 0 when the connection can be reused, -1 when it
+ * must be discarded (broken, or busy with a query it cannot abandon).
+ */
+static int conn_clean(PGconn *pg)
+{
+	PGresult *r;
+	int ok;
+
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK)
+		return -1;
+	switch (PQtransactionStatus(pg)) {
+	case PQTRANS_IDLE:
+		return 0;
+	case PQTRANS_INTRANS:
+	case PQTRANS_INERROR:
+		r = PQexec(pg, "ROLLBACK");
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		return ok && PQtransactionStatus(pg) == PQTRANS_IDLE ? 0 : -1;
+	default:
+		return -1;	/* ACTIVE or UNKNOWN: not worth rescuing */
+	}
+}

@@ -1,0 +1,76 @@
+/*
+ * config: every setting of the service, read once from the environment,
+ * given its default (per profile), validated, and then passed read-only to
+ * the modules that need it. Nothing else reads the environment.
+ */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <stddef.h>
+
+enum app_env { APP_ENV_DEVELOPMENT, APP_ENV_PRODUCTION };
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* A parsed redis:// URL. host is NULL when the cache is disabled. */
+struct redis_url {
+	char *host;
+	int port;
+	char *username;	/* NULL: none (Redis 6 ACL user) */
+	char *password;	/* NULL: none */
+	int db;
+};
+
+struct config {
+	enum app_env env;
+
+	/* PostgreSQL */
+	char *database_url;	/* as given (may contain a password: never log) */
+	int pool_size;
+	int max_overflow;
+	double pool_timeout;	/* seconds */
+	int pool_recycle;	/* seconds */
+	int pool_pre_ping;	/* 0 or 1 */
+	int connect_timeout;	/* seconds */
+	int statement_timeout_ms;
+	char *application_name;
+	char *sslmode;		/* added when the URL names none; NULL: libpq's */
+
+	/* Redis */
+	char *redis_url_text;	/* as given (never log) */
+	struct redis_url redis;
+	int cache_ttl;		/* seconds */
+
+	/* Server */
+	char *fcgi_listen;	/* "unix:/path" or "host:port" */
+	int workers;
+	int shutdown_timeout;	/* seconds in-flight requests get on SIGTERM */
+	size_t max_body;	/* bytes */
+
+	/* Logging */
+	enum log_level log_level;
+	enum log_format log_format;
+};
+
+/*
+ * Fill cfg from envp (a NULL-terminated "NAME=value" array like environ),
+ * applying the profile named by APP_ENV (or implied by RAILWAY_ENVIRONMENT)
+ * and then explicit variables, which win. Returns 0, or -1 with one line in
+ * err naming the variable and what it accepts; cfg then holds nothing to
+ * free. On success the caller owns cfg and calls config_free.
+ */
+int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/*
+ * Parse redis://[[user]:password@]host[:port][/db] (host may be [v6]).
+ * Returns 0 and fills out (caller frees with redis_url_free), or -1 with
+ * the reason in err.
+ */
+int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen);
+void redis_url_free(struct redis_url *u);
+
+/* "development" / "production" */
+const char *config_env_name(enum app_env env);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * context: one request's life. ctx_handle parses the FastCGI request,
+ * routes it, runs the handler, writes the response, logs one line and
+ * then releases everything the request acquired (its database connection
+ * above all), so a handler that returns early cannot leak.
+ */
+#ifndef PS_CONTEXT_H
+#define PS_CONTEXT_H
+
+#include <fcgiapp.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "http.h"
+#include "pool.h"
+#include "router.h"
+
+/* What every request may use; read-only after start-up. */
+struct app {
+	const struct config *cfg;
+	struct pool *pool;
+};
+
+struct ctx {
+	struct app *app;
+	struct http_req req;
+	struct http_resp resp;
+	struct route_match match;
+	const char *route_name;		/* "unmatched" until routed */
+	struct pool_conn *db;		/* checked out by ctx_db, or NULL */
+	char request_id[65];
+	double t_start;			/* monotonic */
+	double pool_wait;		/* seconds spent waiting in checkout */
+};
+
+/* Serve one accepted request completely. Never fails: errors become responses. */
+void ctx_handle(struct app *app, FCGX_Request *r);
+
+/*
+ * The request's database connection, checked out on first use (waiting at
+ * most timeout seconds; <= 0 for the pool's default). Returns NULL after
+ * setting a 503 problem response with Retry-After; the handler just returns.
+ */
+PGconn *ctx_db(struct ctx *c, double timeout);
+
+/*
+ * Turn a failed PGresult (or a NULL one) into the response: 503 with
+ * Retry-After for faults that pass (connection lost, statement timeout,
+ * serialization failure, server shutting down), 500 for the rest, which
+ * are bugs and are logged. Does not clear r.
+ */
+void ctx_db_error(struct ctx *c, const PGresult *r);
+
+/* A route variable ("{id}") as a string copied into buf; -1 if too long. */
+int ctx_var(const struct ctx *c, int i, char *buf, size_t size);
+
+#endif

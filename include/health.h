@@ -1,0 +1,15 @@
+/*
+ * health: the operator's routes. /healthz says the process is alive (no
+ * database), /readyz that it can reach PostgreSQL through the pool, and
+ * /admin/pool shows the pool's figures.
+ */
+#ifndef PS_HEALTH_H
+#define PS_HEALTH_H
+
+struct ctx;
+
+void health_live(struct ctx *c);
+void health_ready(struct ctx *c);
+void health_pool(struct ctx *c);
+
+#endif

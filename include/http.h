@@ -1,0 +1,92 @@
+/*
+ * http: the request as the handlers see it (method, decoded path, query
+ * parameters, headers, a bounded body) and the response they build
+ * (status, headers, body), written back over FastCGI in one piece.
+ *
+ * Strings borrowed from FastCGI parameters (method, headers) are valid only
+ * until the request ends; everything else here is owned by the request.
+ */
+#ifndef PS_HTTP_H
+#define PS_HTTP_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "strbuf.h"
+
+#define HTTP_MAX_PARAMS 64
+
+struct http_param {
+	char *key;	/* percent-decoded, valid UTF-8, no NUL */
+	char *value;
+};
+
+struct http_query {
+	struct http_param params[HTTP_MAX_PARAMS];
+	int count;
+};
+
+struct http_req {
+	const char *method;	/* borrowed */
+	char *path;		/* decoded path, owned */
+	struct http_query query;
+	char **envp;		/* FastCGI parameters, borrowed */
+	char *body;		/* NUL-terminated copy, owned; NULL when none */
+	size_t body_len;
+};
+
+struct http_resp {
+	int status;		/* 0 until a handler sets one */
+	struct strbuf headers;	/* "Name: value\r\n" lines */
+	struct strbuf body;
+	const char *content_type;	/* static string */
+};
+
+/*
+ * Decode the path part of a raw request URI (before '?'): %XX escapes
+ * decoded, result valid UTF-8 without NUL, starts with '/'. Returns 0 and a
+ * malloc'd path in *out, or -1 for a malformed one (the caller answers 400).
+ */
+int http_decode_path(const char *uri, char **out);
+
+/*
+ * Parse an application/x-www-form-urlencoded query string into q (keys
+ * and values decoded, '+' as space). Returns 0, or -1 on a bad escape,
+ * invalid UTF-8, a NUL, or more than HTTP_MAX_PARAMS parameters; q then
+ * holds nothing. Free with http_query_free.
+ */
+int http_parse_query(const char *qs, struct http_query *q);
+void http_query_free(struct http_query *q);
+/* The first value of name, or NULL. */
+const char *http_query_get(const struct http_query *q, const char *name);
+
+/* A request header by its CGI name ("HTTP_IF_NONE_MATCH"), or NULL. */
+const char *http_param(const struct http_req *req, const char *name);
+
+void http_resp_init(struct http_resp *resp);
+void http_resp_free(struct http_resp *resp);
+/* Drop whatever a handler set so far (status, headers, body). */
+void http_resp_reset(struct http_resp *resp);
+/* Add a header line; name and value must not contain CR or LF (asserted). */
+void http_resp_header(struct http_resp *resp, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Set status and a JSON body from obj (not consumed). */
+void http_resp_json(struct http_resp *resp, int status, struct json_object *obj);
+/* Set status and the body bytes as JSON (already serialised). */
+void http_resp_json_raw(struct http_resp *resp, int status, const char *json, size_t len);
+
+/*
+ * An application/problem+json error (RFC 9457) with type, title, status,
+ * detail and the original system's "error" member. errors, when not NULL,
+ * is a JSON object of per-field messages and is consumed.
+ */
+void http_problem(struct http_resp *resp, int status, const char *detail,
+		  struct json_object *errors);
+
+/* The standard reason phrase of a status code ("Not Found"). */
+const char *http_reason(int status);
+
+/* Serialise the response as a FastCGI/CGI response into out. */
+void http_resp_serialise(const struct http_resp *resp, int head_only, struct strbuf *out);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * pool: the bounded pool of libpq connections shared by all worker threads
+ * of one process (SQLAlchemy QueuePool semantics).
+ *
+ * - At most size + max_overflow connections are open at any instant,
+ *   counting connections being opened. Opening happens outside the lock.
+ * - A checkout takes an idle connection, else opens one when under the
+ *   bound, else waits first come, first served, for at most its timeout.
+ * - A release returns the connection clean (a transaction left open is
+ *   rolled back, a broken connection is discarded); connections beyond
+ *   size are closed on release, so an idle pool holds at most size.
+ * - A connection older than recycle seconds is replaced before use; with
+ *   pre_ping, one idle for more than PREPING_IDLE seconds is checked first
+ *   and replaced when dead, so callers never see a stale connection.
+ * - Every connection has the pool's prepared statements, prepared once
+ *   when it opens.
+ */
+#ifndef PS_POOL_H
+#define PS_POOL_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* A statement prepared on every connection: PQexecPrepared(pg, name, ...). */
+struct pool_stmt {
+	const char *name;
+	const char *sql;
+};
+
+struct pool_settings {
+	const char *database_url;	/* postgres:// URL */
+	const char *sslmode;		/* used unless the URL names one; NULL */
+	const char *application_name;
+	int size;
+	int max_overflow;
+	double timeout;			/* default checkout wait, seconds */
+	int recycle;			/* seconds */
+	int pre_ping;
+	int connect_timeout;		/* seconds, per attempt */
+	int statement_timeout_ms;
+	double leak_threshold;		/* seconds held before a warning */
+	const struct pool_stmt *stmts;	/* not copied: must outlive the pool */
+	int nstmts;
+};
+
+enum pool_errkind {
+	POOL_ERR_NONE,
+	POOL_ERR_TIMEOUT,	/* waited the whole timeout: overload */
+	POOL_ERR_CONNECT,	/* could not open a connection in time */
+	POOL_ERR_CLOSED,	/* the pool is shutting down */
+};
+
+struct pool_error {
+	enum pool_errkind kind;
+	char msg[256];
+};
+
+struct pool_conn {
+	PGconn *pg;
+	double created;		/* monotonic seconds */
+	double last_used;	/* monotonic; when last released */
+	double checked_out_at;
+	const char *holder;	/* route holding it (static string) */
+	struct pool_conn *next;	/* idle list link */
+};
+
+struct pool_stats {
+	int size, max_overflow, max;
+	int open;		/* open or being opened */
+	int idle;		/* checked in */
+	int checked_out;
+	int overflow;		/* open beyond size */
+	int waiting;
+	uint64_t checkouts, timeouts, opened, closed, recycled, failed,
+		 invalidated, leaks;
+	double wait_seconds_total;
+};
+
+struct pool;
+
+/* Idle time after which pre-ping checks a connection before handing it out. */
+#define POOL_PREPING_IDLE 1.0
+
+/* Create an empty pool (connections open on demand). Never fails. */
+struct pool *pool_create(const struct pool_settings *settings);
+
+/*
+ * Check out a connection for holder, waiting at most timeout seconds
+ * (<= 0: the pool's default). Returns 0 and *out, or -1 with err filled:
+ * POOL_ERR_TIMEOUT when the pool stayed exhausted, POOL_ERR_CONNECT when
+ * PostgreSQL could not be reached in time, POOL_ERR_CLOSED on shutdown.
+ * The caller must hand *out back with pool_release.
+ */
+int pool_checkout(struct pool *p, double timeout, const char *holder,
+		  struct pool_conn **out, struct pool_error *err);
+
+/* Return a connection; it is cleaned, kept, handed to a waiter or closed. */
+void pool_release(struct pool *p, struct pool_conn *c);
+
+/* A consistent snapshot of the pool's figures. */
+void pool_get_stats(struct pool *p, struct pool_stats *st);
+
+/*
+ * Refuse new checkouts, fail the waiters at once, wait up to grace seconds
+ * for checked-out connections to come back, and close every idle one.
+ * Returns the number still checked out when it gave up (0 normally).
+ */
+int pool_shutdown(struct pool *p, double grace);
+
+/*
+ * One connection outside any pool (migrations, operator commands), with
+ * the same settings, retries and deadline (timeout seconds from now).
+ * Returns it (caller PQfinishes), or NULL with err filled.
+ */
+PGconn *pool_connect(const struct pool_settings *set, double timeout,
+		     struct pool_error *err);
+
+/* Free the pool; every connection must be back (after pool_shutdown). */
+void pool_destroy(struct pool *p);
+
+#endif

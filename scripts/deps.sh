@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the build, the local stack and the tests
+# need, and only those that are missing. Idempotent: a second run installs
+# nothing and prints one line. Works as root (CI, containers) or as a normal
+# user with sudo.
+#
+#   scripts/deps.sh            build + stack + tests
+#   scripts/deps.sh build      only what compiling needs (Dockerfile build stage)
+set -euo pipefail
+
+build_pkgs=(make gcc clang pkg-config libc6-dev
+	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
+stack_pkgs=(postgresql-15 postgresql-contrib-15 redis-server redis-tools
+	nginx openssl ca-certificates curl procps python3)
+test_pkgs=(libcmocka-dev)
+
+case "${1:-all}" in
+build) want=("${build_pkgs[@]}") ;;
+all) want=("${build_pkgs[@]}" "${stack_pkgs[@]}" "${test_pkgs[@]}") ;;
+*) echo "usage: $0 [build|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all ${#want[@]} packages present"
+	exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+	sudo=()
+elif command -v sudo >/dev/null; then
+	sudo=(sudo)
+else
+	echo "deps: missing packages: ${missing[*]}" >&2
+	echo "deps: not root and no sudo; install them and run again" >&2
+	exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "deps: done"

@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL 15, Redis, nginx (TLS) and paintstudio
+# processes on loopback, all data under one folder (var/ by default).
+#
+#   scripts/stack.sh run          start, then stay in the foreground until Ctrl-C
+#   scripts/stack.sh start        start in the background and return
+#   scripts/stack.sh stop         stop everything started from STACK_DIR
+#   scripts/stack.sh pg-stop|pg-start|pg-kill        (fault tests)
+#   scripts/stack.sh redis-stop|redis-start          (fault tests)
+#   scripts/stack.sh app-stop|app-start              (fault tests)
+#
+# Settings (environment): STACK_DIR (var), HTTPS_PORT (8443), PG_PORT
+# (55432), REDIS_PORT (56379), APP_PROCESSES (1), SEED_COUNT (10000),
+# ADMIN_PASSWORD (generated on first start when unset), BIN
+# (build/paintstudio), DETACH=1 (run: return once started). Every
+# paintstudio variable (WORKERS, DB_POOL_SIZE, LOG_FORMAT, ...) passes
+# through to the service.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_DIR=${STACK_DIR:-$REPO/var}
+mkdir -p "$STACK_DIR"
+STACK_DIR=$(cd "$STACK_DIR" && pwd)
+HTTPS_PORT=${HTTPS_PORT:-8443}
+PG_PORT=${PG_PORT:-55432}
+REDIS_PORT=${REDIS_PORT:-56379}
+APP_PROCESSES=${APP_PROCESSES:-1}
+SEED_COUNT=${SEED_COUNT:-10000}
+BIN=${BIN:-$REPO/build/paintstudio}
+PGBIN=/usr/lib/postgresql/15/bin
+RUN=$STACK_DIR/run
+LOG=$STACK_DIR/log
+SECRETS=$STACK_DIR/secrets
+
+say() { printf '==> %s\n' "$*"; }
+fail() { printf 'stack: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# The user PostgreSQL runs as: initdb and postgres refuse root.
+pg_user() { if is_root; then echo postgres; else id -un; fi; }
+as_pg() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pidfile_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# The data folder must be reachable by the PostgreSQL user. A checkout under
+# /root is not reachable by "postgres": keep the cluster beside it then.
+pg_data_dir() {
+	local d=$STACK_DIR/pg
+	if is_root && ! runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+		d=/var/lib/paintstudio/$(echo -n "$STACK_DIR" | sha256sum | cut -c1-12)/pg
+	fi
+	echo "$d"
+}
+PGDATA=$(pg_data_dir)
+
+secret() { # name: a random secret kept in $SECRETS, made once
+	local f=$SECRETS/$1
+	if [ ! -s "$f" ]; then
+		(umask 077 && mkdir -p "$SECRETS" && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$f")
+	fi
+	cat "$f"
+}
+
+pg_admin_url() { echo "postgresql://postgres:$(secret pg-superuser)@127.0.0.1:$PG_PORT/postgres"; }
+database_url() { echo "postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$PG_PORT/paintstudio"; }
+redis_url() { echo "redis://127.0.0.1:$REDIS_PORT/0"; }
+
+start_pg() {
+	local pw
+	if [ ! -s "$PGDATA/PG_VERSION" ]; then
+		say "initialising a PostgreSQL 15 cluster in $PGDATA"
+		mkdir -p "$PGDATA"
+		chmod 700 "$PGDATA"
+		is_root && chown -R postgres: "$(dirname "$PGDATA")"
+		pw=$(mktemp)
+		secret pg-superuser >"$pw"
+		chmod 644 "$pw"
+		as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth-local=peer \
+			--auth-host=scram-sha-256 --pwfile="$pw" -E UTF8 --locale=C.UTF-8 >"$LOG/initdb.log" ||
+			{ rm -f "$pw"; fail "initdb failed: see $LOG/initdb.log"; }
+		rm -f "$pw"
+		cat >>"$PGDATA/postgresql.conf" <<-EOF
+			# paintstudio local stack
+			listen_addresses = '127.0.0.1'
+			unix_socket_directories = ''
+			max_connections = 200
+			shared_buffers = 128MB
+			shared_preload_libraries = 'pg_stat_statements'
+			fsync = on
+		EOF
+	fi
+	say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+	as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" -l "$PGDATA/server.log" -w -t 60 start >/dev/null ||
+		fail "PostgreSQL did not start: see $PGDATA/server.log"
+}
+
+setup_db() {
+	local admin app_pw
+	admin=$(pg_admin_url)
+	app_pw=$(secret pg-app)
+	psql "$admin" -qAt -v ON_ERROR_STOP=1 -v pw="$app_pw" <<-'EOF' >/dev/null
+		SELECT 'CREATE ROLE paintstudio LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'paintstudio') \gexec
+		ALTER ROLE paintstudio PASSWORD :'pw';
+		SELECT 'CREATE DATABASE paintstudio OWNER paintstudio' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'paintstudio') \gexec
+		-- lets the service's own role see pg_stat_statements and all of pg_stat_activity
+		GRANT pg_read_all_stats TO paintstudio;
+	EOF
+	psql "postgresql://postgres:$(secret pg-superuser)@127.0.0.1:$PG_PORT/paintstudio" -qAt \
+		-c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+}
+
+start_redis() {
+	mkdir -p "$STACK_DIR/redis"
+	cat >"$STACK_DIR/redis/redis.conf" <<-EOF
+		bind 127.0.0.1
+		port $REDIS_PORT
+		protected-mode yes
+		daemonize yes
+		pidfile $RUN/redis.pid
+		logfile $LOG/redis.log
+		dir $STACK_DIR/redis
+		appendonly yes
+		appendfsync everysec
+		save ""
+		maxmemory 256mb
+		maxmemory-policy allkeys-lru
+	EOF
+	say "starting Redis on 127.0.0.1:$REDIS_PORT"
+	redis-server "$STACK_DIR/redis/redis.conf"
+	for _ in $(seq 100); do
+		redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+		sleep 0.1
+	done
+	fail "Redis did not answer within 10 s: see $LOG/redis.log"
+}
+
+make_cert() {
+	[ -s "$STACK_DIR/tls/cert.pem" ] && return 0
+	say "making a self-signed TLS certificate for localhost"
+	mkdir -p "$STACK_DIR/tls"
+	(umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$STACK_DIR/tls/key.pem" -out "$STACK_DIR/tls/cert.pem" -days 825 \
+		-subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" 2>/dev/null)
+	chmod 644 "$STACK_DIR/tls/cert.pem"
+}
+
+# The account nginx workers run as when started by root; it must reach web/.
+nginx_user_line() {
+	is_root || return 0
+	if id www-data >/dev/null 2>&1 && runuser -u www-data -- test -r "$REPO/web/index.html" 2>/dev/null; then
+		echo "user www-data;"
+	else
+		echo "user root;  # www-data cannot read $REPO/web"
+	fi
+}
+
+start_nginx() {
+	local conf=$STACK_DIR/nginx ups="" i
+	mkdir -p "$conf/tmp"
+	for i in $(seq "$APP_PROCESSES"); do
+		ups+="        server unix:$RUN/app-$i.sock max_fails=0;"$'\n'
+	done
+	for f in security-headers.conf fastcgi.conf errors.conf; do
+		sed "s|@CONF_DIR@|$conf|g" "$REPO/nginx/$f" >"$conf/$f"
+	done
+	sed -e "s|@STACK_DIR@|$STACK_DIR|g" -e "s|@CONF_DIR@|$conf|g" \
+		-e "s|@HTTPS_PORT@|$HTTPS_PORT|g" -e "s|@WEB_ROOT@|$REPO/web|g" \
+		-e "s|@USER_LINE@|$(nginx_user_line)|" \
+		"$REPO/nginx/local.conf.in" | awk -v ups="$ups" '{ if ($0 == "@UPSTREAMS@") printf "%s", ups; else print }' \
+		>"$conf/nginx.conf"
+	is_root && chown -R "$(nginx_user_line | awk '{print $2}' | tr -d ';')" "$conf/tmp" 2>/dev/null || true
+	nginx -t -q -e "$LOG/nginx-error.log" -c "$conf/nginx.conf" -p "$conf" || fail "nginx configuration is invalid"
+	say "starting nginx on https://127.0.0.1:$HTTPS_PORT"
+	nginx -e "$LOG/nginx-error.log" -c "$conf/nginx.conf" -p "$conf"
+}
+
+app_env() {
+	export DATABASE_URL=${DATABASE_URL:-$(database_url)}
+	export REDIS_URL=${REDIS_URL-$(redis_url)}
+}
+
+start_app() { # index
+	local i=$1
+	app_env
+	FCGI_LISTEN=unix:$RUN/app-$i.sock setsid "$BIN" serve >>"$LOG/app-$i.log" 2>&1 </dev/null &
+	echo $! >"$RUN/app-$i.pid"
+}
+
+wait_app() { # index
+	local i=$1
+	for _ in $(seq 150); do
+		[ -S "$RUN/app-$i.sock" ] && return 0
+		pidfile_alive "$RUN/app-$i.pid" || { tail -5 "$LOG/app-$i.log" >&2; fail "paintstudio $i exited: see $LOG/app-$i.log"; }
+		sleep 0.1
+	done
+	fail "paintstudio $i did not open its socket within 15 s"
+}
+
+seed() {
+	local n out
+	app_env
+	say "applying migrations"
+	(cd "$REPO" && "$BIN" migrate "$REPO/migrations") | sed 's/^/    /'
+	n=$(psql "$DATABASE_URL" -qAt -c "SELECT count(*) FROM paints")
+	if [ "$n" = 0 ] && [ "$SEED_COUNT" -gt 0 ]; then
+		say "loading the demo catalogue ($SEED_COUNT paints)"
+		psql "$DATABASE_URL" -q -v count="$SEED_COUNT" -f "$REPO/scripts/seed.sql" >/dev/null
+	fi
+	if [ -n "${ADMIN_PASSWORD:-}" ]; then
+		out=$("$BIN" create-admin admin)
+		ADMIN_SHOWN="admin / (the password in ADMIN_PASSWORD)"
+	else
+		out=$("$BIN" create-admin admin --if-missing </dev/null)
+		if grep -q "password (shown once)" <<<"$out"; then
+			ADMIN_SHOWN="admin / $(sed -n 's/.*password (shown once): //p' <<<"$out")   (shown once: note it now)"
+		else
+			ADMIN_SHOWN="admin / (shown at first start; ADMIN_PASSWORD=... make run sets a new one)"
+		fi
+	fi
+}
+
+write_env() {
+	app_env
+	cat >"$STACK_DIR/stack.env" <<-EOF
+		# Written by scripts/stack.sh: source it to reach the local stack.
+		export BASE_URL='https://127.0.0.1:$HTTPS_PORT'
+		export DATABASE_URL='$DATABASE_URL'
+		export REDIS_URL='$REDIS_URL'
+		export PG_ADMIN_URL='$(pg_admin_url)'
+		export PGDATA='$PGDATA'
+		export STACK_DIR='$STACK_DIR'
+		export APP_PROCESSES='$APP_PROCESSES'
+	EOF
+	chmod 600 "$STACK_DIR/stack.env"
+}
+
+start_all() {
+	local t0=$SECONDS i
+	[ -x "$BIN" ] || fail "$BIN is missing: run make first"
+	mkdir -p "$RUN" "$LOG"
+	if pidfile_alive "$RUN/nginx.pid" || pidfile_alive "$RUN/app-1.pid"; then
+		fail "a stack from $STACK_DIR is already running: make stop"
+	fi
+	for p in "$HTTPS_PORT" "$PG_PORT" "$REDIS_PORT"; do
+		port_busy "$p" && fail "port $p on 127.0.0.1 is in use (another stack? make stop, or set HTTPS_PORT/PG_PORT/REDIS_PORT)"
+	done
+	start_pg
+	setup_db
+	start_redis
+	make_cert
+	seed
+	say "starting $APP_PROCESSES paintstudio process(es)"
+	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
+	for i in $(seq "$APP_PROCESSES"); do wait_app "$i"; done
+	start_nginx
+	for _ in $(seq 100); do
+		curl -ksf "https://127.0.0.1:$HTTPS_PORT/healthz" >/dev/null && break
+		sleep 0.1
+	done
+	curl -ksf "https://127.0.0.1:$HTTPS_PORT/readyz" >/dev/null || fail "the service is not ready: see $LOG/"
+	write_env
+	STARTED_IN=$((SECONDS - t0))
+}
+
+banner() {
+	app_env
+	cat <<-EOF
+
+		  Paint Studio admin is running (started in ${STARTED_IN}s)
+
+		  URL           https://127.0.0.1:$HTTPS_PORT/   (self-signed certificate)
+		  admin login   ${ADMIN_SHOWN}
+		  DATABASE_URL  $DATABASE_URL
+		  REDIS_URL     $REDIS_URL
+		  settings      $STACK_DIR/stack.env   (source it for psql/redis-cli)
+		  logs          $LOG/
+
+		  try:  curl -k https://127.0.0.1:$HTTPS_PORT/admin/paints/1
+
+	EOF
+}
+
+stop_apps() {
+	local f pid
+	for f in "$RUN"/app-*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f")
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for f in "$RUN"/app-*.pid; do
+		[ -e "$f" ] || continue
+		pid=$(cat "$f")
+		for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+		rm -f "$f"
+	done
+}
+
+stop_nginx() {
+	if pidfile_alive "$RUN/nginx.pid"; then
+		local pid
+		pid=$(cat "$RUN/nginx.pid")
+		kill -QUIT "$pid"
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -TERM "$pid" 2>/dev/null || true
+	fi
+}
+
+stop_redis() {
+	if pidfile_alive "$RUN/redis.pid"; then
+		local pid
+		pid=$(cat "$RUN/redis.pid")
+		redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	fi
+}
+
+stop_pg() {
+	if [ -s "$PGDATA/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+	fi
+}
+
+stop_all() {
+	say "stopping the stack in $STACK_DIR"
+	stop_nginx
+	stop_apps
+	stop_redis
+	stop_pg
+	say "stopped (data kept in $STACK_DIR)"
+}
+
+cmd=${1:-}
+case "$cmd" in
+run)
+	trap 'stop_all; exit 0' INT TERM
+	start_all || { stop_all; exit 1; }
+	banner
+	if [ "${DETACH:-0}" = 1 ]; then
+		trap - INT TERM
+		echo "  detached: make stop ends it"
+		exit 0
+	fi
+	echo "  Ctrl-C stops everything. Request log follows."
+	tail -n 0 -F "$LOG"/app-*.log &
+	wait $! || true
+	;;
+start)
+	start_all || { stop_all; exit 1; }
+	;;
+stop) stop_all ;;
+pg-stop) stop_pg ;;
+pg-kill) [ -s "$PGDATA/postmaster.pid" ] && kill -KILL "$(head -1 "$PGDATA/postmaster.pid")" ;;
+pg-start) start_pg ;;
+redis-stop) stop_redis ;;
+redis-start) start_redis ;;
+app-stop) stop_apps ;;
+app-start)
+	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
+	for i in $(seq "$APP_PROCESSES"); do wait_app "$i"; done
+	;;
+*)
+	echo "usage: $0 run|start|stop|pg-stop|pg-start|pg-kill|redis-stop|redis-start|app-stop|app-start" >&2
+	exit 2
+	;;
+esac
