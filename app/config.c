@@ -99,6 +99,24 @@ static int check_database_url(const char *url, char *err, size_t errlen)
 		PQfreemem(perr);
 		return -1;
 	}
+	/* libpq keeps ports as text: check each (a list for several hosts). */
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		char *list, *tok, *save = NULL;
+		int64_t port;
+
+		if (strcmp(o->keyword, "port") != 0 || o->val == NULL || *o->val == '\0')
+			continue;
+		list = xstrdup(o->val);
+		for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (*tok && parse_int64(tok, 1, 65535, &port) != 0) {
+				snprintf(err, errlen, "DATABASE_URL is invalid: port must be 1-65535");
+				free(list);
+				PQconninfoFree(opts);
+				return -1;
+			}
+		}
+		free(list);
+	}
 	PQconninfoFree(opts);
 	return 0;
 }

@@ -1,0 +1,184 @@
+"""A throwaway stack for the integration tests, and helpers to talk to it.
+
+The stack is the real thing: PostgreSQL 15, Redis, nginx with TLS and
+paintstudio processes, started by scripts/stack.sh in a temporary folder on
+free loopback ports, and stopped afterwards. Tests reach the service only
+through nginx over HTTPS, as a client would.
+"""
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STACK = None  # set by tests/run.py
+ADMIN_PASSWORD = "integration-admin-password"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "WARNING: ThreadSanitizer")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:300]!r}>"
+
+
+class Stack:
+    def __init__(self, binary, processes=2, seed=10000, extra_env=None):
+        self.binary = binary
+        self.dir = tempfile.mkdtemp(prefix="paintstudio-test-")
+        os.chmod(self.dir, 0o755)  # the postgres user must reach its data
+        self.https_port = free_port()
+        self.pg_port = free_port()
+        self.redis_port = free_port()
+        self.processes = processes
+        self.env = dict(os.environ)
+        self.env.update({
+            "STACK_DIR": self.dir,
+            "HTTPS_PORT": str(self.https_port),
+            "PG_PORT": str(self.pg_port),
+            "REDIS_PORT": str(self.redis_port),
+            "APP_PROCESSES": str(processes),
+            "SEED_COUNT": str(seed),
+            "BIN": binary,
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "LOG_LEVEL": "info",
+            "LOG_FORMAT": "json",
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0",
+            "LSAN_OPTIONS": "suppressions=" + os.path.join(REPO, "tests", "lsan.supp"),
+        })
+        for k in ("DATABASE_URL", "REDIS_URL", "FCGI_LISTEN"):
+            self.env.pop(k, None)
+        self.env.update(extra_env or {})
+        self.settings = {}
+        self.ctx = None
+
+    # -- life cycle ---------------------------------------------------------
+    def script(self, *args, timeout=180, check=True):
+        p = subprocess.run([os.path.join(REPO, "scripts", "stack.sh"), *args],
+                           env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"stack.sh {' '.join(args)} failed ({p.returncode}):\n"
+                               f"{p.stdout}\n{p.stderr}")
+        return p
+
+    def start(self):
+        t0 = time.monotonic()
+        self.script("start")
+        with open(os.path.join(self.dir, "stack.env")) as f:
+            for line in f:
+                if line.startswith("export "):
+                    k, v = line[7:].strip().split("=", 1)
+                    self.settings[k] = v.strip("'")
+        self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "tls", "cert.pem"))
+        print(f"stack: started in {time.monotonic() - t0:.1f}s in {self.dir}", flush=True)
+
+    def stop(self):
+        try:
+            self.script("stop", timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs(self, pattern="app-*.log"):
+        import glob
+        out = []
+        for p in sorted(glob.glob(os.path.join(self.dir, "log", pattern))):
+            with open(p, errors="replace") as f:
+                out.append((p, f.read()))
+        return out
+
+    def tail_logs(self, n=40):
+        return "\n".join(f"--- {p}\n" + "\n".join(text.splitlines()[-n:])
+                         for p, text in self.logs("*.log"))
+
+    def sanitizer_reports(self):
+        found = []
+        for p, text in self.logs():
+            for line_no, line in enumerate(text.splitlines()):
+                if any(m in line for m in SANITIZER_MARKS):
+                    found.append(f"{p}:{line_no + 1}: {line}")
+                    lines = text.splitlines()[line_no:line_no + 30]
+                    found.append("\n".join(lines))
+                    break
+        return "\n".join(found)
+
+    # -- HTTP through nginx -------------------------------------------------
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        conn = http.client.HTTPSConnection("127.0.0.1", self.https_port,
+                                           context=self.ctx, timeout=timeout)
+        try:
+            h = dict(headers or {})
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    # -- PostgreSQL ---------------------------------------------------------
+    def psql(self, sql, admin=False, db="paintstudio"):
+        url = self.settings["DATABASE_URL"]
+        if admin:
+            url = self.settings["PG_ADMIN_URL"].rsplit("/", 1)[0] + "/" + db
+        p = subprocess.run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql failed: {p.stderr}")
+        return p.stdout.strip()
+
+    def service_connections(self):
+        """Connections PostgreSQL has open for the service (application_name)."""
+        return int(self.psql("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE application_name = 'paint_studio'", admin=True))
+
+    def wait_until(self, predicate, timeout=30, interval=0.2, what="condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+    def run_binary(self, *args, env=None, timeout=60, stdin=None):
+        e = dict(self.env)
+        e["DATABASE_URL"] = self.settings["DATABASE_URL"]
+        e["REDIS_URL"] = self.settings["REDIS_URL"]
+        e.update(env or {})
+        return subprocess.run([self.binary, *args], env=e, capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO, stdin=stdin)
+
+
+def stack():
+    if STACK is None:
+        raise RuntimeError("run the integration tests through tests/run.py (make test)")
+    return STACK

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Run every test suite and total them on one closing line.
+
+1. C unit tests (cmocka, TAP output) from BUILD/tests/.
+2. Integration tests (tests/integration/test_*.py, unittest) against a
+   throwaway stack: PostgreSQL, Redis, nginx and two paintstudio processes
+   started on free loopback ports in a temporary folder, stopped afterwards.
+3. The service's logs are checked for sanitizer reports.
+
+The last line is exactly "N passed, N failed[, N skipped]"; the exit code is
+non-zero when anything failed.
+"""
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "integration"))
+
+import harness  # noqa: E402
+
+
+class Tally:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures = []
+
+    def add(self, suite, name, outcome, detail=""):
+        if outcome == "pass":
+            self.passed += 1
+        elif outcome == "skip":
+            self.skipped += 1
+        else:
+            self.failed += 1
+            self.failures.append(f"{suite}: {name}: {detail}".rstrip())
+
+
+def run_unit(build, tally):
+    bins = sorted(p for p in glob.glob(os.path.join(build, "tests", "test_*"))
+                  if os.access(p, os.X_OK) and "." not in os.path.basename(p))
+    if not bins:
+        tally.add("unit", "binaries", "fail", f"no unit test binaries in {build}/tests")
+    env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
+    for b in bins:
+        suite = os.path.basename(b)
+        t0 = time.monotonic()
+        p = subprocess.run([b], capture_output=True, text=True, env=env, timeout=300)
+        seen = 0
+        for line in p.stdout.splitlines():
+            if line.startswith("ok "):
+                seen += 1
+                tally.add(suite, line, "pass")
+            elif line.startswith("not ok "):
+                seen += 1
+                tally.add(suite, line, "fail", p.stdout[-2000:] + p.stderr[-2000:])
+        if seen == 0 or (p.returncode != 0 and "not ok" not in p.stdout):
+            tally.add(suite, "exit", "fail", f"exit {p.returncode}: {p.stderr[-3000:]}")
+        print(f"unit {suite}: {seen} tests in {time.monotonic() - t0:.1f}s"
+              + ("" if p.returncode == 0 else " (FAILED)"), flush=True)
+
+
+class CountingResult(unittest.TextTestResult):
+    tally = None
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.tally.add("integration", test.id(), "pass")
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self.tally.add("integration", test.id(), "fail", self._exc_info_to_string(err, test))
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self.tally.add("integration", test.id(), "fail", self._exc_info_to_string(err, test))
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            self.tally.add("integration", subtest.id(), "fail",
+                           self._exc_info_to_string(err, test))
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self.tally.add("integration", test.id(), "skip")
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self.tally.add("integration", test.id(), "fail", "unexpected success")
+
+    def addExpectedFailure(self, test, err):
+        super().addExpectedFailure(test, err)
+        self.tally.add("integration", test.id(), "fail", "expected failures are not allowed")
+
+
+def run_integration(build, tally, pattern):
+    stack = harness.Stack(binary=os.path.join(REPO, build, "paintstudio"))
+    try:
+        stack.start()
+    except Exception as e:  # the stack itself is a test: it must start
+        tally.add("integration", "stack start", "fail", str(e) + "\n" + stack.tail_logs())
+        stack.stop()
+        return
+    harness.STACK = stack
+    try:
+        loader = unittest.TestLoader()
+        suite = loader.discover(os.path.join(HERE, "integration"), pattern=pattern,
+                                top_level_dir=os.path.join(HERE, "integration"))
+        CountingResult.tally = tally
+        runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
+                                         resultclass=CountingResult)
+        runner.run(suite)
+    finally:
+        stack.stop()
+        reports = stack.sanitizer_reports()
+        if reports:
+            tally.add("sanitizers", "service logs", "fail", reports)
+        else:
+            tally.add("sanitizers", "service logs", "pass")
+        if os.environ.get("KEEP_STACK") != "1":
+            stack.cleanup()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build/address-undefined")
+    ap.add_argument("--only", choices=["unit", "integration"], default=None)
+    ap.add_argument("--pattern", default="test_*.py", help="integration files to run")
+    args = ap.parse_args()
+    tally = Tally()
+    os.chdir(REPO)
+    if args.only in (None, "unit"):
+        run_unit(args.build, tally)
+    if args.only in (None, "integration"):
+        run_integration(args.build, tally, args.pattern)
+    for f in tally.failures:
+        print("FAILED " + f[:4000], file=sys.stderr)
+    line = f"{tally.passed} passed, {tally.failed} failed"
+    if tally.skipped:
+        line += f", {tally.skipped} skipped"
+    print(line)
+    sys.exit(1 if tally.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

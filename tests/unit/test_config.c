@@ -1,0 +1,221 @@
+/* Unit tests of the config module: defaults, profiles, bad values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "config.h"
+
+static char err[512];
+
+static int load(struct config *cfg, char **env)
+{
+	err[0] = '\0';
+	return config_load(cfg, env, err, sizeof(err));
+}
+
+static void test_development_defaults(void **state)
+{
+	char *env[] = { NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), 0);
+	assert_int_equal(cfg.env, APP_ENV_DEVELOPMENT);
+	assert_int_equal(cfg.pool_size, 3);
+	assert_int_equal(cfg.max_overflow, 5);
+	assert_true(cfg.pool_timeout == 30.0);
+	assert_int_equal(cfg.pool_recycle, 3600);
+	assert_int_equal(cfg.pool_pre_ping, 0);
+	assert_int_equal(cfg.connect_timeout, 10);
+	assert_int_equal(cfg.statement_timeout_ms, 5000);
+	assert_string_equal(cfg.application_name, "paint_studio");
+	assert_null(cfg.sslmode);
+	assert_int_equal(cfg.cache_ttl, 300);
+	assert_int_equal(cfg.workers, 16);
+	assert_int_equal(cfg.log_level, LOG_INFO);
+	assert_int_equal(cfg.log_format, LOG_FORMAT_JSON);
+	assert_string_equal(cfg.redis.host, "127.0.0.1");
+	assert_int_equal(cfg.redis.port, 56379);
+	config_free(&cfg);
+}
+
+static void test_production_profile(void **state)
+{
+	char *env[] = { "APP_ENV=production", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), 0);
+	assert_int_equal(cfg.env, APP_ENV_PRODUCTION);
+	assert_int_equal(cfg.pool_size, 5);
+	assert_int_equal(cfg.max_overflow, 10);
+	assert_true(cfg.pool_timeout == 20.0);
+	assert_int_equal(cfg.pool_recycle, 300);
+	assert_int_equal(cfg.pool_pre_ping, 1);
+	assert_string_equal(cfg.sslmode, "require");
+	config_free(&cfg);
+}
+
+static void test_railway_implies_production(void **state)
+{
+	char *env[] = { "RAILWAY_ENVIRONMENT=staging", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), 0);
+	assert_int_equal(cfg.env, APP_ENV_PRODUCTION);
+	config_free(&cfg);
+}
+
+static void test_explicit_wins_over_profile(void **state)
+{
+	char *env[] = { "APP_ENV=production", "DB_POOL_SIZE=7", "DB_POOL_PRE_PING=0",
+			"DB_MAX_OVERFLOW=0", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), 0);
+	assert_int_equal(cfg.pool_size, 7);
+	assert_int_equal(cfg.pool_pre_ping, 0);
+	assert_int_equal(cfg.max_overflow, 0);
+	assert_int_equal(cfg.pool_recycle, 300);
+	config_free(&cfg);
+}
+
+static void test_both_url_schemes(void **state)
+{
+	char *a[] = { "DATABASE_URL=postgres://u:p@db.example:5432/x", NULL };
+	char *b[] = { "DATABASE_URL=postgresql://u@[::1]:5432/x?sslmode=disable", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, a), 0);
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, b), 0);
+	config_free(&cfg);
+}
+
+/* Each bad value must fail and name its variable in one line. */
+static void test_bad_values_name_the_variable(void **state)
+{
+	static const struct { const char *assign, *name; } bad[] = {
+		{ "DB_POOL_SIZE=abc", "DB_POOL_SIZE" },
+		{ "DB_POOL_SIZE=0", "DB_POOL_SIZE" },
+		{ "DB_POOL_SIZE=", NULL },	/* empty means default: accepted */
+		{ "WORKERS=0", "WORKERS" },
+		{ "WORKERS=16x", "WORKERS" },
+		{ "DB_POOL_TIMEOUT=-1", "DB_POOL_TIMEOUT" },
+		{ "DB_POOL_RECYCLE=-5", "DB_POOL_RECYCLE" },
+		{ "DB_MAX_OVERFLOW=-1", "DB_MAX_OVERFLOW" },
+		{ "DB_POOL_PRE_PING=2", "DB_POOL_PRE_PING" },
+		{ "DB_STATEMENT_TIMEOUT_MS=99999999999", "DB_STATEMENT_TIMEOUT_MS" },
+		{ "CACHE_TTL=1.5", "CACHE_TTL" },
+		{ "APP_ENV=staging", "APP_ENV" },
+		{ "LOG_LEVEL=loud", "LOG_LEVEL" },
+		{ "LOG_FORMAT=xml", "LOG_FORMAT" },
+		{ "DATABASE_URL=mysql://x", "DATABASE_URL" },
+		{ "DATABASE_URL=postgres://u@h:99999999/x", "DATABASE_URL" },
+		{ "REDIS_URL=http://x", "REDIS_URL" },
+		{ "REDIS_URL=redis://h:0", "REDIS_URL" },
+		{ "FCGI_LISTEN=nowhere", "FCGI_LISTEN" },
+		{ "FCGI_LISTEN=127.0.0.1:70000", "FCGI_LISTEN" },
+		{ "FCGI_LISTEN=unix:", "FCGI_LISTEN" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *env[] = { (char *)bad[i].assign, NULL };
+		struct config cfg;
+		int rc = load(&cfg, env);
+
+		if (bad[i].name == NULL) {
+			assert_int_equal(rc, 0);
+			config_free(&cfg);
+			continue;
+		}
+		if (rc != -1)
+			fail_msg("%s was accepted", bad[i].assign);
+		if (strstr(err, bad[i].name) != err)
+			fail_msg("error for %s does not start with the name: %s", bad[i].assign, err);
+		assert_null(strchr(err, '\n'));
+	}
+}
+
+static void test_range_in_message(void **state)
+{
+	char *env[] = { "WORKERS=0", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), -1);
+	assert_non_null(strstr(err, "1 to 1024"));
+}
+
+static void test_redis_url_forms(void **state)
+{
+	struct redis_url u;
+	char e[200];
+
+	(void)state;
+	assert_int_equal(redis_url_parse("redis://localhost", &u, e, sizeof(e)), 0);
+	assert_string_equal(u.host, "localhost");
+	assert_int_equal(u.port, 6379);
+	assert_int_equal(u.db, 0);
+	assert_null(u.password);
+	redis_url_free(&u);
+
+	assert_int_equal(redis_url_parse("redis://:s%40cret@cache:6380/2", &u, e, sizeof(e)), 0);
+	assert_string_equal(u.host, "cache");
+	assert_int_equal(u.port, 6380);
+	assert_int_equal(u.db, 2);
+	assert_string_equal(u.password, "s@cret");
+	assert_null(u.username);
+	redis_url_free(&u);
+
+	assert_int_equal(redis_url_parse("redis://default:pw@[fd00::1]:6379", &u, e, sizeof(e)), 0);
+	assert_string_equal(u.host, "fd00::1");
+	assert_string_equal(u.username, "default");
+	assert_string_equal(u.password, "pw");
+	redis_url_free(&u);
+
+	assert_int_equal(redis_url_parse("redis://", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://h:", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://h:12ab", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://h/x", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://:%zz@h", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://:%00@h", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://[::1", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("redis://h o/", &u, e, sizeof(e)), -1);
+}
+
+static void test_empty_redis_disables_cache(void **state)
+{
+	char *env[] = { "REDIS_URL=", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), 0);
+	assert_null(cfg.redis.host);
+	config_free(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_development_defaults),
+		cmocka_unit_test(test_production_profile),
+		cmocka_unit_test(test_railway_implies_production),
+		cmocka_unit_test(test_explicit_wins_over_profile),
+		cmocka_unit_test(test_both_url_schemes),
+		cmocka_unit_test(test_bad_values_name_the_variable),
+		cmocka_unit_test(test_range_in_message),
+		cmocka_unit_test(test_redis_url_forms),
+		cmocka_unit_test(test_empty_redis_disables_cache),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

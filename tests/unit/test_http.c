@@ -1,0 +1,203 @@
+/* Unit tests of request parsing: paths, query strings, ids, UTF-8, JSON escapes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "paints.h"
+#include "strbuf.h"
+#include "util.h"
+
+static void test_decode_path(void **state)
+{
+	char *p;
+
+	(void)state;
+	assert_int_equal(http_decode_path("/admin/paints/1?x=1", &p), 0);
+	assert_string_equal(p, "/admin/paints/1");
+	free(p);
+	assert_int_equal(http_decode_path("/a%20b/%C3%A9", &p), 0);
+	assert_string_equal(p, "/a b/\xc3\xa9");
+	free(p);
+	assert_int_equal(http_decode_path("/a+b", &p), 0);
+	assert_string_equal(p, "/a+b");	/* '+' is literal in paths */
+	free(p);
+	assert_int_equal(http_decode_path("/a%00b", &p), -1);
+	assert_int_equal(http_decode_path("/a%2", &p), -1);
+	assert_int_equal(http_decode_path("/a%zz", &p), -1);
+	assert_int_equal(http_decode_path("/%ff", &p), -1);	/* not UTF-8 */
+	assert_int_equal(http_decode_path("/%C0%AF", &p), -1);	/* overlong */
+	assert_int_equal(http_decode_path("relative", &p), -1);
+	assert_int_equal(http_decode_path("", &p), -1);
+}
+
+static void test_parse_query(void **state)
+{
+	struct http_query q;
+
+	(void)state;
+	assert_int_equal(http_parse_query("brand=Golden+Acrylics&q=%C3%A9t%C3%A9&flag&&x=", &q), 0);
+	assert_int_equal(q.count, 4);
+	assert_string_equal(http_query_get(&q, "brand"), "Golden Acrylics");
+	assert_string_equal(http_query_get(&q, "q"), "\xc3\xa9t\xc3\xa9");
+	assert_string_equal(http_query_get(&q, "flag"), "");
+	assert_string_equal(http_query_get(&q, "x"), "");
+	assert_null(http_query_get(&q, "missing"));
+	http_query_free(&q);
+
+	assert_int_equal(http_parse_query(NULL, &q), 0);
+	assert_int_equal(q.count, 0);
+	assert_int_equal(http_parse_query("", &q), 0);
+	assert_int_equal(q.count, 0);
+	assert_int_equal(http_parse_query("a=%00", &q), -1);
+	assert_int_equal(q.count, 0);
+	assert_int_equal(http_parse_query("a=%e9", &q), -1);
+	assert_int_equal(http_parse_query("a=1&b=%", &q), -1);
+}
+
+static void test_query_param_limit(void **state)
+{
+	struct strbuf sb;
+	struct http_query q;
+	int i;
+
+	(void)state;
+	strbuf_init(&sb);
+	for (i = 0; i < HTTP_MAX_PARAMS; i++)
+		strbuf_printf(&sb, "p%d=%d&", i, i);
+	assert_int_equal(http_parse_query(sb.buf, &q), 0);
+	assert_int_equal(q.count, HTTP_MAX_PARAMS);
+	http_query_free(&q);
+	strbuf_puts(&sb, "one=more");
+	assert_int_equal(http_parse_query(sb.buf, &q), -1);
+	strbuf_free(&sb);
+}
+
+static void test_paint_ids(void **state)
+{
+	int64_t id;
+
+	(void)state;
+	assert_int_equal(paints_parse_id("1", 1, &id), 0);
+	assert_int_equal(id, 1);
+	assert_int_equal(paints_parse_id("9223372036854775807", 19, &id), 0);
+	assert_int_equal(id, INT64_MAX);
+	assert_int_equal(paints_parse_id("9223372036854775808", 19, &id), -1);
+	assert_int_equal(paints_parse_id("99999999999999999999999", 23, &id), -1);
+	assert_int_equal(paints_parse_id("0", 1, &id), -1);
+	assert_int_equal(paints_parse_id("01", 2, &id), -1);
+	assert_int_equal(paints_parse_id("-1", 2, &id), -1);
+	assert_int_equal(paints_parse_id("+1", 2, &id), -1);
+	assert_int_equal(paints_parse_id("1e3", 3, &id), -1);
+	assert_int_equal(paints_parse_id("1 ", 2, &id), -1);
+	assert_int_equal(paints_parse_id("abc", 3, &id), -1);
+	assert_int_equal(paints_parse_id("", 0, &id), -1);
+	/* only the first len bytes count */
+	assert_int_equal(paints_parse_id("12/stock", 2, &id), 0);
+	assert_int_equal(id, 12);
+}
+
+static void test_parse_int64_bounds(void **state)
+{
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(parse_int64("-9223372036854775808", INT64_MIN, INT64_MAX, &v), 0);
+	assert_true(v == INT64_MIN);
+	assert_int_equal(parse_int64("-9223372036854775809", INT64_MIN, INT64_MAX, &v), -1);
+	assert_int_equal(parse_int64("5", 1, 4, &v), -1);
+	assert_int_equal(parse_int64("-", -5, 5, &v), -1);
+	assert_int_equal(parse_int64(" 5", 0, 9, &v), -1);
+}
+
+static void test_json_string_escapes(void **state)
+{
+	struct strbuf sb;
+
+	(void)state;
+	strbuf_init(&sb);
+	strbuf_json_string(&sb, "a\"b\\c\n\x01\xc3\xa9\xff");
+	assert_string_equal(sb.buf, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\\ufffd\"");
+	strbuf_free(&sb);
+}
+
+static void test_utf8(void **state)
+{
+	(void)state;
+	assert_true(utf8_valid("plain", 5));
+	assert_true(utf8_valid("\xe2\x82\xac", 3));
+	assert_true(utf8_valid("\xf0\x9f\x8e\xa8", 4));
+	assert_false(utf8_valid("\xed\xa0\x80", 3));	/* surrogate */
+	assert_false(utf8_valid("\xe2\x82", 2));		/* truncated */
+	assert_false(utf8_valid("\xf4\x90\x80\x80", 4));	/* > U+10FFFF */
+	assert_false(utf8_valid("a\0b", 3));
+}
+
+static void test_problem_shape(void **state)
+{
+	struct http_resp r;
+	struct json_object *o, *v;
+
+	(void)state;
+	http_resp_init(&r);
+	http_problem(&r, 404, "no paint has this id", NULL);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(r.content_type, "application/problem+json");
+	o = json_tokener_parse(r.body.buf);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "title", &v));
+	assert_string_equal(json_object_get_string(v), "Not Found");
+	assert_true(json_object_object_get_ex(o, "error", &v));
+	assert_string_equal(json_object_get_string(v), "Not Found");
+	assert_true(json_object_object_get_ex(o, "status", &v));
+	assert_int_equal(json_object_get_int(v), 404);
+	assert_true(json_object_object_get_ex(o, "detail", &v));
+	json_object_put(o);
+	http_resp_free(&r);
+}
+
+static void test_serialise(void **state)
+{
+	struct http_resp r;
+	struct strbuf out;
+
+	(void)state;
+	http_resp_init(&r);
+	http_resp_json_raw(&r, 200, "{}", 2);
+	http_resp_header(&r, "X-Test", "%d", 7);
+	strbuf_init(&out);
+	http_resp_serialise(&r, 0, &out);
+	assert_string_equal(out.buf, "Status: 200 OK\r\nContent-Type: application/json\r\n"
+				     "Content-Length: 2\r\nX-Test: 7\r\n\r\n{}");
+	strbuf_reset(&out);
+	http_resp_serialise(&r, 1, &out);	/* HEAD: headers only */
+	assert_null(strstr(out.buf, "{}"));
+	assert_non_null(strstr(out.buf, "Content-Length: 2"));
+	strbuf_reset(&out);
+	r.status = 304;
+	http_resp_serialise(&r, 0, &out);
+	assert_string_equal(out.buf, "Status: 304 Not Modified\r\nX-Test: 7\r\n\r\n");
+	strbuf_free(&out);
+	http_resp_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decode_path),
+		cmocka_unit_test(test_parse_query),
+		cmocka_unit_test(test_query_param_limit),
+		cmocka_unit_test(test_paint_ids),
+		cmocka_unit_test(test_parse_int64_bounds),
+		cmocka_unit_test(test_json_string_escapes),
+		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_problem_shape),
+		cmocka_unit_test(test_serialise),
+	};
+
+	return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+}

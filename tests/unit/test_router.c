@@ -1,0 +1,116 @@
+/* Unit tests of the router: patterns, variables, 404 and 405 with Allow. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "router.h"
+
+static void h_list(struct ctx *c) { (void)c; }
+static void h_get(struct ctx *c) { (void)c; }
+static void h_put(struct ctx *c) { (void)c; }
+static void h_stats(struct ctx *c) { (void)c; }
+static void h_stock(struct ctx *c) { (void)c; }
+
+static const struct route table[] = {
+	{ "GET", "/admin/paints", h_list, "list" },
+	{ "POST", "/admin/paints", h_list, "create" },
+	{ "GET", "/admin/paints/stats", h_stats, "stats" },
+	{ "GET", "/admin/paints/{id}", h_get, "get" },
+	{ "PUT", "/admin/paints/{id}", h_put, "put" },
+	{ "DELETE", "/admin/paints/{id}", h_put, "delete" },
+	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock" },
+};
+#define N (sizeof(table) / sizeof(table[0]))
+
+static void test_literal_and_variable(void **state)
+{
+	struct route_match m;
+
+	(void)state;
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "list");
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints/stats", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "stats");
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints/42", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "get");
+	assert_int_equal(m.nvars, 1);
+	assert_int_equal(m.varlen[0], 2);
+	assert_memory_equal(m.var[0], "42", 2);
+	assert_int_equal(router_match(table, N, "POST", "/admin/paints/7/stock", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "stock");
+	assert_memory_equal(m.var[0], "7", 1);
+}
+
+static void test_head_is_get(void **state)
+{
+	struct route_match m;
+
+	(void)state;
+	assert_int_equal(router_match(table, N, "HEAD", "/admin/paints/1", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "get");
+}
+
+static void test_not_found(void **state)
+{
+	struct route_match m;
+
+	(void)state;
+	assert_int_equal(router_match(table, N, "GET", "/admin/paint", &m), ROUTE_NOT_FOUND);
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints/", &m), ROUTE_NOT_FOUND);
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints//stock", &m), ROUTE_NOT_FOUND);
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints/1/stock/x", &m), ROUTE_NOT_FOUND);
+	assert_int_equal(router_match(table, N, "GET", "", &m), ROUTE_NOT_FOUND);
+	assert_int_equal(router_match(table, N, "GET", "/", &m), ROUTE_NOT_FOUND);
+}
+
+static void test_method_not_allowed_lists_allow(void **state)
+{
+	struct route_match m;
+
+	(void)state;
+	assert_int_equal(router_match(table, N, "PATCH", "/admin/paints/1", &m),
+			 ROUTE_METHOD_NOT_ALLOWED);
+	assert_string_equal(m.allow, "GET, HEAD, PUT, DELETE");
+	assert_int_equal(router_match(table, N, "DELETE", "/admin/paints", &m),
+			 ROUTE_METHOD_NOT_ALLOWED);
+	assert_string_equal(m.allow, "GET, HEAD, POST");
+	/* stats also matches {id}: its Allow merges both routes once each */
+	assert_int_equal(router_match(table, N, "POST", "/admin/paints/stats", &m),
+			 ROUTE_METHOD_NOT_ALLOWED);
+	assert_string_equal(m.allow, "GET, HEAD, PUT, DELETE");
+}
+
+static void test_service_table_is_sane(void **state)
+{
+	size_t n, i;
+	const struct route *r = router_routes(&n);
+	struct route_match m;
+
+	(void)state;
+	assert_true(n > 0);
+	for (i = 0; i < n; i++) {
+		assert_non_null(r[i].handler);
+		assert_non_null(r[i].name);
+		assert_true(r[i].pattern[0] == '/');
+	}
+	assert_int_equal(router_match(r, n, "GET", "/healthz", &m), ROUTE_FOUND);
+	assert_int_equal(router_match(r, n, "GET", "/readyz", &m), ROUTE_FOUND);
+	assert_int_equal(router_match(r, n, "GET", "/admin/paints/1", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "paints.get");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_literal_and_variable),
+		cmocka_unit_test(test_head_is_get),
+		cmocka_unit_test(test_not_found),
+		cmocka_unit_test(test_method_not_allowed_lists_allow),
+		cmocka_unit_test(test_service_table_is_sane),
+	};
+
+	return cmocka_run_group_tests_name("router", tests, NULL, NULL);
+}
