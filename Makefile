@@ -44,6 +44,9 @@ OBJS := $(SRCS:app/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Tests of modules against the real PostgreSQL of the test stack.
+DB_SRCS := $(wildcard tests/db/test_*.c)
+DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 
 .PHONY: all deps run stop test unit clean check-clang tsan
 all: $(BUILD)/paintstudio
@@ -67,10 +70,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
 	@echo "  TEST  $@"
 	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/obj/$*.d -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/dbtests/%: tests/db/%.c $(LIB_OBJS) | $(BUILD)/dbtests
+	@echo "  TEST  $@"
+	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/obj/db_$*.d -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/dbtests:
 	mkdir -p $@
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(DB_BINS)
 
 deps:
 	@scripts/deps.sh
@@ -82,13 +89,15 @@ run: deps
 stop:
 	@scripts/stack.sh stop
 
-# Every suite, against the sanitizer build; the last line totals them all.
+# Every suite, against the sanitizer build (the threaded database tests
+# also under ThreadSanitizer); the last line totals them all.
 test: deps
-	@$(MAKE) --no-print-directory all SANITIZE=address,undefined
-	@$(MAKE) --no-print-directory unit SANITIZE=address,undefined
-	@python3 tests/run.py --build build/address-undefined
+	@$(MAKE) --no-print-directory all unit SANITIZE=address,undefined
+	@$(MAKE) --no-print-directory unit SANITIZE=thread
+	@python3 tests/run.py --build build/address-undefined --tsan-build build/thread
 
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/obj/%.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/obj/%.d) \
+	$(DB_BINS:$(BUILD)/dbtests/%=$(BUILD)/obj/db_%.d)

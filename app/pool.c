@@ -35,9 +35,16 @@ struct pool {
 	pthread_mutex_t mu;
 	pthread_cond_t drained;		/* checked_out reached 0 (shutdown) */
 	struct pool_conn *idle;		/* LIFO: warm connections stay warm */
+	struct pool_conn *busy;		/* checked out and open (for leak reports) */
 	struct waiter *head, *tail;	/* FIFO of waiting checkouts */
 	int nidle, open, checked_out, waiting;
 	int closing;
+	/*
+	 * When one connection turns out broken, the server probably dropped
+	 * them all (a restart): connections created before this monotonic time
+	 * are pinged before use even without pre_ping.
+	 */
+	double suspect_before;
 	struct pool_stats st;		/* counters only (gauges from above) */
 };
 
@@ -114,7 +121,7 @@ static void grant_slot_locked(struct pool *p)
 int pool_checkout(struct pool *p, double timeout, const char *holder,
 		  struct pool_conn **out, struct pool_error *err)
 {
-	double start = now_mono(), deadline;
+	double start = now_mono(), deadline, suspect_before;
 	struct pool_conn *c = NULL;
 	int must_open = 0;
 
@@ -196,6 +203,7 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 	}
 	p->st.checkouts++;
 	p->st.wait_seconds_total += now_mono() - start;
+	suspect_before = p->suspect_before;
 	unlock(p);
 
 	if (c) {
@@ -209,7 +217,8 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 			p->st.recycled++;
 			p->st.closed++;
 			unlock(p);
-		} else if (p->set.pre_ping && now - c->last_used > POOL_PREPING_IDLE &&
+		} else if (((p->set.pre_ping && now - c->last_used > POOL_PREPING_IDLE) ||
+			    c->created < suspect_before) &&
 			   conn_ping(c->pg) != 0) {
 			conn_close(c);
 			must_open = 1;
@@ -240,8 +249,47 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 	}
 	c->holder = holder;
 	c->checked_out_at = now_mono();
+	c->leak_reported = 0;
+	lock(p);
+	c->prev = NULL;
+	c->next = p->busy;
+	if (p->busy)
+		p->busy->prev = c;
+	p->busy = c;
+	unlock(p);
 	*out = c;
 	return 0;
+}
+
+int pool_report_leaks(struct pool *p)
+{
+	enum { MAX_REPORT = 32 };
+	struct { const char *holder; double held; } found[MAX_REPORT];
+	double now = now_mono();
+	struct pool_conn *c;
+	int n = 0, i;
+
+	lock(p);
+	for (c = p->busy; c && n < MAX_REPORT; c = c->next) {
+		if (c->leak_reported || now - c->checked_out_at <= p->set.leak_threshold)
+			continue;
+		c->leak_reported = 1;
+		p->st.leaks++;
+		found[n].holder = c->holder;
+		found[n].held = now - c->checked_out_at;
+		n++;
+	}
+	unlock(p);
+	for (i = 0; i < n; i++) {
+		struct log_line l;
+
+		log_begin(&l, LOG_WARN, "database connection held past the leak threshold");
+		log_str(&l, "route", found[i].holder);
+		log_num(&l, "held_ms", found[i].held * 1000.0);
+		log_num(&l, "threshold_ms", p->set.leak_threshold * 1000.0);
+		log_end(&l);
+	}
+	return n;
 }
 
 void pool_release(struct pool *p, struct pool_conn *c)
@@ -253,7 +301,7 @@ void pool_release(struct pool *p, struct pool_conn *c)
 	if (held > p->set.leak_threshold) {
 		struct log_line l;
 
-		log_begin(&l, LOG_WARN, "database connection held too long");
+		log_begin(&l, LOG_WARN, "database connection returned after the leak threshold");
 		log_str(&l, "route", c->holder);
 		log_num(&l, "held_ms", held * 1000.0);
 		log_end(&l);
@@ -262,10 +310,19 @@ void pool_release(struct pool *p, struct pool_conn *c)
 	c->holder = NULL;
 
 	lock(p);
+	/* Leave the checked-out list. */
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->busy = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
 	p->checked_out--;
-	if (held > p->set.leak_threshold)
+	if (held > p->set.leak_threshold && !c->leak_reported)
 		p->st.leaks++;
 	if (!healthy) {
+		p->suspect_before = now;
 		p->open--;
 		p->st.invalidated++;
 		p->st.closed++;

@@ -37,6 +37,7 @@ static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
 
 static void *worker_main(void *arg);
+static void *housekeeping_main(void *arg);
 static void wake_handler(int sig);
 
 /* SIGUSR1 only interrupts a blocking call (accept, read): no work here. */
@@ -172,6 +173,31 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Periodic chores that must not wait for a request: reporting connections
+ * held past the leak threshold. Sleeps on drain_cv so shutdown wakes it.
+ */
+static void *housekeeping_main(void *arg)
+{
+	struct app *app = arg;
+
+	pthread_mutex_lock(&drain_mu);
+	while (!atomic_load(&stopping)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&drain_cv, &drain_mu, &ts);
+		if (atomic_load(&stopping))
+			break;
+		pthread_mutex_unlock(&drain_mu);
+		pool_report_leaks(app->pool);
+		pthread_mutex_lock(&drain_mu);
+	}
+	pthread_mutex_unlock(&drain_mu);
+	return NULL;
+}
+
 int server_run(struct app *app, int listen_fd)
 {
 	const struct config *cfg = app->cfg;
@@ -179,6 +205,7 @@ int server_run(struct app *app, int listen_fd)
 	struct sigaction sa;
 	sigset_t set;
 	struct timespec deadline;
+	pthread_t housekeeper;
 	int i, sig, left, rc = 0, stuck = 0;
 	double t0;
 
@@ -193,6 +220,8 @@ int server_run(struct app *app, int listen_fd)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	FCGX_Init();
+	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)
+		die("cannot start the housekeeping thread");
 	for (i = 0; i < cfg->workers; i++) {
 		workers[i].app = app;
 		workers[i].listen_fd = listen_fd;
@@ -216,7 +245,11 @@ int server_run(struct app *app, int listen_fd)
 	log_msg(LOG_INFO, "%s received: draining %d in-flight requests (at most %d s)",
 		sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&inflight),
 		cfg->shutdown_timeout);
+	pthread_mutex_lock(&drain_mu);
 	atomic_store(&stopping, 1);
+	pthread_cond_broadcast(&drain_cv);	/* the housekeeper leaves */
+	pthread_mutex_unlock(&drain_mu);
+	pthread_join(housekeeper, NULL);
 	/* Wake every thread blocked in accept(): new connections are refused. */
 	shutdown(listen_fd, SHUT_RDWR);
 

@@ -12,6 +12,9 @@
  * - A connection older than recycle seconds is replaced before use; with
  *   pre_ping, one idle for more than PREPING_IDLE seconds is checked first
  *   and replaced when dead, so callers never see a stale connection.
+ *   Without pre_ping, once one connection is found broken, every older one
+ *   is checked before its next use (a server restart drops them all), so
+ *   at most one request per restart sees the error.
  * - Every connection has the pool's prepared statements, prepared once
  *   when it opens.
  */
@@ -61,7 +64,9 @@ struct pool_conn {
 	double last_used;	/* monotonic; when last released */
 	double checked_out_at;
 	const char *holder;	/* route holding it (static string) */
-	struct pool_conn *next;	/* idle list link */
+	int leak_reported;	/* pool_report_leaks logged it already */
+	struct pool_conn *next;	/* idle list, or checked-out list */
+	struct pool_conn *prev;	/* checked-out list only */
 };
 
 struct pool_stats {
@@ -96,6 +101,13 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 
 /* Return a connection; it is cleaned, kept, handed to a waiter or closed. */
 void pool_release(struct pool *p, struct pool_conn *c);
+
+/*
+ * Log, once each, connections checked out for longer than the leak
+ * threshold, with the route holding them. Called periodically by the
+ * server's housekeeping thread; returns how many it logged.
+ */
+int pool_report_leaks(struct pool *p);
 
 /* A consistent snapshot of the pool's figures. */
 void pool_get_stats(struct pool *p, struct pool_stats *st);

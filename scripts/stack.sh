@@ -183,9 +183,12 @@ app_env() {
 }
 
 start_app() { # index
-	local i=$1
+	local i=$1 name=${DB_APPLICATION_NAME:-paint_studio}
 	app_env
-	FCGI_LISTEN=unix:$RUN/app-$i.sock setsid "$BIN" serve >>"$LOG/app-$i.log" 2>&1 </dev/null &
+	# Several processes: each shows in pg_stat_activity under its own name.
+	[ "$APP_PROCESSES" -gt 1 ] && name=$name-$i
+	DB_APPLICATION_NAME=$name FCGI_LISTEN=unix:$RUN/app-$i.sock \
+		setsid "$BIN" serve >>"$LOG/app-$i.log" 2>&1 </dev/null &
 	echo $! >"$RUN/app-$i.pid"
 }
 

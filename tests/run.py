@@ -40,14 +40,19 @@ class Tally:
             self.failures.append(f"{suite}: {name}: {detail}".rstrip())
 
 
-def run_unit(build, tally):
-    bins = sorted(p for p in glob.glob(os.path.join(build, "tests", "test_*"))
+def test_binaries(build, folder):
+    return sorted(p for p in glob.glob(os.path.join(build, folder, "test_*"))
                   if os.access(p, os.X_OK) and "." not in os.path.basename(p))
+
+
+def run_cmocka(bins, tally, label, extra_env=None):
+    """Run cmocka binaries with TAP output; every ok/not ok line counts."""
     if not bins:
-        tally.add("unit", "binaries", "fail", f"no unit test binaries in {build}/tests")
+        tally.add(label, "binaries", "fail", "no test binaries were built")
     env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT="TAP")
+    env.update(extra_env or {})
     for b in bins:
-        suite = os.path.basename(b)
+        suite = label + " " + os.path.basename(b)
         t0 = time.monotonic()
         p = subprocess.run([b], capture_output=True, text=True, env=env, timeout=300)
         seen = 0
@@ -60,8 +65,10 @@ def run_unit(build, tally):
                 tally.add(suite, line, "fail", p.stdout[-2000:] + p.stderr[-2000:])
         if seen == 0 or (p.returncode != 0 and "not ok" not in p.stdout):
             tally.add(suite, "exit", "fail", f"exit {p.returncode}: {p.stderr[-3000:]}")
-        print(f"unit {suite}: {seen} tests in {time.monotonic() - t0:.1f}s"
+        print(f"{suite}: {seen} tests in {time.monotonic() - t0:.1f}s"
               + ("" if p.returncode == 0 else " (FAILED)"), flush=True)
+        if p.returncode != 0:
+            sys.stdout.write(p.stdout[-3000:] + p.stderr[-6000:])
 
 
 class CountingResult(unittest.TextTestResult):
@@ -98,7 +105,21 @@ class CountingResult(unittest.TextTestResult):
         self.tally.add("integration", test.id(), "fail", "expected failures are not allowed")
 
 
-def run_integration(build, tally, pattern):
+def run_db_tests(build, tsan_build, tally, stack):
+    """C tests of modules against the stack's real PostgreSQL (and Redis)."""
+    env = {"DATABASE_URL": stack.settings["DATABASE_URL"],
+           "PG_ADMIN_URL": stack.settings["PG_ADMIN_URL"],
+           "REDIS_URL": stack.settings["REDIS_URL"],
+           "ASAN_OPTIONS": stack.env["ASAN_OPTIONS"],
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+           "LSAN_OPTIONS": stack.env["LSAN_OPTIONS"]}
+    run_cmocka(test_binaries(build, "dbtests"), tally, "db", env)
+    if tsan_build:
+        env["TSAN_OPTIONS"] = "halt_on_error=0:second_deadlock_stack=1"
+        run_cmocka(test_binaries(tsan_build, "dbtests"), tally, "db-tsan", env)
+
+
+def run_integration(build, tally, pattern, tsan_build=None, db_tests=True):
     stack = harness.Stack(binary=os.path.join(REPO, build, "paintstudio"))
     try:
         stack.start()
@@ -108,6 +129,8 @@ def run_integration(build, tally, pattern):
         return
     harness.STACK = stack
     try:
+        if db_tests:
+            run_db_tests(build, tsan_build, tally, stack)
         loader = unittest.TestLoader()
         suite = loader.discover(os.path.join(HERE, "integration"), pattern=pattern,
                                 top_level_dir=os.path.join(HERE, "integration"))
@@ -129,15 +152,18 @@ def run_integration(build, tally, pattern):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build/address-undefined")
+    ap.add_argument("--tsan-build", default=None,
+                    help="also run the database tests of this ThreadSanitizer build")
     ap.add_argument("--only", choices=["unit", "integration"], default=None)
     ap.add_argument("--pattern", default="test_*.py", help="integration files to run")
     args = ap.parse_args()
     tally = Tally()
     os.chdir(REPO)
     if args.only in (None, "unit"):
-        run_unit(args.build, tally)
+        run_cmocka(test_binaries(args.build, "tests"), tally, "unit")
     if args.only in (None, "integration"):
-        run_integration(args.build, tally, args.pattern)
+        run_integration(args.build, tally, args.pattern, args.tsan_build,
+                        db_tests=args.pattern == "test_*.py")
     for f in tally.failures:
         print("FAILED " + f[:4000], file=sys.stderr)
     line = f"{tally.passed} passed, {tally.failed} failed"

@@ -155,9 +155,32 @@ class Stack:
         return p.stdout.strip()
 
     def service_connections(self):
-        """Connections PostgreSQL has open for the service (application_name)."""
-        return int(self.psql("SELECT count(*) FROM pg_stat_activity "
-                             "WHERE application_name = 'paint_studio'", admin=True))
+        """Connections PostgreSQL has open for each service process, by
+        application_name (paint_studio-1, paint_studio-2, ...)."""
+        out = self.psql("SELECT application_name, count(*) FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'paint\\_studio%' GROUP BY 1", admin=True)
+        return {line.split("|")[0]: int(line.split("|")[1]) for line in out.splitlines() if line}
+
+    def restart_apps(self, **overrides):
+        """Restart the service processes with these settings; returns a
+        function that restores the original ones."""
+        self.script("app-stop")
+        saved = {k: self.env.get(k) for k in overrides}
+        self.env.update({k: str(v) for k, v in overrides.items()})
+        self.script("app-start")
+        self.wait_until(lambda: self.get("/readyz").status == 200, timeout=30, what="restart")
+
+        def restore():
+            self.script("app-stop")
+            for k, v in saved.items():
+                if v is None:
+                    self.env.pop(k, None)
+                else:
+                    self.env[k] = v
+            self.script("app-start")
+            self.wait_until(lambda: self.get("/readyz").status == 200, timeout=30,
+                            what="restart")
+        return restore
 
     def wait_until(self, predicate, timeout=30, interval=0.2, what="condition"):
         deadline = time.monotonic() + timeout

@@ -46,7 +46,7 @@ class Shutdown(unittest.TestCase):
             for t in threads:
                 t.start()
             s.wait_until(lambda: int(s.psql(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'paint_studio' "
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'paint_studio%' "
                 "AND wait_event_type = 'Lock'", admin=True)) >= 1,
                 timeout=10, what="requests blocked on the lock")
             for pid in pids:
@@ -54,8 +54,8 @@ class Shutdown(unittest.TestCase):
             time.sleep(0.7)
             for pid in pids:
                 # still draining: the blocked requests hold them
-                if int(s.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'paint_studio' AND wait_event_type = 'Lock'", admin=True)) > 0:
+                if int(s.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                              "'paint_studio%' AND wait_event_type = 'Lock'", admin=True)) > 0:
                     self.assertTrue(os.path.exists(f"/proc/{pid}"), "exited before its requests")
         finally:
             lock.release()

@@ -1,0 +1,714 @@
+/*
+ * The pool against a real PostgreSQL (DATABASE_URL, PG_ADMIN_URL from the
+ * test stack), with many threads. Every test uses its own application_name
+ * so PostgreSQL's own view (pg_stat_activity) can be checked too.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+
+static const struct pool_stmt stmts[] = {
+	{ "t_one", "SELECT 1" },
+	{ "t_sleep", "SELECT pg_sleep($1::float8)" },
+};
+
+static char appname[64];
+
+static void settings(struct pool_settings *s, const char *name, int size, int overflow,
+		     double timeout)
+{
+	const char *url = getenv("DATABASE_URL");
+
+	if (url == NULL)
+		fail_msg("DATABASE_URL is not set: run through tests/run.py");
+	snprintf(appname, sizeof(appname), "pooltest_%s_%d", name, (int)getpid());
+	memset(s, 0, sizeof(*s));
+	s->database_url = url;
+	s->application_name = appname;
+	s->size = size;
+	s->max_overflow = overflow;
+	s->timeout = timeout;
+	s->recycle = 3600;
+	s->pre_ping = 0;
+	s->connect_timeout = 5;
+	s->statement_timeout_ms = 10000;
+	s->leak_threshold = 60;
+	s->stmts = stmts;
+	s->nstmts = 2;
+}
+
+static PGconn *admin(void)
+{
+	PGconn *pg = PQconnectdb(getenv("PG_ADMIN_URL"));
+
+	if (PQstatus(pg) != CONNECTION_OK)
+		fail_msg("admin connection: %s", PQerrorMessage(pg));
+	return pg;
+}
+
+/* Server-side connections of this test's application_name. */
+static int server_conns(PGconn *adm)
+{
+	const char *params[1] = { appname };
+	PGresult *r = PQexecParams(adm, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+				   1, NULL, params, NULL, NULL, 0);
+	int n;
+
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	n = atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return n;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* A backend leaves pg_stat_activity shortly after its client closes. */
+static int settled_server_conns(PGconn *adm, int expect)
+{
+	int i, n = -1;
+
+	for (i = 0; i < 300; i++) {
+		n = server_conns(adm);
+		if (n == expect)
+			break;
+		sleep_ms(10);
+	}
+	return n;
+}
+
+static void must_query(PGconn *pg, const char *sql)
+{
+	PGresult *r = PQexec(pg, sql);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+}
+
+/* ---- the bound under a burst ------------------------------------------ */
+
+struct burst {
+	struct pool *p;
+	atomic_int holding, max_holding, ok, timeouts, other;
+	atomic_int stop_monitor, max_open_seen, max_server_seen;
+};
+
+static void *burst_worker(void *arg)
+{
+	struct burst *b = arg;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		struct pool_conn *c;
+		struct pool_error err;
+		int h, m;
+
+		if (pool_checkout(b->p, 0, "test", &c, &err) != 0) {
+			if (err.kind == POOL_ERR_TIMEOUT)
+				atomic_fetch_add(&b->timeouts, 1);
+			else
+				atomic_fetch_add(&b->other, 1);
+			continue;
+		}
+		h = atomic_fetch_add(&b->holding, 1) + 1;
+		m = atomic_load(&b->max_holding);
+		while (h > m && !atomic_compare_exchange_weak(&b->max_holding, &m, h))
+			;
+		{
+			const char *params[1] = { "0.002" };
+			PGresult *r = PQexecPrepared(c->pg, "t_sleep", 1, params, NULL, NULL, 0);
+
+			if (PQresultStatus(r) == PGRES_TUPLES_OK)
+				atomic_fetch_add(&b->ok, 1);
+			else
+				atomic_fetch_add(&b->other, 1);
+			PQclear(r);
+		}
+		atomic_fetch_sub(&b->holding, 1);
+		pool_release(b->p, c);
+	}
+	return NULL;
+}
+
+static void *burst_monitor(void *arg)
+{
+	struct burst *b = arg;
+	PGconn *adm = admin();
+
+	while (!atomic_load(&b->stop_monitor)) {
+		struct pool_stats st;
+		int n = server_conns(adm);
+
+		pool_get_stats(b->p, &st);
+		if (st.open > atomic_load(&b->max_open_seen))
+			atomic_store(&b->max_open_seen, st.open);
+		if (n > atomic_load(&b->max_server_seen))
+			atomic_store(&b->max_server_seen, n);
+		sleep_ms(5);
+	}
+	PQfinish(adm);
+	return NULL;
+}
+
+static void test_bound_never_exceeded(void **state)
+{
+	enum { THREADS = 64 };
+	struct pool_settings s;
+	struct burst b;
+	pthread_t th[THREADS], mon;
+	struct pool_stats st;
+	int i;
+
+	(void)state;
+	settings(&s, "bound", 3, 2, 30);
+	memset(&b, 0, sizeof(b));
+	b.p = pool_create(&s);
+	pthread_create(&mon, NULL, burst_monitor, &b);
+	for (i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, burst_worker, &b);
+	for (i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	atomic_store(&b.stop_monitor, 1);
+	pthread_join(mon, NULL);
+	pool_get_stats(b.p, &st);
+	assert_int_equal(atomic_load(&b.ok), THREADS * 8);
+	assert_int_equal(atomic_load(&b.other), 0);
+	assert_int_equal(atomic_load(&b.timeouts), 0);
+	assert_true(atomic_load(&b.max_holding) <= 5);
+	assert_int_equal(atomic_load(&b.max_holding), 5);	/* the burst did fill it */
+	assert_true(atomic_load(&b.max_open_seen) <= 5);
+	assert_true(atomic_load(&b.max_server_seen) <= 5);
+	/* overflow closed on return: an idle pool keeps size */
+	assert_int_equal(st.open, 3);
+	assert_int_equal(st.idle, 3);
+	assert_int_equal(st.checked_out, 0);
+	assert_int_equal(st.checkouts, THREADS * 8);
+	assert_int_equal(pool_shutdown(b.p, 1), 0);
+	pool_destroy(b.p);
+}
+
+/* ---- first come, first served ---------------------------------------- */
+
+struct fifo {
+	struct pool *p;
+	atomic_int next_order;
+	int order[16];
+};
+
+struct fifo_arg {
+	struct fifo *f;
+	int index;
+};
+
+static void *fifo_waiter(void *arg)
+{
+	struct fifo_arg *a = arg;
+	struct pool_conn *c;
+	struct pool_error err;
+
+	if (pool_checkout(a->f->p, 20, "fifo", &c, &err) != 0) {
+		a->f->order[a->index] = -1;
+		return NULL;
+	}
+	a->f->order[a->index] = atomic_fetch_add(&a->f->next_order, 1);
+	sleep_ms(2);
+	pool_release(a->f->p, c);
+	return NULL;
+}
+
+static void wait_waiting(struct pool *p, int n)
+{
+	int i;
+
+	for (i = 0; i < 2000; i++) {
+		struct pool_stats st;
+
+		pool_get_stats(p, &st);
+		if (st.waiting == n)
+			return;
+		sleep_ms(1);
+	}
+	fail_msg("never saw %d waiters", n);
+}
+
+static void test_waiters_served_in_arrival_order(void **state)
+{
+	enum { N = 10 };
+	struct pool_settings s;
+	struct fifo f;
+	struct fifo_arg args[N];
+	pthread_t th[N];
+	struct pool_conn *held, *late;
+	struct pool_error err;
+	int i;
+
+	(void)state;
+	settings(&s, "fifo", 1, 0, 20);
+	memset(&f, 0, sizeof(f));
+	f.p = pool_create(&s);
+	assert_int_equal(pool_checkout(f.p, 0, "holder", &held, &err), 0);
+	for (i = 0; i < N; i++) {
+		args[i].f = &f;
+		args[i].index = i;
+		pthread_create(&th[i], NULL, fifo_waiter, &args[i]);
+		wait_waiting(f.p, i + 1);	/* arrival order is known */
+	}
+	pool_release(f.p, held);
+	/* A newcomer while others wait must queue behind all of them. */
+	assert_int_equal(pool_checkout(f.p, 20, "late", &late, &err), 0);
+	for (i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < N; i++)
+		assert_int_equal(f.order[i], i);
+	assert_int_equal(atomic_load(&f.next_order), N);
+	pool_release(f.p, late);
+	assert_int_equal(pool_shutdown(f.p, 1), 0);
+	pool_destroy(f.p);
+}
+
+/* ---- timeout --------------------------------------------------------- */
+
+static void test_timeout_fires_at_its_value(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *held, *c = NULL;
+	struct pool_error err;
+	struct pool_stats st;
+	double t0, waited;
+
+	(void)state;
+	settings(&s, "timeout", 1, 0, 1.0);
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "holder", &held, &err), 0);
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0, "waiter", &c, &err), -1);
+	waited = now_mono() - t0;
+	assert_int_equal(err.kind, POOL_ERR_TIMEOUT);
+	assert_true(waited >= 1.0);
+	assert_null(c);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.waiting, 0);
+	pool_release(p, held);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+}
+
+/* ---- overflow, recycle, pre-ping ---------------------------------------- */
+
+static void test_overflow_closed_on_return(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c[5];
+	struct pool_error err;
+	struct pool_stats st;
+	PGconn *adm = admin();
+	int i;
+
+	(void)state;
+	settings(&s, "overflow", 2, 3, 5);
+	p = pool_create(&s);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(pool_checkout(p, 0, "t", &c[i], &err), 0);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.open, 5);
+	assert_int_equal(st.overflow, 3);
+	assert_int_equal(server_conns(adm), 5);
+	/* the bound holds: a sixth waits and times out */
+	{
+		struct pool_conn *x;
+
+		assert_int_equal(pool_checkout(p, 0.2, "t", &x, &err), -1);
+		assert_int_equal(err.kind, POOL_ERR_TIMEOUT);
+	}
+	for (i = 0; i < 5; i++)
+		pool_release(p, c[i]);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.open, 2);
+	assert_int_equal(st.idle, 2);
+	assert_int_equal(st.closed, 3);
+	assert_int_equal(settled_server_conns(adm, 2), 2);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+	assert_int_equal(settled_server_conns(adm, 0), 0);
+	PQfinish(adm);
+}
+
+static void test_recycle_replaces_old_connections(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	struct pool_stats st;
+	int pid1, pid2;
+
+	(void)state;
+	settings(&s, "recycle", 1, 0, 5);
+	s.recycle = 1;
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	pid1 = PQbackendPID(c->pg);
+	pool_release(p, c);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	assert_int_equal(PQbackendPID(c->pg), pid1);	/* young: reused */
+	pool_release(p, c);
+	sleep_ms(1200);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	pid2 = PQbackendPID(c->pg);
+	assert_int_not_equal(pid1, pid2);
+	must_query(c->pg, "SELECT 1");
+	pool_release(p, c);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.recycled, 1);
+	assert_int_equal(st.open, 1);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+}
+
+static void terminate(PGconn *adm, int pid)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", pid);
+	must_query(adm, sql);
+	sleep_ms(100);
+}
+
+static void test_pre_ping_hides_a_killed_connection(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	struct pool_stats st;
+	PGconn *adm = admin();
+	int pid;
+
+	(void)state;
+	settings(&s, "preping", 1, 0, 5);
+	s.pre_ping = 1;
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	pid = PQbackendPID(c->pg);
+	pool_release(p, c);
+	terminate(adm, pid);
+	sleep_ms((int)(POOL_PREPING_IDLE * 1000) + 100);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	assert_int_not_equal(PQbackendPID(c->pg), pid);
+	must_query(c->pg, "SELECT 1");	/* the caller never sees the error */
+	pool_release(p, c);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.invalidated, 1);
+	assert_int_equal(st.open, 1);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+	PQfinish(adm);
+}
+
+static void test_broken_connection_is_discarded_on_return(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	struct pool_stats st;
+	PGconn *adm = admin();
+	PGresult *r;
+	int pid;
+
+	(void)state;
+	settings(&s, "broken", 1, 0, 5);
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	pid = PQbackendPID(c->pg);
+	terminate(adm, pid);
+	r = PQexec(c->pg, "SELECT 1");
+	assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	pool_release(p, c);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.open, 0);
+	assert_int_equal(st.invalidated, 1);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	must_query(c->pg, "SELECT 1");
+	pool_release(p, c);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+	PQfinish(adm);
+}
+
+static void test_one_broken_connection_makes_older_ones_suspect(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *a, *b;
+	struct pool_error err;
+	PGconn *adm = admin();
+	PGresult *r;
+	int pa, pb;
+
+	(void)state;
+	settings(&s, "suspect", 2, 0, 5);	/* no pre-ping */
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "t", &a, &err), 0);
+	assert_int_equal(pool_checkout(p, 0, "t", &b, &err), 0);
+	pa = PQbackendPID(a->pg);
+	pb = PQbackendPID(b->pg);
+	pool_release(p, a);
+	pool_release(p, b);
+	terminate(adm, pa);	/* as a server restart would */
+	terminate(adm, pb);
+	/* LIFO: b comes first; without pre-ping its caller sees the error... */
+	assert_int_equal(pool_checkout(p, 0, "t", &b, &err), 0);
+	r = PQexec(b->pg, "SELECT 1");
+	assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	pool_release(p, b);
+	/* ...but only that one: a is checked before use and replaced */
+	assert_int_equal(pool_checkout(p, 0, "t", &a, &err), 0);
+	assert_int_not_equal(PQbackendPID(a->pg), pa);
+	must_query(a->pg, "SELECT 1");
+	pool_release(p, a);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+	PQfinish(adm);
+}
+
+static void test_returned_mid_transaction_comes_back_clean(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	PGresult *r;
+	int pid;
+
+	(void)state;
+	settings(&s, "txclean", 1, 0, 5);
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	pid = PQbackendPID(c->pg);
+	must_query(c->pg, "BEGIN");
+	must_query(c->pg, "CREATE TEMP TABLE pool_tx_probe (x int)");
+	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_INTRANS);
+	pool_release(p, c);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	assert_int_equal(PQbackendPID(c->pg), pid);	/* kept, not replaced */
+	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_IDLE);
+	/* rolled back: the table created in the transaction is gone */
+	r = PQexec(c->pg, "SELECT to_regclass('pg_temp.pool_tx_probe') IS NULL");
+	assert_string_equal(PQgetvalue(r, 0, 0), "t");
+	PQclear(r);
+	/* a failed transaction too */
+	must_query(c->pg, "BEGIN");
+	r = PQexec(c->pg, "SELECT 1/0");
+	PQclear(r);
+	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_INERROR);
+	pool_release(p, c);
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_IDLE);
+	must_query(c->pg, "SELECT 1");
+	pool_release(p, c);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+}
+
+static void test_statements_prepared_once_per_connection(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	PGresult *r;
+	int i;
+
+	(void)state;
+	settings(&s, "prepared", 1, 0, 5);
+	p = pool_create(&s);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+		r = PQexecPrepared(c->pg, "t_one", 0, NULL, NULL, NULL, 0);
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		PQclear(r);
+		r = PQexec(c->pg, "SELECT count(*) FROM pg_prepared_statements");
+		assert_string_equal(PQgetvalue(r, 0, 0), "2");
+		PQclear(r);
+		pool_release(p, c);
+	}
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+}
+
+/* ---- faults: connect errors, shutdown ------------------------------------ */
+
+static void test_unreachable_database_fails_within_deadline(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	double t0, took;
+
+	(void)state;
+	settings(&s, "unreachable", 1, 0, 1.5);
+	s.database_url = "postgresql://nobody@127.0.0.1:1/none";	/* refused */
+	p = pool_create(&s);
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), -1);
+	took = now_mono() - t0;
+	assert_int_equal(err.kind, POOL_ERR_CONNECT);
+	assert_true(took >= 1.0);	/* retried with backoff... */
+	assert_true(took < 4.0);	/* ...but never past the deadline */
+	pool_destroy(p);
+}
+
+static void test_bad_password_fails_at_once(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	char url[512];
+	const char *real = getenv("DATABASE_URL");
+	const char *at = strchr(real + 14, '@');
+	double t0;
+
+	(void)state;
+	settings(&s, "badpw", 1, 0, 10);
+	snprintf(url, sizeof(url), "postgresql://paintstudio:wrong-password%s", at);
+	s.database_url = url;
+	p = pool_create(&s);
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), -1);
+	assert_int_equal(err.kind, POOL_ERR_CONNECT);
+	assert_non_null(strstr(err.msg, "authentication failed"));
+	assert_true(now_mono() - t0 < 5.0);	/* not retried for 10 s */
+	pool_destroy(p);
+}
+
+struct shut {
+	struct pool *p;
+	int rc;
+	enum pool_errkind kind;
+	double took;
+};
+
+static void *shut_waiter(void *arg)
+{
+	struct shut *w = arg;
+	struct pool_conn *c;
+	struct pool_error err;
+	double t0 = now_mono();
+
+	w->rc = pool_checkout(w->p, 30, "t", &c, &err);
+	w->kind = err.kind;
+	w->took = now_mono() - t0;
+	if (w->rc == 0)
+		pool_release(w->p, c);
+	return NULL;
+}
+
+static void test_shutdown_fails_waiters_promptly(void **state)
+{
+	struct pool_settings s;
+	struct shut w;
+	struct pool_conn *held, *late;
+	struct pool_error err;
+	pthread_t th;
+
+	(void)state;
+	settings(&s, "shutdown", 1, 0, 30);
+	memset(&w, 0, sizeof(w));
+	w.p = pool_create(&s);
+	assert_int_equal(pool_checkout(w.p, 0, "holder", &held, &err), 0);
+	pthread_create(&th, NULL, shut_waiter, &w);
+	wait_waiting(w.p, 1);
+	/* held is still out: shutdown gives up after its grace */
+	assert_int_equal(pool_shutdown(w.p, 0.2), 1);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, -1);
+	assert_int_equal(w.kind, POOL_ERR_CLOSED);
+	assert_true(w.took < 5.0);
+	/* no checkout after shutdown */
+	assert_int_equal(pool_checkout(w.p, 0, "t", &late, &err), -1);
+	assert_int_equal(err.kind, POOL_ERR_CLOSED);
+	pool_release(w.p, held);	/* returned after shutdown: closed */
+	{
+		struct pool_stats st;
+
+		pool_get_stats(w.p, &st);
+		assert_int_equal(st.open, 0);
+		assert_int_equal(st.checked_out, 0);
+	}
+	pool_destroy(w.p);
+}
+
+static void test_leak_report_names_the_route(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	struct pool_stats st;
+
+	(void)state;
+	settings(&s, "leak", 1, 0, 5);
+	s.leak_threshold = 0.1;
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "paints.get", &c, &err), 0);
+	assert_int_equal(pool_report_leaks(p), 0);
+	sleep_ms(200);
+	assert_int_equal(pool_report_leaks(p), 1);
+	assert_int_equal(pool_report_leaks(p), 0);	/* once per checkout */
+	pool_release(p, c);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.leaks, 1);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bound_never_exceeded),
+		cmocka_unit_test(test_waiters_served_in_arrival_order),
+		cmocka_unit_test(test_timeout_fires_at_its_value),
+		cmocka_unit_test(test_overflow_closed_on_return),
+		cmocka_unit_test(test_recycle_replaces_old_connections),
+		cmocka_unit_test(test_pre_ping_hides_a_killed_connection),
+		cmocka_unit_test(test_broken_connection_is_discarded_on_return),
+		cmocka_unit_test(test_one_broken_connection_makes_older_ones_suspect),
+		cmocka_unit_test(test_returned_mid_transaction_comes_back_clean),
+		cmocka_unit_test(test_statements_prepared_once_per_connection),
+		cmocka_unit_test(test_unreachable_database_fails_within_deadline),
+		cmocka_unit_test(test_bad_password_fails_at_once),
+		cmocka_unit_test(test_shutdown_fails_waiters_promptly),
+		cmocka_unit_test(test_leak_report_names_the_route),
+	};
+
+	log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
+	return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
+}
