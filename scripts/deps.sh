@@ -10,7 +10,7 @@ set -euo pipefail
 
 build_pkgs=(make gcc clang pkg-config libc6-dev
 	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
-stack_pkgs=(postgresql-15 postgresql-contrib-15 redis-server redis-tools
+stack_pkgs=(postgresql-15 redis-server redis-tools
 	nginx openssl ca-certificates curl procps python3)
 test_pkgs=(libcmocka-dev)
 
