@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 static int read_body(struct ctx *c, FCGX_Request *r);
@@ -142,6 +143,76 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 	}
 }
 
+/* Deep enough for any paint; shallow enough that nesting cannot hurt. */
+#define JSON_MAX_DEPTH 16
+
+/* The media type of a Content-Type value equals type (case-insensitive). */
+static int media_type_is(const char *ct, const char *type)
+{
+	size_t n = strlen(type);
+
+	ct += strspn(ct, " \t");
+	return strncasecmp(ct, type, n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
+}
+
+struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
+{
+	const char *ct = http_param(&c->req, "CONTENT_TYPE");
+	struct json_tokener *tok;
+	struct json_object *o;
+	enum json_tokener_error jerr;
+	size_t end;
+
+	if (c->body_json)
+		return c->body_json;
+	if (ct == NULL || !(media_type_is(ct, "application/json") ||
+			    (merge_patch && media_type_is(ct, "application/merge-patch+json")))) {
+		http_problem(&c->resp, 415, merge_patch
+			     ? "send the body as application/json or application/merge-patch+json"
+			     : "send the body as application/json", NULL);
+		return NULL;
+	}
+	if (c->req.body == NULL || c->req.body_len == 0) {
+		http_problem(&c->resp, 400, "the body is empty: a JSON object is expected", NULL);
+		return NULL;
+	}
+	/* json-c lets UTF-8-encoded surrogates through: check the bytes first. */
+	if (!utf8_valid(c->req.body, c->req.body_len)) {
+		http_problem(&c->resp, 400, "the body is not valid UTF-8", NULL);
+		return NULL;
+	}
+	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+	if (tok == NULL)
+		die("json_tokener_new_ex: out of memory");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, c->req.body, (int)c->req.body_len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (jerr != json_tokener_success || o == NULL ||
+	    end + strspn(c->req.body + end, " \t\r\n") != c->req.body_len) {
+		char detail[160];
+
+		if (o)
+			json_object_put(o);
+		snprintf(detail, sizeof(detail), "the body is not valid JSON: %s",
+			 jerr == json_tokener_success ? "unexpected data after the value"
+			 : jerr == json_tokener_continue ? "it ends too early"
+			 : jerr == json_tokener_error_depth ? "nested too deeply"
+			 : json_tokener_error_desc(jerr));
+		http_problem(&c->resp, 400, detail, NULL);
+		return NULL;
+	}
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		http_problem(&c->resp, 422, "the body must be a JSON object", NULL);
+		return NULL;
+	}
+	c->body_json = o;
+	return o;
+}
+
 int ctx_var(const struct ctx *c, int i, char *buf, size_t size)
 {
 	if (i >= c->match.nvars || c->match.varlen[i] >= size)
@@ -175,6 +246,9 @@ static void release_all(struct ctx *c)
 		pool_release(c->app->pool, c->db);
 		c->db = NULL;
 	}
+	if (c->body_json)
+		json_object_put(c->body_json);
+	c->body_json = NULL;
 	http_query_free(&c->req.query);
 	free(c->req.path);
 	free(c->req.body);

@@ -204,3 +204,36 @@ void http_resp_serialise(const struct http_resp *resp, int head_only, struct str
 	if (!bodyless && !head_only)
 		strbuf_append(out, resp->body.buf, resp->body.len);
 }
+
+int http_etag_matches(const char *header, const char *etag, int weak)
+{
+	size_t elen = strlen(etag);
+	const char *p = header;
+
+	if (header == NULL)
+		return 0;
+	while (*p) {
+		int is_weak = 0;
+		const char *end;
+
+		p += strspn(p, " \t,");
+		if (*p == '\0')
+			break;
+		if (*p == '*')
+			return 1;
+		if (p[0] == 'W' && p[1] == '/') {
+			is_weak = 1;
+			p += 2;
+		}
+		if (*p != '"')
+			return 0;	/* malformed list: match nothing */
+		end = strchr(p + 1, '"');
+		if (end == NULL)
+			return 0;
+		if ((size_t)(end + 1 - p) == elen && memcmp(p, etag, elen) == 0 &&
+		    (weak || !is_weak))
+			return 1;
+		p = end + 1;
+	}
+	return 0;
+}

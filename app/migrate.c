@@ -98,7 +98,6 @@ static int load_dir(const char *dir, struct migration **out, int *count,
 		crypto_hash_sha256(hash, (const unsigned char *)sb.buf, sb.len);
 		sodium_bin2hex(m[n].sha, sizeof(m[n].sha), hash, sizeof(hash));
 		m[n].sql = strbuf_detach(&sb, NULL);
-		strbuf_free(&sb);
 		n++;
 	}
 	closedir(d);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -570,6 +572,7 @@ static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		PQclear(r);
 	}
 	c->pg = pg;
+	c->ndyn = c->dyn_next = 0;	/* a new session has no dynamic statements */
 	c->created = c->last_used = now_mono();
 	return 0;
 }
@@ -615,4 +618,45 @@ static int conn_clean(PGconn *pg)
 	default:
 		return -1;	/* ACTIVE or UNKNOWN: not worth rescuing */
 	}
+}
+
+PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
+			    const char *const *params)
+{
+	uint64_t h;
+	char name[24];
+	int i, slot = -1;
+
+	crypto_generichash((unsigned char *)&h, sizeof(h), (const unsigned char *)sql,
+			   strlen(sql), NULL, 0);
+	snprintf(name, sizeof(name), "d_%016llx", (unsigned long long)h);
+	for (i = 0; i < c->ndyn; i++)
+		if (c->dyn[i] == h)
+			return PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
+	if (c->ndyn < POOL_DYN_MAX) {
+		slot = c->ndyn++;
+	} else {
+		char old[24], sqlbuf[48];
+
+		slot = c->dyn_next;
+		c->dyn_next = (c->dyn_next + 1) % POOL_DYN_MAX;
+		snprintf(old, sizeof(old), "d_%016llx", (unsigned long long)c->dyn[slot]);
+		snprintf(sqlbuf, sizeof(sqlbuf), "DEALLOCATE %s", old);
+		PQclear(PQexec(c->pg, sqlbuf));
+	}
+	{
+		PGresult *r = PQprepare(c->pg, name, sql, nparams, NULL);
+
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			/* Forget the slot; hand the preparation error to the caller. */
+			if (slot == c->ndyn - 1 && c->ndyn < POOL_DYN_MAX)
+				c->ndyn--;
+			else
+				c->dyn[slot] = 0;	/* deallocated above */
+			return r;
+		}
+		PQclear(r);
+	}
+	c->dyn[slot] = h;
+	return PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
 }

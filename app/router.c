@@ -9,7 +9,14 @@ static const struct route routes[] = {
 	{ "GET", "/healthz", health_live, "healthz" },
 	{ "GET", "/readyz", health_ready, "readyz" },
 	{ "GET", "/admin/pool", health_pool, "admin.pool" },
+	{ "GET", "/admin/paints", paints_list, "paints.list" },
+	{ "POST", "/admin/paints", paints_create, "paints.create" },
+	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats" },
 	{ "GET", "/admin/paints/{id}", paints_get, "paints.get" },
+	{ "PUT", "/admin/paints/{id}", paints_put, "paints.put" },
+	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch" },
+	{ "DELETE", "/admin/paints/{id}", paints_delete, "paints.delete" },
+	{ "POST", "/admin/paints/{id}/stock", paints_stock, "paints.stock" },
 };
 
 const struct route *router_routes(size_t *n)

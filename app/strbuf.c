@@ -170,6 +170,7 @@ char *strbuf_detach(struct strbuf *sb, size_t *len)
 
 	if (len)
 		*len = sb->len;
-	strbuf_init(sb);
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
 	return b;
 }

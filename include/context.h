@@ -31,6 +31,7 @@ struct ctx {
 	char request_id[65];
 	double t_start;			/* monotonic */
 	double pool_wait;		/* seconds spent waiting in checkout */
+	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 };
 
 /* Serve one accepted request completely. Never fails: errors become responses. */
@@ -50,6 +51,15 @@ PGconn *ctx_db(struct ctx *c, double timeout);
  * are bugs and are logged. Does not clear r.
  */
 void ctx_db_error(struct ctx *c, const PGresult *r);
+
+/*
+ * The request body as a JSON object, parsed once and owned by the request.
+ * Requires Content-Type application/json (or, with merge_patch,
+ * application/merge-patch+json). Returns NULL after setting the error
+ * response: 415 for another type, 400 for an empty, malformed, too deeply
+ * nested or non-UTF-8 body, 422 for JSON that is not an object.
+ */
+struct json_object *ctx_json_body(struct ctx *c, int merge_patch);
 
 /* A route variable ("{id}") as a string copied into buf; -1 if too long. */
 int ctx_var(const struct ctx *c, int i, char *buf, size_t size);

@@ -83,6 +83,14 @@ void http_resp_json_raw(struct http_resp *resp, int status, const char *json, si
 void http_problem(struct http_resp *resp, int status, const char *detail,
 		  struct json_object *errors);
 
+/*
+ * Whether an If-Match / If-None-Match header value (a list of entity
+ * tags, or "*") matches etag (a quoted strong tag such as "\"v3\"").
+ * weak: If-None-Match's weak comparison (W/ prefixes ignored); otherwise
+ * If-Match's strong comparison (a W/ tag never matches). 1 or 0.
+ */
+int http_etag_matches(const char *header, const char *etag, int weak);
+
 /* The standard reason phrase of a status code ("Not Found"). */
 const char *http_reason(int status);
 

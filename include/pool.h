@@ -58,8 +58,14 @@ struct pool_error {
 	char msg[256];
 };
 
+/* Statements of varying shape prepared lazily on one connection. */
+#define POOL_DYN_MAX 64
+
 struct pool_conn {
 	PGconn *pg;
+	uint64_t dyn[POOL_DYN_MAX];	/* hashes of the SQL prepared as "d_<hash>" */
+	int ndyn;			/* entries used */
+	int dyn_next;			/* next slot to reuse when full */
 	double created;		/* monotonic seconds */
 	double last_used;	/* monotonic; when last released */
 	double checked_out_at;
@@ -118,6 +124,15 @@ void pool_get_stats(struct pool *p, struct pool_stats *st);
  * Returns the number still checked out when it gave up (0 normally).
  */
 int pool_shutdown(struct pool *p, double grace);
+
+/*
+ * Execute sql (built only from fixed fragments: values go in params) as a
+ * prepared statement on c, preparing it the first time this connection
+ * sees that text; at most POOL_DYN_MAX shapes are kept per connection.
+ * Returns the result (caller PQclears; check its status), never NULL.
+ */
+PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
+			    const char *const *params);
 
 /*
  * One connection outside any pool (migrations, operator commands), with

@@ -32,7 +32,7 @@ void strbuf_json_string(struct strbuf *sb, const char *s);
 size_t utf8_seq_len(const unsigned char *p);
 /* 1 if s[0..len) is valid UTF-8 without NUL bytes, else 0. */
 int utf8_valid(const char *s, size_t len);
-/* Hand the buffer to the caller (who frees it) and reinitialise sb. */
+/* Hand the buffer to the caller (who frees it); sb needs strbuf_init again. */
 char *strbuf_detach(struct strbuf *sb, size_t *len);
 
 #endif

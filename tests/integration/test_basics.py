@@ -131,8 +131,12 @@ class Transport(unittest.TestCase):
                 self.assertIn("default-src 'self'", h["content-security-policy"])
                 self.assertEqual(h["x-frame-options"], "DENY")
 
-    def test_api_responses_are_not_stored(self):
-        self.assertEqual(stack().get("/admin/paints/1").headers["cache-control"], "no-store")
+    def test_cache_control(self):
+        # live figures are never stored; paints may be kept but revalidated
+        self.assertEqual(stack().get("/admin/pool").headers["cache-control"], "no-store")
+        self.assertEqual(stack().get("/healthz").headers["cache-control"], "no-store")
+        self.assertEqual(stack().get("/admin/paints/1").headers["cache-control"],
+                         "private, no-cache")
 
     def test_request_id_comes_from_nginx(self):
         r = stack().get("/healthz")
