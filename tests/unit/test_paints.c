@@ -1,0 +1,211 @@
+/* Unit tests of paint validation (pure: no database) and entity tags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "paints.h"
+
+static struct json_object *parse(const char *s)
+{
+	struct json_object *o = json_tokener_parse(s);
+
+	if (o == NULL)
+		fail_msg("test JSON does not parse: %s", s);
+	return o;
+}
+
+/* Validate text; returns 0/-1 and, on -1, whether field is among the errors. */
+static int validate(const char *body, const char *base, struct paint_input *in,
+		    const char *bad_field)
+{
+	struct json_object *b = parse(body), *bs = base ? parse(base) : NULL, *errs = NULL;
+	int rc = paints_validate(b, bs, in, &errs);
+
+	if (rc != 0) {
+		assert_non_null(errs);
+		if (bad_field && !json_object_object_get_ex(errs, bad_field, NULL))
+			fail_msg("%s not among errors %s", bad_field, json_object_to_json_string(errs));
+		json_object_put(errs);
+	} else {
+		assert_null(errs);
+	}
+	json_object_put(b);
+	if (bs)
+		json_object_put(bs);
+	return rc;
+}
+
+static void test_defaults_and_normalisation(void **state)
+{
+	struct paint_input in;
+
+	(void)state;
+	assert_int_equal(validate("{\"name\":\"  Ultramarine \\t\",\"color_preview\":\"#A1B2C3\"}",
+				  NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_NAME], "Ultramarine");
+	assert_string_equal(in.value[PF_PREVIEW], "#a1b2c3");
+	assert_string_equal(in.value[PF_BRAND], "");
+	assert_string_equal(in.value[PF_STOCK], "0");
+	assert_string_equal(in.value[PF_PRICE], "0.00");
+	paint_input_free(&in);
+	assert_int_equal(validate("{\"name\":\"x\",\"color_preview\":null,\"stock\":null}",
+				  NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_PREVIEW], "#cccccc");
+	paint_input_free(&in);
+}
+
+static void test_price_kept_exact(void **state)
+{
+	struct paint_input in;
+
+	(void)state;
+	assert_int_equal(validate("{\"name\":\"x\",\"price\":19.99}", NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_PRICE], "19.99");
+	paint_input_free(&in);
+	assert_int_equal(validate("{\"name\":\"x\",\"price\":0.1}", NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_PRICE], "0.1");
+	paint_input_free(&in);
+	assert_int_equal(validate("{\"name\":\"x\",\"price\":99999999.99}", NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_PRICE], "99999999.99");
+	paint_input_free(&in);
+	assert_int_equal(validate("{\"name\":\"x\",\"price\":7}", NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_PRICE], "7");
+	paint_input_free(&in);
+}
+
+static void test_price_rules(void **state)
+{
+	(void)state;
+	assert_null(paints_price_error("0"));
+	assert_null(paints_price_error("0.5"));
+	assert_null(paints_price_error("12.34"));
+	assert_null(paints_price_error("99999999.99"));
+	assert_non_null(paints_price_error("100000000"));
+	assert_non_null(paints_price_error("1.234"));
+	assert_non_null(paints_price_error("-1"));
+	assert_non_null(paints_price_error("1e2"));
+	assert_non_null(paints_price_error("1."));
+	assert_non_null(paints_price_error(".5"));
+	assert_non_null(paints_price_error("01"));
+	assert_non_null(paints_price_error(""));
+	assert_non_null(paints_price_error("1,5"));
+	assert_non_null(paints_price_error("NaN"));
+}
+
+static void test_each_bad_value_names_its_field(void **state)
+{
+	static const struct { const char *body, *field; } bad[] = {
+		{ "{}", "name" },
+		{ "{\"name\":\"\"}", "name" },
+		{ "{\"name\":null}", "name" },
+		{ "{\"name\":12}", "name" },
+		{ "{\"name\":\"a\\u0000b\"}", "name" },
+		{ "{\"name\":\"a\\nb\"}", "name" },
+		{ "{\"name\":\"x\",\"brand\":[]}", "brand" },
+		{ "{\"name\":\"x\",\"color_preview\":\"#abc\"}", "color_preview" },
+		{ "{\"name\":\"x\",\"image_url\":\"data:image/png;base64,xx\"}", "image_url" },
+		{ "{\"name\":\"x\",\"image_url\":\"http://a b\"}", "image_url" },
+		{ "{\"name\":\"x\",\"stock\":-1}", "stock" },
+		{ "{\"name\":\"x\",\"stock\":1000001}", "stock" },
+		{ "{\"name\":\"x\",\"stock\":2.0}", "stock" },
+		{ "{\"name\":\"x\",\"stock\":99999999999999999999}", "stock" },
+		{ "{\"name\":\"x\",\"price\":\"1\"}", "price" },
+		{ "{\"name\":\"x\",\"price\":1.001}", "price" },
+		{ "{\"name\":\"x\",\"price\":1e400}", "price" },
+		{ "{\"name\":\"x\",\"extra\":1}", "extra" },
+	};
+	struct paint_input in;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (validate(bad[i].body, NULL, &in, bad[i].field) != -1)
+			fail_msg("accepted: %s", bad[i].body);
+}
+
+static void test_length_counts_characters(void **state)
+{
+	struct paint_input in;
+	char body[1024];
+	int i;
+
+	(void)state;
+	/* 200 two-byte characters are 200 characters, not 400 */
+	strcpy(body, "{\"name\":\"");
+	for (i = 0; i < 200; i++)
+		strcat(body, "\xc3\xa9");
+	strcat(body, "\"}");
+	assert_int_equal(validate(body, NULL, &in, NULL), 0);
+	paint_input_free(&in);
+	body[strlen(body) - 2] = '\0';
+	strcat(body, "\xc3\xa9\"}");
+	assert_int_equal(validate(body, NULL, &in, "name"), -1);
+}
+
+static void test_merge_patch(void **state)
+{
+	const char *base = "{\"id\":3,\"name\":\"Old\",\"brand\":\"B\",\"stock\":4,\"price\":2.50,"
+			   "\"description\":\"d\",\"color_preview\":\"#010203\",\"version\":2}";
+	struct paint_input in;
+
+	(void)state;
+	assert_int_equal(validate("{\"stock\":9,\"description\":null}", base, &in, NULL), 0);
+	assert_string_equal(in.value[PF_NAME], "Old");
+	assert_string_equal(in.value[PF_BRAND], "B");
+	assert_string_equal(in.value[PF_STOCK], "9");
+	assert_string_equal(in.value[PF_PRICE], "2.50");
+	assert_string_equal(in.value[PF_DESCRIPTION], "");
+	assert_string_equal(in.value[PF_PREVIEW], "#010203");
+	paint_input_free(&in);
+	assert_int_equal(validate("{\"name\":null}", base, &in, "name"), -1);
+}
+
+static void test_like_pattern(void **state)
+{
+	char *p;
+
+	(void)state;
+	p = paints_like_pattern("50%_off\\");
+	assert_string_equal(p, "%50\\%\\_off\\\\%");
+	free(p);
+	p = paints_like_pattern("");
+	assert_string_equal(p, "%%");
+	free(p);
+}
+
+static void test_etags(void **state)
+{
+	(void)state;
+	assert_true(http_etag_matches("\"v3\"", "\"v3\"", 0));
+	assert_true(http_etag_matches("\"v1\", \"v3\"", "\"v3\"", 0));
+	assert_true(http_etag_matches("*", "\"v3\"", 0));
+	assert_true(http_etag_matches("W/\"v3\"", "\"v3\"", 1));	/* weak compare */
+	assert_false(http_etag_matches("W/\"v3\"", "\"v3\"", 0));	/* strong compare */
+	assert_false(http_etag_matches("\"v4\"", "\"v3\"", 1));
+	assert_false(http_etag_matches("\"v33\"", "\"v3\"", 1));
+	assert_false(http_etag_matches("v3", "\"v3\"", 1));
+	assert_false(http_etag_matches("\"v3", "\"v3\"", 1));
+	assert_false(http_etag_matches(NULL, "\"v3\"", 1));
+	assert_false(http_etag_matches("", "\"v3\"", 1));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_normalisation),
+		cmocka_unit_test(test_price_kept_exact),
+		cmocka_unit_test(test_price_rules),
+		cmocka_unit_test(test_each_bad_value_names_its_field),
+		cmocka_unit_test(test_length_counts_characters),
+		cmocka_unit_test(test_merge_patch),
+		cmocka_unit_test(test_like_pattern),
+		cmocka_unit_test(test_etags),
+	};
+
+	return cmocka_run_group_tests_name("paints", tests, NULL, NULL);
+}
