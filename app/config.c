@@ -225,6 +225,17 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 		goto fail;
 	cfg->max_body = (size_t)max_body_kb * 1024;
 
+	if (get_int(envp, "SESSION_IDLE_MINUTES", 30, 1, 60 * 24 * 30, &v, err, errlen))
+		goto fail;
+	cfg->session_idle = v * 60;
+	if (get_int(envp, "SESSION_ABSOLUTE_HOURS", 12, 1, 24 * 90, &v, err, errlen))
+		goto fail;
+	cfg->session_absolute = v * 3600;
+	if (get_int(envp, "LOGIN_MAX_FAILURES", 5, 1, 1000, &cfg->login_max_failures, err, errlen) ||
+	    get_int(envp, "LOGIN_WINDOW_SECONDS", 900, 1, 86400, &cfg->login_window, err, errlen) ||
+	    get_str(envp, "ALLOWED_ORIGINS", "", 2000, &cfg->allowed_origins, err, errlen))
+		goto fail;
+
 	if (parse_enum(envp, "LOG_LEVEL", "info", levels, 4, &v, err, errlen))
 		goto fail;
 	cfg->log_level = (enum log_level)v;
@@ -245,6 +256,7 @@ void config_free(struct config *cfg)
 	free(cfg->redis_url_text);
 	redis_url_free(&cfg->redis);
 	free(cfg->fcgi_listen);
+	free(cfg->allowed_origins);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -234,6 +235,8 @@ static void log_request(const struct ctx *c)
 	log_str(&l, "path", c->req.path ? c->req.path : "");
 	log_str(&l, "route", c->route_name);
 	log_int(&l, "status", status);
+	log_int(&l, "user_id", (long long)c->user_id);
+	log_num(&l, "auth_ms", c->auth_time * 1000.0);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "total_ms", (now_mono() - c->t_start) * 1000.0);
 	log_end(&l);
@@ -286,7 +289,8 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 		switch (router_match(table, nroutes, c.req.method, c.req.path, &c.match)) {
 		case ROUTE_FOUND:
 			c.route_name = c.match.route->name;
-			if (read_body(&c, r) == 0)
+			if (read_body(&c, r) == 0 &&
+			    auth_require(&c, (enum auth_level)c.match.route->auth) == 0)
 				c.match.route->handler(&c);
 			break;
 		case ROUTE_METHOD_NOT_ALLOWED:

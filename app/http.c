@@ -237,3 +237,32 @@ int http_etag_matches(const char *header, const char *etag, int weak)
 	}
 	return 0;
 }
+
+int http_cookie_get(const char *header, const char *name, char *buf, size_t size)
+{
+	size_t nlen = strlen(name);
+	const char *p = header;
+
+	if (header == NULL)
+		return -1;
+	while (*p) {
+		size_t len;
+
+		p += strspn(p, " \t;");
+		len = strcspn(p, ";");
+		if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			const char *v = p + nlen + 1;
+			size_t vlen = len - nlen - 1;
+
+			while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+				vlen--;
+			if (vlen == 0 || vlen >= size)
+				return -1;
+			memcpy(buf, v, vlen);
+			buf[vlen] = '\0';
+			return 0;
+		}
+		p += len;
+	}
+	return -1;
+}

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "util.h"
 
@@ -180,6 +181,7 @@ static void *worker_main(void *arg)
 static void *housekeeping_main(void *arg)
 {
 	struct app *app = arg;
+	unsigned ticks = 0;
 
 	pthread_mutex_lock(&drain_mu);
 	while (!atomic_load(&stopping)) {
@@ -192,6 +194,8 @@ static void *housekeeping_main(void *arg)
 			break;
 		pthread_mutex_unlock(&drain_mu);
 		pool_report_leaks(app->pool);
+		if (++ticks % 60 == 0)	/* once a minute */
+			auth_cleanup(app->pool, app->cfg);
 		pthread_mutex_lock(&drain_mu);
 	}
 	pthread_mutex_unlock(&drain_mu);

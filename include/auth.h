@@ -11,11 +11,52 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "pool.h"
+
+struct ctx;
+struct config;
 
 #define AUTH_HASH_LEN crypto_pwhash_STRBYTES
+#define AUTH_COOKIE "__Host-ps_session"
+
+/* Who a route is for. */
+enum auth_level { AUTH_NONE, AUTH_USER, AUTH_ADMIN };
 
 /* Call once at start-up; -1 if libsodium cannot initialise. */
 int auth_init(void);
+
+/*
+ * Prepare what the login path needs (a dummy hash, so that an unknown
+ * user costs the same time as a wrong password). Call once before serving.
+ */
+void auth_setup(const struct config *cfg);
+
+/* The statements every pooled connection prepares for this module. */
+const struct pool_stmt *auth_statements(int *n);
+
+/*
+ * Admit the request at level: AUTH_USER needs a valid session, AUTH_ADMIN
+ * a session of an enabled admin; state-changing methods also need an
+ * allowed Origin and the session's CSRF token in X-CSRF-Token. Sessions
+ * are checked against PostgreSQL at most once a second per process (a
+ * short in-process cache), so logout, expiry and disabling a user take
+ * effect everywhere within a second. Returns 0 (c->user_id set), or -1
+ * with the 401/403/503 response set.
+ */
+int auth_require(struct ctx *c, enum auth_level level);
+
+/* POST /auth/login, POST /auth/logout, GET /auth/me */
+void auth_login(struct ctx *c);
+void auth_logout(struct ctx *c);
+void auth_me(struct ctx *c);
+
+/* Delete expired sessions and stale login counters; returns rows removed. */
+int auth_cleanup(struct pool *p, const struct config *cfg);
+
+/* The CSRF token of a session token (both base64url), into out[44]. */
+void auth_csrf_for(const unsigned char token[32], char out[44]);
 
 /* Hash password into out (NUL-terminated). -1 only if memory ran out. */
 int auth_hash_password(const char *password, char out[AUTH_HASH_LEN]);

@@ -47,6 +47,13 @@ struct config {
 	int shutdown_timeout;	/* seconds in-flight requests get on SIGTERM */
 	size_t max_body;	/* bytes */
 
+	/* Authentication */
+	int session_idle;	/* seconds without a request before a session ends */
+	int session_absolute;	/* seconds after login when a session ends anyway */
+	int login_max_failures;	/* per username and per client address... */
+	int login_window;	/* ...in this many seconds */
+	char *allowed_origins;	/* extra Origins for writes, comma-separated */
+
 	/* Logging */
 	enum log_level log_level;
 	enum log_format log_format;

@@ -32,6 +32,12 @@ struct ctx {
 	double t_start;			/* monotonic */
 	double pool_wait;		/* seconds spent waiting in checkout */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
+	double auth_time;		/* seconds spent admitting the request */
+	/* Who is asking (set by auth_require): */
+	int64_t user_id;		/* 0: nobody */
+	int is_admin;
+	char username[65];
+	unsigned char session_hash[32];
 };
 
 /* Serve one accepted request completely. Never fails: errors become responses. */

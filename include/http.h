@@ -60,6 +60,12 @@ void http_query_free(struct http_query *q);
 /* The first value of name, or NULL. */
 const char *http_query_get(const struct http_query *q, const char *name);
 
+/*
+ * The value of cookie name in a Cookie header ("a=1; b=2"), copied into
+ * buf. Returns 0, or -1 when absent, empty or longer than size - 1.
+ */
+int http_cookie_get(const char *header, const char *name, char *buf, size_t size);
+
 /* A request header by its CGI name ("HTTP_IF_NONE_MATCH"), or NULL. */
 const char *http_param(const struct http_req *req, const char *name);
 

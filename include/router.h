@@ -18,6 +18,7 @@ struct route {
 	const char *pattern;
 	route_handler handler;
 	const char *name;	/* stable label for logs and metrics */
+	int auth;		/* enum auth_level: who may call it */
 };
 
 #define ROUTER_MAX_VARS 4

@@ -65,12 +65,16 @@ class Stack:
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0",
             "LSAN_OPTIONS": "suppressions=" + os.path.join(REPO, "tests", "lsan.supp"),
+            # the suite logs in and fails on purpose often, all from 127.0.0.1;
+            # test_auth narrows these to test throttling itself
+            "LOGIN_MAX_FAILURES": "1000",
         })
         for k in ("DATABASE_URL", "REDIS_URL", "FCGI_LISTEN"):
             self.env.pop(k, None)
         self.env.update(extra_env or {})
         self.settings = {}
         self.ctx = None
+        self.session = None  # (cookie, csrf) of the admin, made on first use
 
     # -- life cycle ---------------------------------------------------------
     def script(self, *args, timeout=180, check=True):
@@ -125,11 +129,39 @@ class Stack:
         return "\n".join(found)
 
     # -- HTTP through nginx -------------------------------------------------
-    def request(self, method, path, body=None, headers=None, timeout=60):
+    @property
+    def origin(self):
+        return f"https://127.0.0.1:{self.https_port}"
+
+    def login(self, username="admin", password=ADMIN_PASSWORD):
+        """Log in; returns (cookie header value, csrf token, response)."""
+        r = self.request("POST", "/auth/login", body={"username": username, "password": password},
+                         auth=False, headers={"Origin": self.origin})
+        if r.status != 200:
+            return None, None, r
+        cookie = r.headers["set-cookie"].split(";", 1)[0]
+        return cookie, r.json()["csrf_token"], r
+
+    def request(self, method, path, body=None, headers=None, timeout=60, auth=True):
+        """One HTTPS request through nginx. With auth, as the admin: the
+        session cookie, and for writes an Origin and the CSRF token (a
+        header given in headers wins)."""
+        if auth and self.session is None:
+            cookie, csrf, r = self.login()
+            if cookie is None:
+                raise RuntimeError(f"admin login failed: {r}")
+            self.session = (cookie, csrf)
         conn = http.client.HTTPSConnection("127.0.0.1", self.https_port,
                                            context=self.ctx, timeout=timeout)
         try:
-            h = dict(headers or {})
+            h = {}
+            if auth:
+                h["Cookie"] = self.session[0]
+                if method not in ("GET", "HEAD"):
+                    h["Origin"] = self.origin
+                    h["X-CSRF-Token"] = self.session[1]
+            h.update(headers or {})
+            h = {k: v for k, v in h.items() if v is not None}
             if isinstance(body, (dict, list)):
                 body = json.dumps(body).encode()
                 h.setdefault("Content-Type", "application/json")

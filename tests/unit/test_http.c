@@ -185,6 +185,26 @@ static void test_serialise(void **state)
 	http_resp_free(&r);
 }
 
+static void test_cookies(void **state)
+{
+	char v[64];
+
+	(void)state;
+	assert_int_equal(http_cookie_get("a=1; __Host-ps_session=abc; b=2", "__Host-ps_session",
+					 v, sizeof(v)), 0);
+	assert_string_equal(v, "abc");
+	assert_int_equal(http_cookie_get("__Host-ps_session=x", "__Host-ps_session", v, sizeof(v)), 0);
+	assert_string_equal(v, "x");
+	assert_int_equal(http_cookie_get("x__Host-ps_session=no", "__Host-ps_session", v, sizeof(v)), -1);
+	assert_int_equal(http_cookie_get("__Host-ps_session=", "__Host-ps_session", v, sizeof(v)), -1);
+	assert_int_equal(http_cookie_get("__Host-ps_sessionX=1", "__Host-ps_session", v, sizeof(v)), -1);
+	assert_int_equal(http_cookie_get(NULL, "a", v, sizeof(v)), -1);
+	assert_int_equal(http_cookie_get("a=0123456789", "a", v, 5), -1);	/* too long */
+	assert_int_equal(http_cookie_get(";;; a = 1", "a", v, sizeof(v)), -1);	/* "a " is another name */
+	assert_int_equal(http_cookie_get(";;;a=1 ", "a", v, sizeof(v)), 0);
+	assert_string_equal(v, "1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -197,6 +217,7 @@ int main(void)
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_problem_shape),
 		cmocka_unit_test(test_serialise),
+		cmocka_unit_test(test_cookies),
 	};
 
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);

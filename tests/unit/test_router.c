@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "auth.h"
 #include "router.h"
 
 static void h_list(struct ctx *c) { (void)c; }
@@ -15,13 +16,13 @@ static void h_stats(struct ctx *c) { (void)c; }
 static void h_stock(struct ctx *c) { (void)c; }
 
 static const struct route table[] = {
-	{ "GET", "/admin/paints", h_list, "list" },
-	{ "POST", "/admin/paints", h_list, "create" },
-	{ "GET", "/admin/paints/stats", h_stats, "stats" },
-	{ "GET", "/admin/paints/{id}", h_get, "get" },
-	{ "PUT", "/admin/paints/{id}", h_put, "put" },
-	{ "DELETE", "/admin/paints/{id}", h_put, "delete" },
-	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock" },
+	{ "GET", "/admin/paints", h_list, "list", AUTH_ADMIN },
+	{ "POST", "/admin/paints", h_list, "create", AUTH_ADMIN },
+	{ "GET", "/admin/paints/stats", h_stats, "stats", AUTH_ADMIN },
+	{ "GET", "/admin/paints/{id}", h_get, "get", AUTH_ADMIN },
+	{ "PUT", "/admin/paints/{id}", h_put, "put", AUTH_ADMIN },
+	{ "DELETE", "/admin/paints/{id}", h_put, "delete", AUTH_ADMIN },
+	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock", AUTH_ADMIN },
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
@@ -95,6 +96,9 @@ static void test_service_table_is_sane(void **state)
 		assert_non_null(r[i].handler);
 		assert_non_null(r[i].name);
 		assert_true(r[i].pattern[0] == '/');
+		/* least privilege: every /admin/ route needs an admin session */
+		if (strncmp(r[i].pattern, "/admin/", 7) == 0 && r[i].auth != AUTH_ADMIN)
+			fail_msg("%s %s is not admin-only", r[i].method, r[i].pattern);
 	}
 	assert_int_equal(router_match(r, n, "GET", "/healthz", &m), ROUTE_FOUND);
 	assert_int_equal(router_match(r, n, "GET", "/readyz", &m), ROUTE_FOUND);
