@@ -31,6 +31,25 @@ def load_env(stack_dir):
     return env
 
 
+def bench_session(env, port, ctx):
+    """Create (or reset) the admin user "bench" and log in as it."""
+    import json
+    import secrets
+    pw = secrets.token_urlsafe(18)
+    e = dict(os.environ, DATABASE_URL=env["DATABASE_URL"], ADMIN_PASSWORD=pw)
+    subprocess.run([os.path.join(REPO, "build", "paintstudio"), "create-admin", "bench"],
+                   env=e, check=True, capture_output=True)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    conn.request("POST", "/auth/login", body=json.dumps({"username": "bench", "password": pw}),
+                 headers={"Content-Type": "application/json",
+                          "Origin": f"https://127.0.0.1:{port}"})
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        raise SystemExit(f"bench login failed: {r.status} {body[:200]!r}")
+    return r.getheader("Set-Cookie").split(";", 1)[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=500)
@@ -42,6 +61,7 @@ def main():
     assert base.startswith("https://127.0.0.1:"), "bursts target the local stack only"
     port = int(base.rsplit(":", 1)[1])
     ctx = ssl.create_default_context(cafile=os.path.join(args.stack_dir, "tls", "cert.pem"))
+    cookie = bench_session(env, port, ctx)
     start = threading.Barrier(args.n + 1)
     results = []
     lock = threading.Lock()
@@ -53,7 +73,7 @@ def main():
         start.wait()
         t0 = time.monotonic()
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers={"Cookie": cookie})
             r = conn.getresponse()
             r.read()
             out = (r.status, r.getheader("Retry-After"), time.monotonic() - t0)
