@@ -212,7 +212,8 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if (get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen))
+	if (get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen) ||
+	    get_int(envp, "CACHE_TIMEOUT_MS", 100, 1, 10000, &cfg->cache_timeout_ms, err, errlen))
 		goto fail;
 
 	if (get_str(envp, "FCGI_LISTEN", LOCAL_FCGI_LISTEN, 200,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -236,6 +237,7 @@ static void log_request(const struct ctx *c)
 	log_str(&l, "route", c->route_name);
 	log_int(&l, "status", status);
 	log_int(&l, "user_id", (long long)c->user_id);
+	log_str(&l, "cache", c->cache < 0 ? "none" : cache_result_name((enum cache_result)c->cache));
 	log_num(&l, "auth_ms", c->auth_time * 1000.0);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "total_ms", (now_mono() - c->t_start) * 1000.0);
@@ -267,6 +269,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	const struct route *table = router_routes(&nroutes);
 
 	memset(&c, 0, sizeof(c));
+	c.cache = -1;
 	c.app = app;
 	c.t_start = now_mono();
 	c.route_name = "unmatched";
@@ -311,6 +314,8 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 		c.db = NULL;
 	}
 	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
+	if (c.cache >= 0)
+		http_resp_header(&c.resp, "X-Cache", "%s", cache_result_name((enum cache_result)c.cache));
 	/* Everything here is live data: not stored unless a handler says so. */
 	if (strstr(c.resp.headers.buf, "Cache-Control:") == NULL)
 		http_resp_header(&c.resp, "Cache-Control", "no-store");

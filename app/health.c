@@ -2,6 +2,7 @@
 
 #include <json-c/json.h>
 
+#include "cache.h"
 #include "context.h"
 #include "util.h"
 
@@ -65,6 +66,32 @@ void health_pool(struct ctx *c)
 	json_object_object_add(o, "leaks", json_object_new_int64((int64_t)st.leaks));
 	json_object_object_add(o, "wait_seconds_total",
 			       json_object_new_double(st.wait_seconds_total));
+	http_resp_json(&c->resp, 200, o);
+	json_object_put(o);
+}
+
+void health_cache(struct ctx *c)
+{
+	struct cache_stats st;
+	struct json_object *o = json_object_new_object();
+	uint64_t lookups;
+
+	cache_get_stats(&st);
+	lookups = st.hits + st.misses;
+	json_object_object_add(o, "enabled", json_object_new_boolean(st.enabled));
+	json_object_object_add(o, "up", json_object_new_boolean(st.up));
+	json_object_object_add(o, "hits", json_object_new_int64((int64_t)st.hits));
+	json_object_object_add(o, "misses", json_object_new_int64((int64_t)st.misses));
+	json_object_object_add(o, "bypasses", json_object_new_int64((int64_t)st.bypasses));
+	json_object_object_add(o, "stores", json_object_new_int64((int64_t)st.stores));
+	json_object_object_add(o, "stores_refused", json_object_new_int64((int64_t)st.stores_refused));
+	json_object_object_add(o, "lease_waits", json_object_new_int64((int64_t)st.lease_waits));
+	json_object_object_add(o, "lease_wait_hits", json_object_new_int64((int64_t)st.lease_wait_hits));
+	json_object_object_add(o, "invalidations", json_object_new_int64((int64_t)st.invalidations));
+	json_object_object_add(o, "errors", json_object_new_int64((int64_t)st.errors));
+	json_object_object_add(o, "drained", json_object_new_int64((int64_t)st.drained));
+	json_object_object_add(o, "hit_rate",
+			       json_object_new_double(lookups ? (double)st.hits / (double)lookups : 0.0));
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "config.h"
 #include "context.h"
 #include "log.h"
@@ -104,8 +105,13 @@ static int cmd_serve(const struct config *cfg)
 	}
 	pool_settings_from(cfg, &ps);
 	auth_setup(cfg);
+	cache_setup(cfg);
 	app.cfg = cfg;
 	app.pool = pool_create(&ps);
+	cache_set_pool(app.pool);
+	/* Trust Redis only after the outbox is drained (also done each second). */
+	if (cfg->redis.host && cache_drain(app.pool) < 0)
+		log_msg(LOG_WARN, "cache not in use yet: Redis or PostgreSQL unreachable at start");
 	rc = server_run(&app, fd);
 	left = pool_shutdown(app.pool, 1.0);
 	if (left == 0)

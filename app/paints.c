@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "context.h"
 #include "strbuf.h"
 #include "util.h"
@@ -25,30 +26,45 @@ enum {
 	COL_UPDATED, COL_VERSION, COL_COUNT
 };
 
+/* Record the invalidation of the written row w; select it with its outbox id. */
+#define OUTBOX_TAIL \
+	", o AS (INSERT INTO cache_outbox (paint_id) SELECT id FROM w RETURNING id) " \
+	"SELECT " PAINT_COLUMNS ", (SELECT id FROM o) FROM w"
+#define COL_OUTBOX COL_COUNT
+
 /* $1..$10 are the writable fields in enum paint_field order. */
 #define PAINT_VALUES "$1, $2, $3, $4, $5, $6, $7, $8, $9::int4, $10::numeric"
 
 static const struct pool_stmt statements[] = {
 	{ "paint_get", "SELECT " PAINT_COLUMNS " FROM paints WHERE id = $1" },
 	{ "paint_get_for_update", "SELECT " PAINT_COLUMNS " FROM paints WHERE id = $1 FOR UPDATE" },
+	/*
+	 * Every write also records its cache invalidation in cache_outbox, in
+	 * the same statement (so the same transaction); the outbox row's id
+	 * comes back as the last column (COL_OUTBOX).
+	 */
 	{ "paint_insert",
-	  "INSERT INTO paints (name, brand, color_code, color_type, color_family, image_url, "
-	  "description, color_preview, stock, price) VALUES (" PAINT_VALUES ") "
-	  "RETURNING " PAINT_COLUMNS },
+	  "WITH w AS (INSERT INTO paints (name, brand, color_code, color_type, color_family, "
+	  "image_url, description, color_preview, stock, price) VALUES (" PAINT_VALUES ") RETURNING *)"
+	  OUTBOX_TAIL },
 	/* $11 id, $12 the version If-Match demands (NULL: any) */
 	{ "paint_update",
-	  "UPDATE paints SET (name, brand, color_code, color_type, color_family, image_url, "
+	  "WITH w AS (UPDATE paints SET (name, brand, color_code, color_type, color_family, image_url, "
 	  "description, color_preview, stock, price) = (" PAINT_VALUES "), "
 	  "version = version + 1, updated_at = now() "
-	  "WHERE id = $11 AND ($12::int8 IS NULL OR version = $12::int8) "
-	  "RETURNING " PAINT_COLUMNS },
+	  "WHERE id = $11 AND ($12::int8 IS NULL OR version = $12::int8) RETURNING *)"
+	  OUTBOX_TAIL },
 	{ "paint_delete",
-	  "DELETE FROM paints WHERE id = $1 AND ($2::int8 IS NULL OR version = $2::int8) RETURNING id" },
+	  "WITH w AS (DELETE FROM paints WHERE id = $1 AND ($2::int8 IS NULL OR version = $2::int8) "
+	  "RETURNING id), o AS (INSERT INTO cache_outbox (paint_id) SELECT id FROM w RETURNING id) "
+	  "SELECT w.id, (SELECT id FROM o) FROM w" },
 	{ "paint_version", "SELECT version, stock FROM paints WHERE id = $1" },
 	/* One statement: the check and the change cannot be split by another writer. */
 	{ "paint_stock",
-	  "UPDATE paints SET stock = stock + $2::int4, version = version + 1, updated_at = now() "
-	  "WHERE id = $1 AND stock + $2::int4 BETWEEN 0 AND 1000000 RETURNING " PAINT_COLUMNS },
+	  "WITH w AS (UPDATE paints SET stock = stock + $2::int4, version = version + 1, "
+	  "updated_at = now() WHERE id = $1 AND stock + $2::int4 BETWEEN 0 AND 1000000 RETURNING *)"
+	  OUTBOX_TAIL },
+	{ "outbox_done", "DELETE FROM cache_outbox WHERE id = $1" },
 	/* One statement, one snapshot: the figures agree with each other. */
 	{ "paint_stats",
 	  "SELECT count(*), count(*) FILTER (WHERE stock > 0), "
@@ -502,31 +518,88 @@ static void validation_failed(struct ctx *c, struct json_object *errors)
 	http_problem(&c->resp, 422, "some fields are invalid: see errors", errors);
 }
 
+/*
+ * After a write committed: invalidate Redis, then drop the outbox row. If
+ * Redis cannot be reached the row stays and is drained later.
+ */
+static void after_write(struct ctx *c, PGconn *pg, const char *paint_id, const char *outbox_id)
+{
+	int64_t id = strtoll(paint_id, NULL, 10);
+	const char *params[1] = { outbox_id };
+
+	if (cache_invalidate(&id, 1) == 0)
+		PQclear(PQexecPrepared(pg, "outbox_done", 1, params, NULL, NULL, 0));
+	(void)c;
+}
+
+/*
+ * Answer from a cached entry: "-" (absent) or "<version>\n<body>". Returns
+ * -1 for an entry it cannot read (then the caller reads the database).
+ */
+static int send_cached(struct ctx *c, const struct strbuf *v)
+{
+	const char *nl = memchr(v->buf, '\n', v->len);
+	char version[24], etag[32];
+	size_t vlen;
+
+	if (v->len == 1 && v->buf[0] == '-') {
+		http_problem(&c->resp, 404, "no paint has this id", NULL);
+		return 0;
+	}
+	if (nl == NULL || (vlen = (size_t)(nl - v->buf)) == 0 || vlen >= sizeof(version))
+		return -1;
+	memcpy(version, v->buf, vlen);
+	version[vlen] = '\0';
+	snprintf(etag, sizeof(etag), "\"v%s\"", version);
+	set_etag(c, version);
+	if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1))
+		c->resp.status = 304;
+	else
+		http_resp_json_raw(&c->resp, 200, nl + 1, v->len - vlen - 1);
+	return 0;
+}
+
 void paints_get(struct ctx *c)
 {
-	char id[24];
+	char id[24], lease[CACHE_LEASE_TOKEN];
 	const char *params[1] = { id };
-	char etag[32];
+	struct strbuf cached;
 	PGconn *pg;
 	PGresult *r;
 
-	if (path_id(c, id) != 0 || (pg = ctx_db(c, 0)) == NULL)
+	if (path_id(c, id) != 0)
 		return;
+	strbuf_init(&cached);
+	c->cache = cache_paint_get(strtoll(id, NULL, 10), &cached, lease);
+	if (c->cache == CACHE_HIT && send_cached(c, &cached) == 0) {
+		strbuf_free(&cached);
+		return;	/* no database connection at all */
+	}
+	strbuf_reset(&cached);
+	if ((pg = ctx_db(c, 0)) == NULL) {
+		strbuf_free(&cached);
+		return;
+	}
 	r = PQexecPrepared(pg, "paint_get", 1, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 	} else if (PQntuples(r) == 0) {
+		cache_paint_store(strtoll(id, NULL, 10), lease, "-", 1);
 		http_problem(&c->resp, 404, "no paint has this id", NULL);
 	} else {
-		snprintf(etag, sizeof(etag), "\"v%s\"", PQgetvalue(r, 0, COL_VERSION));
-		if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1)) {
-			set_etag(c, PQgetvalue(r, 0, COL_VERSION));
+		send_paint(c, 200, r);
+		/* Cache exactly these bytes, behind the version for the ETag. */
+		strbuf_printf(&cached, "%s\n", PQgetvalue(r, 0, COL_VERSION));
+		strbuf_append(&cached, c->resp.body.buf, c->resp.body.len);
+		cache_paint_store(strtoll(id, NULL, 10), lease, cached.buf, cached.len);
+		snprintf(lease, sizeof(lease), "\"v%s\"", PQgetvalue(r, 0, COL_VERSION));
+		if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), lease, 1)) {
 			c->resp.status = 304;
-		} else {
-			send_paint(c, 200, r);
+			strbuf_reset(&c->resp.body);
 		}
 	}
 	PQclear(r);
+	strbuf_free(&cached);
 }
 
 /* Values in enum paint_field order, then extra (NULL-terminated). */
@@ -567,6 +640,7 @@ void paints_create(struct ctx *c)
 	} else {
 		http_resp_header(&c->resp, "Location", "/admin/paints/%s", PQgetvalue(r, 0, COL_ID));
 		send_paint(c, 201, r);
+		after_write(c, pg, PQgetvalue(r, 0, COL_ID), PQgetvalue(r, 0, COL_OUTBOX));
 	}
 	PQclear(r);
 	paint_input_free(&in);
@@ -594,12 +668,14 @@ void paints_put(struct ctx *c)
 	}
 	r = PQexecPrepared(pg, "paint_update", paint_params(&in, params, id, version),
 			   params, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
-	else if (PQntuples(r) == 0)
+	} else if (PQntuples(r) == 0) {
 		missing_or_moved(c, pg, id);
-	else
+	} else {
 		send_paint(c, 200, r);
+		after_write(c, pg, id, PQgetvalue(r, 0, COL_OUTBOX));
+	}
 	PQclear(r);
 	paint_input_free(&in);
 }
@@ -663,6 +739,7 @@ void paints_patch(struct ctx *c)
 	if (exec_ok(c, pg, "COMMIT") != 0)
 		goto out;
 	send_paint(c, 200, u);
+	after_write(c, pg, id, PQgetvalue(u, 0, COL_OUTBOX));
 out:
 	/* Any failure above leaves the transaction open: the pool rolls it back. */
 	if (PQtransactionStatus(pg) != PQTRANS_IDLE)
@@ -691,8 +768,10 @@ void paints_delete(struct ctx *c)
 		ctx_db_error(c, r);
 	else if (PQntuples(r) == 0)
 		missing_or_moved(c, pg, id);
-	else
+	else {
 		c->resp.status = 204;
+		after_write(c, pg, id, PQgetvalue(r, 0, 1));
+	}
 	PQclear(r);
 }
 
@@ -739,6 +818,7 @@ void paints_stock(struct ctx *c)
 		ctx_db_error(c, r);
 	} else if (PQntuples(r) == 1) {
 		send_paint(c, 200, r);
+		after_write(c, pg, id, PQgetvalue(r, 0, COL_OUTBOX));
 	} else {
 		PGresult *v = PQexecPrepared(pg, "paint_version", 1, params, NULL, NULL, 0);
 
@@ -760,13 +840,73 @@ void paints_stock(struct ctx *c)
 	PQclear(r);
 }
 
+/*
+ * Serve a cached page ("<etag>\n<body>") of a list or the stats, with 304
+ * for a matching If-None-Match. -1 when the entry cannot be read.
+ */
+static int send_cached_page(struct ctx *c, const struct strbuf *v)
+{
+	const char *nl = memchr(v->buf, '\n', v->len);
+	char etag[64];
+	size_t elen;
+
+	if (nl == NULL || (elen = (size_t)(nl - v->buf)) == 0 || elen >= sizeof(etag))
+		return -1;
+	memcpy(etag, v->buf, elen);
+	etag[elen] = '\0';
+	http_resp_header(&c->resp, "ETag", "%s", etag);
+	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
+	if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1))
+		c->resp.status = 304;
+	else
+		http_resp_json_raw(&c->resp, 200, nl + 1, v->len - elen - 1);
+	return 0;
+}
+
+/*
+ * Give the 200 response in c->resp a content-hash ETag, answer 304 when
+ * it matches If-None-Match, and cache "<etag>\n<body>" under gen.
+ */
+static void finish_page(struct ctx *c, const char *kind, const char *query, const char *gen)
+{
+	unsigned char hash[16];
+	char etag[48];
+	struct strbuf entry;
+
+	crypto_generichash(hash, sizeof(hash), (const unsigned char *)c->resp.body.buf,
+			   c->resp.body.len, NULL, 0);
+	etag[0] = '"';
+	sodium_bin2hex(etag + 1, sizeof(etag) - 2, hash, sizeof(hash));
+	strcat(etag, "\"");
+	http_resp_header(&c->resp, "ETag", "%s", etag);
+	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
+	strbuf_init(&entry);
+	strbuf_printf(&entry, "%s\n", etag);
+	strbuf_append(&entry, c->resp.body.buf, c->resp.body.len);
+	cache_page_store(kind, query, gen, entry.buf, entry.len);
+	strbuf_free(&entry);
+	if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1)) {
+		c->resp.status = 304;
+		strbuf_reset(&c->resp.body);
+	}
+}
+
 void paints_stats(struct ctx *c)
 {
 	struct json_object *o, *by_brand, *by_family;
-	PGconn *pg = ctx_db(c, 0);
+	struct strbuf cached;
+	char gen[24];
+	PGconn *pg;
 	PGresult *r;
 
-	if (pg == NULL)
+	strbuf_init(&cached);
+	c->cache = cache_page_get("stats", "all", &cached, gen);
+	if (c->cache == CACHE_HIT && send_cached_page(c, &cached) == 0) {
+		strbuf_free(&cached);
+		return;
+	}
+	strbuf_free(&cached);
+	if ((pg = ctx_db(c, 0)) == NULL)
 		return;
 	r = PQexecPrepared(pg, "paint_stats", 0, NULL, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -786,6 +926,7 @@ void paints_stats(struct ctx *c)
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 	PQclear(r);
+	finish_page(c, "stats", "all", gen);
 }
 
 /* ---- the list ---------------------------------------------------------------- */
@@ -890,9 +1031,8 @@ void paints_list(struct ctx *c)
 	const struct sort_key *sort = &sort_keys[0];
 	struct json_object *errors = json_object_new_object(), *o = NULL, *items;
 	const char *params[12];
-	char *like = NULL, *cursor_value = NULL, cursor_id[24], limit_text[24], etag[48];
-	unsigned char hash[16];
-	struct strbuf sql;
+	char *like = NULL, *cursor_value = NULL, cursor_id[24], limit_text[24], gen[24];
+	struct strbuf sql, canon = { NULL, 0, 0 };
 	int64_t limit = LIST_DEFAULT_LIMIT;
 	int n = 0, i, rows;
 	const char *v;
@@ -1001,6 +1141,24 @@ void paints_list(struct ctx *c)
 	strbuf_printf(&sql, " ORDER BY paints.%s %s, paints.id %s LIMIT $%d", sort->column,
 		      sort->desc ? "DESC" : "ASC", sort->desc ? "DESC" : "ASC", n);
 
+	/* The SQL and its values name the page exactly. */
+	strbuf_init(&canon);
+	strbuf_append(&canon, sql.buf, sql.len);
+	for (i = 0; i < n; i++) {
+		strbuf_putc(&canon, '\x1f');
+		strbuf_puts(&canon, params[i]);
+	}
+	{
+		struct strbuf cached;
+
+		strbuf_init(&cached);
+		c->cache = cache_page_get("list", canon.buf, &cached, gen);
+		if (c->cache == CACHE_HIT && send_cached_page(c, &cached) == 0) {
+			strbuf_free(&cached);
+			goto out;
+		}
+		strbuf_free(&cached);
+	}
 	if ((pg = ctx_db(c, 0)) == NULL)
 		goto out;
 	r = pool_exec_dynamic(c->db, sql.buf, n, params);
@@ -1026,18 +1184,10 @@ void paints_list(struct ctx *c)
 					    : NULL);
 	http_resp_json(&c->resp, 200, o);
 	/* The page's ETag is a hash of its bytes: equal bytes, equal tag. */
-	crypto_generichash(hash, sizeof(hash), (const unsigned char *)c->resp.body.buf,
-			   c->resp.body.len, NULL, 0);
-	etag[0] = '"';
-	sodium_bin2hex(etag + 1, sizeof(etag) - 2, hash, sizeof(hash));
-	strcat(etag, "\"");
-	http_resp_header(&c->resp, "ETag", "%s", etag);
-	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
-	if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1)) {
-		c->resp.status = 304;
-		strbuf_reset(&c->resp.body);
-	}
+	finish_page(c, "list", canon.buf, gen);
 out:
+	if (canon.buf)
+		strbuf_free(&canon);
 	if (o)
 		json_object_put(o);
 	if (errors)

@@ -14,6 +14,7 @@ static const struct route routes[] = {
 	{ "POST", "/auth/logout", auth_logout, "auth.logout", AUTH_USER },
 	{ "GET", "/auth/me", auth_me, "auth.me", AUTH_USER },
 	{ "GET", "/admin/pool", health_pool, "admin.pool", AUTH_ADMIN },
+	{ "GET", "/admin/cache", health_cache, "admin.cache", AUTH_ADMIN },
 	{ "GET", "/admin/paints", paints_list, "paints.list", AUTH_ADMIN },
 	{ "POST", "/admin/paints", paints_create, "paints.create", AUTH_ADMIN },
 	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats", AUTH_ADMIN },

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "log.h"
 #include "util.h"
 
@@ -194,6 +195,7 @@ static void *housekeeping_main(void *arg)
 			break;
 		pthread_mutex_unlock(&drain_mu);
 		pool_report_leaks(app->pool);
+		cache_drain(app->pool);
 		if (++ticks % 60 == 0)	/* once a minute */
 			auth_cleanup(app->pool, app->cfg);
 		pthread_mutex_lock(&drain_mu);

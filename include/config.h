@@ -40,6 +40,7 @@ struct config {
 	char *redis_url_text;	/* as given (never log) */
 	struct redis_url redis;
 	int cache_ttl;		/* seconds */
+	int cache_timeout_ms;	/* Redis connect and command timeout */
 
 	/* Server */
 	char *fcgi_listen;	/* "unix:/path" or "host:port" */

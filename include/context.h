@@ -33,6 +33,7 @@ struct ctx {
 	double pool_wait;		/* seconds spent waiting in checkout */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
+	int cache;			/* enum cache_result, or -1: not cached */
 	/* Who is asking (set by auth_require): */
 	int64_t user_id;		/* 0: nobody */
 	int is_admin;

@@ -11,5 +11,6 @@ struct ctx;
 void health_live(struct ctx *c);
 void health_ready(struct ctx *c);
 void health_pool(struct ctx *c);
+void health_cache(struct ctx *c);
 
 #endif

@@ -4,11 +4,17 @@ restarting under load."""
 import threading
 import time
 import unittest
+import uuid
 
 from harness import stack
 from test_zz_shutdown import HeldLock
 
 POOL_TIMEOUT = 1
+
+
+def uncached(i):
+    """A read that always reaches PostgreSQL: a list query no one asked before."""
+    return f"/admin/paints?limit=1&q=nomatch-{uuid.uuid4().hex[:12]}-{i}"
 STATEMENT_TIMEOUT_MS = 5000
 # The longest any request may take: pool wait, then a statement cut by
 # statement_timeout, plus generous slack for the sanitizer build.
@@ -56,7 +62,7 @@ class PoolUnderLock(unittest.TestCase):
         lock = HeldLock(s)
         results = []
         try:
-            threads = burst(s, 50, lambda i: f"/admin/paints/{i + 1}", results)
+            threads = burst(s, 50, uncached, results)
             time.sleep(2.5)
         finally:
             lock.release()
@@ -109,7 +115,7 @@ class PostgresRestart(unittest.TestCase):
                 i += 1
                 t0 = time.monotonic()
                 try:
-                    r = s.get(f"/admin/paints/{i % 500 + 1}", timeout=60)
+                    r = s.get(uncached(i), timeout=60)
                     results.append((time.monotonic(), r.status, time.monotonic() - t0))
                 except Exception:
                     results.append((time.monotonic(), 0, time.monotonic() - t0))

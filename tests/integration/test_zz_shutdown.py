@@ -39,8 +39,9 @@ class Shutdown(unittest.TestCase):
         lock = HeldLock(s)
         results = []
         try:
-            def fetch(i):
-                results.append(s.get(f"/admin/paints/{i}", timeout=60))
+            def fetch(i):  # unique queries: never served from the cache
+                results.append(s.get(f"/admin/paints?limit=1&q=drain-{time.time()}-{i}",
+                                     timeout=60))
 
             threads = [threading.Thread(target=fetch, args=(i,)) for i in range(1, 5)]
             for t in threads:

@@ -1,0 +1,242 @@
+/*
+ * The cache protocol against a real Redis and PostgreSQL (REDIS_URL,
+ * DATABASE_URL from the test stack): leases void stale stores, losers of a
+ * lease wait instead of stampeding, the outbox drain applies what a write
+ * could not.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+
+extern char **environ;
+
+static struct config cfg;
+static struct pool *pool;
+static int64_t next_id;	/* ids no other run used: keys outlive a run */
+
+static int setup(void **state)
+{
+	char err[256];
+	struct pool_settings ps;
+
+	(void)state;
+	next_id = 1000000000000LL + (int64_t)(now_wall() * 1000.0) % 1000000000LL * 100;
+	if (config_load(&cfg, environ, err, sizeof(err)) != 0)
+		fail_msg("config: %s", err);
+	if (cfg.redis.host == NULL)
+		fail_msg("REDIS_URL is not set: run through tests/run.py");
+	memset(&ps, 0, sizeof(ps));
+	ps.database_url = cfg.database_url;
+	ps.application_name = "cachetest";
+	ps.size = 2;
+	ps.max_overflow = 0;
+	ps.timeout = 5;
+	ps.recycle = 3600;
+	ps.connect_timeout = 5;
+	ps.statement_timeout_ms = 5000;
+	ps.leak_threshold = 60;
+	pool = pool_create(&ps);
+	cache_setup(&cfg);
+	cache_set_pool(pool);
+	if (cache_drain(pool) < 0)
+		fail_msg("cannot drain the outbox: is Redis up?");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	pool_shutdown(pool, 1);
+	pool_destroy(pool);
+	config_free(&cfg);
+	return 0;
+}
+
+static void test_hit_after_store(void **state)
+{
+	struct strbuf v;
+	char lease[CACHE_LEASE_TOKEN];
+	int64_t id = next_id++;
+
+	(void)state;
+	strbuf_init(&v);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_true(lease[0] != '\0');
+	assert_int_equal(cache_paint_store(id, lease, "1\n{\"a\":1}", 9), 1);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_HIT);
+	assert_string_equal(v.buf, "1\n{\"a\":1}");
+	strbuf_free(&v);
+}
+
+/* The classic race, forced: read old, a write invalidates, then store. */
+static void test_invalidation_voids_the_lease(void **state)
+{
+	struct strbuf v;
+	char lease[CACHE_LEASE_TOKEN];
+	int64_t id = next_id++;
+
+	(void)state;
+	strbuf_init(&v);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);	/* reader: lease */
+	/* ...the reader has read version 1 from PostgreSQL; now a writer commits 2: */
+	assert_int_equal(cache_invalidate(&id, 1), 0);
+	/* ...and the reader, late, tries to store version 1: refused. */
+	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 0);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_true(lease[0] != '\0');	/* the next reader gets a fresh lease */
+	assert_int_equal(cache_paint_store(id, lease, "2\nnew", 5), 1);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_HIT);
+	assert_string_equal(v.buf, "2\nnew");
+	strbuf_free(&v);
+}
+
+static void test_store_needs_the_current_lease(void **state)
+{
+	struct strbuf v;
+	char first[CACHE_LEASE_TOKEN], second[CACHE_LEASE_TOKEN];
+	int64_t id = next_id++;
+
+	(void)state;
+	strbuf_init(&v);
+	assert_int_equal(cache_paint_get(id, &v, first), CACHE_MISS);
+	assert_int_equal(cache_invalidate(&id, 1), 0);
+	assert_int_equal(cache_paint_get(id, &v, second), CACHE_MISS);
+	assert_string_not_equal(first, second);
+	assert_int_equal(cache_paint_store(id, first, "1\nold", 5), 0);	/* not its lease */
+	assert_int_equal(cache_paint_store(id, "", "1\nold", 5), 0);	/* no lease at all */
+	assert_int_equal(cache_paint_store(id, second, "2\nnew", 5), 1);
+	strbuf_free(&v);
+}
+
+struct herd {
+	int64_t id;
+	atomic_int leases, hits, misses_without_lease;
+	pthread_barrier_t go;
+};
+
+static void *herd_member(void *arg)
+{
+	struct herd *h = arg;
+	struct strbuf v;
+	char lease[CACHE_LEASE_TOKEN];
+	enum cache_result r;
+
+	strbuf_init(&v);
+	pthread_barrier_wait(&h->go);
+	r = cache_paint_get(h->id, &v, lease);
+	if (r == CACHE_HIT) {
+		atomic_fetch_add(&h->hits, 1);
+	} else if (r == CACHE_MISS && lease[0]) {
+		atomic_fetch_add(&h->leases, 1);
+		/* "read the database" for 5 ms, then store */
+		nanosleep(&(struct timespec){ 0, 5 * 1000 * 1000 }, NULL);
+		cache_paint_store(h->id, lease, "1\nvalue", 7);
+	} else {
+		atomic_fetch_add(&h->misses_without_lease, 1);
+	}
+	strbuf_free(&v);
+	return NULL;
+}
+
+static void test_one_lease_for_a_herd(void **state)
+{
+	enum { N = 40 };
+	struct herd h;
+	pthread_t th[N];
+	int i;
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	h.id = next_id++;
+	pthread_barrier_init(&h.go, NULL, N);
+	for (i = 0; i < N; i++)
+		pthread_create(&th[i], NULL, herd_member, &h);
+	for (i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&h.go);
+	assert_int_equal(atomic_load(&h.leases), 1);	/* one database read */
+	assert_int_equal(atomic_load(&h.hits), N - 1);	/* the rest waited for it */
+	assert_int_equal(atomic_load(&h.misses_without_lease), 0);
+}
+
+static void test_drain_applies_the_outbox(void **state)
+{
+	struct strbuf v;
+	char lease[CACHE_LEASE_TOKEN], sql[128];
+	struct pool_conn *c;
+	struct pool_error err;
+	int64_t id = next_id++;
+	PGresult *r;
+
+	(void)state;
+	strbuf_init(&v);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 1);
+	/* a write whose invalidation never reached Redis */
+	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
+	snprintf(sql, sizeof(sql), "INSERT INTO cache_outbox (paint_id) VALUES (%lld)", (long long)id);
+	r = PQexec(c->pg, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	pool_release(pool, c);
+	assert_true(cache_drain(pool) >= 1);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);	/* gone */
+	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM cache_outbox WHERE paint_id = %lld", (long long)id);
+	r = PQexec(c->pg, sql);
+	assert_string_equal(PQgetvalue(r, 0, 0), "0");
+	PQclear(r);
+	pool_release(pool, c);
+	strbuf_free(&v);
+}
+
+static void test_pages_follow_the_generation(void **state)
+{
+	struct strbuf v;
+	char gen[24], gen2[24];
+	int64_t id = next_id++;
+
+	(void)state;
+	strbuf_init(&v);
+	assert_int_equal(cache_page_get("list", "q=unit", &v, gen), CACHE_MISS);
+	cache_page_store("list", "q=unit", gen, "\"e\"\n[]", 6);
+	assert_int_equal(cache_page_get("list", "q=unit", &v, gen2), CACHE_HIT);
+	assert_string_equal(v.buf, "\"e\"\n[]");
+	assert_string_equal(gen, gen2);
+	/* a write between reading the generation and storing: stored under the old one */
+	strbuf_reset(&v);
+	assert_int_equal(cache_invalidate(&id, 1), 0);
+	assert_int_equal(cache_page_get("list", "q=unit", &v, gen2), CACHE_MISS);
+	cache_page_store("list", "q=unit", gen, "\"old\"\n[]", 8);	/* late, old gen */
+	assert_int_equal(cache_page_get("list", "q=unit", &v, gen2), CACHE_MISS);
+	strbuf_free(&v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hit_after_store),
+		cmocka_unit_test(test_invalidation_voids_the_lease),
+		cmocka_unit_test(test_store_needs_the_current_lease),
+		cmocka_unit_test(test_one_lease_for_a_herd),
+		cmocka_unit_test(test_drain_applies_the_outbox),
+		cmocka_unit_test(test_pages_follow_the_generation),
+	};
+
+	log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
+	return cmocka_run_group_tests_name("cache", tests, setup, teardown);
+}
