@@ -338,6 +338,13 @@ int auth_require(struct ctx *c, enum auth_level level)
 
 	if (level == AUTH_NONE)
 		return 0;
+	if (level == AUTH_LOOPBACK_OR_ADMIN) {
+		const char *addr = http_param(&c->req, "REMOTE_ADDR");
+
+		if (addr && (strcmp(addr, "127.0.0.1") == 0 || strcmp(addr, "::1") == 0))
+			return 0;
+		level = AUTH_ADMIN;
+	}
 	if (cookie_token(c, token) != 0) {
 		http_problem(&c->resp, 401, "log in first: no session", NULL);
 		goto out;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,6 +237,24 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 	    get_int(envp, "LOGIN_WINDOW_SECONDS", 900, 1, 86400, &cfg->login_window, err, errlen) ||
 	    get_str(envp, "ALLOWED_ORIGINS", "", 2000, &cfg->allowed_origins, err, errlen))
 		goto fail;
+
+	{
+		static const struct { const char *name; int def, max; size_t off; } knobs[] = {
+			{ "SLOW_REQUEST_MS", 1000, 3600000, offsetof(struct config, slow_request_ms) },
+			{ "ALERT_QUERY_TIME_MS", 5000, 3600000, offsetof(struct config, alert_query_ms) },
+			{ "ALERT_POOL_UTILISATION", 80, 100, offsetof(struct config, alert_pool_percent) },
+			{ "ALERT_MEMORY_PERCENT", 85, 100, offsetof(struct config, alert_memory_percent) },
+			{ "ALERT_ERROR_RATE", 5, 100, offsetof(struct config, alert_error_percent) },
+			{ "ALERT_CONNECTION_TIMEOUTS", 3, 1000000, offsetof(struct config, alert_pool_timeouts) },
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(knobs) / sizeof(knobs[0]); k++) {
+			if (get_int(envp, knobs[k].name, knobs[k].def, 1, knobs[k].max, &v, err, errlen))
+				goto fail;
+			*(double *)((char *)cfg + knobs[k].off) = v;
+		}
+	}
 
 	if (parse_enum(envp, "LOG_LEVEL", "info", levels, 4, &v, err, errlen))
 		goto fail;

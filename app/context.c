@@ -9,12 +9,13 @@
 #include "auth.h"
 #include "cache.h"
 #include "log.h"
+#include "metrics.h"
 #include "strbuf.h"
 #include "util.h"
 
 static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
-static void log_request(const struct ctx *c);
+static void log_request(const struct ctx *c, double total);
 static void release_all(struct ctx *c);
 
 /* Seconds a client should wait before retrying after an overload 503. */
@@ -84,6 +85,7 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	t0 = now_mono();
 	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
+		metrics_pool_wait(now_mono() - t0, err.kind == POOL_ERR_TIMEOUT);
 		c->db = NULL;
 		http_resp_reset(&c->resp);
 		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
@@ -106,6 +108,8 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 		return NULL;
 	}
 	c->pool_wait += now_mono() - t0;
+	metrics_pool_wait(now_mono() - t0, 0);
+	c->db_since = now_mono();
 	return c->db->pg;
 }
 
@@ -224,13 +228,14 @@ int ctx_var(const struct ctx *c, int i, char *buf, size_t size)
 	return 0;
 }
 
-static void log_request(const struct ctx *c)
+static void log_request(const struct ctx *c, double total)
 {
 	struct log_line l;
 	int status = c->resp.status ? c->resp.status : 500;
-	enum log_level level = status >= 500 ? LOG_WARN : LOG_INFO;
+	int slow = total * 1000.0 > c->app->cfg->slow_request_ms;
+	enum log_level level = status >= 500 || slow ? LOG_WARN : LOG_INFO;
 
-	log_begin(&l, level, "request");
+	log_begin(&l, level, slow ? "slow request" : "request");
 	log_str(&l, "request_id", c->request_id);
 	log_str(&l, "method", c->req.method);
 	log_str(&l, "path", c->req.path ? c->req.path : "");
@@ -240,7 +245,9 @@ static void log_request(const struct ctx *c)
 	log_str(&l, "cache", c->cache < 0 ? "none" : cache_result_name((enum cache_result)c->cache));
 	log_num(&l, "auth_ms", c->auth_time * 1000.0);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
-	log_num(&l, "total_ms", (now_mono() - c->t_start) * 1000.0);
+	log_num(&l, "db_ms", c->db_time * 1000.0);
+	log_num(&l, "cache_ms", c->cache_time * 1000.0);
+	log_num(&l, "total_ms", total * 1000.0);
 	log_end(&l);
 }
 
@@ -310,9 +317,11 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 
 	/* Return the connection before the client is answered: it is free sooner. */
 	if (c.db) {
+		c.db_time = now_mono() - c.db_since;
 		pool_release(app->pool, c.db);
 		c.db = NULL;
 	}
+	c.cache_time = cache_take_time();
 	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
 	if (c.cache >= 0)
 		http_resp_header(&c.resp, "X-Cache", "%s", cache_result_name((enum cache_result)c.cache));
@@ -323,6 +332,12 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	http_resp_serialise(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
 	FCGX_PutStr(out.buf, (int)out.len, r->out);
 	strbuf_free(&out);
-	log_request(&c);
+	{
+		double total = now_mono() - c.t_start;
+
+		metrics_request(c.match.route ? (size_t)(c.match.route - table) : nroutes,
+				c.resp.status, total, c.db_time > 0 ? c.db_time : -1.0, c.cache);
+		log_request(&c, total);
+	}
 	release_all(&c);
 }

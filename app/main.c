@@ -5,6 +5,7 @@
  *   paintstudio migrate [DIR]          apply pending migrations (default ./migrations)
  *   paintstudio create-admin USER [--if-missing]
  *   paintstudio check [DIR]            check settings, PostgreSQL, Redis, migrations
+ *   paintstudio status                 pool, cache and alerts of the running process
  *
  * Settings come from the environment (see README.md, "Configuration").
  */
@@ -21,10 +22,13 @@
 #include "config.h"
 #include "context.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "paints.h"
 #include "pool.h"
+#include "router.h"
 #include "server.h"
+#include "status.h"
 #include "util.h"
 
 extern char **environ;
@@ -106,6 +110,12 @@ static int cmd_serve(const struct config *cfg)
 	pool_settings_from(cfg, &ps);
 	auth_setup(cfg);
 	cache_setup(cfg);
+	{
+		size_t nroutes;
+
+		router_routes(&nroutes);
+		metrics_setup(cfg, nroutes);
+	}
 	app.cfg = cfg;
 	app.pool = pool_create(&ps);
 	cache_set_pool(app.pool);
@@ -278,6 +288,7 @@ static void usage(FILE *f)
 	      "       paintstudio migrate [DIR]\n"
 	      "       paintstudio create-admin USERNAME [--if-missing]\n"
 	      "       paintstudio check [DIR]\n"
+	      "       paintstudio status          (asks the process at FCGI_LISTEN)\n"
 	      "Settings come from the environment; see README.md.\n", f);
 }
 
@@ -292,7 +303,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") &&
+	if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "status") &&
 	    strcmp(cmd, "create-admin") && strcmp(cmd, "check")) {
 		usage(stderr);
 		return 2;
@@ -317,6 +328,8 @@ int main(int argc, char **argv)
 		rc = cmd_serve(&cfg);
 	else if (strcmp(cmd, "migrate") == 0)
 		rc = cmd_migrate(&cfg, argc > 2 ? argv[2] : DEFAULT_MIGRATIONS);
+	else if (strcmp(cmd, "status") == 0)
+		rc = status_run(cfg.fcgi_listen);
 	else if (strcmp(cmd, "create-admin") == 0)
 		rc = cmd_create_admin(&cfg, argv[2], argc == 4);
 	else

@@ -40,6 +40,7 @@ struct pool {
 	struct pool_conn *busy;		/* checked out and open (for leak reports) */
 	struct waiter *head, *tail;	/* FIFO of waiting checkouts */
 	int nidle, open, checked_out, waiting;
+	int peak;			/* most checked out since pool_take_peak */
 	int closing;
 	/*
 	 * When one connection turns out broken, the server probably dropped
@@ -253,6 +254,8 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 	c->checked_out_at = now_mono();
 	c->leak_reported = 0;
 	lock(p);
+	if (p->checked_out > p->peak)
+		p->peak = p->checked_out;
 	c->prev = NULL;
 	c->next = p->busy;
 	if (p->busy)
@@ -358,6 +361,17 @@ void pool_release(struct pool *p, struct pool_conn *c)
 		conn_close(c);
 		free(c);
 	}
+}
+
+int pool_take_peak(struct pool *p)
+{
+	int peak;
+
+	lock(p);
+	peak = p->peak > p->checked_out ? p->peak : p->checked_out;
+	p->peak = p->checked_out;
+	unlock(p);
+	return peak;
 }
 
 void pool_get_stats(struct pool *p, struct pool_stats *st)

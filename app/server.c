@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "cache.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 struct worker {
@@ -39,6 +40,12 @@ static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
 
 static void *worker_main(void *arg);
+static int inflight_now(void);
+
+static int inflight_now(void)
+{
+	return atomic_load(&inflight);
+}
 static void *housekeeping_main(void *arg);
 static void wake_handler(int sig);
 
@@ -196,6 +203,7 @@ static void *housekeeping_main(void *arg)
 		pthread_mutex_unlock(&drain_mu);
 		pool_report_leaks(app->pool);
 		cache_drain(app->pool);
+		metrics_sample(app->pool);
 		if (++ticks % 60 == 0)	/* once a minute */
 			auth_cleanup(app->pool, app->cfg);
 		pthread_mutex_lock(&drain_mu);
@@ -226,6 +234,7 @@ int server_run(struct app *app, int listen_fd)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	FCGX_Init();
+	metrics_set_inflight_source(inflight_now);
 	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)
 		die("cannot start the housekeeping thread");
 	for (i = 0; i < cfg->workers; i++) {

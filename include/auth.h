@@ -22,7 +22,12 @@ struct config;
 #define AUTH_COOKIE "__Host-ps_session"
 
 /* Who a route is for. */
-enum auth_level { AUTH_NONE, AUTH_USER, AUTH_ADMIN };
+enum auth_level {
+	AUTH_NONE,
+	AUTH_USER,
+	AUTH_ADMIN,
+	AUTH_LOOPBACK_OR_ADMIN,	/* /metrics: a scraper on this machine, or an admin */
+};
 
 /* Call once at start-up; -1 if libsodium cannot initialise. */
 int auth_init(void);

@@ -92,4 +92,7 @@ void cache_set_pool(struct pool *p);
 
 void cache_get_stats(struct cache_stats *st);
 
+/* Seconds this thread spent on Redis since the previous call. */
+double cache_take_time(void);
+
 #endif

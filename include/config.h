@@ -55,6 +55,11 @@ struct config {
 	int login_window;	/* ...in this many seconds */
 	char *allowed_origins;	/* extra Origins for writes, comma-separated */
 
+	/* Observability */
+	double slow_request_ms;	/* requests slower than this log a warning */
+	double alert_query_ms, alert_pool_percent, alert_memory_percent,
+	       alert_error_percent, alert_pool_timeouts;
+
 	/* Logging */
 	enum log_level log_level;
 	enum log_format log_format;

@@ -31,6 +31,9 @@ struct ctx {
 	char request_id[65];
 	double t_start;			/* monotonic */
 	double pool_wait;		/* seconds spent waiting in checkout */
+	double db_since;		/* monotonic time of the checkout */
+	double db_time;			/* seconds the connection was held */
+	double cache_time;		/* seconds spent talking to Redis */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
 	int cache;			/* enum cache_result, or -1: not cached */

@@ -115,6 +115,12 @@ void pool_release(struct pool *p, struct pool_conn *c);
  */
 int pool_report_leaks(struct pool *p);
 
+/*
+ * The most connections checked out at once since the previous call (then
+ * reset to the current number): utilisation peaks between samples.
+ */
+int pool_take_peak(struct pool *p);
+
 /* A consistent snapshot of the pool's figures. */
 void pool_get_stats(struct pool *p, struct pool_stats *st);
 
