@@ -48,8 +48,13 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 DB_SRCS := $(wildcard tests/db/test_*.c)
 DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 
-.PHONY: all deps run stop test unit clean check-clang tsan
-all: $(BUILD)/paintstudio
+.PHONY: all deps browser-deps run stop test unit clean web
+all: $(BUILD)/paintstudio web
+
+# The admin UI with fingerprinted asset names (build/web).
+web: build/web/index.html
+build/web/index.html: $(wildcard web/*) scripts/build-web.sh
+	@scripts/build-web.sh build/web
 
 # V=1 shows the whole command lines.
 ifeq ($(V),1)
@@ -82,6 +87,12 @@ unit: $(UNIT_BINS) $(DB_BINS)
 deps:
 	@scripts/deps.sh
 
+# playwright-core from the npm registry, to drive Debian's Chromium.
+browser-deps: tests/browser/node_modules/playwright-core/package.json
+tests/browser/node_modules/playwright-core/package.json: tests/browser/package.json tests/browser/package-lock.json
+	@echo "  NPM   tests/browser"
+	@cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/stack.sh run
@@ -90,8 +101,9 @@ stop:
 	@scripts/stack.sh stop
 
 # Every suite, against the sanitizer build (the threaded database tests
-# also under ThreadSanitizer); the last line totals them all.
-test: deps
+# also under ThreadSanitizer, the UI in headless Chromium); the last line
+# totals them all.
+test: deps browser-deps
 	@$(MAKE) --no-print-directory all unit SANITIZE=address,undefined
 	@$(MAKE) --no-print-directory unit SANITIZE=thread
 	@python3 tests/run.py --build build/address-undefined --tsan-build build/thread

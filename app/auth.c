@@ -360,6 +360,7 @@ int auth_require(struct ctx *c, enum auth_level level)
 	memcpy(c->session_hash, hash, 32);
 	snprintf(c->username, sizeof(c->username), "%s", s.username);
 	c->is_admin = s.is_admin;
+	auth_csrf_for(token, c->csrf);
 	if (level == AUTH_ADMIN && !s.is_admin) {
 		http_problem(&c->resp, 403, "this needs an administrator", NULL);
 		goto out;
@@ -620,6 +621,8 @@ void auth_me(struct ctx *c)
 	json_object_object_add(u, "username", json_object_new_string(c->username));
 	json_object_object_add(u, "is_admin", json_object_new_boolean(c->is_admin));
 	json_object_object_add(o, "user", u);
+	/* A page reloaded in the browser gets its token back from here. */
+	json_object_object_add(o, "csrf_token", json_object_new_string(c->csrf));
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }

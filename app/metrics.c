@@ -570,7 +570,9 @@ void metrics_admin(struct ctx *c)
 	json_object_object_add(ind, "query_p50", indicator(p50, "ms", "< 2000", p50 < 2000));
 	json_object_object_add(ind, "query_p99", indicator(p99, "ms", "< 2000", p99 < 2000));
 	json_object_object_add(ind, "pool_usage", indicator(usage, "%", "< 80", usage < 80));
-	json_object_object_add(ind, "cache_hit_rate", indicator(hit_rate, "%", "> 70", hit_rate > 70));
+	/* No lookups or no requests in the window: nothing failed. */
+	json_object_object_add(ind, "cache_hit_rate", indicator(hit_rate, "%", "> 70",
+								t.hits + t.misses == 0 || hit_rate > 70));
 	json_object_object_add(ind, "error_rate", indicator(err_rate, "%", "< 1", err_rate < 1));
 	json_object_object_add(ind, "server_connections",
 			       indicator(ps.open, "count", "< 15", ps.open < 15));

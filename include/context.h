@@ -42,6 +42,7 @@ struct ctx {
 	int is_admin;
 	char username[65];
 	unsigned char session_hash[32];
+	char csrf[44];			/* the session's CSRF token (for /auth/me) */
 };
 
 /* Serve one accepted request completely. Never fails: errors become responses. */

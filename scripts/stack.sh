@@ -27,6 +27,7 @@ REDIS_PORT=${REDIS_PORT:-56379}
 APP_PROCESSES=${APP_PROCESSES:-1}
 SEED_COUNT=${SEED_COUNT:-10000}
 BIN=${BIN:-$REPO/build/paintstudio}
+WEB_ROOT=${WEB_ROOT:-$REPO/build/web}
 PGBIN=/usr/lib/postgresql/15/bin
 RUN=$STACK_DIR/run
 LOG=$STACK_DIR/log
@@ -150,10 +151,10 @@ make_cert() {
 # The account nginx workers run as when started by root; it must reach web/.
 nginx_user_line() {
 	is_root || return 0
-	if id www-data >/dev/null 2>&1 && runuser -u www-data -- test -r "$REPO/web/index.html" 2>/dev/null; then
+	if id www-data >/dev/null 2>&1 && runuser -u www-data -- test -r "$WEB_ROOT/index.html" 2>/dev/null; then
 		echo "user www-data;"
 	else
-		echo "user root;  # www-data cannot read $REPO/web"
+		echo "user root;  # www-data cannot read $WEB_ROOT"
 	fi
 }
 
@@ -167,7 +168,7 @@ start_nginx() {
 		sed "s|@CONF_DIR@|$conf|g" "$REPO/nginx/$f" >"$conf/$f"
 	done
 	sed -e "s|@STACK_DIR@|$STACK_DIR|g" -e "s|@CONF_DIR@|$conf|g" \
-		-e "s|@HTTPS_PORT@|$HTTPS_PORT|g" -e "s|@WEB_ROOT@|$REPO/web|g" \
+		-e "s|@HTTPS_PORT@|$HTTPS_PORT|g" -e "s|@WEB_ROOT@|$WEB_ROOT|g" \
 		-e "s|@USER_LINE@|$(nginx_user_line)|" \
 		"$REPO/nginx/local.conf.in" | awk -v ups="$ups" '{ if ($0 == "@UPSTREAMS@") printf "%s", ups; else print }' \
 		>"$conf/nginx.conf"
@@ -243,6 +244,7 @@ write_env() {
 start_all() {
 	local t0=$SECONDS i
 	[ -x "$BIN" ] || fail "$BIN is missing: run make first"
+	[ -s "$WEB_ROOT/index.html" ] || fail "$WEB_ROOT is missing: run make first"
 	mkdir -p "$RUN" "$LOG"
 	if pidfile_alive "$RUN/nginx.pid" || pidfile_alive "$RUN/app-1.pid"; then
 		fail "a stack from $STACK_DIR is already running: make stop"

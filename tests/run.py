@@ -119,6 +119,38 @@ def run_db_tests(build, tsan_build, tally, stack):
         run_cmocka(test_binaries(tsan_build, "dbtests"), tally, "db-tsan", env)
 
 
+def run_browser(tally, stack):
+    """The admin UI in headless Chromium (node --test, TAP output)."""
+    env = dict(os.environ,
+               BASE_URL=stack.settings["BASE_URL"],
+               ADMIN_PASSWORD=harness.ADMIN_PASSWORD,
+               STACK_DIR=stack.dir,
+               ARTIFACTS=os.path.join(REPO, "tests", "artifacts"),
+               NODE_EXTRA_CA_CERTS=os.path.join(stack.dir, "tls", "cert.pem"))
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(["node", "--test", "--test-reporter=tap", "ui.test.mjs"],
+                           cwd=os.path.join(HERE, "browser"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        tally.add("browser", "run", "fail", repr(e))
+        return
+    seen = 0
+    for line in p.stdout.splitlines():
+        if line.startswith("ok "):
+            seen += 1
+            tally.add("browser", line, "pass")
+        elif line.startswith("not ok "):
+            seen += 1
+            tally.add("browser", line, "fail", p.stdout[-4000:])
+    if seen == 0 or (p.returncode != 0 and "not ok" not in p.stdout):
+        tally.add("browser", "exit", "fail", f"exit {p.returncode}: {p.stdout[-2000:]}{p.stderr[-2000:]}")
+    print(f"browser ui.test.mjs: {seen} tests in {time.monotonic() - t0:.1f}s"
+          + ("" if p.returncode == 0 else " (FAILED)"), flush=True)
+    if p.returncode != 0:
+        sys.stdout.write(p.stdout[-6000:] + p.stderr[-3000:])
+
+
 def run_integration(build, tally, pattern, tsan_build=None, db_tests=True):
     stack = harness.Stack(binary=os.path.join(REPO, build, "paintstudio"))
     try:
@@ -138,6 +170,8 @@ def run_integration(build, tally, pattern, tsan_build=None, db_tests=True):
         runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
                                          resultclass=CountingResult)
         runner.run(suite)
+        if db_tests:  # the whole suite: the browser too
+            run_browser(tally, stack)
     finally:
         stack.stop()
         reports = stack.sanitizer_reports()

@@ -1,0 +1,284 @@
+// The admin UI in a real headless Chromium (Debian's package), driven by
+// playwright-core, against the test stack that tests/run.py started.
+// Env: BASE_URL, ADMIN_PASSWORD, STACK_DIR, ARTIFACTS (screenshots).
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.BASE_URL;
+const PASSWORD = process.env.ADMIN_PASSWORD;
+const STACK_DIR = process.env.STACK_DIR;
+const ARTIFACTS = process.env.ARTIFACTS || "tests/artifacts";
+const REFRESH_MS = 5000;
+// Answers the tests provoke on purpose; Chromium logs each as a console error.
+const EXPECTED = /Failed to load resource: the server responded with a status of (401|412|422)/;
+
+let browser, page;
+const problems = [];
+
+async function shot(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: false });
+}
+
+// A second admin, straight through the API (as another person would be).
+async function apiSession() {
+  const r = await fetch(`${BASE}/auth/login`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Origin: BASE },
+    body: JSON.stringify({ username: "admin", password: PASSWORD }),
+  });
+  assert.equal(r.status, 200);
+  const body = await r.json();
+  const cookie = r.headers.get("set-cookie").split(";")[0];
+  return async (method, path, payload) => {
+    const h = { Cookie: cookie };
+    if (method !== "GET") Object.assign(h, { Origin: BASE, "X-CSRF-Token": body.csrf_token });
+    if (payload !== undefined) h["Content-Type"] = "application/json";
+    const res = await fetch(BASE + path, { method, headers: h, body: payload && JSON.stringify(payload) });
+    return { status: res.status, body: res.status === 204 ? null : await res.json() };
+  };
+}
+
+// Lines of nginx's access log for list requests that were answered 304.
+function list304s() {
+  const log = readFileSync(`${STACK_DIR}/log/nginx-access.log`, "utf8");
+  return log.split("\n").filter((l) => l.includes('"GET /admin/paints?') && / 304 /.test(l)).length;
+}
+
+function listRequests() {
+  const log = readFileSync(`${STACK_DIR}/log/nginx-access.log`, "utf8");
+  return log.split("\n").filter((l) => l.includes('"GET /admin/paints?')).length;
+}
+
+const cells = (col) => page.$$eval(`#paints tbody tr td:nth-child(${col})`, (tds) => tds.map((t) => t.textContent));
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
+  page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error" && !EXPECTED.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("dialog", (d) => d.dismiss()); // no alert()/confirm() expected: <dialog> is used
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("an anonymous visitor gets the login page", async () => {
+  await page.goto(BASE + "/");
+  await page.waitForSelector("#login-view:not([hidden])");
+  assert.equal(await page.isVisible("#paints-view"), false);
+  await page.fill("#login-username", "admin");
+  await page.fill("#login-password", "not the password");
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#login-error:not([hidden])");
+  await shot("01-login-error");
+});
+
+test("logging in shows the seeded catalogue with swatches", async () => {
+  await page.fill("#login-password", PASSWORD);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#paints tbody tr");
+  assert.equal((await cells(2)).length, 50);
+  const colour = await page.$eval("#paints tbody tr .swatch", (s) => getComputedStyle(s).backgroundColor);
+  assert.match(colour, /^rgb\(/);
+  await page.waitForFunction(() => Number(document.getElementById("total").textContent) >= 10000);
+  await shot("02-paints");
+});
+
+test("filters and sorting", async () => {
+  await page.fill("#f-brand", "Golden");
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction(() => [...document.querySelectorAll("#paints tbody tr td:nth-child(3)")]
+    .every((td) => td.textContent === "Golden"));
+  assert.ok((await cells(3)).length > 0);
+  await page.click('th .sort[data-sort="price"]');
+  await page.waitForSelector('th .sort[data-sort="price"][aria-sort="ascending"]');
+  await page.waitForFunction(() => {
+    const p = [...document.querySelectorAll("#paints tbody tr td:nth-child(8)")].map((t) => Number(t.textContent));
+    return p.length > 1 && p.every((v, i) => i === 0 || p[i - 1] <= v);
+  });
+  await page.click('th .sort[data-sort="price"]');
+  await page.waitForSelector('th .sort[data-sort="price"][aria-sort="descending"]');
+  await page.waitForFunction(() => {
+    const p = [...document.querySelectorAll("#paints tbody tr td:nth-child(8)")].map((t) => Number(t.textContent));
+    return p.length > 1 && p.every((v, i) => i === 0 || p[i - 1] >= v);
+  });
+  const brands = await cells(3);
+  assert.ok(brands.every((b) => b === "Golden"));
+  await shot("03-filtered-sorted");
+  await page.click("#f-reset");
+  await page.waitForFunction(() => new Set([...document.querySelectorAll("#paints tbody tr td:nth-child(3)")]
+    .map((t) => t.textContent)).size > 1);
+  await page.click('th .sort[data-sort="created_at"]'); // back to newest first
+  await page.click('th .sort[data-sort="created_at"]');
+  await page.waitForSelector('th .sort[data-sort="created_at"][aria-sort="descending"]');
+  // keyset pagination: "Load more" appends the next 50
+  await page.click("#more");
+  await page.waitForFunction(() => document.querySelectorAll("#paints tbody tr").length === 100);
+  await page.click("#f-reset");
+  await page.waitForFunction(() => document.querySelectorAll("#paints tbody tr").length === 50);
+});
+
+const NAME = "Browser Test Crimson " + Date.now();
+let paintId;
+
+test("creating a paint: client-side errors first, then saved", async () => {
+  await page.click("#new-paint");
+  await page.waitForSelector("#editor[open]");
+  await page.fill("#p-name", "   ");
+  await page.fill("#p-price", "1.234");
+  await page.fill("#p-color_preview", "#12345");
+  await page.click("#save-paint");
+  await page.waitForSelector("#e-name:not(:empty)");
+  assert.match(await page.textContent("#e-price"), /2 decimals/);
+  assert.match(await page.textContent("#e-color_preview"), /#RRGGBB/);
+  assert.equal(await page.getAttribute("#p-name", "aria-invalid"), "true");
+  await shot("04-form-errors");
+  await page.fill("#p-name", NAME);
+  await page.fill("#p-brand", "UI Test");
+  await page.fill("#p-price", "12.34");
+  await page.fill("#p-stock", "5");
+  await page.fill("#p-color_preview", "#A01020");
+  const swatch = await page.$eval("#p-swatch", (s) => getComputedStyle(s).backgroundColor);
+  assert.equal(swatch, "rgb(160, 16, 32)"); // the live preview follows the field
+  await page.click("#save-paint");
+  await page.waitForSelector("#editor", { state: "hidden" });
+  await page.waitForSelector(`#paints tbody tr:has-text("${NAME}")`);
+  paintId = Number(await page.getAttribute(`#paints tbody tr:has-text("${NAME}")`, "data-id"));
+  assert.ok(paintId > 0);
+});
+
+test("server-side errors appear next to their field", async () => {
+  const row = `#paints tbody tr[data-id="${paintId}"]`;
+  await page.click(`${row} button:has-text("Edit")`);
+  await page.waitForSelector("#editor[open]");
+  // caught in the page: no request is sent
+  await page.fill("#p-image_url", "https://example.com/has space.png");
+  await page.click("#save-paint");
+  await page.waitForSelector("#e-image_url:not(:empty)");
+  await page.fill("#p-image_url", "https://example.com/ok.png");
+  // a rule only the server checks (control characters): its 422 lands by the field
+  await page.fill("#p-name", "Bell\u0007Name");
+  await page.click("#save-paint");
+  await page.waitForFunction(() => /control characters/.test(document.getElementById("e-name").textContent));
+  assert.equal(await page.getAttribute("#p-name", "aria-invalid"), "true");
+  await page.click("#cancel-edit");
+  await page.waitForSelector("#editor", { state: "hidden" });
+});
+
+test("an edit conflicting with another admin's is shown, and reload recovers", async () => {
+  const other = await apiSession();
+  const row = `#paints tbody tr[data-id="${paintId}"]`;
+  await page.click(`${row} button:has-text("Edit")`);
+  await page.waitForSelector("#editor[open]");
+  const r = await other("PATCH", `/admin/paints/${paintId}`, { description: "changed elsewhere" });
+  assert.equal(r.status, 200);
+  await page.fill("#p-stock", "9");
+  await page.click("#save-paint");
+  await page.waitForSelector("#conflict:not([hidden])");
+  assert.match(await page.textContent("#conflict"), /changed by someone else/);
+  await shot("05-conflict");
+  await page.click("#conflict-reload");
+  await page.waitForSelector("#conflict", { state: "hidden" });
+  assert.equal(await page.inputValue("#p-description"), "changed elsewhere");
+  await page.fill("#p-stock", "9");
+  await page.click("#save-paint");
+  await page.waitForSelector("#editor", { state: "hidden" });
+  const now = await other("GET", `/admin/paints/${paintId}`);
+  assert.equal(now.body.stock, 9);
+  assert.equal(now.body.description, "changed elsewhere");
+});
+
+test("stock buttons use the atomic stock route", async () => {
+  const row = `#paints tbody tr[data-id="${paintId}"]`;
+  await page.click(`${row} button[aria-label^="Add one"]`);
+  await page.waitForFunction((sel) => document.querySelector(sel + " td.stock").textContent === "10", row);
+  await page.click(`${row} button[aria-label^="Remove one"]`);
+  await page.click(`${row} button[aria-label^="Remove one"]`);
+  await page.waitForFunction((sel) => document.querySelector(sel + " td.stock").textContent === "8", row);
+});
+
+test("auto-refresh costs 304s while nothing changes and picks up a change", async () => {
+  await page.waitForTimeout(REFRESH_MS + 1000); // one poll takes in the earlier changes
+  const before304 = list304s();
+  await page.waitForTimeout(REFRESH_MS * 2 + 1500);
+  assert.ok(list304s() - before304 >= 2, "unchanged polls were not answered 304");
+  const other = await apiSession();
+  const firstId = Number(await page.getAttribute("#paints tbody tr", "data-id"));
+  const current = (await other("GET", `/admin/paints/${firstId}`)).body;
+  await other("PATCH", `/admin/paints/${firstId}`, { stock: current.stock + 7 });
+  await page.waitForFunction(([id, stock]) =>
+    document.querySelector(`#paints tbody tr[data-id="${id}"] td.stock`)?.textContent === String(stock),
+  [firstId, current.stock + 7], { timeout: REFRESH_MS * 2 + 2000 });
+});
+
+test("a hidden tab stops polling", async () => {
+  await page.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  const before = listRequests();
+  await page.waitForTimeout(REFRESH_MS * 2 + 1000);
+  assert.equal(listRequests(), before);
+  await page.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+});
+
+test("deleting asks first, then removes the paint", async () => {
+  const row = `#paints tbody tr[data-id="${paintId}"]`;
+  await page.click(`${row} button:has-text("Delete")`);
+  await page.waitForSelector("#confirm[open]");
+  await shot("06-confirm-delete");
+  await page.click("#confirm button[value=no]");
+  assert.ok(await page.isVisible(row));
+  await page.click(`${row} button:has-text("Delete")`);
+  await page.click("#confirm-yes");
+  await page.waitForSelector(row, { state: "detached" });
+  const other = await apiSession();
+  assert.equal((await other("GET", `/admin/paints/${paintId}`)).status, 404);
+});
+
+test("the dashboard shows pool, cache, requests and alerts", async () => {
+  await page.click("#tab-dashboard");
+  await page.waitForFunction(() => /in use/.test(document.getElementById("d-pool").textContent));
+  assert.match(await page.textContent("#d-cache"), /%|Redis down/);
+  assert.ok((await page.$$("#d-indicators li")).length >= 5);
+  await page.waitForTimeout(REFRESH_MS + 500); // a second sample draws the charts
+  assert.ok(await page.$("#c-pool polyline"));
+  await shot("07-dashboard");
+  await page.click("#tab-paints");
+});
+
+test("keyboard only: tab to the filters and submit with Enter", async () => {
+  await page.focus("#f-q");
+  await page.keyboard.type("cobalt");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => [...document.querySelectorAll("#paints tbody tr")].length > 0 &&
+    [...document.querySelectorAll("#paints tbody tr")].every((tr) => /cobalt/i.test(tr.textContent)));
+  const unlabelled = await page.$$eval("input, select, textarea", (els) =>
+    els.filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id));
+  assert.deepEqual(unlabelled, []);
+});
+
+test("logging out returns to the login page", async () => {
+  await page.click("#logout");
+  await page.waitForSelector("#login-view:not([hidden])");
+  await page.goto(BASE + "/");
+  await page.waitForSelector("#login-view:not([hidden])");
+});
+
+test("no console errors and no CSP violations during the run", async () => {
+  assert.deepEqual(problems, []);
+});

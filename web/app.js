@@ -1,0 +1,507 @@
+// Paint Studio admin UI: plain JavaScript, no framework, no inline code
+// (the Content-Security-Policy allows scripts and styles from this site only).
+"use strict";
+
+const REFRESH_MS = 5000;
+const DASH_POINTS = 60; // five minutes of 5-second samples
+
+const state = {
+  csrf: null,
+  user: null,
+  sort: "-created_at",
+  filters: {},
+  items: [],
+  cursor: null,
+  firstPageEtag: null,
+  editing: null, // the paint being edited (null: creating)
+  editingEtag: null,
+  timer: null,
+  view: "paints",
+  history: { pool: [], cache: [], rate: [], latency: [] },
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ---- API ---------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && (body.detail || body.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(method, path, body, headers = {}) {
+  const h = Object.assign({}, headers);
+  const init = { method, headers: h, credentials: "same-origin", cache: "no-store" };
+  if (body !== undefined) {
+    h["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  if (method !== "GET" && state.csrf) h["X-CSRF-Token"] = state.csrf;
+  const r = await fetch(path, init);
+  if (r.status === 401 && path !== "/auth/login") {
+    showLogin();
+    throw new ApiError(401, { detail: "please log in" });
+  }
+  if (r.status === 304 || r.status === 204) return { status: r.status, headers: r.headers, body: null };
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { detail: text }; }
+  if (!r.ok) throw new ApiError(r.status, data);
+  return { status: r.status, headers: r.headers, body: data };
+}
+
+function flash(message) {
+  const f = $("flash");
+  f.textContent = message;
+  f.hidden = !message;
+  if (message) setTimeout(() => { if (f.textContent === message) f.hidden = true; }, 4000);
+}
+
+// ---- views -------------------------------------------------------------
+
+function showLogin() {
+  stopRefresh();
+  state.user = null;
+  state.csrf = null;
+  $("nav").hidden = true;
+  $("paints-view").hidden = true;
+  $("dashboard-view").hidden = true;
+  $("login-view").hidden = false;
+  $("login-username").focus();
+}
+
+function showView(view) {
+  state.view = view;
+  $("login-view").hidden = true;
+  $("nav").hidden = false;
+  $("paints-view").hidden = view !== "paints";
+  $("dashboard-view").hidden = view !== "dashboard";
+  $("tab-paints").setAttribute("aria-current", view === "paints" ? "page" : "false");
+  $("tab-dashboard").setAttribute("aria-current", view === "dashboard" ? "page" : "false");
+  if (view === "paints") loadFirstPage(); else refreshDashboard();
+  startRefresh();
+}
+
+async function start() {
+  try {
+    const me = await api("GET", "/auth/me");
+    state.user = me.body.user;
+    state.csrf = me.body.csrf_token;
+    $("whoami").textContent = state.user.username;
+    showView("paints");
+    loadStatsTotal();
+  } catch (e) {
+    if (e.status !== 401) flash(e.message);
+  }
+}
+
+// ---- login -------------------------------------------------------------
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  const err = $("login-error");
+  err.hidden = true;
+  try {
+    const r = await api("POST", "/auth/login", {
+      username: $("login-username").value, password: $("login-password").value,
+    });
+    state.csrf = r.body.csrf_token;
+    state.user = r.body.user;
+    $("login-password").value = "";
+    $("whoami").textContent = state.user.username;
+    showView("paints");
+    loadStatsTotal();
+  } catch (e) {
+    err.textContent = e.status === 429 ? "Too many attempts: wait a while and try again."
+      : e.status === 401 ? "Wrong username or password." : e.message;
+    err.hidden = false;
+  }
+}
+
+async function onLogout() {
+  try { await api("POST", "/auth/logout"); } catch (_) { /* the session is gone either way */ }
+  showLogin();
+}
+
+// ---- the paints table --------------------------------------------------
+
+function listUrl(cursor) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(state.filters)) if (v !== "") p.set(k, v);
+  p.set("sort", state.sort);
+  p.set("limit", "50");
+  if (cursor) p.set("cursor", cursor);
+  return "/admin/paints?" + p.toString();
+}
+
+function text(tag, value, cls) {
+  const el = document.createElement(tag);
+  el.textContent = value;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function formatDate(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toISOString().slice(0, 16).replace("T", " ");
+}
+
+function renderRow(p) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = String(p.id);
+  const sw = document.createElement("td");
+  const chip = document.createElement("span");
+  chip.className = "swatch";
+  chip.style.backgroundColor = p.color_preview; // CSSOM: allowed by the CSP
+  chip.title = p.color_preview;
+  sw.append(chip);
+  tr.append(sw, text("td", p.name, "name"), text("td", p.brand), text("td", p.color_code),
+    text("td", p.color_type), text("td", p.color_family), text("td", String(p.stock), "num stock"),
+    text("td", Number(p.price).toFixed(2), "num"), text("td", formatDate(p.created_at)),
+    text("td", formatDate(p.updated_at)));
+  const actions = document.createElement("td");
+  actions.className = "actions";
+  const mk = (label, aria, fn) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.setAttribute("aria-label", `${aria} ${p.name}`);
+    b.addEventListener("click", fn);
+    return b;
+  };
+  actions.append(
+    mk("−", "Remove one of", () => changeStock(p, -1)),
+    mk("+", "Add one of", () => changeStock(p, 1)),
+    mk("Edit", "Edit", () => openEditor(p)),
+    mk("Delete", "Delete", () => deletePaint(p)));
+  tr.append(actions);
+  return tr;
+}
+
+function renderTable() {
+  const body = $("paints").tBodies[0];
+  body.replaceChildren(...state.items.map(renderRow));
+  $("count").textContent = String(state.items.length);
+  $("more").hidden = !state.cursor;
+  for (const b of document.querySelectorAll("th .sort")) {
+    const key = b.dataset.sort;
+    b.setAttribute("aria-sort", state.sort === key ? "ascending" : state.sort === "-" + key ? "descending" : "none");
+  }
+}
+
+async function loadFirstPage() {
+  try {
+    const r = await api("GET", listUrl(null));
+    state.items = r.body.items;
+    state.cursor = r.body.next_cursor;
+    state.firstPageEtag = r.headers.get("ETag");
+    renderTable();
+  } catch (e) {
+    if (e.status !== 401) flash(e.message);
+  }
+}
+
+async function loadMore() {
+  if (!state.cursor) return;
+  try {
+    const r = await api("GET", listUrl(state.cursor));
+    state.items = state.items.concat(r.body.items);
+    state.cursor = r.body.next_cursor;
+    renderTable();
+  } catch (e) {
+    flash(e.message);
+  }
+}
+
+async function loadStatsTotal() {
+  try {
+    const r = await api("GET", "/admin/paints/stats");
+    $("total").textContent = String(r.body.total);
+    const fill = (id, obj) => $(id).replaceChildren(...Object.keys(obj).map((k) => {
+      const o = document.createElement("option");
+      o.value = k;
+      return o;
+    }));
+    fill("brands", r.body.by_brand);
+    fill("families", r.body.by_family);
+  } catch (_) { /* the total is a nicety */ }
+}
+
+// Poll the first page with If-None-Match: an unchanged list costs a 304.
+async function refreshList() {
+  if (state.items.length > 50) return; // the user paged on: do not yank the list away
+  const headers = state.firstPageEtag ? { "If-None-Match": state.firstPageEtag } : {};
+  try {
+    const r = await api("GET", listUrl(null), undefined, headers);
+    $("refresh-state").textContent = "· checked " + new Date().toLocaleTimeString();
+    if (r.status === 304) return;
+    state.items = r.body.items;
+    state.cursor = r.body.next_cursor;
+    state.firstPageEtag = r.headers.get("ETag");
+    renderTable();
+    loadStatsTotal();
+  } catch (_) { /* try again next tick */ }
+}
+
+function startRefresh() {
+  stopRefresh();
+  state.timer = setInterval(() => {
+    if (document.visibilityState !== "visible") return;
+    if (state.view === "paints") refreshList(); else refreshDashboard();
+  }, REFRESH_MS);
+}
+
+function stopRefresh() {
+  if (state.timer) clearInterval(state.timer);
+  state.timer = null;
+}
+
+function onFilter(ev) {
+  ev.preventDefault();
+  state.filters = {
+    q: $("f-q").value.trim(), brand: $("f-brand").value.trim(),
+    color_family: $("f-family").value.trim(), color_type: $("f-type").value.trim(),
+    in_stock: $("f-stock").value,
+  };
+  loadFirstPage();
+}
+
+function onSort(ev) {
+  const key = ev.currentTarget.dataset.sort;
+  state.sort = state.sort === key ? "-" + key : key;
+  loadFirstPage();
+}
+
+async function changeStock(p, delta) {
+  try {
+    const r = await api("POST", `/admin/paints/${p.id}/stock`, { delta });
+    const i = state.items.findIndex((x) => x.id === p.id);
+    if (i >= 0) state.items[i] = r.body;
+    renderTable();
+  } catch (e) {
+    flash(e.status === 409 ? "Stock cannot go below 0." : e.message);
+  }
+}
+
+async function deletePaint(p) {
+  const dlg = $("confirm");
+  $("confirm-text").textContent = `Delete “${p.name}”? This cannot be undone.`;
+  dlg.returnValue = "";
+  dlg.showModal();
+  dlg.addEventListener("close", async () => {
+    if (dlg.returnValue !== "yes") return;
+    try {
+      await api("DELETE", `/admin/paints/${p.id}`);
+      state.items = state.items.filter((x) => x.id !== p.id);
+      renderTable();
+      flash(`Deleted ${p.name}.`);
+    } catch (e) {
+      flash(e.message);
+    }
+  }, { once: true });
+}
+
+// ---- the editor ---------------------------------------------------------
+
+const FIELDS = ["name", "brand", "color_code", "color_type", "color_family", "color_preview",
+  "stock", "price", "image_url", "description"];
+
+// The server's rules, so most mistakes are caught before a round trip.
+function validate(v) {
+  const e = {};
+  const len = (s) => [...s].length;
+  if (!v.name.trim()) e.name = "is required";
+  else if (len(v.name.trim()) > 200) e.name = "must be at most 200 characters";
+  for (const [k, max] of [["brand", 100], ["color_type", 100], ["color_family", 100], ["color_code", 50]]) {
+    if (len(v[k].trim()) > max) e[k] = `must be at most ${max} characters`;
+  }
+  if (len(v.description) > 5000) e.description = "must be at most 5000 characters";
+  if (v.color_preview && !/^#[0-9a-fA-F]{6}$/.test(v.color_preview.trim())) e.color_preview = "must be a colour as #RRGGBB";
+  if (v.image_url.trim() && !/^https?:\/\/[^\s/?#:][^\s]*$/i.test(v.image_url.trim())) e.image_url = "must be empty or an absolute http(s) URL";
+  if (v.stock !== "" && !(/^\d+$/.test(v.stock) && Number(v.stock) <= 1000000)) e.stock = "must be a whole number from 0 to 1000000";
+  if (v.price !== "" && !/^(0|[1-9]\d{0,7})(\.\d{1,2})?$/.test(v.price)) e.price = "must be a number ≥ 0 with at most 2 decimals, below 100000000";
+  return e;
+}
+
+function showErrors(errors) {
+  for (const f of FIELDS) {
+    $("e-" + f).textContent = errors[f] || "";
+    $("p-" + f).setAttribute("aria-invalid", errors[f] ? "true" : "false");
+    if (errors[f]) $("p-" + f).setAttribute("aria-describedby", "e-" + f);
+  }
+  const first = FIELDS.find((f) => errors[f]);
+  if (first) $("p-" + first).focus();
+}
+
+function updateSwatch() {
+  const v = $("p-color_preview").value.trim();
+  $("p-swatch").style.backgroundColor = /^#[0-9a-fA-F]{6}$/.test(v) ? v : "#cccccc";
+}
+
+function fillForm(p) {
+  for (const f of FIELDS) {
+    const v = p ? p[f] : "";
+    $("p-" + f).value = v === undefined || v === null ? "" : f === "price" && p ? Number(v).toFixed(2) : String(v);
+  }
+  if (!p) $("p-color_preview").value = "#cccccc";
+  updateSwatch();
+  showErrors({});
+}
+
+async function openEditor(p) {
+  $("conflict").hidden = true;
+  $("form-error").hidden = true;
+  state.editing = p;
+  state.editingEtag = null;
+  $("editor-title").textContent = p ? `Edit ${p.name}` : "New paint";
+  if (p) {
+    try {
+      const r = await api("GET", `/admin/paints/${p.id}`);
+      state.editing = r.body;
+      state.editingEtag = r.headers.get("ETag");
+    } catch (e) {
+      flash(e.message);
+      return;
+    }
+  }
+  fillForm(state.editing);
+  $("editor").showModal();
+  $("p-name").focus();
+}
+
+async function onSave(ev) {
+  ev.preventDefault();
+  const v = {};
+  for (const f of FIELDS) v[f] = $("p-" + f).value;
+  const errors = validate(v);
+  showErrors(errors);
+  if (Object.keys(errors).length) return;
+  const body = {
+    name: v.name.trim(), brand: v.brand.trim(), color_code: v.color_code.trim(),
+    color_type: v.color_type.trim(), color_family: v.color_family.trim(),
+    color_preview: v.color_preview.trim() || null, image_url: v.image_url.trim(),
+    description: v.description, stock: v.stock === "" ? 0 : Number(v.stock),
+  };
+  // the price as typed: JSON.parse would turn "19.90" into 19.9, which is the same decimal
+  body.price = v.price === "" ? 0 : Number(v.price);
+  $("form-error").hidden = true;
+  try {
+    let r;
+    if (state.editing) {
+      r = await api("PUT", `/admin/paints/${state.editing.id}`, body,
+        state.editingEtag ? { "If-Match": state.editingEtag } : {});
+    } else {
+      r = await api("POST", "/admin/paints", body);
+    }
+    $("editor").close();
+    flash(`Saved ${r.body.name}.`);
+    await loadFirstPage();
+    loadStatsTotal();
+  } catch (e) {
+    if (e.status === 412) {
+      $("conflict").hidden = false;
+      $("conflict-reload").focus();
+    } else if (e.status === 422 && e.body.errors) {
+      showErrors(e.body.errors);
+    } else {
+      $("form-error").textContent = e.message;
+      $("form-error").hidden = false;
+    }
+  }
+}
+
+async function onConflictReload() {
+  if (!state.editing) return;
+  try {
+    const r = await api("GET", `/admin/paints/${state.editing.id}`);
+    state.editing = r.body;
+    state.editingEtag = r.headers.get("ETag");
+    fillForm(state.editing);
+    $("conflict").hidden = true;
+    flash("Reloaded the current version: apply your change again.");
+  } catch (e) {
+    flash(e.message);
+  }
+}
+
+// ---- dashboard -----------------------------------------------------------
+
+function sparkline(id, values, max) {
+  const svg = $(id);
+  const top = Math.max(max || 0, ...values, 1);
+  const pts = values.map((v, i) => {
+    const x = values.length < 2 ? 0 : (i / (DASH_POINTS - 1)) * 120;
+    const y = 38 - (v / top) * 36;
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  }).join(" ");
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", pts);
+  svg.replaceChildren(line);
+}
+
+function push(series, value) {
+  series.push(value);
+  if (series.length > DASH_POINTS) series.shift();
+}
+
+async function refreshDashboard() {
+  let m;
+  try {
+    m = (await api("GET", "/admin/metrics")).body;
+  } catch (e) {
+    if (e.status !== 401) flash(e.message);
+    return;
+  }
+  const h = state.history;
+  push(h.pool, m.pool.checked_out);
+  push(h.cache, m.cache.hit_rate_percent);
+  push(h.rate, m.requests.rate_per_second);
+  push(h.latency, m.indicators.query_p99.value);
+  $("d-pool").textContent = `${m.pool.checked_out} in use · ${m.pool.open} open / ${m.pool.max}`;
+  $("d-cache").textContent = m.cache.up ? `${m.cache.hit_rate_percent.toFixed(1)} %` : "Redis down";
+  $("d-rate").textContent = `${m.requests.rate_per_second.toFixed(2)} /s · ${m.requests.error_rate_percent.toFixed(1)} % errors`;
+  $("d-latency").textContent = `${m.indicators.query_p99.value.toFixed(1)} ms`;
+  sparkline("c-pool", h.pool, m.pool.max);
+  sparkline("c-cache", h.cache, 100);
+  sparkline("c-rate", h.rate);
+  sparkline("c-latency", h.latency);
+  $("d-indicators").replaceChildren(...Object.entries(m.indicators).map(([k, i]) => {
+    const li = document.createElement("li");
+    li.textContent = `${k.replace(/_/g, " ")}: ${Number(i.value).toFixed(1)} ${i.unit} (target ${i.target}) — ${i.pass ? "pass" : "FAIL"}`;
+    li.className = i.pass ? "pass" : "fail";
+    return li;
+  }));
+  $("d-alerts").replaceChildren(...(m.alerts.length ? m.alerts.map((a) => {
+    const li = document.createElement("li");
+    li.className = "fail";
+    li.textContent = `${a.alert}: ${Number(a.value).toFixed(1)} ${a.unit} (threshold ${a.threshold})`;
+    return li;
+  }) : [text("li", "No alerts.", "pass")]));
+}
+
+// ---- wiring ----------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", onLogin);
+  $("logout").addEventListener("click", onLogout);
+  $("tab-paints").addEventListener("click", () => showView("paints"));
+  $("tab-dashboard").addEventListener("click", () => showView("dashboard"));
+  $("filters").addEventListener("submit", onFilter);
+  $("f-reset").addEventListener("click", () => { state.filters = {}; setTimeout(loadFirstPage, 0); });
+  for (const b of document.querySelectorAll("th .sort")) b.addEventListener("click", onSort);
+  $("more").addEventListener("click", loadMore);
+  $("new-paint").addEventListener("click", () => openEditor(null));
+  $("paint-form").addEventListener("submit", onSave);
+  $("cancel-edit").addEventListener("click", () => $("editor").close());
+  $("conflict-reload").addEventListener("click", onConflictReload);
+  $("p-color_preview").addEventListener("input", updateSwatch);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && state.user) {
+      if (state.view === "paints") refreshList(); else refreshDashboard();
+    }
+  });
+  start();
+});
