@@ -7,9 +7,12 @@ RUN scripts/deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY Makefile ./
 COPY include include
 COPY app app
+COPY web web
+COPY scripts/build-web.sh scripts/build-web.sh
 RUN make -j"$(nproc)"
 
-# Runtime stage: shared libraries, nginx, the binary, migrations, UI.
+# Runtime stage: shared libraries, nginx, the binary, migrations, the UI
+# and the nginx templates; runs as an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
@@ -19,11 +22,14 @@ RUN apt-get update -q \
  && useradd --system --home /app --shell /usr/sbin/nologin paintstudio
 WORKDIR /app
 COPY --from=build /src/build/paintstudio /usr/local/bin/paintstudio
+COPY --from=build /src/build/web web
 COPY migrations migrations
-COPY web web
 COPY nginx nginx
+COPY scripts/railway-entrypoint.sh scripts/railway-entrypoint.sh
 USER paintstudio
 ENV APP_ENV=production FCGI_LISTEN=0.0.0.0:9000
 EXPOSE 9000
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["paintstudio", "check"]
+# The process answers over its own socket (no nginx needed for the check).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["paintstudio", "status"]
 CMD ["paintstudio", "serve"]

@@ -8,11 +8,11 @@
 #   scripts/deps.sh build      only what compiling needs (Dockerfile build stage)
 set -euo pipefail
 
-build_pkgs=(make gcc clang pkg-config libc6-dev
+build_pkgs=(make gcc pkg-config libc6-dev
 	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
 stack_pkgs=(postgresql-15 redis-server redis-tools
 	nginx openssl ca-certificates curl procps python3)
-test_pkgs=(libcmocka-dev chromium nodejs npm)
+test_pkgs=(libcmocka-dev clang chromium nodejs npm docker-compose)
 
 case "${1:-all}" in
 build) want=("${build_pkgs[@]}") ;;

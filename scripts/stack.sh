@@ -164,14 +164,9 @@ start_nginx() {
 	for i in $(seq "$APP_PROCESSES"); do
 		ups+="        server unix:$RUN/app-$i.sock max_fails=0;"$'\n'
 	done
-	for f in security-headers.conf fastcgi.conf errors.conf; do
-		sed "s|@CONF_DIR@|$conf|g" "$REPO/nginx/$f" >"$conf/$f"
-	done
-	sed -e "s|@STACK_DIR@|$STACK_DIR|g" -e "s|@CONF_DIR@|$conf|g" \
-		-e "s|@HTTPS_PORT@|$HTTPS_PORT|g" -e "s|@WEB_ROOT@|$WEB_ROOT|g" \
-		-e "s|@USER_LINE@|$(nginx_user_line)|" \
-		"$REPO/nginx/local.conf.in" | awk -v ups="$ups" '{ if ($0 == "@UPSTREAMS@") printf "%s", ups; else print }' \
-		>"$conf/nginx.conf"
+	"$REPO/nginx/render.sh" "$REPO/nginx/local.conf.in" "$conf" \
+		"STACK_DIR=$STACK_DIR" "HTTPS_PORT=$HTTPS_PORT" "WEB_ROOT=$WEB_ROOT" \
+		"USER_LINE=$(nginx_user_line)" "UPSTREAMS=$ups"
 	is_root && chown -R "$(nginx_user_line | awk '{print $2}' | tr -d ';')" "$conf/tmp" 2>/dev/null || true
 	nginx -t -q -e "$LOG/nginx-error.log" -c "$conf/nginx.conf" -p "$conf" || fail "nginx configuration is invalid"
 	say "starting nginx on https://127.0.0.1:$HTTPS_PORT"

@@ -1,0 +1,133 @@
+"""Deployment artefacts that can be exercised without a Docker engine: the
+compose file parsed by docker-compose, .env.example complete, and the
+Railway entrypoint run as it would run in its container (nginx on $PORT in
+front of the service), including its drain and its exit when a process dies."""
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+import uuid
+
+from harness import REPO, free_port, stack
+from test_zz_shutdown import HeldLock
+
+
+class Compose(unittest.TestCase):
+    def test_compose_file_is_valid(self):
+        if shutil.which("docker-compose") is None:
+            self.fail("docker-compose is not installed (scripts/deps.sh installs it)")
+        with tempfile.NamedTemporaryFile("w", suffix=".env") as env:
+            env.write(open(os.path.join(REPO, ".env.example")).read()
+                      .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=x"))
+            env.flush()
+            p = subprocess.run(["docker-compose", "--env-file", env.name, "-f",
+                                os.path.join(REPO, "docker-compose.yml"), "config"],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for service in ("db:", "redis:", "migrate:", "app:", "nginx:"):
+            self.assertIn(service, p.stdout)
+        self.assertIn("service_completed_successfully", p.stdout)
+        self.assertIn("pg_isready", p.stdout)
+
+    def test_every_variable_the_service_reads_is_in_env_example(self):
+        names = set()
+        for path in glob.glob(os.path.join(REPO, "app", "*.c")):
+            src = open(path).read()
+            names |= set(re.findall(r'(?:get_int|get_str|parse_enum|env_get)\(envp, "([A-Z_]+)"', src))
+            names |= set(re.findall(r'\{ "([A-Z_]+)", \d+, \d+, offsetof', src))
+            names |= set(re.findall(r'getenv\("([A-Z_]+)"\)', src))
+        self.assertGreater(len(names), 25)
+        example = open(os.path.join(REPO, ".env.example")).read()
+        listed = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+        self.assertEqual(names - listed, set())
+
+
+class RailwayEntrypoint(unittest.TestCase):
+    def start(self):
+        s = stack()
+        port = free_port()
+        run_dir = tempfile.mkdtemp(prefix="railway-")
+        os.chmod(run_dir, 0o755)
+        self.addCleanup(shutil.rmtree, run_dir, True)
+        env = dict(s.env, PORT=str(port), APP_DIR=REPO, RUN_DIR=run_dir,
+                   WEB_ROOT=os.path.join(REPO, "build", "web"), PAINTSTUDIO=s.binary,
+                   DATABASE_URL=s.settings["DATABASE_URL"], REDIS_URL=s.settings["REDIS_URL"],
+                   APP_ENV="production", DB_POOL_SIZE="2", DB_POOL_TIMEOUT="5")
+        env["DATABASE_URL"] += "?sslmode=disable"  # the local server has no TLS
+        p = subprocess.Popen([os.path.join(REPO, "scripts", "railway-entrypoint.sh")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        base = f"http://127.0.0.1:{port}"
+        s.wait_until(lambda: self.status(base + "/readyz") == 200, timeout=30,
+                     what="the entrypoint's nginx to answer")
+        return p, port, run_dir
+
+    @staticmethod
+    def status(url, timeout=30):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return 0
+
+    def test_ready_on_port_ipv4_and_ipv6_then_drains_on_sigterm(self):
+        p, port, _ = self.start()
+        self.assertEqual(self.status(f"http://[::1]:{port}/healthz"), 200)
+        # the realip module takes the client from X-Forwarded-For (rate limits, logs)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
+                                     headers={"X-Forwarded-For": "203.0.113.7"})
+        self.assertEqual(urllib.request.urlopen(req, timeout=10).status, 200)
+        # an in-flight request (held by a table lock) completes across SIGTERM
+        cookie, csrf, r = stack().login()
+        self.assertEqual(r.status, 200)
+        lock = HeldLock(stack())
+        result = {}
+
+        def slow():
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/admin/paints?limit=1&q=drain-{uuid.uuid4().hex}",
+                headers={"Cookie": cookie})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    result["status"] = resp.status
+            except urllib.error.HTTPError as e:
+                result["status"] = e.code
+        t = threading.Thread(target=slow)
+        t.start()
+        try:
+            stack().wait_until(lambda: int(stack().psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND application_name = 'paint_studio'", admin=True)) >= 1,
+                timeout=15, what="the request to block on the lock")
+            p.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            self.assertIsNone(p.poll(), "exited before its request finished")
+        finally:
+            lock.release()
+        t.join(timeout=60)
+        self.assertEqual(result.get("status"), 200)
+        self.assertEqual(p.wait(timeout=60), 0)
+        self.assertIn("drained in", p.stdout.read())
+
+    def test_exits_when_the_service_dies(self):
+        p, port, run_dir = self.start()
+        out = subprocess.run(["pgrep", "-f", f"{stack().binary} serve", "-P", str(p.pid)],
+                             capture_output=True, text=True).stdout.split()
+        self.assertEqual(len(out), 1, out)
+        os.kill(int(out[0]), signal.SIGKILL)
+        self.assertNotEqual(p.wait(timeout=30), 0)
+        self.assertEqual(self.status(f"http://127.0.0.1:{port}/healthz", timeout=2), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
