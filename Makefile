@@ -48,7 +48,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 DB_SRCS := $(wildcard tests/db/test_*.c)
 DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 
-.PHONY: all deps browser-deps run stop test unit clean web
+.PHONY: all deps browser-deps run stop test unit clean web bench
 all: $(BUILD)/paintstudio web
 
 # The admin UI with fingerprinted asset names (build/web).
@@ -107,6 +107,11 @@ test: deps browser-deps
 	@$(MAKE) --no-print-directory all unit SANITIZE=address,undefined
 	@$(MAKE) --no-print-directory unit SANITIZE=thread
 	@python3 tests/run.py --build build/address-undefined --tsan-build build/thread
+
+# Benchmarks against a stack of their own (bench/results/).
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
 
 clean:
 	rm -rf build

@@ -166,7 +166,7 @@ start_nginx() {
 	done
 	"$REPO/nginx/render.sh" "$REPO/nginx/local.conf.in" "$conf" \
 		"STACK_DIR=$STACK_DIR" "HTTPS_PORT=$HTTPS_PORT" "WEB_ROOT=$WEB_ROOT" \
-		"USER_LINE=$(nginx_user_line)" "UPSTREAMS=$ups"
+		"USER_LINE=$(nginx_user_line)" "UPSTREAMS=$ups" || fail "cannot render the nginx configuration"
 	is_root && chown -R "$(nginx_user_line | awk '{print $2}' | tr -d ';')" "$conf/tmp" 2>/dev/null || true
 	nginx -t -q -e "$LOG/nginx-error.log" -c "$conf/nginx.conf" -p "$conf" || fail "nginx configuration is invalid"
 	say "starting nginx on https://127.0.0.1:$HTTPS_PORT"

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Turn bench/results/results.jsonl into report.md and chart.svg, and print
+the table. Each service scenario is compared with its ceiling from the same
+run: nginx serving a static file of the same size (cached and list routes),
+and pgbench -S -M prepared (the uncached route)."""
+import json
+import os
+import sys
+
+
+def load(out):
+    with open(os.path.join(out, "results.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def ceiling_for(r, rows):
+    if r["scenario"].startswith(("static", "pgbench")):
+        return None
+    if "cache off" in r["scenario"]:
+        return next((x for x in rows if x["scenario"].startswith("pgbench")), None)
+    return next((x for x in rows if x["scenario"].startswith("static")
+                 and x["connections"] == r["connections"]), None)
+
+
+def fmt(v, unit=""):
+    return "–" if v is None else f"{v:,.1f}{unit}"
+
+
+def table(rows):
+    head = ("| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | "
+            "socket errors | peak db conns | vs ceiling |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        c = ceiling_for(r, rows)
+        ratio = f"{r['rps'] / c['rps']:.2f} of {c['scenario'].split(' (')[0]}" if c else "(ceiling)"
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())) or "–"
+        lines.append(f"| {r['scenario']} | {r['connections']} | {r['rps']:,.0f} | {fmt(r['p50'])} | "
+                     f"{fmt(r['p90'])} | {fmt(r['p99'])} | {fmt(r['max'])} | {statuses} | "
+                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {ratio} |")
+    return "\n".join(lines)
+
+
+def chart(rows, path):
+    """Bars of requests/s per scenario (ceilings in grey), p99 as dots."""
+    w, h, left, top, bottom = 980, 60 + 26 * len(rows), 330, 40, 30
+    max_rps = max(r["rps"] for r in rows) or 1
+    max_p99 = max((r["p99"] or 0) for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+             f'font-family="sans-serif" font-size="12">',
+             '<rect width="100%" height="100%" fill="#fff"/>',
+             f'<text x="{left}" y="20" font-weight="bold">requests/s (bars) and p99 latency '
+             f'(dots, scale 0–{max_p99:.0f} ms)</text>']
+    span = w - left - 40
+    for i, r in enumerate(rows):
+        y = top + i * 26
+        ceiling = r["scenario"].startswith(("static", "pgbench"))
+        bw = span * r["rps"] / max_rps
+        parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">'
+                     f'{r["scenario"]} ({r["connections"]})</text>')
+        parts.append(f'<rect x="{left}" y="{y + 2}" width="{bw:.1f}" height="16" '
+                     f'fill="{"#b8b8c0" if ceiling else "#2457c5"}"/>')
+        parts.append(f'<text x="{left + bw + 4:.1f}" y="{y + 14}">{r["rps"]:,.0f}</text>')
+        if r["p99"] is not None:
+            cx = left + span * r["p99"] / max_p99
+            parts.append(f'<circle cx="{cx:.1f}" cy="{y + 10}" r="4" fill="#d3212d"/>')
+    parts.append(f'<text x="{left}" y="{h - 8}" fill="#555">grey: ceilings measured in the same run; '
+                 f'red dots: p99</text></svg>')
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
+    rows = load(out)
+    t = table(rows)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("# Benchmark report\n\nOne run of `make bench` on this machine (loopback only).\n\n")
+        f.write(t + "\n\n![chart](chart.svg)\n")
+    chart(rows, os.path.join(out, "chart.svg"))
+    print(t)
+    print(f"\nreport: {out}/report.md, chart: {out}/chart.svg")
+
+
+if __name__ == "__main__":
+    main()
