@@ -47,8 +47,11 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Tests of modules against the real PostgreSQL of the test stack.
 DB_SRCS := $(wildcard tests/db/test_*.c)
 DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
+# The fuzz harnesses, built to replay their corpora (make fuzz runs libFuzzer).
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all deps browser-deps run stop test unit clean web bench
+.PHONY: all deps browser-deps run stop test unit clean web bench fuzz
 all: $(BUILD)/paintstudio web
 
 # The admin UI with fingerprinted asset names (build/web).
@@ -79,10 +82,14 @@ $(BUILD)/dbtests/%: tests/db/%.c $(LIB_OBJS) | $(BUILD)/dbtests
 	@echo "  TEST  $@"
 	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/obj/db_$*.d -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/dbtests:
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIB_OBJS) | $(BUILD)/fuzz-replay
+	@echo "  FUZZ  $@"
+	$(Q)$(CC) $(CFLAGS) -Itests/fuzz -MF $(BUILD)/obj/fuzz_$*.d -o $@ $< tests/fuzz/replay.c $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/dbtests $(BUILD)/fuzz-replay:
 	mkdir -p $@
 
-unit: $(UNIT_BINS) $(DB_BINS)
+unit: $(UNIT_BINS) $(DB_BINS) $(FUZZ_BINS)
 
 deps:
 	@scripts/deps.sh
@@ -107,6 +114,11 @@ test: deps browser-deps
 	@$(MAKE) --no-print-directory all unit SANITIZE=address,undefined
 	@$(MAKE) --no-print-directory unit SANITIZE=thread
 	@python3 tests/run.py --build build/address-undefined --tsan-build build/thread
+
+# libFuzzer on each harness for FUZZ_SECONDS (60) each; new inputs land in
+# build/fuzz/, crashes in build/fuzz/crashes/.
+fuzz: deps
+	@scripts/fuzz.sh
 
 # Benchmarks against a stack of their own (bench/results/).
 bench: deps

@@ -984,6 +984,16 @@ static int read_cursor(const char *text, const struct sort_key *sort, char **val
 	return rc;
 }
 
+int paints_cursor_decode(const char *text, const char *sort, char **value, char id[24])
+{
+	size_t k;
+
+	for (k = 0; k < sizeof(sort_keys) / sizeof(sort_keys[0]); k++)
+		if (strcmp(sort, sort_keys[k].param) == 0)
+			return read_cursor(text, &sort_keys[k], value, id);
+	return -1;
+}
+
 static struct json_object *make_cursor(const struct sort_key *sort, const char *value,
 				       const char *id)
 {

@@ -83,12 +83,15 @@ void strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 	sb->len += (size_t)n;
 }
 
-size_t utf8_seq_len(const unsigned char *p)
+size_t utf8_seq_len(const unsigned char *p, size_t avail)
 {
-	unsigned c = p[0];
+	unsigned c;
 	size_t n, i;
 	unsigned min, cp;
 
+	if (avail == 0)
+		return 0;
+	c = p[0];
 	if (c < 0x80)
 		return 1;
 	if (c >= 0xc2 && c <= 0xdf) {
@@ -100,6 +103,8 @@ size_t utf8_seq_len(const unsigned char *p)
 	} else {
 		return 0;
 	}
+	if (n > avail)
+		return 0;	/* truncated: never read past the end */
 	for (i = 1; i < n; i++) {
 		if ((p[i] & 0xc0) != 0x80)
 			return 0;	/* also stops at the NUL */
@@ -120,8 +125,8 @@ int utf8_valid(const char *s, size_t len)
 
 		if (p[i] == 0)
 			return 0;
-		n = utf8_seq_len(p + i);
-		if (n == 0 || n > len - i)
+		n = utf8_seq_len(p + i, len - i);
+		if (n == 0)
 			return 0;
 		i += n;
 	}
@@ -131,7 +136,7 @@ int utf8_valid(const char *s, size_t len)
 void strbuf_json_string(struct strbuf *sb, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p;
+	const unsigned char *p, *end = (const unsigned char *)s + strlen(s);
 
 	strbuf_putc(sb, '"');
 	for (p = (const unsigned char *)s; *p; p++) {
@@ -143,7 +148,7 @@ void strbuf_json_string(struct strbuf *sb, const char *s)
 		case '\t': strbuf_puts(sb, "\\t"); break;
 		default:
 			if (*p >= 0x80) {
-				size_t n = utf8_seq_len(p);
+				size_t n = utf8_seq_len(p, (size_t)(end - p));
 
 				if (n == 0) {
 					/* Not UTF-8: keep the output valid JSON. */

@@ -55,6 +55,12 @@ void paint_input_free(struct paint_input *in);
  */
 const char *paints_price_error(const char *text);
 
+/*
+ * Decode a list cursor made for sort (e.g. "-created_at"): 0 with *value
+ * (malloc'd, caller frees) and id set, or -1 when text is not such a cursor.
+ */
+int paints_cursor_decode(const char *text, const char *sort, char **value, char id[24]);
+
 /* Escape %, _ and \ for a LIKE pattern and wrap it in %...%; caller frees. */
 char *paints_like_pattern(const char *q);
 

@@ -105,6 +105,29 @@ class CountingResult(unittest.TextTestResult):
         self.tally.add("integration", test.id(), "fail", "expected failures are not allowed")
 
 
+def run_fuzz_replay(build, tally):
+    """Every committed fuzzing input through its harness, under the sanitizers."""
+    bins = test_binaries_named(build, "fuzz-replay", "fuzz_")
+    if not bins:
+        tally.add("fuzz", "binaries", "fail", "no fuzz replay binaries were built")
+    for b in bins:
+        target = os.path.basename(b)[len("fuzz_"):]
+        corpus = sorted(glob.glob(os.path.join(HERE, "fuzz", "corpus", target, "*")))
+        if not corpus:
+            tally.add("fuzz", target, "fail", "empty corpus")
+            continue
+        p = subprocess.run([b, *corpus], capture_output=True, text=True, timeout=300)
+        ok = p.returncode == 0 and "runtime error" not in p.stderr
+        tally.add("fuzz", f"{target} ({len(corpus)} inputs)", "pass" if ok else "fail",
+                  p.stdout[-1000:] + p.stderr[-4000:])
+        print(f"fuzz replay {target}: {len(corpus)} inputs" + ("" if ok else " (FAILED)"), flush=True)
+
+
+def test_binaries_named(build, folder, prefix):
+    return sorted(p for p in glob.glob(os.path.join(build, folder, prefix + "*"))
+                  if os.access(p, os.X_OK) and "." not in os.path.basename(p))
+
+
 def run_db_tests(build, tsan_build, tally, stack):
     """C tests of modules against the stack's real PostgreSQL (and Redis)."""
     env = {"DATABASE_URL": stack.settings["DATABASE_URL"],
@@ -195,6 +218,7 @@ def main():
     os.chdir(REPO)
     if args.only in (None, "unit"):
         run_cmocka(test_binaries(args.build, "tests"), tally, "unit")
+        run_fuzz_replay(args.build, tally)
     if args.only in (None, "integration"):
         run_integration(args.build, tally, args.pattern, args.tsan_build,
                         db_tests=args.pattern == "test_*.py")

@@ -1,0 +1,32 @@
+/* Request parsing: paths, query strings, paint ids, cookies, entity tags. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "http.h"
+#include "paints.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *s = xmalloc(size + 1), *path = NULL, cookie[64];
+	struct http_query q;
+	int64_t id;
+
+	memcpy(s, data, size);
+	s[size] = '\0';
+	if (http_decode_path(s, &path) == 0)
+		free(path);
+	if (http_parse_query(s, &q) == 0) {
+		(void)http_query_get(&q, "brand");
+		http_query_free(&q);
+	}
+	(void)paints_parse_id(s, strlen(s), &id);
+	(void)http_cookie_get(s, "__Host-ps_session", cookie, sizeof(cookie));
+	(void)http_etag_matches(s, "\"v3\"", 1);
+	(void)http_etag_matches(s, "\"v3\"", 0);
+	(void)paints_price_error(s);
+	free(paints_like_pattern(s));
+	free(s);
+	return 0;
+}
