@@ -51,7 +51,7 @@ DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all deps browser-deps run stop test unit clean web bench fuzz
+.PHONY: all deps browser-deps run stop test unit clean web bench fuzz valgrind
 all: $(BUILD)/paintstudio web
 
 # The admin UI with fingerprinted asset names (build/web).
@@ -108,9 +108,10 @@ stop:
 	@scripts/stack.sh stop
 
 # Every suite, against the sanitizer build (the threaded database tests
-# also under ThreadSanitizer, the UI in headless Chromium); the last line
-# totals them all.
+# also under ThreadSanitizer, the UI in headless Chromium, a short load on
+# the plain build under valgrind); the last line totals them all.
 test: deps browser-deps
+	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory all unit SANITIZE=address,undefined
 	@$(MAKE) --no-print-directory unit SANITIZE=thread
 	@python3 tests/run.py --build build/address-undefined --tsan-build build/thread
@@ -119,6 +120,11 @@ test: deps browser-deps
 # build/fuzz/, crashes in build/fuzz/crashes/.
 fuzz: deps
 	@scripts/fuzz.sh
+
+# The service under valgrind's memcheck during a short load.
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/valgrind.sh
 
 # Benchmarks against a stack of their own (bench/results/).
 bench: deps

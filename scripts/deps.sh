@@ -12,7 +12,7 @@ build_pkgs=(make gcc pkg-config libc6-dev
 	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
 stack_pkgs=(postgresql-15 redis-server redis-tools
 	nginx openssl ca-certificates curl procps python3)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm docker-compose wrk)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm docker-compose wrk valgrind)
 
 case "${1:-all}" in
 build) want=("${build_pkgs[@]}") ;;

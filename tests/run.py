@@ -206,6 +206,16 @@ def run_integration(build, tally, pattern, tsan_build=None, db_tests=True):
             stack.cleanup()
 
 
+def run_valgrind(tally):
+    """A short load on the plain build under valgrind (its own stack)."""
+    t0 = time.monotonic()
+    p = subprocess.run([os.path.join(REPO, "scripts", "valgrind.sh")], capture_output=True,
+                       text=True, timeout=900)
+    ok = p.returncode == 0 and "no memory errors, no leaks" in p.stdout
+    tally.add("valgrind", "short load", "pass" if ok else "fail", p.stdout[-4000:] + p.stderr[-4000:])
+    print(f"valgrind: {'clean' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build/address-undefined")
@@ -222,6 +232,8 @@ def main():
     if args.only in (None, "integration"):
         run_integration(args.build, tally, args.pattern, args.tsan_build,
                         db_tests=args.pattern == "test_*.py")
+    if args.only is None and os.path.exists(os.path.join(REPO, "build", "paintstudio")):
+        run_valgrind(tally)
     for f in tally.failures:
         print("FAILED " + f[:4000], file=sys.stderr)
     line = f"{tally.passed} passed, {tally.failed} failed"
