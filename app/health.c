@@ -42,30 +42,42 @@ void health_ready(struct ctx *c)
 	json_object_put(o);
 }
 
-void health_pool(struct ctx *c)
+/* Add an unsigned counter (JSON has no unsigned: counters stay far below 2^63). */
+static void add_count(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+struct json_object *health_pool_json(struct pool *p)
 {
 	struct pool_stats st;
 	struct json_object *o = json_object_new_object();
 
-	pool_get_stats(c->app->pool, &st);
-	json_object_object_add(o, "size", json_object_new_int(st.size));
-	json_object_object_add(o, "max_overflow", json_object_new_int(st.max_overflow));
-	json_object_object_add(o, "max", json_object_new_int(st.max));
-	json_object_object_add(o, "open", json_object_new_int(st.open));
-	json_object_object_add(o, "checked_in", json_object_new_int(st.idle));
-	json_object_object_add(o, "checked_out", json_object_new_int(st.checked_out));
-	json_object_object_add(o, "overflow", json_object_new_int(st.overflow));
-	json_object_object_add(o, "waiting", json_object_new_int(st.waiting));
-	json_object_object_add(o, "checkouts", json_object_new_int64((int64_t)st.checkouts));
-	json_object_object_add(o, "timeouts", json_object_new_int64((int64_t)st.timeouts));
-	json_object_object_add(o, "opened", json_object_new_int64((int64_t)st.opened));
-	json_object_object_add(o, "closed", json_object_new_int64((int64_t)st.closed));
-	json_object_object_add(o, "recycled", json_object_new_int64((int64_t)st.recycled));
-	json_object_object_add(o, "invalid", json_object_new_int64((int64_t)st.invalidated));
-	json_object_object_add(o, "failed", json_object_new_int64((int64_t)st.failed));
-	json_object_object_add(o, "leaks", json_object_new_int64((int64_t)st.leaks));
-	json_object_object_add(o, "wait_seconds_total",
-			       json_object_new_double(st.wait_seconds_total));
+	pool_get_stats(p, &st);
+	add_count(o, "size", (uint64_t)st.size);
+	add_count(o, "max_overflow", (uint64_t)st.max_overflow);
+	add_count(o, "max", (uint64_t)st.max);
+	add_count(o, "open", (uint64_t)st.open);
+	add_count(o, "checked_in", (uint64_t)st.idle);
+	add_count(o, "checked_out", (uint64_t)st.checked_out);
+	add_count(o, "overflow", (uint64_t)st.overflow);
+	add_count(o, "waiting", (uint64_t)st.waiting);
+	add_count(o, "checkouts", st.checkouts);
+	add_count(o, "timeouts", st.timeouts);
+	add_count(o, "opened", st.opened);
+	add_count(o, "closed", st.closed);
+	add_count(o, "recycled", st.recycled);
+	add_count(o, "invalid", st.invalidated);
+	add_count(o, "failed", st.failed);
+	add_count(o, "leaks", st.leaks);
+	json_object_object_add(o, "wait_seconds_total", json_object_new_double(st.wait_seconds_total));
+	return o;
+}
+
+void health_pool(struct ctx *c)
+{
+	struct json_object *o = health_pool_json(c->app->pool);
+
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
@@ -80,16 +92,16 @@ void health_cache(struct ctx *c)
 	lookups = st.hits + st.misses;
 	json_object_object_add(o, "enabled", json_object_new_boolean(st.enabled));
 	json_object_object_add(o, "up", json_object_new_boolean(st.up));
-	json_object_object_add(o, "hits", json_object_new_int64((int64_t)st.hits));
-	json_object_object_add(o, "misses", json_object_new_int64((int64_t)st.misses));
-	json_object_object_add(o, "bypasses", json_object_new_int64((int64_t)st.bypasses));
-	json_object_object_add(o, "stores", json_object_new_int64((int64_t)st.stores));
-	json_object_object_add(o, "stores_refused", json_object_new_int64((int64_t)st.stores_refused));
-	json_object_object_add(o, "lease_waits", json_object_new_int64((int64_t)st.lease_waits));
-	json_object_object_add(o, "lease_wait_hits", json_object_new_int64((int64_t)st.lease_wait_hits));
-	json_object_object_add(o, "invalidations", json_object_new_int64((int64_t)st.invalidations));
-	json_object_object_add(o, "errors", json_object_new_int64((int64_t)st.errors));
-	json_object_object_add(o, "drained", json_object_new_int64((int64_t)st.drained));
+	add_count(o, "hits", st.hits);
+	add_count(o, "misses", st.misses);
+	add_count(o, "bypasses", st.bypasses);
+	add_count(o, "stores", st.stores);
+	add_count(o, "stores_refused", st.stores_refused);
+	add_count(o, "lease_waits", st.lease_waits);
+	add_count(o, "lease_wait_hits", st.lease_wait_hits);
+	add_count(o, "invalidations", st.invalidations);
+	add_count(o, "errors", st.errors);
+	add_count(o, "drained", st.drained);
 	json_object_object_add(o, "hit_rate",
 			       json_object_new_double(lookups ? (double)st.hits / (double)lookups : 0.0));
 	http_resp_json(&c->resp, 200, o);

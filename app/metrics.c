@@ -14,6 +14,7 @@
 #include "cache.h"
 #include "config.h"
 #include "context.h"
+#include "health.h"
 #include "log.h"
 #include "pool.h"
 #include "router.h"
@@ -540,14 +541,7 @@ void metrics_admin(struct ctx *c)
 	usage = ps.max ? 100.0 * t.pool_peak / ps.max : 0;
 	pthread_mutex_unlock(&sample_mu);
 
-	pool = json_object_new_object();
-	json_object_object_add(pool, "size", json_object_new_int(ps.size));
-	json_object_object_add(pool, "max", json_object_new_int(ps.max));
-	json_object_object_add(pool, "open", json_object_new_int(ps.open));
-	json_object_object_add(pool, "checked_out", json_object_new_int(ps.checked_out));
-	json_object_object_add(pool, "checked_in", json_object_new_int(ps.idle));
-	json_object_object_add(pool, "waiting", json_object_new_int(ps.waiting));
-	json_object_object_add(pool, "timeouts", json_object_new_int64((int64_t)ps.timeouts));
+	pool = health_pool_json(c->app->pool);
 	json_object_object_add(o, "pool", pool);
 
 	hit_rate = t.hits + t.misses ? 100.0 * (double)t.hits / (double)(t.hits + t.misses) : 0;

@@ -615,24 +615,35 @@ static int paint_params(const struct paint_input *in, const char **params,
 	return PF_COUNT + 2;
 }
 
+/*
+ * Validate a full paint (POST, PUT) and check out the connection to write
+ * it. NULL with the response set (422, 503) and nothing held; else the
+ * caller frees in.
+ */
+static PGconn *validated(struct ctx *c, struct json_object *body, struct paint_input *in)
+{
+	struct json_object *errors;
+	PGconn *pg;
+
+	if (paints_validate(body, NULL, in, &errors) != 0) {
+		validation_failed(c, errors);
+		return NULL;
+	}
+	if ((pg = ctx_db(c, 0)) == NULL)
+		paint_input_free(in);
+	return pg;
+}
+
 void paints_create(struct ctx *c)
 {
-	struct json_object *body = ctx_json_body(c, 0), *errors;
+	struct json_object *body = ctx_json_body(c, 0);
 	struct paint_input in;
 	const char *params[PF_COUNT + 2];
 	PGconn *pg;
 	PGresult *r;
 
-	if (body == NULL)
+	if (body == NULL || (pg = validated(c, body, &in)) == NULL)
 		return;
-	if (paints_validate(body, NULL, &in, &errors) != 0) {
-		validation_failed(c, errors);
-		return;
-	}
-	if ((pg = ctx_db(c, 0)) == NULL) {
-		paint_input_free(&in);
-		return;
-	}
 	paint_params(&in, params, NULL, NULL);
 	r = PQexecPrepared(pg, "paint_insert", PF_COUNT, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -650,22 +661,14 @@ void paints_put(struct ctx *c)
 {
 	char id[24], vbuf[24];
 	const char *version, *params[PF_COUNT + 2];
-	struct json_object *body, *errors;
+	struct json_object *body;
 	struct paint_input in;
 	PGconn *pg;
 	PGresult *r;
 
 	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &version) != 0 ||
-	    (body = ctx_json_body(c, 0)) == NULL)
+	    (body = ctx_json_body(c, 0)) == NULL || (pg = validated(c, body, &in)) == NULL)
 		return;
-	if (paints_validate(body, NULL, &in, &errors) != 0) {
-		validation_failed(c, errors);
-		return;
-	}
-	if ((pg = ctx_db(c, 0)) == NULL) {
-		paint_input_free(&in);
-		return;
-	}
 	r = PQexecPrepared(pg, "paint_update", paint_params(&in, params, id, version),
 			   params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -1109,24 +1112,23 @@ void paints_list(struct ctx *c)
 				      n, n, n);
 		}
 	}
-	if ((v = http_query_get(q, "min_price")) != NULL) {
-		const char *why = paints_price_error(v);
+	{
+		static const struct { const char *name, *op; } bounds[] = {
+			{ "min_price", ">=" }, { "max_price", "<=" },
+		};
+		size_t k;
 
-		if (why) {
-			bad_param(errors, "min_price", why);
-		} else {
-			params[n++] = v;
-			strbuf_printf(&sql, " AND price >= $%d::numeric", n);
-		}
-	}
-	if ((v = http_query_get(q, "max_price")) != NULL) {
-		const char *why = paints_price_error(v);
+		for (k = 0; k < 2; k++) {
+			const char *why;
 
-		if (why) {
-			bad_param(errors, "max_price", why);
-		} else {
+			if ((v = http_query_get(q, bounds[k].name)) == NULL)
+				continue;
+			if ((why = paints_price_error(v)) != NULL) {
+				bad_param(errors, bounds[k].name, why);
+				continue;
+			}
 			params[n++] = v;
-			strbuf_printf(&sql, " AND price <= $%d::numeric", n);
+			strbuf_printf(&sql, " AND price %s $%d::numeric", bounds[k].op, n);
 		}
 	}
 	if ((v = http_query_get(q, "cursor")) != NULL) {
