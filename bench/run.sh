@@ -43,15 +43,18 @@ export BENCH_CSRF=$(tail -1 <<<"$login" | python3 -c 'import json,sys; print(jso
 export BENCH_ORIGIN=$BASE BENCH_WRK_DIR=$REPO/bench/wrk BENCH_MAX_ID=10000
 [ -n "$BENCH_COOKIE" ] || { echo "bench: login failed" >&2; exit 1; }
 
-# Five brands' first pages, and their ETags for the polling scenario.
+# Five brands' first pages, and (just before each polling run, as writes
+# in between change them) their current ETags.
 brands=(Golden Liquitex Schmincke Holbein Gamblin)
 export BENCH_BRANDS=$(IFS='|'; echo "${brands[*]}")
-etags=()
-for b in "${brands[@]}"; do
-	etags+=("$(curl -ks -D - -o /dev/null -H "Cookie: $BENCH_COOKIE" "$BASE/admin/paints?limit=50&brand=$b" |
-		sed -n 's/^[Ee][Tt]ag: //p' | tr -d '\r')")
-done
-export BENCH_ETAGS=$(IFS='|'; echo "${etags[*]}")
+current_etags() {
+	local etags=() b
+	for b in "${brands[@]}"; do
+		etags+=("$(curl -ks -D - -o /dev/null -H "Cookie: $BENCH_COOKIE" "$BASE/admin/paints?limit=50&brand=$b" |
+			sed -n 's/^[Ee][Tt]ag: //p' | tr -d '\r')")
+	done
+	(IFS='|'; echo "${etags[*]}")
+}
 
 # A static file of exactly one paint's size: nginx's ceiling for that answer.
 paint_bytes=$(curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/paints/1" | wc -c)
@@ -103,7 +106,7 @@ for c in $CONNS; do
 	run "static file (ceiling)" "$c" static.lua
 	run "GET paint, cache hot" "$c" get_random.lua
 	run "GET list by brand" "$c" list.lua
-	run "GET list, If-None-Match" "$c" list.lua BENCH_INM=1
+	run "GET list, If-None-Match" "$c" list.lua BENCH_INM=1 BENCH_ETAGS="$(current_etags)"
 	run "90/10 read/write mix" "$c" mix.lua
 done
 
