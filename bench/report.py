@@ -50,7 +50,7 @@ def chart(rows, path):
              '<rect width="100%" height="100%" fill="#fff"/>',
              f'<text x="{left}" y="20" font-weight="bold">requests/s (bars) and p99 latency '
              f'(dots, scale 0–{max_p99:.0f} ms)</text>']
-    span = w - left - 40
+    span = w - left - 80
     for i, r in enumerate(rows):
         y = top + i * 26
         ceiling = r["scenario"].startswith(("static", "pgbench"))
