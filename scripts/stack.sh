@@ -336,7 +336,8 @@ stop_all() {
 cmd=${1:-}
 case "$cmd" in
 run)
-	trap 'stop_all; exit 0' INT TERM
+	follower=
+	trap '[ -n "$follower" ] && kill "$follower" 2>/dev/null; stop_all; exit 0' INT TERM
 	start_all || { stop_all; exit 1; }
 	banner
 	if [ "${DETACH:-0}" = 1 ]; then
@@ -346,7 +347,8 @@ run)
 	fi
 	echo "  Ctrl-C stops everything. Request log follows."
 	tail -n 0 -F "$LOG"/app-*.log &
-	wait $! || true
+	follower=$!
+	wait "$follower" || true
 	;;
 start)
 	start_all || { stop_all; exit 1; }
