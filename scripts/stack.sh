@@ -276,9 +276,11 @@ banner() {
 		  DATABASE_URL  $DATABASE_URL
 		  REDIS_URL     $REDIS_URL
 		  settings      $STACK_DIR/stack.env   (source it for psql/redis-cli)
+		  data          $PGDATA (PostgreSQL), $STACK_DIR/redis
 		  logs          $LOG/
 
-		  try:  curl -k https://127.0.0.1:$HTTPS_PORT/admin/paints/1
+		  open https://127.0.0.1:$HTTPS_PORT/ in a browser and log in, or:
+		    curl -k https://127.0.0.1:$HTTPS_PORT/readyz
 
 	EOF
 }
