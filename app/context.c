@@ -219,15 +219,6 @@ struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
 	return o;
 }
 
-int ctx_var(const struct ctx *c, int i, char *buf, size_t size)
-{
-	if (i >= c->match.nvars || c->match.varlen[i] >= size)
-		return -1;
-	memcpy(buf, c->match.var[i], c->match.varlen[i]);
-	buf[c->match.varlen[i]] = '\0';
-	return 0;
-}
-
 static void log_request(const struct ctx *c, double total)
 {
 	struct log_line l;

@@ -522,14 +522,13 @@ static void validation_failed(struct ctx *c, struct json_object *errors)
  * After a write committed: invalidate Redis, then drop the outbox row. If
  * Redis cannot be reached the row stays and is drained later.
  */
-static void after_write(struct ctx *c, PGconn *pg, const char *paint_id, const char *outbox_id)
+static void after_write(PGconn *pg, const char *paint_id, const char *outbox_id)
 {
 	int64_t id = strtoll(paint_id, NULL, 10);
 	const char *params[1] = { outbox_id };
 
 	if (cache_invalidate(&id, 1) == 0)
 		PQclear(PQexecPrepared(pg, "outbox_done", 1, params, NULL, NULL, 0));
-	(void)c;
 }
 
 /*
@@ -651,7 +650,7 @@ void paints_create(struct ctx *c)
 	} else {
 		http_resp_header(&c->resp, "Location", "/admin/paints/%s", PQgetvalue(r, 0, COL_ID));
 		send_paint(c, 201, r);
-		after_write(c, pg, PQgetvalue(r, 0, COL_ID), PQgetvalue(r, 0, COL_OUTBOX));
+		after_write(pg, PQgetvalue(r, 0, COL_ID), PQgetvalue(r, 0, COL_OUTBOX));
 	}
 	PQclear(r);
 	paint_input_free(&in);
@@ -677,7 +676,7 @@ void paints_put(struct ctx *c)
 		missing_or_moved(c, pg, id);
 	} else {
 		send_paint(c, 200, r);
-		after_write(c, pg, id, PQgetvalue(r, 0, COL_OUTBOX));
+		after_write(pg, id, PQgetvalue(r, 0, COL_OUTBOX));
 	}
 	PQclear(r);
 	paint_input_free(&in);
@@ -742,7 +741,7 @@ void paints_patch(struct ctx *c)
 	if (exec_ok(c, pg, "COMMIT") != 0)
 		goto out;
 	send_paint(c, 200, u);
-	after_write(c, pg, id, PQgetvalue(u, 0, COL_OUTBOX));
+	after_write(pg, id, PQgetvalue(u, 0, COL_OUTBOX));
 out:
 	/* Any failure above leaves the transaction open: the pool rolls it back. */
 	if (PQtransactionStatus(pg) != PQTRANS_IDLE)
@@ -773,7 +772,7 @@ void paints_delete(struct ctx *c)
 		missing_or_moved(c, pg, id);
 	else {
 		c->resp.status = 204;
-		after_write(c, pg, id, PQgetvalue(r, 0, 1));
+		after_write(pg, id, PQgetvalue(r, 0, 1));
 	}
 	PQclear(r);
 }
@@ -821,7 +820,7 @@ void paints_stock(struct ctx *c)
 		ctx_db_error(c, r);
 	} else if (PQntuples(r) == 1) {
 		send_paint(c, 200, r);
-		after_write(c, pg, id, PQgetvalue(r, 0, COL_OUTBOX));
+		after_write(pg, id, PQgetvalue(r, 0, COL_OUTBOX));
 	} else {
 		PGresult *v = PQexecPrepared(pg, "paint_version", 1, params, NULL, NULL, 0);
 

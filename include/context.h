@@ -72,7 +72,4 @@ void ctx_db_error(struct ctx *c, const PGresult *r);
  */
 struct json_object *ctx_json_body(struct ctx *c, int merge_patch);
 
-/* A route variable ("{id}") as a string copied into buf; -1 if too long. */
-int ctx_var(const struct ctx *c, int i, char *buf, size_t size);
-
 #endif
