@@ -360,7 +360,7 @@ int auth_require(struct ctx *c, enum auth_level level)
 	memcpy(c->session_hash, hash, 32);
 	snprintf(c->username, sizeof(c->username), "%s", s.username);
 	c->is_admin = s.is_admin;
-	auth_csrf_for(token, c->csrf);
+	memcpy(c->session_token, token, sizeof(token));	/* wiped when the request ends */
 	if (level == AUTH_ADMIN && !s.is_admin) {
 		http_problem(&c->resp, 403, "this needs an administrator", NULL);
 		goto out;
@@ -421,8 +421,12 @@ static void hashing_leave(void)
 	pthread_mutex_unlock(&hashing_mu);
 }
 
-/* "{user:<name>,addr:<ip>}" as a PostgreSQL text[] literal, quoted. */
-static void failure_keys(struct ctx *c, const char *username, char *out, size_t size)
+/*
+ * The throttling keys as a PostgreSQL text[] literal: {"user:<name>"},
+ * with with_addr also "addr:<client address>".
+ */
+static void failure_keys(struct ctx *c, const char *username, int with_addr,
+			 char *out, size_t size)
 {
 	struct strbuf sb;
 	const char *addr = http_param(&c->req, "REMOTE_ADDR");
@@ -433,7 +437,7 @@ static void failure_keys(struct ctx *c, const char *username, char *out, size_t 
 	parts[0] = username;
 	parts[1] = addr ? addr : "";
 	strbuf_putc(&sb, '{');
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < (with_addr ? 2 : 1); i++) {
 		const char *p;
 
 		strbuf_puts(&sb, i ? ",\"addr:" : "\"user:");
@@ -486,7 +490,7 @@ void auth_login(struct ctx *c)
 	}
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return;
-	failure_keys(c, username, keys, sizeof(keys));
+	failure_keys(c, username, 1, keys, sizeof(keys));
 	snprintf(window, sizeof(window), "%d", auth_cfg->login_window);
 	params[0] = keys;
 	params[1] = window;
@@ -538,14 +542,9 @@ void auth_login(struct ctx *c)
 		return;
 	}
 	/* Only the user's count: one good login must not clear an address. */
-	{
-		char userkey[120];
-
-		failure_keys(c, username, keys, sizeof(keys));
-		snprintf(userkey, sizeof(userkey), "%.*s}", (int)strcspn(keys, ","), keys);
-		params[0] = userkey;
-		PQclear(PQexecPrepared(pg, "auth_forget_failures", 1, params, NULL, NULL, 0));
-	}
+	failure_keys(c, username, 0, keys, sizeof(keys));
+	params[0] = keys;
+	PQclear(PQexecPrepared(pg, "auth_forget_failures", 1, params, NULL, NULL, 0));
 
 	randombytes_buf(token, sizeof(token));
 	token_hash(token, hash);
@@ -615,6 +614,7 @@ void auth_logout(struct ctx *c)
 
 void auth_me(struct ctx *c)
 {
+	char csrf[44];
 	struct json_object *o = json_object_new_object(), *u = json_object_new_object();
 
 	json_object_object_add(u, "id", json_object_new_int64(c->user_id));
@@ -622,7 +622,8 @@ void auth_me(struct ctx *c)
 	json_object_object_add(u, "is_admin", json_object_new_boolean(c->is_admin));
 	json_object_object_add(o, "user", u);
 	/* A page reloaded in the browser gets its token back from here. */
-	json_object_object_add(o, "csrf_token", json_object_new_string(c->csrf));
+	auth_csrf_for(c->session_token, csrf);
+	json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }

@@ -54,13 +54,16 @@ struct tconn {
 };
 
 /*
- * Whether Redis may be trusted. state_mu guards the three fields below;
- * nothing blocks while it is held. The process trusts the Redis instance
- * trusted_run_id when drained_seq == error_seq: a drain of the outbox
- * completed against that instance after the last error anyone saw.
+ * Whether Redis may be trusted: when drained_seq == error_seq, a drain of
+ * the outbox completed against the instance trusted_run_id after the last
+ * error anyone saw. Every cache call reads the two counters (atomics, no
+ * lock); errors only ever increment error_seq. state_mu serialises the
+ * writers that compare-and-set (a drain finishing, a connection checking
+ * its server's run_id) and guards trusted_run_id; nothing blocks while it
+ * is held.
  */
 static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t error_seq = 1, drained_seq;
+static atomic_ullong error_seq = 1, drained_seq;
 static char trusted_run_id[48];
 
 /* Back-off: while now < down_until_ms every thread bypasses Redis. */
@@ -126,9 +129,7 @@ static void mark_failed(struct tconn *t, const char *reason)
 		redisFree(t->rc);
 		t->rc = NULL;
 	}
-	pthread_mutex_lock(&state_mu);
-	error_seq++;
-	pthread_mutex_unlock(&state_mu);
+	atomic_fetch_add(&error_seq, 1);
 	atomic_store(&down_until_ms, now_ms() + b);
 	atomic_store(&backoff_ms, b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2);
 	if (atomic_exchange(&is_down, 1) == 0) {
@@ -203,7 +204,7 @@ static int connect_thread(struct tconn *t)
 	/* Another instance than the one drained against: drain again first. */
 	pthread_mutex_lock(&state_mu);
 	if (strcmp(run_id, trusted_run_id) != 0)
-		error_seq++;
+		atomic_fetch_add(&error_seq, 1);
 	pthread_mutex_unlock(&state_mu);
 	return 0;
 }
@@ -232,9 +233,7 @@ static struct tconn *get_conn(int need_trust)
 		return NULL;
 	if (!need_trust)
 		return t;
-	pthread_mutex_lock(&state_mu);
-	trusted = drained_seq == error_seq;
-	pthread_mutex_unlock(&state_mu);
+	trusted = atomic_load(&drained_seq) == atomic_load(&error_seq);
 	return trusted ? t : NULL;
 }
 
@@ -469,9 +468,7 @@ int cache_drain(struct pool *p)
 		mark_failed(t, "INFO failed");
 		return -1;
 	}
-	pthread_mutex_lock(&state_mu);
-	target = error_seq;
-	pthread_mutex_unlock(&state_mu);
+	target = atomic_load(&error_seq);
 	if (pool_checkout(p, 1.0, "cache.drain", &c, &err) != 0)
 		return -1;
 	for (;;) {
@@ -521,8 +518,9 @@ int cache_drain(struct pool *p)
 	rc = total;
 	atomic_fetch_add(&n_drained, (unsigned long long)total);
 	pthread_mutex_lock(&state_mu);
-	if (error_seq == target) {
-		drained_seq = target;
+	/* An error since target was read leaves error_seq ahead: still untrusted. */
+	if (atomic_load(&error_seq) == target) {
+		atomic_store(&drained_seq, target);
 		memcpy(trusted_run_id, run_id, sizeof(run_id));
 	}
 	pthread_mutex_unlock(&state_mu);
@@ -547,7 +545,6 @@ void cache_get_stats(struct cache_stats *st)
 	st->invalidations = atomic_load(&n_invalidations);
 	st->errors = atomic_load(&n_errors);
 	st->drained = atomic_load(&n_drained);
-	pthread_mutex_lock(&state_mu);
-	st->up = st->enabled && !(until && now_ms() < until) && drained_seq == error_seq;
-	pthread_mutex_unlock(&state_mu);
+	st->up = st->enabled && !(until && now_ms() < until) &&
+		atomic_load(&drained_seq) == atomic_load(&error_seq);
 }

@@ -249,6 +249,7 @@ static void release_all(struct ctx *c)
 		pool_release(c->app->pool, c->db);
 		c->db = NULL;
 	}
+	sodium_memzero(c->session_token, sizeof(c->session_token));
 	if (c->body_json)
 		json_object_put(c->body_json);
 	c->body_json = NULL;

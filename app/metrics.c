@@ -326,25 +326,23 @@ void metrics_sample(struct pool *p)
 static void prom_histogram(struct strbuf *sb, const char *name, const char *labels,
 			   struct histogram *h)
 {
+	const char *sep = *labels ? "," : "";
 	unsigned long long cum = 0;
+	char set[128];
 	int i;
 
 	for (i = 0; i <= METRICS_NBUCKETS; i++) {
 		cum += atomic_load(&h->counts[i]);
 		if (i < METRICS_NBUCKETS)
-			strbuf_printf(sb, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels,
-				      *labels ? "," : "", metrics_buckets[i], cum);
+			strbuf_printf(sb, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+				      metrics_buckets[i], cum);
 		else
-			strbuf_printf(sb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
-				      *labels ? "," : "", cum);
+			strbuf_printf(sb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
 	}
-	if (*labels) {
-		strbuf_printf(sb, "%s_sum{%s} %.6f\n", name, labels, (double)atomic_load(&h->sum_us) / 1e6);
-		strbuf_printf(sb, "%s_count{%s} %llu\n", name, labels, cum);
-	} else {
-		strbuf_printf(sb, "%s_sum %.6f\n", name, (double)atomic_load(&h->sum_us) / 1e6);
-		strbuf_printf(sb, "%s_count %llu\n", name, cum);
-	}
+	/* "{labels}", or nothing for a histogram without labels. */
+	snprintf(set, sizeof(set), *labels ? "{%s}" : "%s", labels);
+	strbuf_printf(sb, "%s_sum%s %.6f\n", name, set, (double)atomic_load(&h->sum_us) / 1e6);
+	strbuf_printf(sb, "%s_count%s %llu\n", name, set, cum);
 }
 
 static void prom_head(struct strbuf *sb, const char *name, const char *type, const char *help)

@@ -42,7 +42,7 @@ struct ctx {
 	int is_admin;
 	char username[65];
 	unsigned char session_hash[32];
-	char csrf[44];			/* the session's CSRF token (for /auth/me) */
+	unsigned char session_token[32];	/* the cookie's token; wiped at the end */
 };
 
 /* Serve one accepted request completely. Never fails: errors become responses. */

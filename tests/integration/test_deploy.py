@@ -117,7 +117,10 @@ class RailwayEntrypoint(unittest.TestCase):
         t.join(timeout=60)
         self.assertEqual(result.get("status"), 200)
         self.assertEqual(p.wait(timeout=60), 0)
-        self.assertIn("drained in", p.stdout.read())
+        out = p.stdout.read()
+        self.assertIn("drained in", out)
+        # nginx's access log (on stdout) names the client the edge reported
+        self.assertRegex(out, r"(?m)^203\.0\.113\.7 \[.*\"GET /healthz ")
 
     def test_exits_when_the_service_dies(self):
         p, port, run_dir = self.start()
