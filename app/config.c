@@ -192,6 +192,7 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 	    get_int(envp, "DB_POOL_TIMEOUT", pr->pool_timeout, 1, 3600, &timeout, err, errlen) ||
 	    get_int(envp, "DB_POOL_RECYCLE", pr->pool_recycle, 1, 86400 * 7, &cfg->pool_recycle, err, errlen) ||
 	    get_int(envp, "DB_POOL_PRE_PING", pr->pre_ping, 0, 1, &cfg->pool_pre_ping, err, errlen) ||
+	    get_int(envp, "DB_POOL_IDLE_TIMEOUT", 60, 1, 86400, &cfg->pool_idle_timeout, err, errlen) ||
 	    get_int(envp, "DB_CONNECT_TIMEOUT", 10, 1, 600, &cfg->connect_timeout, err, errlen) ||
 	    get_int(envp, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3600 * 1000, &cfg->statement_timeout_ms, err, errlen))
 		goto fail;

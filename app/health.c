@@ -67,6 +67,7 @@ struct json_object *health_pool_json(struct pool *p)
 	add_count(o, "opened", st.opened);
 	add_count(o, "closed", st.closed);
 	add_count(o, "recycled", st.recycled);
+	add_count(o, "reaped", st.reaped);
 	add_count(o, "invalid", st.invalidated);
 	add_count(o, "failed", st.failed);
 	add_count(o, "leaks", st.leaks);

@@ -73,6 +73,7 @@ static void pool_settings_from(const struct config *cfg, struct pool_settings *p
 	ps->timeout = cfg->pool_timeout;
 	ps->recycle = cfg->pool_recycle;
 	ps->pre_ping = cfg->pool_pre_ping;
+	ps->idle_timeout = cfg->pool_idle_timeout;
 	ps->connect_timeout = cfg->connect_timeout;
 	ps->statement_timeout_ms = cfg->statement_timeout_ms;
 	/* A request holding a connection past two statement timeouts leaks. */

@@ -344,11 +344,16 @@ void pool_release(struct pool *p, struct pool_conn *c)
 		p->checked_out++;
 		w->conn = c;
 		pthread_cond_signal(&w->cv);
-	} else if (p->open > p->set.size || p->closing) {
+	} else if (p->closing) {
 		p->open--;
 		p->st.closed++;
 		close_it = 1;
 	} else {
+		/*
+		 * Kept even beyond size: closing overflow here made a busy
+		 * pool reopen a connection on most checkouts. pool_reap_idle
+		 * closes what stays idle for idle_timeout.
+		 */
 		c->next = p->idle;
 		p->idle = c;
 		p->nidle++;
@@ -361,6 +366,44 @@ void pool_release(struct pool *p, struct pool_conn *c)
 		conn_close(c);
 		free(c);
 	}
+}
+
+int pool_reap_idle(struct pool *p)
+{
+	struct pool_conn **pp, *victims = NULL, *c;
+	double now = now_mono();
+	int n = 0;
+
+	lock(p);
+	/*
+	 * The idle list is LIFO, so the least recently used connections are
+	 * at its end: walk it and unlink those idle too long while the pool
+	 * holds more than size. Closing happens after unlocking.
+	 */
+	pp = &p->idle;
+	while (*pp) {
+		c = *pp;
+		if (p->open > p->set.size && now - c->last_used >= p->set.idle_timeout) {
+			*pp = c->next;
+			c->next = victims;
+			victims = c;
+			p->nidle--;
+			p->open--;
+			p->st.closed++;
+			p->st.reaped++;
+			n++;
+		} else {
+			pp = &c->next;
+		}
+	}
+	unlock(p);
+	while (victims) {
+		c = victims;
+		victims = c->next;
+		conn_close(c);
+		free(c);
+	}
+	return n;
 }
 
 int pool_take_peak(struct pool *p)

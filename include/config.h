@@ -31,6 +31,7 @@ struct config {
 	double pool_timeout;	/* seconds */
 	int pool_recycle;	/* seconds */
 	int pool_pre_ping;	/* 0 or 1 */
+	int pool_idle_timeout;	/* seconds an overflow connection may stay idle */
 	int connect_timeout;	/* seconds */
 	int statement_timeout_ms;
 	char *application_name;

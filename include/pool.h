@@ -7,8 +7,11 @@
  * - A checkout takes an idle connection, else opens one when under the
  *   bound, else waits first come, first served, for at most its timeout.
  * - A release returns the connection clean (a transaction left open is
- *   rolled back, a broken connection is discarded); connections beyond
- *   size are closed on release, so an idle pool holds at most size.
+ *   rolled back, a broken connection is discarded) and keeps it, even
+ *   beyond size: a connection costs a TCP connect, a SCRAM exchange and a
+ *   backend fork, so a busy pool opens none. Connections beyond size that
+ *   stay idle for idle_timeout seconds are closed by pool_reap_idle (the
+ *   housekeeper), never on a request's path.
  * - A connection older than recycle seconds is replaced before use; with
  *   pre_ping, one idle for more than PREPING_IDLE seconds is checked first
  *   and replaced when dead, so callers never see a stale connection.
@@ -42,6 +45,7 @@ struct pool_settings {
 	int connect_timeout;		/* seconds, per attempt */
 	int statement_timeout_ms;
 	double leak_threshold;		/* seconds held before a warning */
+	double idle_timeout;		/* seconds idle before overflow closes */
 	const struct pool_stmt *stmts;	/* not copied: must outlive the pool */
 	int nstmts;
 };
@@ -83,7 +87,7 @@ struct pool_stats {
 	int overflow;		/* open beyond size */
 	int waiting;
 	uint64_t checkouts, timeouts, opened, closed, recycled, failed,
-		 invalidated, leaks;
+		 invalidated, leaks, reaped;
 	double wait_seconds_total;
 };
 
@@ -114,6 +118,14 @@ void pool_release(struct pool *p, struct pool_conn *c);
  * server's housekeeping thread; returns how many it logged.
  */
 int pool_report_leaks(struct pool *p);
+
+/*
+ * Close the connections beyond size that have been idle for idle_timeout
+ * seconds or more, least recently used first, leaving at least size open.
+ * Called once a second by the server's housekeeping thread; returns how
+ * many it closed. Never blocks on a lock while closing.
+ */
+int pool_reap_idle(struct pool *p);
 
 /*
  * The most connections checked out at once since the previous call (then

@@ -47,6 +47,7 @@ static void settings(struct pool_settings *s, const char *name, int size, int ov
 	s->connect_timeout = 5;
 	s->statement_timeout_ms = 10000;
 	s->leak_threshold = 60;
+	s->idle_timeout = 60;
 	s->stmts = stmts;
 	s->nstmts = 2;
 }
@@ -198,9 +199,10 @@ static void test_bound_never_exceeded(void **state)
 	assert_int_equal(atomic_load(&b.max_holding), 5);	/* the burst did fill it */
 	assert_true(atomic_load(&b.max_open_seen) <= 5);
 	assert_true(atomic_load(&b.max_server_seen) <= 5);
-	/* overflow closed on return: an idle pool keeps size */
-	assert_int_equal(st.open, 3);
-	assert_int_equal(st.idle, 3);
+	/* connections are kept, not churned: never more opened than the bound */
+	assert_true(st.opened <= 5);
+	assert_int_equal(st.open, (int)st.opened);
+	assert_int_equal(st.idle, st.open);
 	assert_int_equal(st.checked_out, 0);
 	assert_int_equal(st.checkouts, THREADS * 8);
 	assert_int_equal(pool_shutdown(b.p, 1), 0);
@@ -317,7 +319,7 @@ static void test_timeout_fires_at_its_value(void **state)
 
 /* ---- overflow, recycle, pre-ping ---------------------------------------- */
 
-static void test_overflow_closed_on_return(void **state)
+static void test_overflow_kept_then_reaped_when_idle(void **state)
 {
 	struct pool_settings s;
 	struct pool *p;
@@ -329,6 +331,7 @@ static void test_overflow_closed_on_return(void **state)
 
 	(void)state;
 	settings(&s, "overflow", 2, 3, 5);
+	s.idle_timeout = 0.5;
 	p = pool_create(&s);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(pool_checkout(p, 0, "t", &c[i], &err), 0);
@@ -345,15 +348,110 @@ static void test_overflow_closed_on_return(void **state)
 	}
 	for (i = 0; i < 5; i++)
 		pool_release(p, c[i]);
+	/* returned overflow is kept for the next burst ... */
+	pool_get_stats(p, &st);
+	assert_int_equal(st.open, 5);
+	assert_int_equal(st.idle, 5);
+	assert_int_equal(st.closed, 0);
+	assert_int_equal(pool_reap_idle(p), 0);	/* not idle long enough yet */
+	/* ... a connection in use is never reaped, however old its last use */
+	sleep_ms(600);
+	assert_int_equal(pool_checkout(p, 0, "t", &c[0], &err), 0);
+	/* ... and closed once idle for idle_timeout, down to size, no lower */
+	assert_int_equal(pool_reap_idle(p), 3);
 	pool_get_stats(p, &st);
 	assert_int_equal(st.open, 2);
-	assert_int_equal(st.idle, 2);
+	assert_int_equal(st.idle, 1);
+	assert_int_equal(st.reaped, 3);
 	assert_int_equal(st.closed, 3);
 	assert_int_equal(settled_server_conns(adm, 2), 2);
+	pool_release(p, c[0]);
+	sleep_ms(600);
+	assert_int_equal(pool_reap_idle(p), 0);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.open, 2);
 	assert_int_equal(pool_shutdown(p, 1), 0);
 	pool_destroy(p);
 	assert_int_equal(settled_server_conns(adm, 0), 0);
 	PQfinish(adm);
+}
+
+/*
+ * A steady load that needs the overflow for seconds, with the
+ * housekeeper's reaping running beside it: the pool opens its bound once
+ * and then reuses. Closing overflow on every release used to reopen a
+ * connection on most checkouts.
+ */
+struct steady {
+	struct pool *p;
+	atomic_int stop, ok, failed;
+};
+
+static void *steady_worker(void *arg)
+{
+	struct steady *sd = arg;
+
+	while (!atomic_load(&sd->stop)) {
+		struct pool_conn *c;
+		struct pool_error err;
+		const char *params[1] = { "0.001" };
+		PGresult *r;
+
+		if (pool_checkout(sd->p, 0, "steady", &c, &err) != 0) {
+			atomic_fetch_add(&sd->failed, 1);
+			continue;
+		}
+		r = PQexecPrepared(c->pg, "t_sleep", 1, params, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			atomic_fetch_add(&sd->ok, 1);
+		else
+			atomic_fetch_add(&sd->failed, 1);
+		PQclear(r);
+		pool_release(sd->p, c);
+	}
+	return NULL;
+}
+
+static void test_steady_overflow_load_opens_no_more(void **state)
+{
+	/* More than size, fewer than the bound: overflow in use, nobody waits. */
+	enum { THREADS = 6 };
+	struct pool_settings s;
+	struct steady sd;
+	pthread_t th[THREADS];
+	struct pool_stats st;
+	double end;
+	int i, max_opened = 0;
+
+	(void)state;
+	settings(&s, "steady", 3, 5, 10);
+	s.idle_timeout = 1.0;
+	memset(&sd, 0, sizeof(sd));
+	sd.p = pool_create(&s);
+	for (i = 0; i < THREADS; i++)
+		pthread_create(&th[i], NULL, steady_worker, &sd);
+	end = now_mono() + 5.0;
+	while (now_mono() < end) {	/* the housekeeper's tick, faster */
+		pool_reap_idle(sd.p);
+		pool_get_stats(sd.p, &st);
+		if ((int)st.opened > max_opened)
+			max_opened = (int)st.opened;
+		sleep_ms(100);
+	}
+	atomic_store(&sd.stop, 1);
+	for (i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	pool_get_stats(sd.p, &st);
+	assert_int_equal(atomic_load(&sd.failed), 0);
+	assert_true(atomic_load(&sd.ok) > 500);
+	assert_true(st.checkouts > 500);
+	/* The overflow was needed, and opened once: one per thread at most. */
+	assert_true(st.open > 3);
+	assert_true(max_opened <= THREADS);
+	assert_true((int)st.opened <= THREADS);
+	assert_int_equal((int)st.reaped, 0);
+	assert_int_equal(pool_shutdown(sd.p, 1), 0);
+	pool_destroy(sd.p);
 }
 
 static void test_recycle_replaces_old_connections(void **state)
@@ -696,7 +794,8 @@ int main(void)
 		cmocka_unit_test(test_bound_never_exceeded),
 		cmocka_unit_test(test_waiters_served_in_arrival_order),
 		cmocka_unit_test(test_timeout_fires_at_its_value),
-		cmocka_unit_test(test_overflow_closed_on_return),
+		cmocka_unit_test(test_overflow_kept_then_reaped_when_idle),
+		cmocka_unit_test(test_steady_overflow_load_opens_no_more),
 		cmocka_unit_test(test_recycle_replaces_old_connections),
 		cmocka_unit_test(test_pre_ping_hides_a_killed_connection),
 		cmocka_unit_test(test_broken_connection_is_discarded_on_return),
