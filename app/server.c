@@ -1,14 +1,26 @@
+/*
+ * server.c: the FastCGI listener, the worker threads' event loop over
+ * kept-alive nginx connections, the housekeeping thread (leak reports,
+ * idle-connection reaping, cache drain, metrics samples) and the drain on
+ * SIGTERM. Design notes at the idle table below.
+ */
 #define _GNU_SOURCE
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,32 +36,55 @@
 struct worker {
 	pthread_t thread;
 	struct app *app;
-	int listen_fd;
 	int index;
 	atomic_int running;	/* 0 once the thread has left its loop */
 };
 
 /*
  * Shared with the workers: stopping is set once by the signal thread;
- * inflight counts requests between accept and finish. drain_mu/drain_cv
- * let the signal thread sleep until inflight reaches 0.
+ * inflight counts requests between the first byte read and the answer.
+ * drain_mu/drain_cv let the signal thread sleep until inflight reaches 0.
  */
 static atomic_int stopping;
 static atomic_int inflight;
 static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
 
+/*
+ * The event loop the workers share. epfd holds the listening socket and
+ * every kept-alive connection that is idle, each EPOLLONESHOT: an event
+ * goes to exactly one worker, which owns that socket until it re-arms or
+ * closes it, so a kept-alive connection never pins a thread while idle.
+ * wake_fd (level-triggered, never re-armed) tells every worker to leave.
+ *
+ * idle[fd] is 1 while fd is armed in epfd and owned by nobody; whoever
+ * swaps it to 0 (a worker given its event, or shutdown closing idle
+ * connections) owns the socket. Sockets numbered past nidle are served
+ * once and closed.
+ */
+static int epfd = -1, wake_fd = -1, listen_sock = -1;
+static int dead_sock = -1;	/* never listens: libfcgi's own accept fails at once */
+static atomic_char *idle;
+static int nidle;
+
 static void *worker_main(void *arg);
 static int inflight_now(void);
+static void *housekeeping_main(void *arg);
+static void wake_handler(int sig);
+static int arm(int fd, int op);
+static void serve_connection(struct worker *w, FCGX_Request *req, int fd);
+static void accept_one(struct worker *w, FCGX_Request *req);
+static int peer_closed(int fd);
+static void close_idle_connections(void);
+static void events_setup(int listen_fd);
+static void events_teardown(void);
 
 static int inflight_now(void)
 {
 	return atomic_load(&inflight);
 }
-static void *housekeeping_main(void *arg);
-static void wake_handler(int sig);
 
-/* SIGUSR1 only interrupts a blocking call (accept, read): no work here. */
+/* SIGUSR1 only interrupts a blocking call (a slow read): no work here. */
 static void wake_handler(int sig)
 {
 	(void)sig;
@@ -147,39 +182,134 @@ int server_listen(const char *spec, char *err, size_t errlen)
 	return fd;
 }
 
+/* (Re-)arm fd for one event with op (EPOLL_CTL_ADD or _MOD). 0, or -1. */
+static int arm(int fd, int op)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+	ev.data.fd = fd;
+	return epoll_ctl(epfd, op, fd, &ev);
+}
+
+/* Whether the peer has closed fd with nothing left to read. */
+static int peer_closed(int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/*
+ * Serve the request waiting on fd, which this worker owns. libfcgi reads
+ * it (FCGX_Accept_r uses an open ipcFd instead of accepting; with
+ * keepConnection set it does not close that fd first). Afterwards a
+ * connection nginx keeps (FCGI_KEEP_CONN) goes back into epfd, idle; any
+ * other is closed by FCGX_Finish_r. Relies on FCGX_Request's ipcFd and
+ * keepConnection, unchanged in libfcgi since 2.4.0.
+ */
+static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
+{
+	int rc, registered = fd < nidle;
+
+	req->ipcFd = fd;
+	req->keepConnection = 1;
+	atomic_fetch_add(&inflight, 1);
+	rc = FCGX_Accept_r(req);	/* 0, or -errno: libfcgi closed the socket */
+	if (rc == 0) {
+		ctx_handle(w->app, req);
+		if (atomic_load(&stopping) || !registered)
+			req->keepConnection = 0;	/* FCGX_Finish_r closes it */
+		FCGX_Finish_r(req);
+		fd = req->ipcFd;
+		req->ipcFd = -1;
+		if (fd >= 0) {
+			atomic_store(&idle[fd], 1);
+			if (arm(fd, EPOLL_CTL_MOD) != 0 &&
+			    (errno != ENOENT || arm(fd, EPOLL_CTL_ADD) != 0)) {
+				log_msg(LOG_WARN, "worker %d: epoll_ctl: %s", w->index, strerror(errno));
+				if (atomic_exchange(&idle[fd], 0))
+					close(fd);
+			}
+		}
+	}
+	if (atomic_fetch_sub(&inflight, 1) == 1 && atomic_load(&stopping)) {
+		pthread_mutex_lock(&drain_mu);
+		pthread_cond_signal(&drain_cv);
+		pthread_mutex_unlock(&drain_mu);
+	}
+}
+
+/* The listening socket is readable: take one connection and serve it. */
+static void accept_one(struct worker *w, FCGX_Request *req)
+{
+	int fd = accept4(listen_sock, NULL, NULL, SOCK_CLOEXEC), err = errno, one = 1;
+	struct timeval tv = { 30, 0 };	/* no read or write of a request waits longer */
+
+	/* Let another worker take the next connection while this one serves. */
+	if (!atomic_load(&stopping) && arm(listen_sock, EPOLL_CTL_MOD) != 0)
+		log_msg(LOG_ERROR, "worker %d: cannot re-arm the listening socket: %s",
+			w->index, strerror(errno));
+	if (fd < 0) {
+		if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+			log_msg(LOG_WARN, "worker %d: accept failed: %s", w->index, strerror(err));
+			nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);	/* do not spin */
+		}
+		return;	/* EAGAIN (another worker took it), ECONNABORTED, shutdown */
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));	/* fails on unix: fine */
+	serve_connection(w, req, fd);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	FCGX_Request req;
 
-	if (FCGX_InitRequest(&req, w->listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+	/* libfcgi accepts only when a connection fails: make that fail at once. */
+	if (FCGX_InitRequest(&req, dead_sock, 0) != 0)
 		die("FCGX_InitRequest failed");
-	while (!atomic_load(&stopping)) {
-		int rc = FCGX_Accept_r(&req);	/* 0, or -errno */
+	for (;;) {
+		struct epoll_event ev;
+		int n = epoll_wait(epfd, &ev, 1, -1), fd;
 
-		if (rc < 0) {
-			if (atomic_load(&stopping))
-				break;
-			if (rc != -EINTR) {
-				log_msg(LOG_WARN, "worker %d: accept failed: %s",
-					w->index, strerror(-rc));
-				/* EMFILE and the like: do not spin. */
-				nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
-			}
+		if (n < 0 && errno != EINTR)
+			die("epoll_wait: %s", strerror(errno));
+		if (n <= 0)
 			continue;
-		}
-		atomic_fetch_add(&inflight, 1);
-		ctx_handle(w->app, &req);
-		FCGX_Finish_r(&req);
-		if (atomic_fetch_sub(&inflight, 1) == 1 && atomic_load(&stopping)) {
-			pthread_mutex_lock(&drain_mu);
-			pthread_cond_signal(&drain_cv);
-			pthread_mutex_unlock(&drain_mu);
+		fd = ev.data.fd;
+		if (fd == wake_fd)
+			break;
+		if (fd == listen_sock) {
+			accept_one(w, &req);
+		} else if (atomic_exchange(&idle[fd], 0)) {
+			/* nginx closed an idle kept-alive connection: no request to read. */
+			if ((ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && peer_closed(fd))
+				close(fd);
+			else
+				serve_connection(w, &req, fd);
 		}
 	}
 	FCGX_Free(&req, 1);
 	atomic_store(&w->running, 0);
 	return NULL;
+}
+
+/* At shutdown: close every kept-alive connection that is idle now. */
+static void close_idle_connections(void)
+{
+	int fd;
+
+	for (fd = 0; fd < nidle; fd++) {
+		if (atomic_load(&idle[fd]) && atomic_exchange(&idle[fd], 0)) {
+			epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+			close(fd);
+		}
+	}
 }
 
 /*
@@ -202,6 +332,7 @@ static void *housekeeping_main(void *arg)
 			break;
 		pthread_mutex_unlock(&drain_mu);
 		pool_report_leaks(app->pool);
+		pool_reap_idle(app->pool);
 		cache_drain(app->pool);
 		metrics_sample(app->pool);
 		if (++ticks % 60 == 0)	/* once a minute */
@@ -210,6 +341,52 @@ static void *housekeeping_main(void *arg)
 	}
 	pthread_mutex_unlock(&drain_mu);
 	return NULL;
+}
+
+/* The shared epoll set: the listening socket, the wake-up, the idle table. */
+static void events_setup(int listen_fd)
+{
+	struct epoll_event ev;
+	struct rlimit rl;
+	int flags = fcntl(listen_fd, F_GETFL);
+
+	listen_sock = listen_fd;
+	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)
+		die("cannot make the listening socket non-blocking: %s", strerror(errno));
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	dead_sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (epfd < 0 || wake_fd < 0 || dead_sock < 0)
+		die("cannot set up the event loop: %s", strerror(errno));
+	/*
+	 * Every kept-alive nginx connection is a descriptor: raise the soft
+	 * limit to the hard one (1024 is a common soft default), then size
+	 * the idle table for every descriptor the process may open, within
+	 * reason (a connection numbered beyond it is served, then closed).
+	 */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	nidle = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+			rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+	idle = xcalloc((size_t)nidle, sizeof(*idle));
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;	/* level-triggered: once written, wakes every worker */
+	ev.data.fd = wake_fd;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev) != 0 ||
+	    arm(listen_fd, EPOLL_CTL_ADD) != 0)
+		die("epoll_ctl: %s", strerror(errno));
+}
+
+static void events_teardown(void)
+{
+	close(epfd);
+	close(wake_fd);
+	close(dead_sock);
+	free(idle);
+	idle = NULL;
+	epfd = wake_fd = dead_sock = listen_sock = -1;
 }
 
 int server_run(struct app *app, int listen_fd)
@@ -234,12 +411,12 @@ int server_run(struct app *app, int listen_fd)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	FCGX_Init();
+	events_setup(listen_fd);
 	metrics_set_inflight_source(inflight_now);
 	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)
 		die("cannot start the housekeeping thread");
 	for (i = 0; i < cfg->workers; i++) {
 		workers[i].app = app;
-		workers[i].listen_fd = listen_fd;
 		workers[i].index = i;
 		atomic_store(&workers[i].running, 1);
 		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
@@ -265,8 +442,14 @@ int server_run(struct app *app, int listen_fd)
 	pthread_cond_broadcast(&drain_cv);	/* the housekeeper leaves */
 	pthread_mutex_unlock(&drain_mu);
 	pthread_join(housekeeper, NULL);
-	/* Wake every thread blocked in accept(): new connections are refused. */
+	/*
+	 * New connections are refused; idle kept-alive ones are closed, so
+	 * nginx sends new requests elsewhere. A request already on its way
+	 * over a kept connection is still served, then that connection closes.
+	 */
+	epoll_ctl(epfd, EPOLL_CTL_DEL, listen_fd, NULL);
 	shutdown(listen_fd, SHUT_RDWR);
+	close_idle_connections();
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += cfg->shutdown_timeout;
@@ -282,7 +465,10 @@ int server_run(struct app *app, int listen_fd)
 		rc = -1;
 	}
 
-	/* Threads idle on a kept-alive nginx connection sit in read(): interrupt them. */
+	close_idle_connections();	/* re-armed while the drain began */
+	/* Every worker leaves its loop; one stuck in a slow read is interrupted. */
+	if (eventfd_write(wake_fd, 1) != 0)
+		die("eventfd_write: %s", strerror(errno));
 	for (i = 0; i < cfg->workers; i++)
 		if (atomic_load(&workers[i].running))
 			pthread_kill(workers[i].thread, SIGUSR1);
@@ -295,6 +481,8 @@ int server_run(struct app *app, int listen_fd)
 		}
 	}
 	close(listen_fd);
+	if (stuck == 0)
+		events_teardown();
 	if (strncmp(cfg->fcgi_listen, "unix:", 5) == 0)
 		unlink(cfg->fcgi_listen + 5);
 	log_msg(LOG_INFO, "drained in %.0f ms", (now_mono() - t0) * 1000.0);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Turn bench/results/results.jsonl into report.md and chart.svg, and print
 the table. Each service scenario is compared with its ceiling from the same
-run: nginx serving a static file of the same size (cached and list routes),
-and pgbench -S -M prepared (the uncached route)."""
+run: nginx serving a static file of the same size over the same TLS (a
+paint's, or a list page's), at the same number of connections. pgbench -S
+-M prepared is listed as PostgreSQL's own ceiling."""
 import json
 import os
 import sys
@@ -14,11 +15,11 @@ def load(out):
 
 
 def ceiling_for(r, rows):
-    if r["scenario"].startswith(("static", "pgbench")):
+    """The row r is measured against: the one its "ceiling" names, at the
+    same number of connections, from the same run."""
+    if not r.get("ceiling"):
         return None
-    if "cache off" in r["scenario"]:
-        return next((x for x in rows if x["scenario"].startswith("pgbench")), None)
-    return next((x for x in rows if x["scenario"].startswith("static")
+    return next((x for x in rows if x["scenario"] == r["ceiling"]
                  and x["connections"] == r["connections"]), None)
 
 
@@ -28,15 +29,16 @@ def fmt(v, unit=""):
 
 def table(rows):
     head = ("| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | "
-            "socket errors | peak db conns | vs ceiling |")
-    lines = [head, "|" + "---|" * 11]
+            "socket errors | peak db conns | conns opened | vs ceiling |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         c = ceiling_for(r, rows)
-        ratio = f"{r['rps'] / c['rps']:.2f} of {c['scenario'].split(' (')[0]}" if c else "(ceiling)"
+        ratio = f"{r['rps'] / c['rps']:.2f} of {c['scenario']}" if c else "(ceiling)"
+        opened = "–" if r.get("opened") is None else str(r["opened"])
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())) or "–"
         lines.append(f"| {r['scenario']} | {r['connections']} | {r['rps']:,.0f} | {fmt(r['p50'])} | "
                      f"{fmt(r['p90'])} | {fmt(r['p99'])} | {fmt(r['max'])} | {statuses} | "
-                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {ratio} |")
+                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {opened} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -53,7 +55,7 @@ def chart(rows, path):
     span = w - left - 80
     for i, r in enumerate(rows):
         y = top + i * 26
-        ceiling = r["scenario"].startswith(("static", "pgbench"))
+        ceiling = not r.get("ceiling")
         bw = span * r["rps"] / max_rps
         parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">'
                      f'{r["scenario"]} ({r["connections"]})</text>')

@@ -4,6 +4,8 @@
 #
 #   bench/run.sh                    all scenarios, 8 s each (about 4 minutes)
 #   BENCH_SECONDS=15 bench/run.sh   longer runs
+#   BENCH_CONNECTIONS=64 BENCH_ONLY='hot|mix' bench/run.sh
+#                                   fewer rows (ceilings always run)
 #
 # Starts its own stack (plain optimised build, one service process, pool
 # 5+10) in a temporary folder on free ports and stops it at the end.
@@ -12,6 +14,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$REPO/bench/results
 SECONDS_EACH=${BENCH_SECONDS:-8}
+WARM_SECONDS=${BENCH_WARM_SECONDS:-2}
 CONNS=${BENCH_CONNECTIONS:-64 512}
 mkdir -p "$OUT"
 : >"$OUT/results.jsonl"
@@ -22,12 +25,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 export STACK_DIR=$(mktemp -d /tmp/paintstudio-bench-XXXXXX)
 chmod 755 "$STACK_DIR"
 export HTTPS_PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
-export APP_PROCESSES=1 SEED_COUNT=10000 LOG_LEVEL=warn WORKERS=32
-export DB_POOL_SIZE=5 DB_MAX_OVERFLOW=10 DB_POOL_TIMEOUT=20
+# The defaults a user gets (no WORKERS or pool override); only the request
+# log is quietened, and the logging rows at the end show what it costs.
+export APP_PROCESSES=1 SEED_COUNT=10000 LOG_LEVEL=warn
+unset WORKERS DB_POOL_SIZE DB_MAX_OVERFLOW DB_POOL_TIMEOUT DB_POOL_IDLE_TIMEOUT
 export ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 cleanup() {
 	"$REPO/scripts/stack.sh" stop >/dev/null 2>&1 || true
-	rm -f "$REPO/build/web/bench-static.json"
+	rm -f "$REPO/build/web/bench-paint.json" "$REPO/build/web/bench-list.json"
 	rm -rf "$STACK_DIR"
 }
 trap cleanup EXIT
@@ -56,9 +61,21 @@ current_etags() {
 	(IFS='|'; echo "${etags[*]}")
 }
 
-# A static file of exactly one paint's size: nginx's ceiling for that answer.
-paint_bytes=$(curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/paints/1" | wc -c)
-head -c "$paint_bytes" /dev/zero | tr '\0' 'x' >"$REPO/build/web/bench-static.json"
+# Static files of exactly one paint's and one list page's size: nginx's
+# ceilings for those answers.
+static_like() { # url file
+	local bytes
+	bytes=$(curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE$1" | wc -c)
+	head -c "$bytes" /dev/zero | tr '\0' 'x' >"$REPO/build/web/$2"
+}
+static_like /admin/paints/1 bench-paint.json
+static_like "/admin/paints?limit=50&brand=Golden" bench-list.json
+
+# PostgreSQL connections the pool has opened so far.
+pool_opened() {
+	curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["opened"])'
+}
 
 peak_conns() { # sample the service's connections until the file $1 exists
 	local peak=0 n
@@ -70,30 +87,40 @@ peak_conns() { # sample the service's connections until the file $1 exists
 	echo "$peak"
 }
 
-run() { # name connections script [env...]
-	local name=$1 c=$2 script=$3 stop line peak
-	shift 3
-	say "$name, $c connections, ${SECONDS_EACH}s"
+run() { # name ceiling connections script [env...]
+	local name=$1 ceiling=$2 c=$3 script=$4 stop line peak opened0 opened1
+	shift 4
+	if [ -n "${BENCH_ONLY:-}" ] && [ -n "$ceiling" ] && ! [[ $name =~ $BENCH_ONLY ]]; then
+		return 0
+	fi
+	say "$name, $c connections, ${SECONDS_EACH}s (after a ${WARM_SECONDS}s warm-up)"
+	# The same load briefly first, so the pool and caches reach steady state.
+	env "$@" wrk -t2 -c"$c" -d"${WARM_SECONDS}s" --timeout 30s \
+		-s "$REPO/bench/wrk/$script" "$BASE" >/dev/null
+	opened0=$(pool_opened)
 	stop=$(mktemp -u)
 	peak_conns "$stop" >"$stop.peak" &
 	line=$(env "$@" wrk -t2 -c"$c" -d"${SECONDS_EACH}s" --timeout 30s --latency \
 		-s "$REPO/bench/wrk/$script" "$BASE" | sed -n 's/^BENCH //p')
 	touch "$stop"
 	wait
+	opened1=$(pool_opened)
 	peak=$(cat "$stop.peak")
 	rm -f "$stop" "$stop.peak"
-	python3 - "$name" "$c" "$peak" "$line" >>"$OUT/results.jsonl" <<-'PY'
+	python3 - "$name" "$ceiling" "$c" "$peak" "$((opened1 - opened0))" "$line" \
+		>>"$OUT/results.jsonl" <<-'PY'
 		import json, sys
-		name, conns, peak, line = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+		name, ceiling, conns, peak, opened, line = sys.argv[1:7]
 		r = json.loads(line)
-		r.update(scenario=name, connections=conns, peak_db_connections=peak)
+		r.update(scenario=name, ceiling=ceiling or None, connections=int(conns),
+		         peak_db_connections=int(peak), opened=int(opened))
 		print(json.dumps(r))
 	PY
 	tail -1 "$OUT/results.jsonl" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("    %.0f req/s, p99 %.1f ms, statuses %s, peak db connections %d"
-      % (r["rps"], r["p99"], r["statuses"], r["peak_db_connections"]))'
+print("    %.0f req/s, p99 %.1f ms, statuses %s, peak db connections %d, opened %s"
+      % (r["rps"], r["p99"], r["statuses"], r["peak_db_connections"], r["opened"]))'
 }
 
 warm() { # read every paint once (twice over, to be sure) so the cache is hot
@@ -102,29 +129,34 @@ warm() { # read every paint once (twice over, to be sure) so the cache is hot
 }
 warm
 
+# Ceiling rows carry an empty ceiling; each service row names its own
+# (the static file of the same size, in the same run at the same load).
 for c in $CONNS; do
-	run "static file (ceiling)" "$c" static.lua
-	run "GET paint, cache hot" "$c" get_random.lua
-	run "GET list by brand" "$c" list.lua
-	run "GET list, If-None-Match" "$c" list.lua BENCH_INM=1 BENCH_ETAGS="$(current_etags)"
-	run "90/10 read/write mix" "$c" mix.lua
+	run "static paint-sized file" "" "$c" static.lua BENCH_STATIC=bench-paint.json
+	run "static list-page-sized file" "" "$c" static.lua BENCH_STATIC=bench-list.json
+	run "GET /healthz" "static paint-sized file" "$c" healthz.lua
+	run "GET paint, cache hot" "static paint-sized file" "$c" get_random.lua
+	run "GET list by brand" "static list-page-sized file" "$c" list.lua
+	run "GET list, If-None-Match" "static paint-sized file" "$c" list.lua \
+		BENCH_INM=1 BENCH_ETAGS="$(current_etags)"
+	run "90/10 read/write mix" "static paint-sized file" "$c" mix.lua
 done
 
 say "restarting the service with the cache disabled"
 "$REPO/scripts/stack.sh" app-stop
 REDIS_URL= "$REPO/scripts/stack.sh" app-start
 for c in $CONNS; do
-	run "GET paint, cache off" "$c" get_random.lua
+	run "GET paint, cache off" "static paint-sized file" "$c" get_random.lua
 done
 
 say "restarting the service with LOG_LEVEL=info (one JSON line per request)"
 "$REPO/scripts/stack.sh" app-stop
 LOG_LEVEL=info "$REPO/scripts/stack.sh" app-start
 warm
-run "GET paint, cache hot, logging info" 64 get_random.lua
+run "GET paint, cache hot, logging info" "static paint-sized file" 64 get_random.lua
 "$REPO/scripts/stack.sh" app-stop
 "$REPO/scripts/stack.sh" app-start
-run "GET paint, cache hot, logging warn" 64 get_random.lua
+run "GET paint, cache hot, logging warn" "static paint-sized file" 64 get_random.lua
 
 say "PostgreSQL's own ceiling: pgbench -S -M prepared at the pool's 15 connections"
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
@@ -139,7 +171,8 @@ python3 - "$pg" >>"$OUT/results.jsonl" <<-'PY'
 	lat = float(re.search(r"latency average = ([0-9.]+) ms", out).group(1))
 	print(json.dumps({"scenario": "pgbench -S -M prepared (ceiling)", "connections": 15,
 	                  "rps": tps, "p50": lat, "p90": None, "p99": None, "max": None,
-	                  "statuses": {}, "socket_errors": 0, "peak_db_connections": 15}))
+	                  "statuses": {}, "socket_errors": 0, "peak_db_connections": 15,
+	                  "ceiling": None, "opened": None}))
 PY
 say "report"
 python3 "$REPO/bench/report.py" "$OUT"

@@ -1,8 +1,10 @@
 /*
  * server: the FastCGI side. One listening socket (unix or TCP, IPv4 or
- * IPv6), WORKERS threads each looping on FCGX_Accept_r with its own
- * FCGX_Request (no accept mutex: Linux accept() is thread-safe), and the
- * shutdown path: on SIGTERM or SIGINT stop accepting, let in-flight
+ * IPv6) and WORKERS threads sharing one epoll set that holds it and every
+ * idle kept-alive nginx connection, so an idle connection pins no thread;
+ * a thread takes one event, serves that connection's request with its own
+ * FCGX_Request, and re-arms the connection. The shutdown path: on SIGTERM
+ * or SIGINT stop accepting, close idle connections, let in-flight
  * requests finish within SHUTDOWN_TIMEOUT, then return.
  */
 #ifndef PS_SERVER_H

@@ -9,7 +9,7 @@ template=$1
 out=$2
 shift 2
 mkdir -p "$out"
-for f in http.conf locations.conf fastcgi.conf errors.conf security-headers.conf; do
+for f in http.conf locations.conf fastcgi.conf upstream.conf errors.conf security-headers.conf; do
 	sed "s|@CONF_DIR@|$out|g" "$here/$f" >"$out/$f"
 done
 cp "$template" "$out/nginx.conf.tmp"
