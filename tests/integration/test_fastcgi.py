@@ -1,0 +1,92 @@
+"""The FastCGI side on a process's own socket: kept-alive connections are
+reused and, while idle, occupy no worker thread; closed ones are cleaned up."""
+import os
+import time
+import unittest
+
+from fcgi import Connection
+from harness import stack
+
+
+def socket_path(s, i=1):
+    return os.path.join(s.dir, "run", f"app-{i}.sock")
+
+
+def open_fds(s, i=1):
+    with open(os.path.join(s.dir, "run", f"app-{i}.pid")) as f:
+        pid = int(f.read())
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class KeptConnections(unittest.TestCase):
+    def test_idle_connections_pin_no_thread(self):
+        s = stack()
+        restore = s.restart_apps(WORKERS=2)
+        conns = []
+        try:
+            # Three times as many kept connections as threads, all idle.
+            for _ in range(6):
+                c = Connection(socket_path(s), timeout=5)
+                status, _, body = c.request("/healthz")
+                self.assertEqual(status, 200, body)
+                conns.append(c)
+            # A new connection is still served at once ...
+            t0 = time.monotonic()
+            fresh = Connection(socket_path(s), timeout=5)
+            status, _, _ = fresh.request("/healthz")
+            self.assertEqual(status, 200)
+            self.assertLess(time.monotonic() - t0, 2.0)
+            fresh.close()
+            # ... and every kept connection serves its next request too.
+            for c in reversed(conns):
+                status, _, _ = c.request("/readyz")
+                self.assertEqual(status, 200)
+        finally:
+            for c in conns:
+                c.close()
+            restore()
+
+    def test_connection_without_keep_conn_is_closed_after_the_answer(self):
+        s = stack()
+        c = Connection(socket_path(s), timeout=5)
+        try:
+            status, _, _ = c.request("/healthz", keep=False)
+            self.assertEqual(status, 200)
+            self.assertEqual(c.sock.recv(1), b"")  # the service closed it
+        finally:
+            c.close()
+
+    def test_closed_kept_connections_leave_no_descriptor(self):
+        s = stack()
+        for _ in range(3):  # warm: lazily opened Redis and database sockets
+            c = Connection(socket_path(s))
+            c.request("/healthz")
+            c.close()
+        before = open_fds(s)
+        conns = [Connection(socket_path(s)) for _ in range(40)]
+        for c in conns:
+            self.assertEqual(c.request("/healthz")[0], 200)
+        self.assertGreaterEqual(open_fds(s), before + 40)
+        for c in conns:
+            c.close()
+        s.wait_until(lambda: open_fds(s) <= before + 2, timeout=10,
+                     what="the service to close the connections nginx closed")
+
+    def test_garbage_on_a_connection_is_dropped_and_others_go_on(self):
+        s = stack()
+        bad = Connection(socket_path(s), timeout=5)
+        try:
+            bad.sock.sendall(b"\x07" * 64)  # not a FastCGI record
+            bad.sock.settimeout(5)
+            self.assertEqual(bad.sock.recv(1), b"")
+        finally:
+            bad.close()
+        good = Connection(socket_path(s), timeout=5)
+        try:
+            self.assertEqual(good.request("/healthz")[0], 200)
+        finally:
+            good.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
