@@ -156,6 +156,7 @@ warm
 run "GET paint, cache hot, logging info" "static paint-sized file" 64 get_random.lua
 "$REPO/scripts/stack.sh" app-stop
 "$REPO/scripts/stack.sh" app-start
+warm
 run "GET paint, cache hot, logging warn" "static paint-sized file" 64 get_random.lua
 
 say "PostgreSQL's own ceiling: pgbench -S -M prepared at the pool's 15 connections"
