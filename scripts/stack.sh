@@ -158,6 +158,21 @@ nginx_user_line() {
 	fi
 }
 
+# The folder of the service's sockets (mode 0660): the service and nginx
+# only. As root, nginx's workers may run as another user: the folder gets
+# their group and the setgid bit, so each socket inherits that group.
+secure_run_dir() {
+	local user group
+	chmod 700 "$RUN"
+	is_root || return 0
+	user=$(nginx_user_line | awk '{print $2}' | tr -d ';')
+	if [ -n "$user" ] && [ "$user" != root ]; then
+		group=$(id -gn "$user")
+		chgrp "$group" "$RUN"
+		chmod 2750 "$RUN"
+	fi
+}
+
 start_nginx() {
 	local conf=$STACK_DIR/nginx ups="" i
 	mkdir -p "$conf/tmp"
@@ -241,6 +256,7 @@ start_all() {
 	[ -x "$BIN" ] || fail "$BIN is missing: run make first"
 	[ -s "$WEB_ROOT/index.html" ] || fail "$WEB_ROOT is missing: run make first"
 	mkdir -p "$RUN" "$LOG"
+	secure_run_dir
 	if pidfile_alive "$RUN/nginx.pid" || pidfile_alive "$RUN/app-1.pid"; then
 		fail "a stack from $STACK_DIR is already running: make stop"
 	fi
