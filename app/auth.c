@@ -139,7 +139,6 @@ out:
 	"ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures, window_start"
 
 static const struct pool_stmt statements[] = {
-	{ "auth_user", "SELECT id, password_hash, is_admin, disabled FROM users WHERE username = $1" },
 	/* $2 idle limit in seconds */
 	{ "auth_session",
 	  "SELECT u.id, u.username, u.is_admin, "
@@ -162,15 +161,15 @@ static const struct pool_stmt statements[] = {
 	 * $5 pair limit, $6 address limit, $7 username.
 	 */
 	{ "auth_attempt",
-	  "WITH pair AS (" COUNT_ATTEMPT("$1") "), addr AS (" COUNT_ATTEMPT("$2") "), "
+	  "WITH pair AS (" COUNT_ATTEMPT("$1::text") "), addr AS (" COUNT_ATTEMPT("$2::text") "), "
 	  "usr AS (INSERT INTO login_failures AS f (key, failures, window_start) "
-	  "  SELECT $3, 1, now() FROM pair, addr WHERE pair.failures <= $5::int AND addr.failures <= $6::int "
+	  "  SELECT $3::text, 1, now() FROM pair, addr WHERE pair.failures <= $5::int AND addr.failures <= $6::int "
 	  "  ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures) "
 	  "SELECT pair.failures, addr.failures, coalesce((SELECT failures FROM usr), 0), "
 	  "  ceil(extract(epoch FROM pair.window_start + make_interval(secs => $4::int) - now()))::int, "
 	  "  ceil(extract(epoch FROM addr.window_start + make_interval(secs => $4::int) - now()))::int, "
 	  "  u.id, u.password_hash, u.is_admin, u.disabled "
-	  "FROM pair CROSS JOIN addr LEFT JOIN users u ON u.username = $7" },
+	  "FROM pair CROSS JOIN addr LEFT JOIN users u ON u.username = $7::text" },
 	/* A good password: forget the (address, user) and user counts. */
 	{ "auth_forget_failures", "DELETE FROM login_failures WHERE key = ANY($1::text[])" },
 };
