@@ -163,6 +163,7 @@ nginx_user_line() {
 # their group and the setgid bit, so each socket inherits that group.
 secure_run_dir() {
 	local user group
+	is_root && chown "$(id -u):$(id -g)" "$RUN"
 	chmod 700 "$RUN"
 	is_root || return 0
 	user=$(nginx_user_line | awk '{print $2}' | tr -d ';')
@@ -256,7 +257,6 @@ start_all() {
 	[ -x "$BIN" ] || fail "$BIN is missing: run make first"
 	[ -s "$WEB_ROOT/index.html" ] || fail "$WEB_ROOT is missing: run make first"
 	mkdir -p "$RUN" "$LOG"
-	secure_run_dir
 	if pidfile_alive "$RUN/nginx.pid" || pidfile_alive "$RUN/app-1.pid"; then
 		fail "a stack from $STACK_DIR is already running: make stop"
 	fi
@@ -268,6 +268,7 @@ start_all() {
 	start_redis
 	make_cert
 	seed
+	secure_run_dir	# after start_pg: a first initdb hands the stack's folder to postgres
 	say "starting $APP_PROCESSES paintstudio process(es)"
 	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
 	for i in $(seq "$APP_PROCESSES"); do wait_app "$i"; done
