@@ -469,7 +469,7 @@ class RailwayProxy(unittest.TestCase):
                                "password": "guess"}).encode()
             st, raw = self.get("/auth/login", {
                 "X-Forwarded-For": f"198.51.100.{i + 1}, 203.0.113.8",
-                "Origin": f"http://127.0.0.1:{self.port}", "Content-Type": "application/json"},
+                "Origin": f"https://127.0.0.1:{self.port}", "Content-Type": "application/json"},
                 method="POST", body=body)
             statuses.append(st)
         self.assertEqual(statuses[:8], [401] * 8, statuses)
@@ -477,7 +477,7 @@ class RailwayProxy(unittest.TestCase):
         # another client (another edge-reported address) is not affected
         body = json.dumps({"username": "someone", "password": "guess"}).encode()
         st, _ = self.get("/auth/login", {"X-Forwarded-For": "203.0.113.99",
-                                          "Origin": f"http://127.0.0.1:{self.port}",
+                                          "Origin": f"https://127.0.0.1:{self.port}",
                                           "Content-Type": "application/json"},
                          method="POST", body=body)
         self.assertEqual(st, 401)
