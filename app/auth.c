@@ -1,10 +1,12 @@
 #include "auth.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "config.h"
@@ -113,9 +115,30 @@ out:
 /* Argon2id verifications at once per process (64 MiB each). */
 #define MAX_HASHING 2
 #define HASHING_WAIT 10.0
+/*
+ * Worker threads that may be inside a login at once per process (waiting
+ * for a hashing slot, hashing, or slowed down): a quarter of WORKERS,
+ * between 1 and LOGIN_THREADS_MAX. Beyond, logins get 503 at once, so a
+ * flood of logins never takes the threads that serve everyone else.
+ */
+#define LOGIN_THREADS_MAX 4
+/* An address may fail this many times the per-(address, user) limit. */
+#define ADDR_FAILURE_FACTOR 4
+/* The per-user slow-down: 250 ms, doubling per further failure, up to 8 s. */
+#define USER_DELAY_BASE 0.25
+#define USER_DELAY_MAX 8.0
+
+/* One counter of login_failures, bumped in a fixed window of $4 seconds. */
+#define BUMP_WINDOW \
+	"failures = CASE WHEN f.window_start > now() - make_interval(secs => $4::int) " \
+	"  THEN least(f.failures + 1, 1000000) ELSE 1 END, " \
+	"window_start = CASE WHEN f.window_start > now() - make_interval(secs => $4::int) " \
+	"  THEN f.window_start ELSE now() END"
+#define COUNT_ATTEMPT(key) \
+	"INSERT INTO login_failures AS f (key, failures, window_start) VALUES (" key ", 1, now()) " \
+	"ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures, window_start"
 
 static const struct pool_stmt statements[] = {
-	{ "auth_user", "SELECT id, password_hash, is_admin, disabled FROM users WHERE username = $1" },
 	/* $2 idle limit in seconds */
 	{ "auth_session",
 	  "SELECT u.id, u.username, u.is_admin, "
@@ -128,19 +151,26 @@ static const struct pool_stmt statements[] = {
 	  "INSERT INTO sessions (token_hash, user_id, expires_at, client_addr) "
 	  "VALUES ($1, $2, now() + make_interval(secs => $3::int), $4)" },
 	{ "auth_session_end", "DELETE FROM sessions WHERE token_hash = $1" },
-	/* Failures in the current window (0 when the window has passed). */
-	{ "auth_failures",
-	  "SELECT coalesce(max(failures) FILTER (WHERE window_start > now() - make_interval(secs => $2::int)), 0), "
-	  "  coalesce(ceil(extract(epoch FROM max(window_start) + make_interval(secs => $2::int) - now())), 0) "
-	  "FROM login_failures WHERE key = ANY($1::text[])" },
-	{ "auth_fail",
-	  "INSERT INTO login_failures AS f (key, failures, window_start) "
-	  "SELECT k, 1, now() FROM unnest($1::text[]) AS k "
-	  "ON CONFLICT (key) DO UPDATE SET "
-	  "  failures = CASE WHEN f.window_start > now() - make_interval(secs => $2::int) "
-	  "              THEN f.failures + 1 ELSE 1 END, "
-	  "  window_start = CASE WHEN f.window_start > now() - make_interval(secs => $2::int) "
-	  "              THEN f.window_start ELSE now() END" },
+	/*
+	 * One login attempt, counted before its password is checked: bumps the
+	 * (address, user) and address counters, and the user's counter only
+	 * when neither of those refuses the attempt; returns the three counts,
+	 * the seconds left in the refusing windows and the user's row. Row
+	 * locks make concurrent attempts count one after another.
+	 * $1 pair key, $2 address key, $3 user key, $4 window seconds,
+	 * $5 pair limit, $6 address limit, $7 username.
+	 */
+	{ "auth_attempt",
+	  "WITH pair AS (" COUNT_ATTEMPT("$1::text") "), addr AS (" COUNT_ATTEMPT("$2::text") "), "
+	  "usr AS (INSERT INTO login_failures AS f (key, failures, window_start) "
+	  "  SELECT $3::text, 1, now() FROM pair, addr WHERE pair.failures <= $5::int AND addr.failures <= $6::int "
+	  "  ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures) "
+	  "SELECT pair.failures, addr.failures, coalesce((SELECT failures FROM usr), 0), "
+	  "  ceil(extract(epoch FROM pair.window_start + make_interval(secs => $4::int) - now()))::int, "
+	  "  ceil(extract(epoch FROM addr.window_start + make_interval(secs => $4::int) - now()))::int, "
+	  "  u.id, u.password_hash, u.is_admin, u.disabled "
+	  "FROM pair CROSS JOIN addr LEFT JOIN users u ON u.username = $7::text" },
+	/* A good password: forget the (address, user) and user counts. */
 	{ "auth_forget_failures", "DELETE FROM login_failures WHERE key = ANY($1::text[])" },
 };
 
@@ -168,10 +198,16 @@ struct session_entry {
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct session_entry entries[SESSION_CACHE_SLOTS];
 
-/* Bounds concurrent Argon2 work: hashing_mu guards hashing. */
+/*
+ * Bounds concurrent Argon2 work and the threads logins occupy. hashing_mu
+ * guards hashing (threads verifying now, <= MAX_HASHING), in_login
+ * (threads inside auth_login past the gate, <= login_threads) and delayed
+ * (threads sleeping in the per-user slow-down, <= login_threads / 2).
+ */
 static pthread_mutex_t hashing_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hashing_cv = PTHREAD_COND_INITIALIZER;
-static int hashing;
+static int hashing, in_login, delayed;
+static int login_threads = 1;
 
 /* Verified against when the user does not exist: same cost, same answer. */
 static char dummy_hash[AUTH_HASH_LEN];
@@ -182,6 +218,11 @@ void auth_setup(const struct config *cfg)
 	char pw[32];
 
 	auth_cfg = cfg;
+	login_threads = cfg->workers / 4;
+	if (login_threads < 1)
+		login_threads = 1;
+	if (login_threads > LOGIN_THREADS_MAX)
+		login_threads = LOGIN_THREADS_MAX;
 	auth_generate_password(pw, sizeof(pw));
 	if (auth_hash_password(pw, dummy_hash) != 0)
 		die("auth: cannot compute the dummy hash");
@@ -291,6 +332,35 @@ static int is_write(const char *method)
 	       strcmp(method, "OPTIONS") != 0;
 }
 
+/*
+ * A scraper without a session: the request came through a listener only
+ * this machine can reach (nginx says so in LISTENER_LOCAL, a FastCGI
+ * parameter no client can set: only nginx or a local process reaches our
+ * socket), or it carries "Authorization: Bearer <METRICS_TOKEN>". Never
+ * the client's address, which a proxy may have taken from a header.
+ */
+static int scraper_allowed(struct ctx *c)
+{
+	const char *local = http_param(&c->req, "LISTENER_LOCAL");
+	const char *authz = http_param(&c->req, "HTTP_AUTHORIZATION");
+	const char *want = auth_cfg ? auth_cfg->metrics_token : NULL;
+	unsigned char h1[32], h2[32];
+	int ok;
+
+	if (local && strcmp(local, "1") == 0)
+		return 1;
+	if (want == NULL || *want == '\0' || authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
+		return 0;
+	authz += 7;
+	authz += strspn(authz, " ");
+	/* Equal-length digests compared in constant time: nothing leaks the length. */
+	crypto_generichash(h1, sizeof(h1), (const unsigned char *)authz, strlen(authz), NULL, 0);
+	crypto_generichash(h2, sizeof(h2), (const unsigned char *)want, strlen(want), NULL, 0);
+	ok = sodium_memcmp(h1, h2, sizeof(h1)) == 0;
+	sodium_memzero(h2, sizeof(h2));
+	return ok;
+}
+
 /* Look the session up: the cache, else PostgreSQL. -1 with 503 set on a fault. */
 static int find_session(struct ctx *c, const unsigned char hash[32], struct session_entry *out)
 {
@@ -339,9 +409,7 @@ int auth_require(struct ctx *c, enum auth_level level)
 	if (level == AUTH_NONE)
 		return 0;
 	if (level == AUTH_LOOPBACK_OR_ADMIN) {
-		const char *addr = http_param(&c->req, "REMOTE_ADDR");
-
-		if (addr && (strcmp(addr, "127.0.0.1") == 0 || strcmp(addr, "::1") == 0))
+		if (scraper_allowed(c))
 			return 0;
 		level = AUTH_ADMIN;
 	}
@@ -387,6 +455,68 @@ out:
 	return rc;
 }
 
+/* 503 with Retry-After: too many logins in this process right now. */
+static void logins_busy(struct ctx *c)
+{
+	http_resp_header(&c->resp, "Retry-After", "2");
+	http_problem(&c->resp, 503, "too many logins at once: try again shortly", NULL);
+}
+
+/*
+ * Enter the login gate without waiting: at most login_threads worker
+ * threads are inside a login at once. -1 with 503 set when it is full.
+ */
+static int login_enter(struct ctx *c)
+{
+	int ok;
+
+	pthread_mutex_lock(&hashing_mu);
+	ok = in_login < login_threads;
+	if (ok)
+		in_login++;
+	pthread_mutex_unlock(&hashing_mu);
+	if (!ok)
+		logins_busy(c);
+	return ok ? 0 : -1;
+}
+
+static void login_leave(void)
+{
+	pthread_mutex_lock(&hashing_mu);
+	assert(in_login > 0);
+	in_login--;
+	pthread_mutex_unlock(&hashing_mu);
+}
+
+/*
+ * The per-user slow-down: sleep seconds (no lock, no connection held),
+ * if fewer than half the login threads are already sleeping; else -1
+ * with 503 set, so sleeping logins never fill the gate.
+ */
+static int login_delay(struct ctx *c, double seconds)
+{
+	struct timespec ts;
+	int ok;
+
+	pthread_mutex_lock(&hashing_mu);
+	ok = delayed < (login_threads + 1) / 2;
+	if (ok)
+		delayed++;
+	pthread_mutex_unlock(&hashing_mu);
+	if (!ok) {
+		logins_busy(c);
+		return -1;
+	}
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&hashing_mu);
+	delayed--;
+	pthread_mutex_unlock(&hashing_mu);
+	return 0;
+}
+
 /* Wait for a hashing slot (bounded); -1 with 503 set when none came. */
 static int hashing_enter(struct ctx *c)
 {
@@ -406,8 +536,7 @@ static int hashing_enter(struct ctx *c)
 		hashing++;
 	pthread_mutex_unlock(&hashing_mu);
 	if (!ok) {
-		http_resp_header(&c->resp, "Retry-After", "2");
-		http_problem(&c->resp, 503, "too many logins at once: try again shortly", NULL);
+		logins_busy(c);
 		return -1;
 	}
 	return 0;
@@ -421,36 +550,119 @@ static void hashing_leave(void)
 	pthread_mutex_unlock(&hashing_mu);
 }
 
-/*
- * The throttling keys as a PostgreSQL text[] literal: {"user:<name>"},
- * with with_addr also "addr:<client address>".
- */
-static void failure_keys(struct ctx *c, const char *username, int with_addr,
-			 char *out, size_t size)
+/* The throttling keys of a login attempt (login_failures.key). */
+struct login_keys {
+	char pair[128];		/* "pair:<address>/<username>" */
+	char addr[64];		/* "addr:<address>" */
+	char user[80];		/* "user:<username>" */
+};
+
+static void login_keys_make(struct ctx *c, const char *username, struct login_keys *k)
 {
-	struct strbuf sb;
 	const char *addr = http_param(&c->req, "REMOTE_ADDR");
-	const char *parts[2];
-	int i;
 
-	strbuf_init(&sb);
-	parts[0] = username;
-	parts[1] = addr ? addr : "";
-	strbuf_putc(&sb, '{');
-	for (i = 0; i < (with_addr ? 2 : 1); i++) {
-		const char *p;
+	if (addr == NULL || strlen(addr) > 50)
+		addr = "";
+	/* username <= 64 bytes and addr <= 50 (checked): nothing is cut. */
+	snprintf(k->pair, sizeof(k->pair), "pair:%s/%s", addr, username);
+	snprintf(k->addr, sizeof(k->addr), "addr:%s", addr);
+	snprintf(k->user, sizeof(k->user), "user:%s", username);
+}
 
-		strbuf_puts(&sb, i ? ",\"addr:" : "\"user:");
-		for (p = parts[i]; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				strbuf_putc(&sb, '\\');
-			strbuf_putc(&sb, *p);
-		}
-		strbuf_putc(&sb, '"');
+/* s as an element of a PostgreSQL text[] literal, appended to sb. */
+static void array_elem(struct strbuf *sb, const char *s)
+{
+	strbuf_putc(sb, sb->len > 1 ? ',' : '{');
+	strbuf_putc(sb, '"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			strbuf_putc(sb, '\\');
+		strbuf_putc(sb, *s);
 	}
-	strbuf_putc(&sb, '}');
-	snprintf(out, size, "%s", sb.buf);
-	strbuf_free(&sb);
+	strbuf_putc(sb, '"');
+}
+
+/* What counting an attempt found (see the auth_attempt statement). */
+struct attempt {
+	int pair, addr, user;		/* counts in their windows, this attempt included */
+	int retry;			/* seconds until a refusing window ends */
+	int found;			/* the user exists */
+	int64_t user_id;
+	int is_admin, disabled;
+	char hash[AUTH_HASH_LEN];
+};
+
+/*
+ * Count the attempt (before any password is checked) and read the user,
+ * on a connection held only for this statement. -1 with the response set
+ * on a fault.
+ */
+static int attempt_count(struct ctx *c, const char *username, const struct login_keys *k,
+			 struct attempt *a)
+{
+	char window[16], pair_max[16], addr_max[16];
+	const char *params[7];
+	PGconn *pg;
+	PGresult *r;
+	int rc = -1;
+
+	memset(a, 0, sizeof(*a));
+	if ((pg = ctx_db(c, 0)) == NULL)
+		return -1;
+	snprintf(window, sizeof(window), "%d", auth_cfg->login_window);
+	snprintf(pair_max, sizeof(pair_max), "%d", auth_cfg->login_max_failures);
+	snprintf(addr_max, sizeof(addr_max), "%d", auth_cfg->login_max_failures * ADDR_FAILURE_FACTOR);
+	params[0] = k->pair;
+	params[1] = k->addr;
+	params[2] = k->user;
+	params[3] = window;
+	params[4] = pair_max;
+	params[5] = addr_max;
+	params[6] = username;
+	r = PQexecPrepared(pg, "auth_attempt", 7, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		ctx_db_error(c, r);
+		goto out;
+	}
+	a->pair = atoi(PQgetvalue(r, 0, 0));
+	a->addr = atoi(PQgetvalue(r, 0, 1));
+	a->user = atoi(PQgetvalue(r, 0, 2));
+	if (a->pair > auth_cfg->login_max_failures)
+		a->retry = atoi(PQgetvalue(r, 0, 3));
+	if (a->addr > auth_cfg->login_max_failures * ADDR_FAILURE_FACTOR &&
+	    atoi(PQgetvalue(r, 0, 4)) > a->retry)
+		a->retry = atoi(PQgetvalue(r, 0, 4));
+	a->found = !PQgetisnull(r, 0, 5);
+	if (a->found) {
+		a->user_id = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+		snprintf(a->hash, sizeof(a->hash), "%s", PQgetvalue(r, 0, 6));
+		a->is_admin = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
+		a->disabled = strcmp(PQgetvalue(r, 0, 8), "t") == 0;
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	ctx_db_release(c);	/* never held while waiting to hash */
+	return rc;
+}
+
+/*
+ * The per-user slow-down for this attempt, in seconds: none until the
+ * user has LOGIN_MAX_FAILURES failures in the window from all addresses,
+ * none for an address's first attempt at this user (the real user, from
+ * a fresh address, is never slowed), else USER_DELAY_BASE doubling per
+ * further failure up to USER_DELAY_MAX.
+ */
+static double attempt_delay(const struct attempt *a)
+{
+	int over = a->user - auth_cfg->login_max_failures;
+	double d = USER_DELAY_BASE;
+
+	if (over <= 0 || a->pair <= 1)
+		return 0.0;
+	while (--over > 0 && d < USER_DELAY_MAX)
+		d *= 2;
+	return d < USER_DELAY_MAX ? d : USER_DELAY_MAX;
 }
 
 static void login_refused(struct ctx *c)
@@ -458,17 +670,82 @@ static void login_refused(struct ctx *c)
 	http_problem(&c->resp, 401, "wrong username or password", NULL);
 }
 
-void auth_login(struct ctx *c)
+/* After a good password: forget its counts, open a session, answer 200. */
+static void login_succeeded(struct ctx *c, const char *username, const struct login_keys *k,
+			    const struct attempt *a)
 {
-	struct json_object *body = ctx_json_body(c, 0), *u = NULL, *p = NULL, *o;
-	char keys[400], window[16], retry[16], tokentext[48], csrf[44], expires[16];
+	char tokentext[48], csrf[44], expires[16], uid[24];
 	unsigned char token[32], hash[32];
-	const char *username, *password, *params[4];
-	int lens[4] = { 0 }, formats[4] = { 0 };
-	int ok = 0, is_admin = 0, disabled = 1;
-	int64_t user_id = 0;
+	const char *params[4], *addr = http_param(&c->req, "REMOTE_ADDR");
+	int lens[4] = { 32, 0, 0, 0 }, formats[4] = { 1, 0, 0, 0 };
+	struct json_object *o, *u;
+	struct strbuf keys;
 	PGconn *pg;
 	PGresult *r;
+
+	if ((pg = ctx_db(c, 0)) == NULL)
+		return;
+	/* The address's own count stays: one good login must not clear it. */
+	strbuf_init(&keys);
+	array_elem(&keys, k->pair);
+	array_elem(&keys, k->user);
+	strbuf_putc(&keys, '}');
+	params[0] = keys.buf;
+	PQclear(PQexecPrepared(pg, "auth_forget_failures", 1, params, NULL, NULL, 0));
+	strbuf_free(&keys);
+
+	randombytes_buf(token, sizeof(token));
+	token_hash(token, hash);
+	snprintf(expires, sizeof(expires), "%d", auth_cfg->session_absolute);
+	snprintf(uid, sizeof(uid), "%lld", (long long)a->user_id);
+	params[0] = (const char *)hash;
+	params[1] = uid;
+	params[2] = expires;
+	params[3] = addr ? addr : "";
+	r = PQexecPrepared(pg, "auth_session_new", 4, params, lens, formats, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		ctx_db_error(c, r);
+		PQclear(r);
+		sodium_memzero(token, sizeof(token));
+		return;
+	}
+	PQclear(r);
+	sodium_bin2base64(tokentext, sizeof(tokentext), token, sizeof(token),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	auth_csrf_for(token, csrf);
+	sodium_memzero(token, sizeof(token));
+	http_resp_header(&c->resp, "Set-Cookie",
+			 AUTH_COOKIE "=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=Strict",
+			 tokentext, auth_cfg->session_absolute);
+	sodium_memzero(tokentext, sizeof(tokentext));
+	c->user_id = a->user_id;
+	o = json_object_new_object();
+	u = json_object_new_object();
+	json_object_object_add(u, "id", json_object_new_int64(a->user_id));
+	json_object_object_add(u, "username", json_object_new_string(username));
+	json_object_object_add(u, "is_admin", json_object_new_boolean(a->is_admin));
+	json_object_object_add(o, "user", u);
+	json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
+	http_resp_json(&c->resp, 200, o);
+	json_object_put(o);
+	sodium_memzero(csrf, sizeof(csrf));
+}
+
+/*
+ * POST /auth/login. In order: the gate (a bounded number of threads per
+ * process), the attempt counted in PostgreSQL (so concurrent attempts
+ * cannot all pass a limit read before any was recorded), the hard limits
+ * (429), the per-user slow-down, a hashing slot, Argon2id with no
+ * connection held, and on success the counts cleared and a session made.
+ */
+void auth_login(struct ctx *c)
+{
+	struct json_object *body = ctx_json_body(c, 0), *u = NULL, *p = NULL;
+	const char *username, *password;
+	struct login_keys k;
+	struct attempt a;
+	double delay;
+	int ok = 0;
 
 	if (body == NULL)
 		return;
@@ -488,106 +765,36 @@ void auth_login(struct ctx *c)
 		login_refused(c);
 		return;
 	}
-	if ((pg = ctx_db(c, 0)) == NULL)
+	if (login_enter(c) != 0)
 		return;
-	failure_keys(c, username, 1, keys, sizeof(keys));
-	snprintf(window, sizeof(window), "%d", auth_cfg->login_window);
-	params[0] = keys;
-	params[1] = window;
-	r = PQexecPrepared(pg, "auth_failures", 2, params, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		return;
-	}
-	if (atoi(PQgetvalue(r, 0, 0)) >= auth_cfg->login_max_failures) {
-		int wait = atoi(PQgetvalue(r, 0, 1));
-
-		snprintf(retry, sizeof(retry), "%d", wait > 0 ? wait : 1);
-		PQclear(r);
-		http_resp_header(&c->resp, "Retry-After", "%s", retry);
+	login_keys_make(c, username, &k);
+	if (attempt_count(c, username, &k, &a) != 0)
+		goto out;
+	if (a.pair > auth_cfg->login_max_failures ||
+	    a.addr > auth_cfg->login_max_failures * ADDR_FAILURE_FACTOR) {
+		http_resp_header(&c->resp, "Retry-After", "%d", a.retry > 0 ? a.retry : 1);
 		http_problem(&c->resp, 429, "too many failed logins: wait before trying again", NULL);
-		log_msg(LOG_WARN, "login throttled for user %s", auth_username_ok(username) ? username : "(invalid)");
-		return;
+		log_msg(LOG_WARN, "login throttled for user %s",
+			auth_username_ok(username) ? username : "(invalid)");
+		goto out;
 	}
-	PQclear(r);
-
-	params[0] = username;
-	r = PQexecPrepared(pg, "auth_user", 1, params, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		return;
-	}
-	if (hashing_enter(c) != 0) {
-		PQclear(r);
-		return;
-	}
-	if (PQntuples(r) == 1) {
-		ok = auth_verify_password(PQgetvalue(r, 0, 1), password);
-		user_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		is_admin = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-		disabled = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
-	} else {
+	delay = attempt_delay(&a);
+	if (delay > 0 && login_delay(c, delay) != 0)
+		goto out;
+	if (hashing_enter(c) != 0)
+		goto out;
+	if (a.found)
+		ok = auth_verify_password(a.hash, password) && !a.disabled;
+	else
 		(void)auth_verify_password(dummy_hash, password);	/* same cost */
-	}
 	hashing_leave();
-	PQclear(r);
-
-	if (!ok || disabled) {
-		params[0] = keys;
-		params[1] = window;
-		PQclear(PQexecPrepared(pg, "auth_fail", 2, params, NULL, NULL, 0));
-		login_refused(c);
-		return;
-	}
-	/* Only the user's count: one good login must not clear an address. */
-	failure_keys(c, username, 0, keys, sizeof(keys));
-	params[0] = keys;
-	PQclear(PQexecPrepared(pg, "auth_forget_failures", 1, params, NULL, NULL, 0));
-
-	randombytes_buf(token, sizeof(token));
-	token_hash(token, hash);
-	snprintf(expires, sizeof(expires), "%d", auth_cfg->session_absolute);
-	{
-		char uid[24];
-		const char *addr = http_param(&c->req, "REMOTE_ADDR");
-
-		snprintf(uid, sizeof(uid), "%lld", (long long)user_id);
-		params[0] = (const char *)hash;
-		lens[0] = 32;
-		formats[0] = 1;
-		params[1] = uid;
-		params[2] = expires;
-		params[3] = addr ? addr : "";
-		r = PQexecPrepared(pg, "auth_session_new", 4, params, lens, formats, 0);
-	}
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		sodium_memzero(token, sizeof(token));
-		return;
-	}
-	PQclear(r);
-	sodium_bin2base64(tokentext, sizeof(tokentext), token, sizeof(token),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	auth_csrf_for(token, csrf);
-	sodium_memzero(token, sizeof(token));
-	http_resp_header(&c->resp, "Set-Cookie",
-			 AUTH_COOKIE "=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=Strict",
-			 tokentext, auth_cfg->session_absolute);
-	sodium_memzero(tokentext, sizeof(tokentext));
-	c->user_id = user_id;
-	o = json_object_new_object();
-	u = json_object_new_object();
-	json_object_object_add(u, "id", json_object_new_int64(user_id));
-	json_object_object_add(u, "username", json_object_new_string(username));
-	json_object_object_add(u, "is_admin", json_object_new_boolean(is_admin));
-	json_object_object_add(o, "user", u);
-	json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
-	http_resp_json(&c->resp, 200, o);
-	json_object_put(o);
-	sodium_memzero(csrf, sizeof(csrf));
+	if (ok)
+		login_succeeded(c, username, &k, &a);
+	else
+		login_refused(c);	/* the attempt stays counted */
+out:
+	sodium_memzero(a.hash, sizeof(a.hash));
+	login_leave();
 }
 
 void auth_logout(struct ctx *c)

@@ -30,6 +30,8 @@ static int get_str(char *const *envp, const char *name, const char *def,
 		   size_t maxlen, char **out, char *err, size_t errlen);
 static int check_database_url(const char *url, char *err, size_t errlen);
 static int check_listen(const char *s, char *err, size_t errlen);
+static int check_token(const char *s, char *err, size_t errlen);
+static int check_peer_list(const char *s, char *err, size_t errlen);
 
 const char *config_env_name(enum app_env env)
 {
@@ -142,6 +144,54 @@ static int check_listen(const char *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* METRICS_TOKEN: empty (no token), or 32..256 visible ASCII characters. */
+static int check_token(const char *s, char *err, size_t errlen)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (s[i] <= ' ' || s[i] > '~') {
+			snprintf(err, errlen, "METRICS_TOKEN is invalid: only visible ASCII characters, no spaces");
+			return -1;
+		}
+	}
+	if (n < 32) {
+		snprintf(err, errlen, "METRICS_TOKEN is too short: at least 32 characters (openssl rand -hex 32 makes one)");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * FCGI_WEB_SERVER_ADDRS (libfcgi's convention): comma-separated IPv4 or
+ * IPv6 addresses, or host names (resolved when a peer is checked).
+ */
+static int check_peer_list(const char *s, char *err, size_t errlen)
+{
+	const char *p = s;
+
+	while (*p) {
+		size_t len = strcspn(p, ","), i;
+
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		for (i = 0; i < len; i++) {
+			if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:", p[i]))
+				break;
+		}
+		if (len == 0 || i < len || len > 253) {
+			snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS is invalid: expected comma-separated "
+				 "IP addresses or host names (e.g. 127.0.0.1,nginx)");
+			return -1;
+		}
+		p += strcspn(p, ",");
+		p += strspn(p, ", ");
+	}
+	return 0;
+}
+
 static int parse_enum(char *const *envp, const char *name, const char *def,
 		      const char *const *names, int count, int *out,
 		      char *err, size_t errlen)
@@ -222,6 +272,9 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 		    &cfg->fcgi_listen, err, errlen) ||
 	    check_listen(cfg->fcgi_listen, err, errlen))
 		goto fail;
+	if (get_str(envp, "FCGI_WEB_SERVER_ADDRS", "", 1000, &cfg->web_server_addrs, err, errlen) ||
+	    check_peer_list(cfg->web_server_addrs, err, errlen))
+		goto fail;
 	if (get_int(envp, "WORKERS", 16, 1, 1024, &cfg->workers, err, errlen) ||
 	    get_int(envp, "SHUTDOWN_TIMEOUT", 25, 0, 3600, &cfg->shutdown_timeout, err, errlen) ||
 	    get_int(envp, "MAX_BODY_KB", 64, 1, 10240, &max_body_kb, err, errlen))
@@ -236,7 +289,9 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 	cfg->session_absolute = v * 3600;
 	if (get_int(envp, "LOGIN_MAX_FAILURES", 5, 1, 1000, &cfg->login_max_failures, err, errlen) ||
 	    get_int(envp, "LOGIN_WINDOW_SECONDS", 900, 1, 86400, &cfg->login_window, err, errlen) ||
-	    get_str(envp, "ALLOWED_ORIGINS", "", 2000, &cfg->allowed_origins, err, errlen))
+	    get_str(envp, "ALLOWED_ORIGINS", "", 2000, &cfg->allowed_origins, err, errlen) ||
+	    get_str(envp, "METRICS_TOKEN", "", 256, &cfg->metrics_token, err, errlen) ||
+	    check_token(cfg->metrics_token, err, errlen))
 		goto fail;
 
 	{
@@ -278,6 +333,8 @@ void config_free(struct config *cfg)
 	redis_url_free(&cfg->redis);
 	free(cfg->fcgi_listen);
 	free(cfg->allowed_origins);
+	free(cfg->metrics_token);
+	free(cfg->web_server_addrs);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -2,14 +2,17 @@
 #include "context.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "peers.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -17,6 +20,7 @@ static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
 static void log_request(const struct ctx *c, double total);
 static void release_all(struct ctx *c);
+static void refuse_peer(FCGX_Request *r);
 
 /* Seconds a client should wait before retrying after an overload 503. */
 #define RETRY_AFTER 1
@@ -113,6 +117,15 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	return c->db->pg;
 }
 
+void ctx_db_release(struct ctx *c)
+{
+	if (c->db == NULL)
+		return;
+	c->db_time += now_mono() - c->db_since;
+	pool_release(c->app->pool, c->db);
+	c->db = NULL;
+}
+
 void ctx_db_error(struct ctx *c, const PGresult *r)
 {
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -188,6 +201,22 @@ struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
 		http_problem(&c->resp, 400, "the body is not valid UTF-8", NULL);
 		return NULL;
 	}
+	/* json-c turns a lone surrogate escape into U+FFFD: refuse it instead. */
+	{
+		char field[80];
+
+		if (http_json_escapes_ok(c->req.body, c->req.body_len, field, sizeof(field)) != 0) {
+			struct json_object *errors = json_object_new_object();
+			char detail[160];
+
+			json_object_object_add(errors, field, json_object_new_string(
+				"has a \\u escape that is not valid Unicode (a lone surrogate or a bad hex digit)"));
+			snprintf(detail, sizeof(detail),
+				 "the body is not valid JSON: %s has a \\u escape that is not valid Unicode", field);
+			http_problem(&c->resp, 400, detail, errors);	/* takes errors */
+			return NULL;
+		}
+	}
 	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
 	if (tok == NULL)
 		die("json_tokener_new_ex: out of memory");
@@ -259,6 +288,21 @@ static void release_all(struct ctx *c)
 	http_resp_free(&c->resp);
 }
 
+/*
+ * A FastCGI peer not in FCGI_WEB_SERVER_ADDRS: nothing is answered, the
+ * connection is shut (FCGX_Finish_r then only closes it). Logged at most
+ * once a second.
+ */
+static void refuse_peer(FCGX_Request *r)
+{
+	static atomic_llong last_logged;
+	long long now = (long long)now_mono();
+
+	if (atomic_exchange(&last_logged, now) != now)
+		log_msg(LOG_WARN, "refused a FastCGI connection from a peer not in FCGI_WEB_SERVER_ADDRS");
+	shutdown(r->ipcFd, SHUT_RDWR);
+}
+
 void ctx_handle(struct app *app, FCGX_Request *r)
 {
 	struct ctx c;
@@ -267,6 +311,10 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	size_t nroutes;
 	const struct route *table = router_routes(&nroutes);
 
+	if (!peers_allowed(r->ipcFd)) {
+		refuse_peer(r);
+		return;
+	}
 	memset(&c, 0, sizeof(c));
 	c.cache = -1;
 	c.app = app;
@@ -308,11 +356,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 		http_problem(&c.resp, 500, "the handler produced no response", NULL);
 
 	/* Return the connection before the client is answered: it is free sooner. */
-	if (c.db) {
-		c.db_time = now_mono() - c.db_since;
-		pool_release(app->pool, c.db);
-		c.db = NULL;
-	}
+	ctx_db_release(&c);
 	c.cache_time = cache_take_time();
 	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
 	if (c.cache >= 0)

@@ -266,3 +266,128 @@ int http_cookie_get(const char *header, const char *name, char *buf, size_t size
 	}
 	return -1;
 }
+
+static int json_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* The value of the four hex digits at s, or -1. */
+static long hex4(const char *s)
+{
+	long v = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		char ch = s[i];
+
+		v <<= 4;
+		if (ch >= '0' && ch <= '9')
+			v |= ch - '0';
+		else if (ch >= 'a' && ch <= 'f')
+			v |= ch - 'a' + 10;
+		else if (ch >= 'A' && ch <= 'F')
+			v |= ch - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/* Copy the raw text [p, p + n) into field, cut at a UTF-8 boundary. */
+static void name_field(const char *p, size_t n, char *field, size_t fieldlen)
+{
+	if (fieldlen == 0)
+		return;
+	if (n >= fieldlen) {
+		n = fieldlen - 1;
+		while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memcpy(field, p, n);
+	field[n] = '\0';
+}
+
+int http_json_escapes_ok(const char *s, size_t len, char *field, size_t fieldlen)
+{
+	const char *key = NULL;		/* the last member name seen (raw) */
+	size_t keylen = 0, i = 0;
+
+	if (memmem(s, len, "\\u", 2) == NULL)
+		return 0;	/* the common case: nothing to check */
+	while (i < len) {
+		size_t start, j;
+		int bad = 0;
+
+		if (s[i] != '"') {
+			i++;
+			continue;
+		}
+		start = j = i + 1;
+		while (j < len && s[j] != '"') {
+			if (s[j] != '\\') {
+				j++;
+				continue;
+			}
+			if (j + 1 >= len)
+				break;
+			if (s[j + 1] != 'u') {
+				j += 2;
+				continue;
+			}
+			{
+				long cp = j + 6 <= len ? hex4(s + j + 2) : -1;
+
+				if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
+					bad = 1;
+				} else if (cp >= 0xD800 && cp <= 0xDBFF) {
+					long lo = j + 12 <= len && s[j + 6] == '\\' && s[j + 7] == 'u'
+						  ? hex4(s + j + 8) : -1;
+
+					if (lo < 0xDC00 || lo > 0xDFFF)
+						bad = 1;
+					else
+						j += 6;
+				}
+				j += 6;
+			}
+			if (bad)
+				break;
+		}
+		if (bad) {
+			size_t end = j;
+			int is_key;
+
+			/* A key is a string followed by ':'; find where this one ends. */
+			while (end < len && s[end] != '"')
+				end += s[end] == '\\' ? 2 : 1;
+			if (end > len)
+				end = len;
+			for (i = end + 1; i < len && json_ws(s[i]); i++)
+				;
+			is_key = i < len && s[i] == ':';
+			if (is_key)
+				name_field(s + start, end - start, field, fieldlen);
+			else if (key)
+				name_field(key, keylen, field, fieldlen);
+			else
+				name_field("(body)", 6, field, fieldlen);
+			return -1;
+		}
+		if (j >= len)
+			return 0;	/* unterminated: the parser reports it */
+		/* Remember a member name: the string is followed by ':'. */
+		{
+			size_t k = j + 1;
+
+			while (k < len && json_ws(s[k]))
+				k++;
+			if (k < len && s[k] == ':') {
+				key = s + start;
+				keylen = j - start;
+			}
+		}
+		i = j + 1;
+	}
+	return 0;
+}

@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "paints.h"
+#include "peers.h"
 #include "pool.h"
 #include "router.h"
 #include "server.h"
@@ -109,6 +110,13 @@ static int cmd_serve(const struct config *cfg)
 		return 1;
 	}
 	pool_settings_from(cfg, &ps);
+	/*
+	 * Peers are checked by peers_allowed (IPv6 and host names too).
+	 * libfcgi would apply FCGI_WEB_SERVER_ADDRS itself, to IPv4 only and
+	 * without names (refusing compose's "nginx"): keep it from seeing it.
+	 */
+	peers_setup(cfg->web_server_addrs);
+	unsetenv("FCGI_WEB_SERVER_ADDRS");
 	auth_setup(cfg);
 	cache_setup(cfg);
 	{

@@ -112,14 +112,25 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 		unlink(path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* On Linux the socket's own mode becomes the file's at bind: never wider. */
+	if (fd >= 0)
+		fchmod(fd, 0660);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		snprintf(err, errlen, "FCGI_LISTEN: cannot bind %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
-	/* nginx may run as another user; access is governed by the folder. */
-	chmod(path, 0666);
+	/*
+	 * Owner and group only: nginx reaches it as the same user, or through
+	 * the group of a setgid folder (scripts/stack.sh). Anyone else who
+	 * could connect could set REMOTE_ADDR and every other parameter.
+	 */
+	if (chmod(path, 0660) != 0) {
+		snprintf(err, errlen, "FCGI_LISTEN: cannot chmod %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 

@@ -125,6 +125,8 @@ int status_fcgi_get(const char *spec, const char *path, double timeout, struct s
 	param(&params, "REQUEST_URI", path);
 	param(&params, "QUERY_STRING", "");
 	param(&params, "REMOTE_ADDR", "127.0.0.1");
+	/* We reached the service's own socket: a local scraper (auth.h). */
+	param(&params, "LISTENER_LOCAL", "1");
 	param(&params, "SERVER_PROTOCOL", "HTTP/1.1");
 	param(&params, "CONTENT_LENGTH", "0");
 	record(&req, FCGI_BEGIN, begin, sizeof(begin));

@@ -26,7 +26,13 @@ enum auth_level {
 	AUTH_NONE,
 	AUTH_USER,
 	AUTH_ADMIN,
-	AUTH_LOOPBACK_OR_ADMIN,	/* /metrics: a scraper on this machine, or an admin */
+	/*
+	 * /metrics: an admin, or a scraper without a session that came
+	 * through a listener only this machine can reach (nginx's
+	 * LISTENER_LOCAL parameter) or sends "Authorization: Bearer
+	 * <METRICS_TOKEN>". Never decided by the client's address.
+	 */
+	AUTH_LOOPBACK_OR_ADMIN,
 };
 
 /* Call once at start-up; -1 if libsodium cannot initialise. */

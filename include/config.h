@@ -45,6 +45,7 @@ struct config {
 
 	/* Server */
 	char *fcgi_listen;	/* "unix:/path" or "host:port" */
+	char *web_server_addrs;	/* FCGI_WEB_SERVER_ADDRS: TCP peers allowed; "" any */
 	int workers;
 	int shutdown_timeout;	/* seconds in-flight requests get on SIGTERM */
 	size_t max_body;	/* bytes */
@@ -55,6 +56,7 @@ struct config {
 	int login_max_failures;	/* per username and per client address... */
 	int login_window;	/* ...in this many seconds */
 	char *allowed_origins;	/* extra Origins for writes, comma-separated */
+	char *metrics_token;	/* bearer token for /metrics without a session; "" none */
 
 	/* Observability */
 	double slow_request_ms;	/* requests slower than this log a warning */

@@ -56,6 +56,12 @@ void ctx_handle(struct app *app, FCGX_Request *r);
 PGconn *ctx_db(struct ctx *c, double timeout);
 
 /*
+ * Give the request's connection back to the pool now (no-op without one),
+ * e.g. before slow work that needs no database; ctx_db checks out again.
+ */
+void ctx_db_release(struct ctx *c);
+
+/*
  * Turn a failed PGresult (or a NULL one) into the response: 503 with
  * Retry-After for faults that pass (connection lost, statement timeout,
  * serialization failure, server shutting down), 500 for the rest, which
@@ -68,7 +74,8 @@ void ctx_db_error(struct ctx *c, const PGresult *r);
  * Requires Content-Type application/json (or, with merge_patch,
  * application/merge-patch+json). Returns NULL after setting the error
  * response: 415 for another type, 400 for an empty, malformed, too deeply
- * nested or non-UTF-8 body, 422 for JSON that is not an object.
+ * nested or non-UTF-8 body or one with a \u escape that is not valid
+ * Unicode (naming the field in errors), 422 for JSON that is not an object.
  */
 struct json_object *ctx_json_body(struct ctx *c, int merge_patch);
 

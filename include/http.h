@@ -69,6 +69,16 @@ int http_cookie_get(const char *header, const char *name, char *buf, size_t size
 /* A request header by its CGI name ("HTTP_IF_NONE_MATCH"), or NULL. */
 const char *http_param(const struct http_req *req, const char *name);
 
+/*
+ * Check every \u escape in the strings of the JSON text s (len bytes):
+ * a high surrogate must be followed by a \u low surrogate, a low one may
+ * not stand alone, and the four digits must be hex. Returns 0, or -1 with
+ * the name of the member whose key or value holds the first bad escape
+ * in field (raw, cut at a character boundary to fit; "(body)" when it is
+ * in no member). Does not otherwise validate the JSON.
+ */
+int http_json_escapes_ok(const char *s, size_t len, char *field, size_t fieldlen);
+
 void http_resp_init(struct http_resp *resp);
 void http_resp_free(struct http_resp *resp);
 /* Drop whatever a handler set so far (status, headers, body). */

@@ -13,9 +13,21 @@ RUN_DIR=${RUN_DIR:-/tmp/paintstudio}
 WEB_ROOT=${WEB_ROOT:-$APP_DIR/web}
 PAINTSTUDIO=${PAINTSTUDIO:-paintstudio}
 mkdir -p "$RUN_DIR/tmp"
+# The service's socket (mode 0660) is for nginx alone: in the container
+# both run as one user, and the folder is that user's only. Run as root
+# (outside Docker) nginx's workers would be another user: they get the
+# folder's group (setgid, so the socket inherits it) and nobody else does.
+if [ "$(id -u)" = 0 ]; then
+	user_line="user nobody nogroup;"
+	chgrp nogroup "$RUN_DIR"
+	chmod 2750 "$RUN_DIR"
+else
+	user_line=""
+	chmod 700 "$RUN_DIR"
+fi
 
 "$APP_DIR/nginx/render.sh" "$APP_DIR/nginx/railway.conf.in" "$RUN_DIR/nginx" \
-	"RUN_DIR=$RUN_DIR" "PORT=$PORT" "WEB_ROOT=$WEB_ROOT"
+	"RUN_DIR=$RUN_DIR" "PORT=$PORT" "WEB_ROOT=$WEB_ROOT" "USER_LINE=$user_line"
 nginx -t -q -c "$RUN_DIR/nginx/nginx.conf" -e stderr
 
 FCGI_LISTEN="unix:$RUN_DIR/app.sock" "$PAINTSTUDIO" serve &

@@ -158,6 +158,22 @@ nginx_user_line() {
 	fi
 }
 
+# The folder of the service's sockets (mode 0660): the service and nginx
+# only. As root, nginx's workers may run as another user: the folder gets
+# their group and the setgid bit, so each socket inherits that group.
+secure_run_dir() {
+	local user group
+	is_root && chown "$(id -u):$(id -g)" "$RUN"
+	chmod 700 "$RUN"
+	is_root || return 0
+	user=$(nginx_user_line | awk '{print $2}' | tr -d ';')
+	if [ -n "$user" ] && [ "$user" != root ]; then
+		group=$(id -gn "$user")
+		chgrp "$group" "$RUN"
+		chmod 2750 "$RUN"
+	fi
+}
+
 start_nginx() {
 	local conf=$STACK_DIR/nginx ups="" i
 	mkdir -p "$conf/tmp"
@@ -252,6 +268,7 @@ start_all() {
 	start_redis
 	make_cert
 	seed
+	secure_run_dir	# after start_pg: a first initdb hands the stack's folder to postgres
 	say "starting $APP_PROCESSES paintstudio process(es)"
 	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
 	for i in $(seq "$APP_PROCESSES"); do wait_app "$i"; done

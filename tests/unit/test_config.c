@@ -203,6 +203,37 @@ static void test_empty_redis_disables_cache(void **state)
 	config_free(&cfg);
 }
 
+static void test_metrics_token_and_peers(void **state)
+{
+	char tok[] = "METRICS_TOKEN=0123456789abcdef0123456789abcdef";
+	char peers[] = "FCGI_WEB_SERVER_ADDRS=127.0.0.1, ::1,nginx";
+	char *good[] = { tok, peers, NULL };
+	char *short_tok[] = { "METRICS_TOKEN=tooshort", NULL };
+	char *space_tok[] = { "METRICS_TOKEN=0123456789abcdef 0123456789abcdef0", NULL };
+	char *bad_peers[] = { "FCGI_WEB_SERVER_ADDRS=10.0.0.1;rm", NULL };
+	char *empty_entry[] = { "FCGI_WEB_SERVER_ADDRS=,", NULL };
+	char *none[] = { NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, none), 0);
+	assert_string_equal(cfg.metrics_token, "");
+	assert_string_equal(cfg.web_server_addrs, "");
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, good), 0);
+	assert_string_equal(cfg.metrics_token, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(cfg.web_server_addrs, "127.0.0.1, ::1,nginx");
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, short_tok), -1);
+	assert_non_null(strstr(err, "METRICS_TOKEN"));
+	assert_int_equal(load(&cfg, space_tok), -1);
+	assert_non_null(strstr(err, "METRICS_TOKEN"));
+	assert_int_equal(load(&cfg, bad_peers), -1);
+	assert_non_null(strstr(err, "FCGI_WEB_SERVER_ADDRS"));
+	assert_int_equal(load(&cfg, empty_entry), -1);
+	assert_non_null(strstr(err, "FCGI_WEB_SERVER_ADDRS"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +246,7 @@ int main(void)
 		cmocka_unit_test(test_range_in_message),
 		cmocka_unit_test(test_redis_url_forms),
 		cmocka_unit_test(test_empty_redis_disables_cache),
+		cmocka_unit_test(test_metrics_token_and_peers),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -205,6 +205,35 @@ static void test_cookies(void **state)
 	assert_string_equal(v, "1");
 }
 
+static int escapes(const char *json, char *field)
+{
+	return http_json_escapes_ok(json, strlen(json), field, 32);
+}
+
+static void test_json_unicode_escapes(void **state)
+{
+	char f[32];
+
+	(void)state;
+	assert_int_equal(escapes("{\"name\":\"plain\"}", f), 0);
+	assert_int_equal(escapes("{\"name\":\"\\u00e9 \\ud83c\\udfa8\"}", f), 0);	/* é, a surrogate pair */
+	assert_int_equal(escapes("{\"name\":\"\\\\ud800\"}", f), 0);	/* an escaped backslash, then text */
+	assert_int_equal(escapes("{\"name\":\"a\\ud800b\"}", f), -1);	/* lone high */
+	assert_string_equal(f, "name");
+	assert_int_equal(escapes("{\"brand\":\"x\", \"description\" : \"\\udc00\"}", f), -1);	/* lone low */
+	assert_string_equal(f, "description");
+	assert_int_equal(escapes("{\"a\":\"\\ud800\\u0041\"}", f), -1);	/* high, then not a low */
+	assert_string_equal(f, "a");
+	assert_int_equal(escapes("{\"a\":\"\\ud800\"}", f), -1);	/* high at the end */
+	assert_int_equal(escapes("{\"a\":\"\\u12G4\"}", f), -1);	/* not hex */
+	assert_int_equal(escapes("{\"k\\udfffey\":1}", f), -1);	/* in a key: the key is named */
+	assert_string_equal(f, "k\\udfffey");
+	assert_int_equal(escapes("[\"\\ud800\"]", f), -1);
+	assert_string_equal(f, "(body)");
+	assert_int_equal(escapes("{\"a\":\"\\ud8", f), -1);	/* cut short */
+	assert_int_equal(escapes("{\"a\":\"x", f), 0);	/* unterminated: for the parser */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +247,7 @@ int main(void)
 		cmocka_unit_test(test_problem_shape),
 		cmocka_unit_test(test_serialise),
 		cmocka_unit_test(test_cookies),
+		cmocka_unit_test(test_json_unicode_escapes),
 	};
 
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);

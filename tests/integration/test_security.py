@@ -1,0 +1,505 @@
+"""Security hardening (issue 15), each finding of the review as a test:
+client addresses behind the Railway proxy, login throttling under
+concurrency and without locking the real user out, logins that cannot take
+the pool or the threads, the FastCGI socket's mode and its allowed peers,
+sessions ended by a password reset or by disabling the user, and JSON
+escapes that are not Unicode."""
+import concurrent.futures
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+from harness import REPO, free_port, stack
+from test_auth import as_user, login_from, make_user, token_of
+from test_basics import assert_problem
+
+PROPAGATION = 1.2  # seconds: sessions are trusted for one second per process
+
+
+def in_parallel(n, fn, workers=None):
+    """Run fn(i) for i in range(n) at once (released together); results in order."""
+    barrier = threading.Barrier(n if workers is None else min(n, workers))
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            pass
+        return fn(i)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers or n) as ex:
+        return list(ex.map(run, range(n)))
+
+
+class LoginThrottling(unittest.TestCase):
+    """LOGIN_MAX_FAILURES=5: the default, and the number the issue names."""
+
+    @classmethod
+    def setUpClass(cls):
+        stack().psql("DELETE FROM login_failures")
+        cls.restore = stack().restart_apps(LOGIN_MAX_FAILURES=5, LOGIN_WINDOW_SECONDS=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.restore()
+        stack().psql("DELETE FROM login_failures")
+
+    def test_25_concurrent_bad_logins_verify_at_most_5(self):
+        name, _ = make_user()
+        results = in_parallel(25, lambda i: login_from("127.0.0.4", name, "wrong-password-%d" % i))
+        statuses = [st for st, _, _ in results]
+        # a 401 is a password that was checked; 429 (counted first, refused)
+        # and 503 (too many logins in flight) never reach Argon2id
+        self.assertLessEqual(statuses.count(401), 5, statuses)
+        self.assertGreaterEqual(statuses.count(401), 1, statuses)
+        self.assertGreaterEqual(statuses.count(429), 1, statuses)
+        self.assertEqual(set(statuses) - {401, 429, 503}, set(), statuses)
+        for st, headers, body in results:
+            if st == 429:
+                self.assertIn("failed logins", json.loads(body)["detail"])  # the service's, not nginx's
+                self.assertGreaterEqual(int(headers["retry-after"]), 1)
+        # the limit holds for this address afterwards, whatever the password
+        st, _, body = login_from("127.0.0.4", name, "whatever")
+        self.assertEqual(st, 429, body)
+        self.assertIn("failed logins", json.loads(body)["detail"])
+
+    def test_the_admin_logs_in_from_another_address_while_one_hammers(self):
+        name, pw = make_user()
+        seen = []
+        stop = threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                seen.append(login_from("127.0.0.3", name, "guess-" + uuid.uuid4().hex[:6])[0])
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            stack().wait_until(lambda: seen.count(429) >= 3, timeout=30,
+                               what="the hammering address to be refused")
+            t0 = time.monotonic()
+            st, _, body = login_from("127.0.0.2", name, pw)
+            took = time.monotonic() - t0
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        self.assertEqual(st, 200, body)
+        self.assertLess(took, 10)
+        self.assertLessEqual(seen.count(401), 5, seen)  # the hammer's checked guesses
+        # the hammering address stays refused, even with the right password
+        self.assertEqual(login_from("127.0.0.3", name, pw)[0], 429)
+
+    def test_many_addresses_slow_down_but_never_lock_out(self):
+        name, pw = make_user()
+        # 4 addresses x 2 wrong passwords: 8 failures for the user (over the
+        # limit of 5), none over the per-(address, user) limit
+        for i in range(4):
+            for _ in range(2):
+                st, _, _ = login_from(f"127.0.2.{i + 1}", name, "wrong-password")
+                self.assertEqual(st, 401)
+        # a 9th failure from an address that failed before: slowed down
+        # (0.25 s doubling from the 6th: 2 s), not refused
+        t0 = time.monotonic()
+        st, _, _ = login_from("127.0.2.1", name, "wrong-password")
+        self.assertEqual(st, 401)
+        self.assertGreaterEqual(time.monotonic() - t0, 1.9)
+        # a fresh address with the right password is not even slowed
+        t0 = time.monotonic()
+        st, _, body = login_from("127.0.2.50", name, pw)
+        self.assertEqual(st, 200, body)
+        self.assertLess(time.monotonic() - t0, 2.0)
+        # the counts start again after a good login: no lockout later either
+        st, _, body = login_from("127.0.2.1", name, pw)
+        self.assertEqual(st, 200, body)
+
+    def test_a_burst_of_100_logins_leaves_reads_and_the_pool_alone(self):
+        s = stack()
+        name, _ = make_user()
+        s.get("/admin/paints/1")  # the admin session, and a warm cache
+        pool = s.get("/admin/pool").json()
+        size, most = pool["size"], pool["max"]
+        stop = threading.Event()
+        reads, pools, errors = [], [], []
+
+        def reader():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = s.get("/admin/paints/1", timeout=10)
+                    reads.append((r.status, time.monotonic() - t0))
+                    p = s.get("/admin/pool", timeout=10)
+                    if p.status == 200:
+                        pools.append(p.json()["checked_out"])
+                except OSError as e:
+                    errors.append(repr(e))
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        for t in readers:
+            t.start()
+        try:
+            time.sleep(0.3)
+            # four source addresses: nginx's per-address burst (30) lets all through
+            burst = in_parallel(100, lambda i: login_from(f"127.0.1.{i % 4 + 1}", name,
+                                                          "wrong-" + str(i))[0])
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(timeout=30)
+        self.assertEqual(errors, [])
+        self.assertEqual(set(burst) - {401, 429, 503}, set(), burst)
+        self.assertGreater(len(reads), 5)
+        slow = [(st, round(t, 2)) for st, t in reads if st != 200 or t >= 1.0]
+        self.assertEqual(slow, [], f"reads that were not 200 within 1 s (of {len(reads)})")
+        self.assertTrue(pools)
+        self.assertGreaterEqual(most - max(pools), size - 2,
+                                f"connections checked out during the burst: {pools}")
+
+
+class SessionsEnd(unittest.TestCase):
+    def sessions_of(self, name):
+        return int(stack().psql("SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id "
+                                f"WHERE u.username = '{name}'"))
+
+    def test_a_password_reset_ends_every_session(self):
+        name, pw = make_user()
+        stolen, csrf, _ = stack().login(name, pw)
+        other, _, _ = stack().login(name, pw)
+        for _ in range(4):  # both processes trust it
+            self.assertEqual(as_user(stolen, csrf, "GET", "/admin/paints/1").status, 200)
+        self.assertEqual(self.sessions_of(name), 2)
+        new_pw = "reset-" + uuid.uuid4().hex
+        r = stack().run_binary("create-admin", name, env={"ADMIN_PASSWORD": new_pw})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.sessions_of(name), 0)
+        time.sleep(PROPAGATION)
+        for cookie in (stolen, other):
+            for _ in range(4):
+                assert_problem(self, as_user(cookie, csrf, "GET", "/admin/paints/1"), 401)
+        cookie, _, r = stack().login(name, new_pw)
+        self.assertEqual(r.status, 200)
+
+    def test_disabling_a_user_ends_its_sessions_for_good(self):
+        name, pw = make_user()
+        cookie, csrf, _ = stack().login(name, pw)
+        self.assertEqual(as_user(cookie, csrf, "GET", "/admin/paints/1").status, 200)
+        stack().psql(f"UPDATE users SET disabled = true WHERE username = '{name}'")
+        self.assertEqual(self.sessions_of(name), 0)
+        # enabling the user again does not bring the old session back
+        stack().psql(f"UPDATE users SET disabled = false WHERE username = '{name}'")
+        time.sleep(PROPAGATION)
+        for _ in range(4):
+            assert_problem(self, as_user(cookie, csrf, "GET", "/admin/paints/1"), 401)
+        digest = hashlib.sha256(token_of(cookie)).hexdigest()
+        self.assertEqual(stack().psql(
+            f"SELECT count(*) FROM sessions WHERE token_hash = '\\x{digest}'"), "0")
+
+
+class JsonEscapes(unittest.TestCase):
+    def post(self, method, path, raw):
+        return stack().request(method, path, body=raw.encode(),
+                               headers={"Content-Type": "application/json"})
+
+    def test_lone_surrogates_get_400_naming_the_field(self):
+        count = stack().psql("SELECT count(*) FROM paints")
+        cases = [('{"name": "a\\ud800b"}', "name"),                      # lone high
+                 ('{"name": "x", "brand": "\\udc00"}', "brand"),          # lone low
+                 ('{"name": "x", "description": "\\ud83c\\u0041"}', "description"),
+                 ('{"name": "x", "color_code": "\\ud83c"}', "color_code")]
+        for raw, field in cases:
+            with self.subTest(raw=raw):
+                body = assert_problem(self, self.post("POST", "/admin/paints", raw), 400)
+                self.assertIn(field, body["errors"])
+                self.assertIn(field, body["detail"])
+        pid = stack().request("POST", "/admin/paints", body={"name": "Escapes"}).json()["id"]
+        before = stack().psql(f"SELECT version, name FROM paints WHERE id = {pid}")
+        body = assert_problem(self, self.post("PATCH", f"/admin/paints/{pid}",
+                                              '{"name": "b\\udfffc"}'), 400)
+        self.assertIn("name", body["errors"])
+        self.assertEqual(stack().psql(f"SELECT version, name FROM paints WHERE id = {pid}"), before)
+        self.assertEqual(int(stack().psql("SELECT count(*) FROM paints")), int(count) + 1)
+
+    def test_a_real_pair_is_kept(self):
+        r = self.post("POST", "/admin/paints", '{"name": "Palette \\ud83c\\udfa8 \\u00e9"}')
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["name"], "Palette \U0001F3A8 \u00e9")
+
+
+# -- FastCGI: the socket's mode, and peers -------------------------------------
+
+def fcgi_record(rtype, content, request_id=1):
+    return struct.pack(">BBHHBB", 1, rtype, request_id, len(content), 0, 0) + content
+
+
+def fcgi_params(pairs):
+    out = b""
+    for k, v in pairs.items():
+        k, v = k.encode(), v.encode()
+        out += bytes([len(k), len(v)]) + k + v  # all shorter than 128
+    return out
+
+
+def fcgi_get(family, addr, port, path, source=None, timeout=10):
+    """One FastCGI GET; returns the STDOUT bytes, or None when the
+    connection was closed without an answer."""
+    with socket.socket(family, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        if source:
+            c.bind((source, 0))
+        c.connect((addr, port))
+        params = fcgi_params({"REQUEST_METHOD": "GET", "REQUEST_URI": path, "QUERY_STRING": "",
+                              "REMOTE_ADDR": "127.0.0.1", "LISTENER_LOCAL": "1",
+                              "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": "0"})
+        try:
+            c.sendall(fcgi_record(1, struct.pack(">HB5x", 1, 0)) + fcgi_record(4, params)
+                      + fcgi_record(4, b"") + fcgi_record(5, b""))
+        except OSError:
+            return None
+        data = b""
+        while True:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    out, i = b"", 0
+    while i + 8 <= len(data):
+        _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", data[i:i + 8])
+        if rtype == 6:
+            out += data[i + 8:i + 8 + clen]
+        i += 8 + clen + pad
+    return out or None
+
+
+class FastCGIListener(unittest.TestCase):
+    def serve(self, listen, allowed, wait_for):
+        s = stack()
+        log = tempfile.NamedTemporaryFile(prefix="peers-", suffix=".log", delete=False)
+        self.addCleanup(os.unlink, log.name)
+        env = dict(s.env, DATABASE_URL=s.settings["DATABASE_URL"], REDIS_URL="",
+                   FCGI_LISTEN=listen, FCGI_WEB_SERVER_ADDRS=allowed, WORKERS="2",
+                   DB_APPLICATION_NAME="peers-test")
+        p = subprocess.Popen([s.binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def finish():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            with open(log.name, errors="replace") as f:
+                text = f.read()
+            for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                self.assertNotIn(mark, text)
+        self.addCleanup(finish)
+        s.wait_until(wait_for, timeout=20, what="the service to listen")
+        return p
+
+    @staticmethod
+    def listening(family, addr, port):
+        def check():
+            try:
+                with socket.create_connection((addr, port), timeout=1):
+                    return True
+            except OSError:
+                return False
+        return check
+
+    def test_tcp_peers_not_listed_are_refused(self):
+        port = free_port()
+        self.serve(f"127.0.0.1:{port}", "127.0.0.2",
+                   self.listening(socket.AF_INET, "127.0.0.1", port))
+        ok = fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz", source="127.0.0.2")
+        self.assertIsNotNone(ok)
+        self.assertIn(b'"status":"ok"', ok)
+        self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz", source="127.0.0.1"))
+        # /metrics: an unlisted peer could otherwise claim LISTENER_LOCAL
+        self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/metrics", source="127.0.0.3"))
+
+    def test_ipv6_and_host_names(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        port = free_port()
+        # libfcgi's own check lets every IPv6 peer in; ours does not
+        self.serve(f"[::1]:{port}", "127.0.0.1",
+                   self.listening(socket.AF_INET6, "::1", port))
+        self.assertIsNone(fcgi_get(socket.AF_INET6, "::1", port, "/healthz"))
+        port = free_port()
+        self.serve(f"127.0.0.1:{port}", "localhost",
+                   self.listening(socket.AF_INET, "127.0.0.1", port))
+        self.assertIsNotNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                      source="127.0.0.1"))
+        self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                   source="127.0.0.2"))
+
+    def test_a_bad_list_stops_start_up_naming_it(self):
+        r = stack().run_binary("serve", env={"FCGI_LISTEN": f"127.0.0.1:{free_port()}",
+                                             "FCGI_WEB_SERVER_ADDRS": "10.0.0.1;10.0.0.2"},
+                               timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("FCGI_WEB_SERVER_ADDRS", r.stdout + r.stderr)
+
+    def test_unix_socket_is_for_the_service_and_nginx_only(self):
+        s = stack()
+        run = os.path.join(s.dir, "run")
+        for i in range(1, s.processes + 1):
+            mode = os.stat(os.path.join(run, f"app-{i}.sock")).st_mode & 0o777
+            self.assertEqual(mode & 0o007, 0, oct(mode))
+            self.assertEqual(mode & 0o660, 0o660, oct(mode))
+        self.assertEqual(os.stat(run).st_mode & 0o007, 0, oct(os.stat(run).st_mode))
+        if os.getuid() == 0:
+            # another local user cannot even reach the socket
+            probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+                     "try:\n s.connect(sys.argv[1]); print('connected')\n"
+                     "except OSError as e: print(type(e).__name__)\n")
+            r = subprocess.run(["runuser", "-u", "nobody", "--", "python3", "-c", probe,
+                                os.path.join(run, "app-1.sock")],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.stdout.strip(), "PermissionError", r.stdout + r.stderr)
+        # nginx still reaches it
+        self.assertEqual(s.get("/readyz", auth=False).status, 200)
+
+
+# -- Railway: the rendered configuration in front of the service ---------------
+
+class RailwayProxy(unittest.TestCase):
+    """scripts/railway-entrypoint.sh as in its container (nginx rendered from
+    nginx/railway.conf.in on $PORT). The test plays Railway's edge: the last
+    X-Forwarded-For entry is the address the edge appended; anything before
+    it is what the client wrote."""
+
+    @classmethod
+    def setUpClass(cls):
+        s = stack()
+        cls.port = free_port()
+        cls.run_dir = tempfile.mkdtemp(prefix="railway-sec-")
+        os.chmod(cls.run_dir, 0o755)
+        cls.token = secrets.token_hex(32)
+        env = dict(s.env, PORT=str(cls.port), APP_DIR=REPO, RUN_DIR=cls.run_dir,
+                   WEB_ROOT=os.path.join(REPO, "build", "web"), PAINTSTUDIO=s.binary,
+                   DATABASE_URL=s.settings["DATABASE_URL"] + "?sslmode=disable",
+                   REDIS_URL=s.settings["REDIS_URL"], APP_ENV="production",
+                   DB_POOL_SIZE="2", DB_POOL_TIMEOUT="5", DB_APPLICATION_NAME="railway-sec",
+                   METRICS_TOKEN=cls.token, LOGIN_MAX_FAILURES="2")
+        # a file, not a pipe: a flood's log lines would fill a pipe no one
+        # reads until the end, and the service would block writing them
+        cls.log = os.path.join(cls.run_dir + "-log")
+        with open(cls.log, "w") as out:
+            cls.proc = subprocess.Popen([os.path.join(REPO, "scripts", "railway-entrypoint.sh")],
+                                        env=env, stdout=out, stderr=subprocess.STDOUT)
+        cls.base = f"http://127.0.0.1:{cls.port}"
+        try:
+            s.wait_until(lambda: cls.get("/readyz")[0] == 200, timeout=30,
+                         what="the entrypoint's nginx to answer")
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc.poll() is None:
+            cls.proc.send_signal(signal.SIGTERM)
+            try:
+                cls.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                cls.proc.kill()
+                cls.proc.wait()
+        shutil.rmtree(cls.run_dir, True)
+        if os.path.exists(cls.log):
+            os.unlink(cls.log)
+
+    @classmethod
+    def output(cls):
+        with open(cls.log, errors="replace") as f:
+            return f.read()
+
+    @classmethod
+    def get(cls, path, headers=None, method="GET", body=None):
+        req = urllib.request.Request(cls.base + path, headers=headers or {}, method=method,
+                                     data=body)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError:
+            return 0, b""
+
+    def test_metrics_need_the_token_whatever_the_client_claims(self):
+        forged = [{}, {"X-Forwarded-For": "127.0.0.1"}, {"X-Forwarded-For": "127.0.0.1, 203.0.113.7"},
+                  {"X-Forwarded-For": "::1, 203.0.113.7"}, {"X-Real-IP": "127.0.0.1"},
+                  {"Listener-Local": "1"}]
+        for h in forged:
+            with self.subTest(headers=h):
+                self.assertEqual(self.get("/metrics", h)[0], 401)
+        for wrong in ("Bearer " + self.token[:-1] + "0" if self.token[-1] != "0" else "Bearer x",
+                      "Bearer ", "Basic " + self.token, self.token):
+            self.assertEqual(self.get("/metrics", {"Authorization": wrong})[0], 401, wrong)
+        st, body = self.get("/metrics", {"Authorization": "Bearer " + self.token,
+                                         "X-Forwarded-For": "203.0.113.7"})
+        self.assertEqual(st, 200)
+        self.assertIn(b"paintstudio_pool_connections_active", body)
+        # nginx's access log names the address the edge appended, not the forged one
+        stack().wait_until(lambda: "203.0.113.7 [" in self.output(), timeout=10,
+                           what="the access log line")
+        self.assertNotRegex(self.output(), r'(?m)^127\.0\.0\.1 \[.*"GET /metrics.*" 200 ')
+
+    def test_rotating_forged_addresses_are_still_throttled(self):
+        # LOGIN_MAX_FAILURES=2: an address may fail 4 x 2 = 8 times, whatever
+        # it writes before the entry the edge appends
+        statuses = []
+        for i in range(12):
+            body = json.dumps({"username": f"spray-{i}-{uuid.uuid4().hex[:6]}",
+                               "password": "guess"}).encode()
+            st, raw = self.get("/auth/login", {
+                "X-Forwarded-For": f"198.51.100.{i + 1}, 203.0.113.8",
+                "Origin": f"https://127.0.0.1:{self.port}", "Content-Type": "application/json"},
+                method="POST", body=body)
+            statuses.append(st)
+        self.assertEqual(statuses[:8], [401] * 8, statuses)
+        self.assertEqual(statuses[8:], [429] * 4, statuses)
+        # another client (another edge-reported address) is not affected
+        body = json.dumps({"username": "someone", "password": "guess"}).encode()
+        st, _ = self.get("/auth/login", {"X-Forwarded-For": "203.0.113.99",
+                                          "Origin": f"https://127.0.0.1:{self.port}",
+                                          "Content-Type": "application/json"},
+                         method="POST", body=body)
+        self.assertEqual(st, 401)
+
+    def test_admin_routes_are_rate_limited_per_address(self):
+        def forged(i, xff):
+            h = {"Cookie": "__Host-ps_session=" + secrets.token_urlsafe(32)}
+            if xff:
+                h["X-Forwarded-For"] = xff
+            return self.get("/admin/paints/1", h)[0]
+        t0 = time.monotonic()
+        flood = in_parallel(300, lambda i: forged(i, "203.0.113.9"), workers=16)
+        took = time.monotonic() - t0
+        self.assertEqual(set(flood) - {401, 429}, set(), flood)
+        # nginx let through its burst (100) and 20 a second, no more
+        self.assertGreaterEqual(flood.count(401), 100)
+        self.assertLessEqual(flood.count(401), 100 + 20 * took + 5, (flood.count(401), took))
+        self.assertGreater(flood.count(429), 0, took)
+        # loopback (benchmarks, local tools) is not limited
+        local = in_parallel(300, lambda i: forged(i, None), workers=16)
+        self.assertEqual(set(local), {401})
+
+
+if __name__ == "__main__":
+    unittest.main()
