@@ -2,7 +2,6 @@
 #include "context.h"
 
 #include <sodium.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +11,6 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
-#include "peers.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -20,7 +18,6 @@ static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
 static void log_request(const struct ctx *c, double total);
 static void release_all(struct ctx *c);
-static void refuse_peer(FCGX_Request *r);
 
 /* Seconds a client should wait before retrying after an overload 503. */
 #define RETRY_AFTER 1
@@ -288,21 +285,6 @@ static void release_all(struct ctx *c)
 	http_resp_free(&c->resp);
 }
 
-/*
- * A FastCGI peer not in FCGI_WEB_SERVER_ADDRS: nothing is answered, the
- * connection is shut (FCGX_Finish_r then only closes it). Logged at most
- * once a second.
- */
-static void refuse_peer(FCGX_Request *r)
-{
-	static atomic_llong last_logged;
-	long long now = (long long)now_mono();
-
-	if (atomic_exchange(&last_logged, now) != now)
-		log_msg(LOG_WARN, "refused a FastCGI connection from a peer not in FCGI_WEB_SERVER_ADDRS");
-	shutdown(r->ipcFd, SHUT_RDWR);
-}
-
 void ctx_handle(struct app *app, FCGX_Request *r)
 {
 	struct ctx c;
@@ -311,10 +293,6 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	size_t nroutes;
 	const struct route *table = router_routes(&nroutes);
 
-	if (!peers_allowed(r->ipcFd)) {
-		refuse_peer(r);
-		return;
-	}
 	memset(&c, 0, sizeof(c));
 	c.cache = -1;
 	c.app = app;

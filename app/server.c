@@ -31,6 +31,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "peers.h"
 #include "util.h"
 
 struct worker {
@@ -74,6 +75,7 @@ static void wake_handler(int sig);
 static int arm(int fd, int op);
 static void serve_connection(struct worker *w, FCGX_Request *req, int fd);
 static void accept_one(struct worker *w, FCGX_Request *req);
+static void refuse_peer(int fd);
 static int peer_closed(int fd);
 static void close_idle_connections(void);
 static void events_setup(int listen_fd);
@@ -253,6 +255,20 @@ static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 	}
 }
 
+/*
+ * A FastCGI peer not in FCGI_WEB_SERVER_ADDRS: closed before a byte is
+ * read or answered. Logged at most once a second.
+ */
+static void refuse_peer(int fd)
+{
+	static atomic_llong last_logged;
+	long long now = (long long)now_mono();
+
+	if (atomic_exchange(&last_logged, now) != now)
+		log_msg(LOG_WARN, "refused a FastCGI connection from a peer not in FCGI_WEB_SERVER_ADDRS");
+	close(fd);
+}
+
 /* The listening socket is readable: take one connection and serve it. */
 static void accept_one(struct worker *w, FCGX_Request *req)
 {
@@ -269,6 +285,10 @@ static void accept_one(struct worker *w, FCGX_Request *req)
 			nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);	/* do not spin */
 		}
 		return;	/* EAGAIN (another worker took it), ECONNABORTED, shutdown */
+	}
+	if (!peers_allowed(fd)) {
+		refuse_peer(fd);
+		return;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
