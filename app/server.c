@@ -202,7 +202,6 @@ static void *housekeeping_main(void *arg)
 			break;
 		pthread_mutex_unlock(&drain_mu);
 		pool_report_leaks(app->pool);
-		cache_drain(app->pool);
 		metrics_sample(app->pool);
 		if (++ticks % 60 == 0)	/* once a minute */
 			auth_cleanup(app->pool, app->cfg);
