@@ -40,11 +40,19 @@ def app_pid(i):
 
 
 def kill_clients_of(pid):
-    """CLIENT KILL every Redis connection of one service process."""
+    """CLIENT KILL every Redis connection of one service process: by its
+    client name, or by the local ports ss(8) shows for that process."""
+    ports = set()
+    out = subprocess.run(["ss", "-Htnp", "dst", f"127.0.0.1:{stack().redis_port}"],
+                         capture_output=True, text=True, timeout=10).stdout
+    for line in out.splitlines():
+        cols = line.split()
+        if f"pid={pid}," in line and len(cols) >= 4:
+            ports.add(cols[3].rsplit(":", 1)[1])
     n = 0
     for line in redis("CLIENT", "LIST").splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if fields.get("name") == f"paintstudio-{pid}":
+        if fields.get("name") == f"paintstudio-{pid}" or fields.get("addr", ":").rsplit(":", 1)[1] in ports:
             redis("CLIENT", "KILL", "ID", fields["id"])
             n += 1
     return n
@@ -66,9 +74,14 @@ class Race:
                                                          "stock": 1})
             assert r.status == 201, r
             self.paints.append(r.json()["id"])
+        self.witnesses = []
+        for i in range(4):
+            r = s.request("POST", "/admin/paints", body={"name": f"witness {tag} {i}", "stock": 1})
+            assert r.status == 201, r
+            self.witnesses.append(r.json()["id"])
         self.list_url = f"/admin/paints?brand={self.brand}&limit=50"
         self.lock = threading.Lock()
-        self.acked = {p: [] for p in self.paints}  # paint -> [(ack time, version)]
+        self.acked = {p: [] for p in self.paints + self.witnesses}  # paint -> [(ack time, version)]
         self.stale = []
         self.counts = {"item": 0, "list": 0, "nginx": 0, "background": 0, "hits": 0}
         self.ack_ms = []
@@ -84,37 +97,45 @@ class Race:
 
     def check(self, kind, paint, t0, version, detail):
         with self.lock:
-            self.counts[kind] += 1
+            self.counts[kind] = self.counts.get(kind, 0) + 1
         floor = self.acked_before(paint, t0)
         if version < floor:
             with self.lock:
                 self.stale.append(f"{kind}: paint {paint} v{version} after v{floor} was acked ({detail})")
 
-    def item(self, proc, paint):
+    def item(self, proc, paint, kind="item", detail=""):
+        """Read a paint through process proc's socket; check it."""
         t0 = time.monotonic()
         r = self.fc(proc, "GET", f"/admin/paints/{paint}")
-        if r.status == 200:
-            if r.headers.get("x-cache") == "hit":
-                with self.lock:
-                    self.counts["hits"] += 1
-            return t0, r.json()["version"], r.headers.get("x-cache")
-        return t0, None, r.status
+        if r.status != 200:
+            return None
+        how = r.headers.get("x-cache")
+        if how == "hit":
+            with self.lock:
+                self.counts["hits"] += 1
+        self.check(kind, paint, t0, r.json()["version"], f"process {proc + 1}, x-cache {how} {detail}")
+        return r.json()["version"]
 
-    def page(self, proc):
+    def page(self, proc, kind="list", detail=""):
+        """Read the race's list page through process proc; check every paint on it."""
         t0 = time.monotonic()
         r = self.fc(proc, "GET", self.list_url)
         if r.status != 200:
-            return t0, None, r.headers.get("x-cache")
-        return t0, {p["id"]: p["version"] for p in r.json()["items"]}, r.headers.get("x-cache")
+            return None
+        how = r.headers.get("x-cache")
+        versions = {p["id"]: p["version"] for p in r.json()["items"]}
+        for paint, v in versions.items():
+            self.check(kind, paint, t0, v, f"process {proc + 1}, list, x-cache {how} {detail}")
+        return versions
 
     def one(self, k, before_write=None):
         """Race k: cache on the reader, write on the other, read at once."""
         paint = self.paints[k % len(self.paints)]
         writer, reader = k % 2, 1 - k % 2
-        self.item(reader, paint)
-        self.item(reader, paint)
-        self.page(reader)
-        self.page(reader)
+        self.item(reader, paint, "prime")
+        self.item(reader, paint, "prime")
+        self.page(reader, "prime")
+        self.page(reader, "prime")
         if before_write:
             before_write()
         t_w = time.monotonic()
@@ -126,12 +147,8 @@ class Race:
         with self.lock:
             self.acked[paint].append((t_ack, version))
             self.ack_ms.append((t_ack - t_w) * 1000)
-        t0, v, how = self.item(reader, paint)
-        if v is not None:
-            self.check("item", paint, t0, v, f"process {reader + 1}, x-cache {how}, race {k}")
-        t0, page, how = self.page(reader)
-        if page is not None and paint in page:
-            self.check("list", paint, t0, page[paint], f"process {reader + 1}, x-cache {how}, race {k}")
+        self.item(reader, paint, "item", f"race {k}")
+        self.page(reader, "list", f"race {k}")
         t0 = time.monotonic()
         r = stack().get(f"/admin/paints/{paint}")
         if r.status == 200:
@@ -141,13 +158,25 @@ class Race:
         n = 0
         while not stop.is_set():
             n += 1
-            paint = self.paints[n % len(self.paints)]
+            every = self.paints + self.witnesses
             try:
-                t0, v, how = self.item(n % 2, paint)
+                self.item(n % 2, every[n % len(every)], "background")
             except OSError:
-                continue
-            if v is not None:
-                self.check("background", paint, t0, v, f"process {n % 2 + 1}, x-cache {how}")
+                time.sleep(0.01)
+
+    def witness(self):
+        """Paints cached at one version, then written once and left alone:
+        a server that comes back with the old copies would serve them."""
+        for paint in self.witnesses:
+            for proc in (0, 1, 0, 1):
+                self.item(proc, paint, "prime")
+
+    def write_witnesses(self):
+        for paint in self.witnesses:
+            w = self.fc(0, "POST", f"/admin/paints/{paint}/stock", body={"delta": 1})
+            assert w.status == 200, w
+            with self.lock:
+                self.acked[paint].append((time.monotonic(), w.json()["version"]))
 
     def run(self, start_fault, end_fault, before_write=None):
         stop = threading.Event()
@@ -255,11 +284,13 @@ class CacheFaults(unittest.TestCase):
         old = {}
 
         def snapshot():
-            time.sleep(1.2)  # appendfsync everysec: what was cached is on disk
+            self.r.witness()  # cached at v1 on both processes...
+            time.sleep(1.2)  # (appendfsync everysec: on disk)
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(data, copy)
             old["prefix"] = prefix()
             old["keys"] = redis("KEYS", old["prefix"] + "paint:*").split()
+            self.r.write_witnesses()  # ...then v2 acknowledged
 
         def crash_and_restore():
             with open(os.path.join(s.dir, "run", "redis.pid")) as f:
@@ -268,6 +299,10 @@ class CacheFaults(unittest.TestCase):
             shutil.rmtree(data)
             shutil.copytree(copy, data)
             s.script("redis-start")
+            # the witnesses' v1 is back: let the background reader ask for
+            # them until well after every process trusts the server again
+            self.wait_cache_up()
+            time.sleep(2)
 
         self.race("Redis restarted from older data", snapshot, crash_and_restore)
         # the restore had teeth: the old values came back, under the old key space
