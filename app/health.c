@@ -103,6 +103,9 @@ void health_cache(struct ctx *c)
 	add_count(o, "invalidations", st.invalidations);
 	add_count(o, "errors", st.errors);
 	add_count(o, "drained", st.drained);
+	add_count(o, "drains", st.drains);
+	add_count(o, "ack_waits", st.ack_waits);
+	add_count(o, "ack_wait_ms", st.ack_wait_ms);
 	json_object_object_add(o, "hit_rate",
 			       json_object_new_double(lookups ? (double)st.hits / (double)lookups : 0.0));
 	http_resp_json(&c->resp, 200, o);

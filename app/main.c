@@ -128,10 +128,10 @@ static int cmd_serve(const struct config *cfg)
 	app.cfg = cfg;
 	app.pool = pool_create(&ps);
 	cache_set_pool(app.pool);
-	/* Trust Redis only after the outbox is drained (also done each second). */
-	if (cfg->redis.host && cache_drain(app.pool) < 0)
-		log_msg(LOG_WARN, "cache not in use yet: Redis or PostgreSQL unreachable at start");
+	/* Redis is trusted only after the drainer's first drain of the outbox. */
+	cache_start(&ps);
 	rc = server_run(&app, fd);
+	cache_stop();
 	left = pool_shutdown(app.pool, 1.0);
 	if (left == 0)
 		pool_destroy(app.pool);

@@ -64,7 +64,8 @@ static const struct pool_stmt statements[] = {
 	  "WITH w AS (UPDATE paints SET stock = stock + $2::int4, version = version + 1, "
 	  "updated_at = now() WHERE id = $1 AND stock + $2::int4 BETWEEN 0 AND 1000000 RETURNING *)"
 	  OUTBOX_TAIL },
-	{ "outbox_done", "DELETE FROM cache_outbox WHERE id = $1" },
+	/* cache_after_write's statement: see include/cache.h. */
+	{ "outbox_done", CACHE_OUTBOX_DONE_SQL },
 	/* One statement, one snapshot: the figures agree with each other. */
 	{ "paint_stats",
 	  "SELECT count(*), count(*) FILTER (WHERE stock > 0), "
@@ -519,16 +520,13 @@ static void validation_failed(struct ctx *c, struct json_object *errors)
 }
 
 /*
- * After a write committed: invalidate Redis, then drop the outbox row. If
- * Redis cannot be reached the row stays and is drained later.
+ * After a write committed: invalidate Redis and drop the outbox row, or,
+ * during a Redis fault, wait (bounded) until no process can serve the old
+ * version from Redis. Only then may the handler's answer go out.
  */
 static void after_write(PGconn *pg, const char *paint_id, const char *outbox_id)
 {
-	int64_t id = strtoll(paint_id, NULL, 10);
-	const char *params[1] = { outbox_id };
-
-	if (cache_invalidate(&id, 1) == 0)
-		PQclear(PQexecPrepared(pg, "outbox_done", 1, params, NULL, NULL, 0));
+	cache_after_write(pg, strtoll(paint_id, NULL, 10), outbox_id);
 }
 
 /*

@@ -364,7 +364,6 @@ static void *housekeeping_main(void *arg)
 		pthread_mutex_unlock(&drain_mu);
 		pool_report_leaks(app->pool);
 		pool_reap_idle(app->pool);
-		cache_drain(app->pool);
 		metrics_sample(app->pool);
 		if (++ticks % 60 == 0)	/* once a minute */
 			auth_cleanup(app->pool, app->cfg);

@@ -1,19 +1,34 @@
 /*
  * cache: Redis as the shared cache of paints, lists and stats, never the
- * source of truth.
+ * source of truth. The promise: once any process has acknowledged a write
+ * with a 2xx, no read that starts after that moment, on any process,
+ * returns an older version of that paint, nor a list or stats page
+ * computed before the write, whatever Redis does. app/cache.c's header
+ * argues why it holds; this is the shape.
  *
- * - Paints: cache-aside under ps:v1:paint:{id} with the exact response body
- *   (absent paints cached briefly as absent). A miss takes a lease
- *   (ps:v1:lease:paint:{id}) before reading PostgreSQL; a write's
- *   invalidation deletes value and lease, and a store succeeds only while
- *   its lease is still there (one Lua script, atomic), so a reader can
- *   never store a value older than an acknowledged write. Misses that find
- *   the lease taken wait briefly for the holder's value (no stampede).
- * - Lists and stats: keys carry a generation (ps:v1:gen) read before the
- *   database; every write bumps it, so old entries are simply never read.
- * - Writes record their invalidation in cache_outbox in the same statement;
- *   what could not reach Redis is drained later, and a process drains
- *   the outbox after every (re)connect before trusting Redis again.
+ * - Paints: cache-aside under <prefix>paint:{id} with the exact response
+ *   body (absent paints cached briefly as absent). A miss takes a lease
+ *   (<prefix>lease:paint:{id}) before reading PostgreSQL; an invalidation
+ *   deletes value and lease, and a store succeeds only while its lease is
+ *   still there (one Lua script), so a reader can never store a value older
+ *   than an invalidation it raced with.
+ * - Lists and stats: keys carry a generation (<prefix>gen) read before the
+ *   database; every invalidation bumps it.
+ * - <prefix> names the Redis key space: "ps:" + the server's run_id and
+ *   replication id. A restart or a promotion changes them, so values that
+ *   missed a DEL (restored snapshot, lost fsync, promoted replica) are
+ *   never read again.
+ * - Writes record their invalidation in cache_outbox in the same statement.
+ *   cache_after_write applies it; the outbox keeps whatever could not be
+ *   applied, and each process's drainer applies the outbox four times a
+ *   second and at once on NOTIFY.
+ * - Trust is a lease: a process serves from Redis only within TRUST_MS of
+ *   the start of its last drain that fully succeeded, and announces each
+ *   lease in cache_leases before taking it. Any Redis failure, error replies
+ *   included, withdraws it at once.
+ * - A write whose invalidation could not be applied everywhere that trusts
+ *   Redis waits (bounded: about TRUST_MS) before it is acknowledged: until
+ *   another process applied it, or no process's lease can still be running.
  * - One hiredis context per thread (they are not thread-safe), with
  *   millisecond timeouts. When Redis fails, every thread bypasses it for a
  *   back-off interval instead of waiting on it per request.
@@ -21,6 +36,7 @@
 #ifndef PS_CACHE_H
 #define PS_CACHE_H
 
+#include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,24 +44,55 @@
 
 struct config;
 struct pool;
+struct pool_settings;
 
 enum cache_result {
 	CACHE_HIT,
 	CACHE_MISS,	/* read the database (store if a lease was granted) */
-	CACHE_BYPASS,	/* Redis disabled, down or not yet trusted */
+	CACHE_BYPASS,	/* Redis disabled, down or not trusted now */
 };
 
 struct cache_stats {
 	uint64_t hits, misses, bypasses, stores, stores_refused, lease_waits,
-		 lease_wait_hits, invalidations, errors, drained;
-	int up;		/* 1 when Redis is in use */
+		 lease_wait_hits, invalidations, errors, drained, drains,
+		 ack_waits, ack_wait_ms;
+	int up;		/* 1 when this process serves from Redis now */
 	int enabled;
 };
 
 #define CACHE_LEASE_TOKEN 33
+#define CACHE_IDENT_LEN 96	/* "<run_id>/<master_replid>" */
+#define CACHE_PREFIX_LEN 40	/* "ps:<12 of run_id><12 of replid>:" */
+
+/* How long one successful drain lets a process serve from Redis. */
+#define CACHE_TRUST_MS 1500
+/* How often the drainer renews it (and applies the outbox). */
+#define CACHE_DRAIN_EVERY_MS 250
+
+/*
+ * The write path's statement (prepare it as "outbox_done"): delete outbox
+ * row $1 once applied to the Redis named $2, unless a process may still
+ * serve from another Redis (its lease names another key space). Returns
+ * the row when deleted. Every deletion of an outbox row goes through this
+ * condition; cache.c's header says why.
+ */
+#define CACHE_OUTBOX_DONE_SQL \
+	"DELETE FROM cache_outbox WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM cache_leases " \
+	"WHERE until > clock_timestamp() AND redis <> $2) RETURNING id"
 
 /* Read cfg's REDIS_URL, TTL and timeouts. Call once before threads start. */
 void cache_setup(const struct config *cfg);
+
+/*
+ * Start this process's drainer thread: its own PostgreSQL connection
+ * (settings ps, application name + " cache"; not from the pool) LISTENing
+ * for outbox notices, its own Redis connection. A no-op with the cache
+ * disabled. Until its first drain succeeds, every read bypasses Redis.
+ */
+void cache_start(const struct pool_settings *ps);
+
+/* Stop the drainer and withdraw this process's lease (after the workers). */
+void cache_stop(void);
 
 /* "hit", "miss", "bypass" for logs. */
 const char *cache_result_name(enum cache_result r);
@@ -68,10 +115,22 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 
 /*
  * Invalidate paint ids[0..n) and every cached list and stats page in one
- * round trip. Returns 0 when Redis applied it, -1 otherwise (the outbox
- * keeps the invalidation).
+ * round trip, on this thread's connection. Returns 0 when Redis applied
+ * all of it, -1 otherwise (Redis then counts as failed: trust withdrawn).
  */
 int cache_invalidate(const int64_t *ids, int n);
+
+/*
+ * After a write committed on pg (autocommit, idle) with outbox row
+ * outbox_id for paint_id: apply the invalidation, then return once the
+ * write may be acknowledged. Normal path: one Redis round trip and one
+ * statement ("outbox_done", which pg must have prepared). When Redis
+ * failed, or a process may still serve from another key space, it waits
+ * (at most CACHE_TRUST_MS and a little) until another process applied the
+ * row or no lease can still be running. Never fails: a PostgreSQL error
+ * only makes it wait the whole bound.
+ */
+void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id);
 
 /* A list or stats page: kind and canonical query name the entry. */
 enum cache_result cache_page_get(const char *kind, const char *query, struct strbuf *value,
@@ -80,19 +139,31 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 		      const char *value, size_t len);
 
 /*
- * Apply every pending invalidation of cache_outbox to Redis and delete
- * what was applied. Called by the housekeeper each second, and by the
- * cache itself before it trusts a new connection. Returns rows drained,
- * or -1 when PostgreSQL or Redis failed.
+ * One drain on a connection of pool p (NULL: the one given to
+ * cache_set_pool), on the calling thread's Redis connection: check Redis,
+ * announce the lease, apply every pending invalidation, delete what was
+ * applied, then trust Redis for CACHE_TRUST_MS. The drainer thread does
+ * the same on its own connection; this entry point is for start-up checks
+ * and tests. Returns rows applied, or -1 when PostgreSQL or Redis failed.
  */
 int cache_drain(struct pool *p);
 
-/* Give the drain step a pool (set once at start-up). */
+/* Give cache_drain(NULL) a pool (set once at start-up). */
 void cache_set_pool(struct pool *p);
 
 void cache_get_stats(struct cache_stats *st);
 
 /* Seconds this thread spent on Redis since the previous call. */
 double cache_take_time(void);
+
+/*
+ * Pure helpers, exposed for tests. cache_identity_parse reads the replies
+ * of INFO server and INFO replication: 0 and out = "<run_id>/<replid>"
+ * when the server is a master with both ids, else -1. cache_key_prefix
+ * makes the key prefix of an identity.
+ */
+int cache_identity_parse(const char *info_server, const char *info_repl,
+			 char out[CACHE_IDENT_LEN]);
+void cache_key_prefix(const char *ident, char out[CACHE_PREFIX_LEN]);
 
 #endif

@@ -128,6 +128,8 @@ start_redis() {
 		save ""
 		maxmemory 256mb
 		maxmemory-policy allkeys-lru
+		# DEBUG SLEEP from loopback only (the cache fault tests)
+		enable-debug-command local
 	EOF
 	say "starting Redis on 127.0.0.1:$REDIS_PORT"
 	redis-server "$STACK_DIR/redis/redis.conf"

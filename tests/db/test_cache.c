@@ -2,7 +2,8 @@
  * The cache protocol against a real Redis and PostgreSQL (REDIS_URL,
  * DATABASE_URL from the test stack): leases void stale stores, losers of a
  * lease wait instead of stampeding, the outbox drain applies what a write
- * could not.
+ * could not, an error reply withdraws trust, and a write waits only while
+ * its invalidation could not be applied.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,12 +28,28 @@ extern char **environ;
 
 static struct config cfg;
 static struct pool *pool;
+static struct pool_settings ps;
+static const struct pool_stmt stmts[] = { { "outbox_done", CACHE_OUTBOX_DONE_SQL } };
 static int64_t next_id;	/* ids no other run used: keys outlive a run */
+
+/* Wait (at most 10 s) until this process serves from Redis. */
+static void wait_up(void)
+{
+	struct cache_stats st;
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		cache_get_stats(&st);
+		if (st.up)
+			return;
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	}
+	fail_msg("the cache did not come into use within 10 s");
+}
 
 static int setup(void **state)
 {
 	char err[256];
-	struct pool_settings ps;
 
 	(void)state;
 	next_id = 1000000000000LL + (int64_t)(now_wall() * 1000.0) % 1000000000LL * 100;
@@ -49,17 +67,22 @@ static int setup(void **state)
 	ps.connect_timeout = 5;
 	ps.statement_timeout_ms = 5000;
 	ps.leak_threshold = 60;
+	ps.stmts = stmts;
+	ps.nstmts = 1;
 	pool = pool_create(&ps);
 	cache_setup(&cfg);
 	cache_set_pool(pool);
 	if (cache_drain(pool) < 0)
 		fail_msg("cannot drain the outbox: is Redis up?");
+	cache_start(&ps);	/* the drainer keeps the trust lease running */
+	wait_up();
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
+	cache_stop();
 	pool_shutdown(pool, 1);
 	pool_destroy(pool);
 	config_free(&cfg);
@@ -173,35 +196,163 @@ static void test_one_lease_for_a_herd(void **state)
 	assert_int_equal(atomic_load(&h.misses_without_lease), 0);
 }
 
+/* One statement on a pool connection; its first value as a number. */
+static long long sql_number(const char *sql)
+{
+	struct pool_conn *c;
+	struct pool_error err;
+	PGresult *r;
+	long long v = -1;
+
+	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
+	r = PQexec(c->pg, sql);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	pool_release(pool, c);
+	return v;
+}
+
+/* A write whose invalidation never reached Redis: its outbox row. */
+static long long outbox_row(int64_t id)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO cache_outbox (paint_id) VALUES (%lld) RETURNING id",
+		 (long long)id);
+	return sql_number(sql);
+}
+
+static int outbox_has(long long row)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM cache_outbox WHERE id = %lld", row);
+	return sql_number(sql) > 0;
+}
+
 static void test_drain_applies_the_outbox(void **state)
 {
 	struct strbuf v;
-	char lease[CACHE_LEASE_TOKEN], sql[128];
-	struct pool_conn *c;
-	struct pool_error err;
+	char lease[CACHE_LEASE_TOKEN];
 	int64_t id = next_id++;
-	PGresult *r;
+	long long row;
+	int i;
 
 	(void)state;
 	strbuf_init(&v);
 	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
 	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 1);
-	/* a write whose invalidation never reached Redis */
-	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
-	snprintf(sql, sizeof(sql), "INSERT INTO cache_outbox (paint_id) VALUES (%lld)", (long long)id);
-	r = PQexec(c->pg, sql);
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
-	pool_release(pool, c);
-	assert_true(cache_drain(pool) >= 1);
+	row = outbox_row(id);
+	assert_true(cache_drain(pool) >= 0);	/* or a drainer (ours, the services') was first */
+	for (i = 0; i < 200 && outbox_has(row); i++)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	assert_false(outbox_has(row));
 	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);	/* gone */
-	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM cache_outbox WHERE paint_id = %lld", (long long)id);
-	r = PQexec(c->pg, sql);
-	assert_string_equal(PQgetvalue(r, 0, 0), "0");
-	PQclear(r);
-	pool_release(pool, c);
 	strbuf_free(&v);
+}
+
+/* A command on a connection of the test's own, in the service's key space. */
+static void redis_raw(const char *fmt, const char *arg)
+{
+	redisContext *rc = redisConnect(cfg.redis.host, cfg.redis.port);
+	redisReply *a, *b, *r;
+	char ident[CACHE_IDENT_LEN], prefix[CACHE_PREFIX_LEN], key[128];
+
+	assert_non_null(rc);
+	assert_int_equal(rc->err, 0);
+	a = redisCommand(rc, "INFO server");
+	b = redisCommand(rc, "INFO replication");
+	assert_int_equal(cache_identity_parse(a->str, b->str, ident), 0);
+	cache_key_prefix(ident, prefix);
+	snprintf(key, sizeof(key), "%sgen", prefix);
+	r = redisCommand(rc, fmt, key, arg);
+	assert_non_null(r);
+	freeReplyObject(r);
+	freeReplyObject(a);
+	freeReplyObject(b);
+	redisFree(rc);
+}
+
+static double elapsed(double t0)
+{
+	return now_mono() - t0;
+}
+
+/* Issue 14, fault 1: an error reply (here "not an integer") is a failure. */
+static void test_an_error_reply_withdraws_trust(void **state)
+{
+	struct strbuf v;
+	char lease[CACHE_LEASE_TOKEN];
+	struct cache_stats st;
+	int64_t id = next_id++;
+
+	(void)state;
+	strbuf_init(&v);
+	wait_up();
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 1);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_HIT);
+	redis_raw("SET %s %s", "not-a-number");	/* every INCR of the generation now fails */
+	assert_int_equal(cache_invalidate(&id, 1), -1);
+	cache_get_stats(&st);
+	assert_false(st.up);
+	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_BYPASS);	/* not the old value */
+	redis_raw("DEL %s %s", "unused");
+	wait_up();
+	strbuf_free(&v);
+}
+
+/*
+ * A write waits only while its invalidation could not be applied and a
+ * lease announced before may still be running; at most about TRUST_MS.
+ */
+static void test_a_write_waits_only_during_a_fault(void **state)
+{
+	struct pool_conn *c;
+	struct pool_error err;
+	char text[24];
+	int64_t id = next_id++;
+	long long row;
+	double t0, took;
+	int i;
+
+	(void)state;
+	wait_up();
+	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
+	/* the normal path: applied, row gone, no wait */
+	row = outbox_row(id);
+	snprintf(text, sizeof(text), "%lld", row);
+	t0 = now_mono();
+	cache_after_write(c->pg, id, text);
+	assert_true(elapsed(t0) < 0.5);
+	assert_false(outbox_has(row));
+	/* a fault: leases announced just before (ours too) must run out first */
+	redis_raw("SET %s %s", "not-a-number");
+	row = outbox_row(id);
+	snprintf(text, sizeof(text), "%lld", row);
+	t0 = now_mono();
+	cache_after_write(c->pg, id, text);
+	took = elapsed(t0);
+	assert_true(took >= 1.0);
+	assert_true(took <= CACHE_TRUST_MS / 1000.0 + 0.5);
+	assert_true(outbox_has(row));	/* kept for the drains */
+	/* the fault goes on, but no lease runs any more: no wait */
+	row = outbox_row(id);
+	snprintf(text, sizeof(text), "%lld", row);
+	t0 = now_mono();
+	cache_after_write(c->pg, id, text);
+	assert_true(elapsed(t0) < 0.5);
+	assert_true(outbox_has(row));
+	pool_release(pool, c);
+	/* Redis healthy again: the drains apply what the fault left */
+	redis_raw("DEL %s %s", "unused");
+	wait_up();
+	for (i = 0; i < 500 && outbox_has(row); i++)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	assert_false(outbox_has(row));
 }
 
 static void test_pages_follow_the_generation(void **state)
@@ -235,6 +386,8 @@ int main(void)
 		cmocka_unit_test(test_one_lease_for_a_herd),
 		cmocka_unit_test(test_drain_applies_the_outbox),
 		cmocka_unit_test(test_pages_follow_the_generation),
+		cmocka_unit_test(test_an_error_reply_withdraws_trust),
+		cmocka_unit_test(test_a_write_waits_only_during_a_fault),
 	};
 
 	log_setup(LOG_ERROR, LOG_FORMAT_TEXT);

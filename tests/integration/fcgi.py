@@ -1,5 +1,8 @@
 """A small FastCGI client (the responder role) for tests that talk to a
-service process's own socket, without nginx in between."""
+service process's own socket, with the parameters nginx would send
+(nginx/fastcgi.conf) and without nginx in between, so a test can choose
+which process serves a request."""
+import json
 import socket
 import struct
 
@@ -24,13 +27,22 @@ def encode_params(params):
     return out
 
 
-def request_bytes(path, method="GET", keep=True, req_id=1, headers=None, body=b""):
-    """The records nginx would send for one request."""
+def request_bytes(path, method="GET", keep=True, req_id=1, headers=None, body=b"",
+                  host="127.0.0.1"):
+    """The records nginx would send for one request. headers: HTTP request
+    headers by name (Cookie, Origin, X-CSRF-Token...); None values are left out."""
     path_only, _, query = path.partition("?")
     params = {"REQUEST_METHOD": method, "REQUEST_URI": path, "SCRIPT_NAME": path_only,
               "DOCUMENT_URI": path_only, "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1",
-              "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(body)) if body else ""}
-    params.update(headers or {})
+              "REMOTE_ADDR": "127.0.0.1", "REQUEST_HOST": host, "HTTPS": "on",
+              "CONTENT_LENGTH": str(len(body)) if body else ""}
+    if body:
+        params["CONTENT_TYPE"] = "application/json"
+    for k, v in (headers or {}).items():
+        if v is None:
+            continue
+        key = k.upper().replace("-", "_")
+        params[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = v
     p = encode_params(params)
     out = _record(BEGIN, req_id, struct.pack(">HB5x", RESPONDER, KEEP_CONN if keep else 0))
     for i in range(0, len(p), 65535):
@@ -89,3 +101,30 @@ class Connection:
 
     def close(self):
         self.sock.close()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<fcgi {self.status} {self.body[:200]!r}>"
+
+
+def request(sock_path, method, uri, body=b"", headers=None, host="127.0.0.1", timeout=30):
+    """One request on a connection of its own to the process listening on
+    unix socket sock_path; body may be bytes or a JSON-able object."""
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    c = Connection(sock_path, timeout=timeout)
+    try:
+        c.sock.sendall(request_bytes(uri, method=method, keep=False, headers=headers,
+                                     body=body, host=host))
+        return Response(*read_response(c.sock))
+    finally:
+        c.close()

@@ -17,6 +17,14 @@ def redis(*args):
     return p.stdout.strip()
 
 
+def prefix():
+    """The key space the service uses on the Redis now running: "ps:" and
+    the first 12 characters of its run_id and of its replication id."""
+    info = redis("INFO", "server") + "\n" + redis("INFO", "replication")
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return "ps:" + fields["run_id"].strip()[:12] + fields["master_replid"].strip()[:12] + ":"
+
+
 def paint_get_calls():
     """How often PostgreSQL ran the single-paint read (pg_stat_statements)."""
     out = stack().psql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
@@ -46,7 +54,7 @@ class CacheAside(unittest.TestCase):
             self.assertEqual(r.headers["etag"], first.headers["etag"])
         self.assertEqual(paint_get_calls(), calls)
         self.assertEqual(stack().get(url, headers={"If-None-Match": first.headers["etag"]}).status, 304)
-        self.assertTrue(redis("GET", f"ps:v1:paint:{p['id']}").startswith("1\n{"))
+        self.assertTrue(redis("GET", f"{prefix()}paint:{p['id']}").startswith("1\n{"))
 
     def test_absent_paint_is_cached_as_absent(self):
         url = "/admin/paints/8999999999"
@@ -120,9 +128,11 @@ class Races(unittest.TestCase):
                 r = stack().get(url)
                 reads.append((t0, r.json()["version"]))
 
+        key = f"{prefix()}paint:{p['id']}"
+
         def writer():
             for i in range(40):
-                redis("DEL", f"ps:v1:paint:{p['id']}")  # cold: readers race to fill it
+                redis("DEL", key)  # cold: readers race to fill it
                 time.sleep(0.01)
                 r = stack().request("PATCH", url, body={"stock": i + 1})
                 acked.append((time.monotonic(), r.json()["version"]))
@@ -142,7 +152,7 @@ class Races(unittest.TestCase):
     def test_a_hundred_cold_misses_read_the_database_a_handful_of_times(self):
         p = new_paint()
         url = f"/admin/paints/{p['id']}"
-        redis("DEL", f"ps:v1:paint:{p['id']}", f"ps:v1:lease:paint:{p['id']}")
+        redis("DEL", f"{prefix()}paint:{p['id']}", f"{prefix()}lease:paint:{p['id']}")
         before = paint_get_calls()
         gate = threading.Barrier(100)
         statuses = []
@@ -201,7 +211,8 @@ class RedisFaults(unittest.TestCase):
         for _ in range(4):
             s.get(url)  # cached on Redis, which persists it (appendonly)
             s.get(f"/admin/paints/{other['id']}")
-        self.assertIn('"stock":5', redis("GET", f"ps:v1:paint:{p['id']}"))
+        old = prefix()
+        self.assertIn('"stock":5', redis("GET", f"{old}paint:{p['id']}"))
         redis("BGREWRITEAOF")
         time.sleep(0.5)
         s.script("redis-stop")
@@ -217,9 +228,12 @@ class RedisFaults(unittest.TestCase):
                 f"SELECT count(*) FROM cache_outbox WHERE paint_id = {p['id']}")), 1)
         finally:
             s.script("redis-start")
-        # Redis came back with its old data (the untouched paint proves it);
-        # its copy of p (stock 5) must never be served
-        self.assertIn('"stock":1', redis("GET", f"ps:v1:paint:{other['id']}"))
+        # Redis came back with its old data (the untouched paint proves it),
+        # in a key space the service no longer reads: its copy of p (stock
+        # 5) must never be served
+        self.assertIn('"stock":1', redis("GET", f"{old}paint:{other['id']}"))
+        self.assertIn('"stock":5', redis("GET", f"{old}paint:{p['id']}"))
+        self.assertNotEqual(prefix(), old)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             self.assertEqual(s.get(url).json()["stock"], 7)
