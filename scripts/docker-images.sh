@@ -40,7 +40,10 @@ step() {
 
 # make_base RECIPE
 make_base() {
-	# A tarball on stdout (root mode: this runs as root), imported as is.
+	local log
+	log=$(mktemp)
+	# A tarball on stdout (root mode: this runs as root), imported as is;
+	# what mmdebstrap and its hooks say is shown only if it fails.
 	# The merged-usr hook: /usr merged without the usrmerge package (and
 	# the perl it would bring, 50 MB).
 	mmdebstrap --quiet --mode=root --variant=minbase \
@@ -54,9 +57,11 @@ make_base() {
 		bookworm - \
 		"deb $mirror/debian bookworm main" \
 		"deb $mirror/debian bookworm-updates main" \
-		"deb $mirror/debian-security bookworm-security main" </dev/null |
+		"deb $mirror/debian-security bookworm-security main" </dev/null 2>"$log" |
 		"$docker" import --change 'CMD ["bash"]' \
-			--change "LABEL paintstudio.recipe=$1" - debian:bookworm-slim >/dev/null
+			--change "LABEL paintstudio.recipe=$1" - debian:bookworm-slim >/dev/null ||
+		{ cat "$log" >&2; rm -f "$log"; return 1; }
+	rm -f "$log"
 }
 
 # Images built here use the host's network (the engine has no default
