@@ -7,8 +7,9 @@
 #                                      redis:7 stand-ins, each only if missing
 #   scripts/docker-images.sh project   paintstudio:local from the Dockerfile
 #
-# debian:bookworm-slim is Debian's minbase made by mmdebstrap (with the
-# official slim image's dpkg filters: no manuals, docs or translations).
+# debian:bookworm-slim is Debian's minbase made by mmdebstrap, set up as the
+# official slim image is: no manuals, docs or translations (dpkg filters),
+# apt keeping no downloaded packages (tests/compose/debian/docker-clean).
 # postgres:15 and redis:7 are built from Debian's packages by
 # tests/compose/postgres and tests/compose/redis, with entrypoints that
 # behave like the official images' for what the compose file uses.
@@ -20,8 +21,8 @@ docker=/usr/bin/docker
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org}
 
 # An image is reused when its recipe has not changed: each carries the hash
-# of what made it (make_base and the mirror for the base; its folder and the
-# base image for a stand-in) in the label paintstudio.recipe.
+# of what made it (make_base, the mirror and tests/compose/debian/ for the
+# base; its folder and the base image for a stand-in) in the label paintstudio.recipe.
 recipe_label() {
 	"$docker" image inspect -f '{{index .Config.Labels "paintstudio.recipe"}}' "$1" 2>/dev/null || true
 }
@@ -54,6 +55,8 @@ make_base() {
 		--dpkgopt='path-exclude=/usr/share/locale/*' \
 		--dpkgopt='path-exclude=/usr/share/info/*' \
 		--aptopt='APT::Install-Recommends "false"' \
+		--customize-hook="copy-in $REPO/tests/compose/debian/docker-clean /etc/apt/apt.conf.d" \
+		--customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
 		bookworm - \
 		"deb $mirror/debian bookworm main" \
 		"deb $mirror/debian bookworm-updates main" \
@@ -65,7 +68,9 @@ make_base() {
 }
 
 # Images built here use the host's network (the engine has no default
-# bridge); the legacy builder, so that nothing is fetched for BuildKit.
+# bridge). The stand-ins with the legacy builder; the project's image with
+# BuildKit (what `docker compose build` uses), which must fetch nothing
+# but Debian packages.
 build() {
 	DOCKER_BUILDKIT=0 "$docker" build --network host -q "$@" >/dev/null
 }
@@ -78,7 +83,8 @@ standin() {
 
 base() {
 	local base_recipe
-	base_recipe=$({ declare -f make_base; echo "$mirror"; } | sha256sum | cut -c1-16)
+	base_recipe=$({ declare -f make_base; echo "$mirror"; cat "$REPO/tests/compose/debian/"*; } |
+		sha256sum | cut -c1-16)
 	have debian:bookworm-slim "$base_recipe" ||
 		step "debian:bookworm-slim (mmdebstrap)" make_base "$base_recipe"
 	standin postgres:15 "$REPO/tests/compose/postgres" "Debian's postgresql-15"
@@ -88,10 +94,20 @@ base() {
 		grep -E '^(debian:bookworm-slim|postgres:15|redis:7) ' | sed 's/^/images: /'
 }
 
+buildkit() {
+	local log
+	log=$(mktemp)
+	DOCKER_BUILDKIT=1 "$docker" build --network host --progress plain "$@" >"$log" 2>&1 ||
+		{ tail -40 "$log" >&2; rm -f "$log"; return 1; }
+	rm -f "$log"
+}
+
 project() {
-	step "paintstudio:local (Dockerfile)" build -t paintstudio:local "$REPO"
-	# The previous build's image, now untagged, goes.
+	step "paintstudio:local (Dockerfile, BuildKit)" buildkit -t paintstudio:local "$REPO"
+	# The previous build's image, now untagged, goes; BuildKit's cache is
+	# kept to a bound.
 	"$docker" image prune -f >/dev/null
+	"$docker" builder prune -f --keep-storage 3000000000 >/dev/null
 	echo "images: paintstudio:local is $("$docker" image inspect -f '{{.Size}}' paintstudio:local |
 		awk '{printf "%.0f MB", $1 / 1e6}')"
 }

@@ -141,7 +141,9 @@ class Project:
     # -- HTTP(S) through the published nginx ---------------------------------
     @property
     def origin(self):
-        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
+        # https even in front of plain HTTP: behind Railway's edge, browsers
+        # are on https://<the Host>.
+        return f"https://127.0.0.1:{self.port}"
 
     def trust_nginx_certificate(self):
         """Verify TLS against the certificate nginx made in its volume."""
