@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Build stage: the same dependency script and Makefile as the local stack.
 FROM debian:bookworm-slim AS build
 WORKDIR /src

@@ -2,7 +2,8 @@
 #
 #   make            build build/paintstudio (optimised)
 #   make run        start the whole local stack (installs what is missing)
-#   make test       run every suite (unit, integration) under ASan+UBSan
+#   make test       run every suite (unit, integration, compose) under ASan+UBSan
+#   make test-compose  only the image and docker-compose.yml, on a private dockerd
 #   make stop       stop a stack left running (make run DETACH=1)
 #   make CC=clang   build with clang
 #   make SANITIZE=address,undefined   (or thread) an instrumented build
@@ -51,7 +52,7 @@ DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all deps browser-deps run stop test unit clean web bench fuzz valgrind
+.PHONY: all deps browser-deps run stop test test-compose unit clean web bench fuzz valgrind
 all: $(BUILD)/paintstudio web
 
 # The admin UI with fingerprinted asset names (build/web).
@@ -109,12 +110,19 @@ stop:
 
 # Every suite, against the sanitizer build (the threaded database tests
 # also under ThreadSanitizer, the UI in headless Chromium, a short load on
-# the plain build under valgrind); the last line totals them all.
+# the plain build under valgrind, then the compose suite as in
+# test-compose); the last line totals them all.
 test: deps browser-deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory all unit SANITIZE=address,undefined
 	@$(MAKE) --no-print-directory unit SANITIZE=thread
 	@python3 tests/run.py --build build/address-undefined --tsan-build build/thread
+
+# The Docker image and docker-compose.yml for real (tests/compose/): a
+# private dockerd, images made here (nothing pulled), the stack with three
+# replicas, the Railway profile. Needs root (dockerd).
+test-compose: deps
+	@python3 tests/run.py --only compose
 
 # libFuzzer on each harness for FUZZ_SECONDS (60) each; new inputs land in
 # build/fuzz/, crashes in build/fuzz/crashes/.

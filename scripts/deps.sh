@@ -12,11 +12,13 @@ build_pkgs=(make gcc pkg-config libc6-dev
 	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
 stack_pkgs=(postgresql-15 redis-server redis-tools
 	nginx openssl ca-certificates curl procps python3)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm docker-compose wrk valgrind)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm wrk valgrind)
+# make test-compose: an engine of its own, the client, base images made here.
+compose_pkgs=(docker.io docker-compose mmdebstrap)
 
 case "${1:-all}" in
 build) want=("${build_pkgs[@]}") ;;
-all) want=("${build_pkgs[@]}" "${stack_pkgs[@]}" "${test_pkgs[@]}") ;;
+all) want=("${build_pkgs[@]}" "${stack_pkgs[@]}" "${test_pkgs[@]}" "${compose_pkgs[@]}") ;;
 *) echo "usage: $0 [build|all]" >&2; exit 2 ;;
 esac
 

@@ -6,6 +6,8 @@
    throwaway stack: PostgreSQL, Redis, nginx and two paintstudio processes
    started on free loopback ports in a temporary folder, stopped afterwards.
 3. The service's logs are checked for sanitizer reports.
+4. The compose suite (tests/compose/): the Docker image and docker-compose.yml
+   run for real on a private Docker engine (tests/compose/suite.py).
 
 The last line is exactly "N passed, N failed[, N skipped]"; the exit code is
 non-zero when anything failed.
@@ -73,36 +75,37 @@ def run_cmocka(bins, tally, label, extra_env=None):
 
 class CountingResult(unittest.TextTestResult):
     tally = None
+    label = "integration"
 
     def addSuccess(self, test):
         super().addSuccess(test)
-        self.tally.add("integration", test.id(), "pass")
+        self.tally.add(self.label, test.id(), "pass")
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self.tally.add("integration", test.id(), "fail", self._exc_info_to_string(err, test))
+        self.tally.add(self.label, test.id(), "fail", self._exc_info_to_string(err, test))
 
     def addError(self, test, err):
         super().addError(test, err)
-        self.tally.add("integration", test.id(), "fail", self._exc_info_to_string(err, test))
+        self.tally.add(self.label, test.id(), "fail", self._exc_info_to_string(err, test))
 
     def addSubTest(self, test, subtest, err):
         super().addSubTest(test, subtest, err)
         if err is not None:
-            self.tally.add("integration", subtest.id(), "fail",
+            self.tally.add(self.label, subtest.id(), "fail",
                            self._exc_info_to_string(err, test))
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        self.tally.add("integration", test.id(), "skip")
+        self.tally.add(self.label, test.id(), "skip")
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
-        self.tally.add("integration", test.id(), "fail", "unexpected success")
+        self.tally.add(self.label, test.id(), "fail", "unexpected success")
 
     def addExpectedFailure(self, test, err):
         super().addExpectedFailure(test, err)
-        self.tally.add("integration", test.id(), "fail", "expected failures are not allowed")
+        self.tally.add(self.label, test.id(), "fail", "expected failures are not allowed")
 
 
 def run_fuzz_replay(build, tally):
@@ -216,13 +219,24 @@ def run_valgrind(tally):
     print(f"valgrind: {'clean' if ok else 'FAILED'} in {time.monotonic() - t0:.1f}s", flush=True)
 
 
+def run_compose(tally, pattern):
+    """The image and docker-compose.yml on a private Docker engine."""
+    sys.path.insert(0, os.path.join(HERE, "compose"))
+    import suite  # tests/compose/suite.py
+
+    class ComposeResult(CountingResult):
+        label = "compose"
+    ComposeResult.tally = tally
+    suite.run(tally, ComposeResult, pattern)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build/address-undefined")
     ap.add_argument("--tsan-build", default=None,
                     help="also run the database tests of this ThreadSanitizer build")
-    ap.add_argument("--only", choices=["unit", "integration"], default=None)
-    ap.add_argument("--pattern", default="test_*.py", help="integration files to run")
+    ap.add_argument("--only", choices=["unit", "integration", "compose"], default=None)
+    ap.add_argument("--pattern", default="test_*.py", help="integration (or compose) files to run")
     args = ap.parse_args()
     tally = Tally()
     os.chdir(REPO)
@@ -234,6 +248,8 @@ def main():
                         db_tests=args.pattern == "test_*.py")
     if args.only is None and os.path.exists(os.path.join(REPO, "build", "paintstudio")):
         run_valgrind(tally)
+    if args.only in (None, "compose"):
+        run_compose(tally, args.pattern)
     for f in tally.failures:
         print("FAILED " + f[:4000], file=sys.stderr)
     line = f"{tally.passed} passed, {tally.failed} failed"

@@ -1,0 +1,267 @@
+"""The compose tests' tools: a compose project on the private Docker engine
+(scripts/docker-engine.sh), HTTPS through its published nginx, and FastCGI
+straight to one app container (to know which replica answered).
+
+Everything runs as a client would: the published port is on 127.0.0.1; the
+containers' own addresses are on the bridge network the project's dockerd
+made on this machine.
+"""
+import http.client
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+DOCKER_HOST = "unix://" + os.environ.get("DOCKER_RUN", "/run/paintstudio-docker") + "/docker.sock"
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+ADMIN_PASSWORD = "compose-admin-password"
+EMPTY_ENV_FILE = os.path.join(tempfile.gettempdir(), "paintstudio-compose-test.env")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker_env():
+    env = dict(os.environ, DOCKER_HOST=DOCKER_HOST)
+    # The legacy builder: nothing to fetch (compose only builds if told to).
+    env.pop("DOCKER_BUILDKIT", None)
+    env.pop("COMPOSE_DOCKER_CLI_BUILD", None)
+    return env
+
+
+def docker(*args, timeout=120, check=True, input=None):
+    p = subprocess.run([DOCKER, *args], env=docker_env(), capture_output=True, text=True,
+                       timeout=timeout, input=input)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed ({p.returncode}): {p.stderr[-3000:]}")
+    return p.stdout
+
+
+def container_logs(name):
+    """A container's output, stdout and stderr together."""
+    p = subprocess.run([DOCKER, "logs", name], env=docker_env(), capture_output=True,
+                       text=True, timeout=60)
+    return p.stdout + p.stderr
+
+
+def wait_until(predicate, timeout=30, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, http.client.HTTPException) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:300]!r}>"
+
+
+class Project:
+    """One compose project: a compose file, its environment, a name."""
+
+    def __init__(self, name, compose_file, env, port_var, https=True):
+        self.name = name
+        self.file = compose_file
+        self.env = docker_env()
+        self.env.update(env)
+        self.port = int(env[port_var])
+        self.https = https
+        self.ctx = None
+        self.session = None
+
+    def argv(self, *args):
+        """docker-compose's command line for this project."""
+        # An empty --env-file: a developer's .env must not reach the tests.
+        open(EMPTY_ENV_FILE, "w").close()
+        return ["docker-compose", "--ansi", "never", "-p", self.name, "-f", self.file,
+                "--project-directory", REPO, "--env-file", EMPTY_ENV_FILE, *args]
+
+    def compose(self, *args, timeout=300, check=True):
+        p = subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"docker-compose {' '.join(args)} failed ({p.returncode}):\n"
+                               f"{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+        return p.stdout
+
+    def down(self):
+        """Stops the project and removes its containers, volumes, networks."""
+        return self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20",
+                            timeout=300, check=False)
+
+    def ids(self, service):
+        """Ids of a service's running containers (names are reused on scaling)."""
+        return set(docker("ps", "-q", "--no-trunc",
+                          "--filter", f"label=com.docker.compose.project={self.name}",
+                          "--filter", f"label=com.docker.compose.service={service}").split())
+
+    def containers(self, service):
+        """Running containers of a service: [(name, address on its network)]."""
+        out = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={self.name}",
+                     "--filter", f"label=com.docker.compose.service={service}")
+        found = []
+        for cid in out.split():
+            info = json.loads(docker("inspect", cid))[0]
+            nets = info["NetworkSettings"]["Networks"]
+            ip = next(iter(nets.values()))["IPAddress"] if nets else ""
+            found.append((info["Name"].lstrip("/"), ip))
+        return sorted(found)
+
+    def logs(self, service=None, tail=60):
+        args = ["logs", "--no-color", "--tail", str(tail)]
+        if service:
+            args.append(service)
+        return self.compose(*args, check=False, timeout=60)
+
+    # -- HTTP(S) through the published nginx ---------------------------------
+    @property
+    def origin(self):
+        # https even in front of plain HTTP: behind Railway's edge, browsers
+        # are on https://<the Host>.
+        return f"https://127.0.0.1:{self.port}"
+
+    def trust_nginx_certificate(self):
+        """Verify TLS against the certificate nginx made in its volume."""
+        pem = self.compose("exec", "-T", "nginx", "cat", "/etc/paintstudio/tls/cert.pem",
+                           timeout=60)
+        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+            f.write(pem)
+        self.ctx = ssl.create_default_context(cafile=f.name)
+        os.unlink(f.name)
+
+    def request(self, method, path, body=None, headers=None, timeout=30, auth=True,
+                insecure=False):
+        if auth and self.session is None:
+            cookie, csrf, r = self.login()
+            if cookie is None:
+                raise RuntimeError(f"admin login failed: {r}")
+            self.session = (cookie, csrf)
+        if self.https:
+            ctx = ssl._create_unverified_context() if insecure else self.ctx
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx,
+                                               timeout=timeout)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            h = {}
+            if auth:
+                h["Cookie"] = self.session[0]
+                if method not in ("GET", "HEAD"):
+                    h["Origin"] = self.origin
+                    h["X-CSRF-Token"] = self.session[1]
+            h.update(headers or {})
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def login(self, username="admin", password=ADMIN_PASSWORD):
+        """Returns (cookie, csrf token, response); (None, None, r) on failure."""
+        r = self.request("POST", "/auth/login", body={"username": username, "password": password},
+                         auth=False, headers={"Origin": self.origin})
+        if r.status != 200:
+            return None, None, r
+        return r.headers["set-cookie"].split(";", 1)[0], r.json()["csrf_token"], r
+
+    def psql(self, sql):
+        """One statement in the db container as the superuser; its rows."""
+        return self.compose("exec", "-T", "db", "psql", "-U", "paintstudio", "-d", "paintstudio",
+                            "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql, timeout=60).strip()
+
+
+# -- FastCGI to one replica --------------------------------------------------
+FCGI_BEGIN, FCGI_END, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 1, 3, 4, 5, 6, 7
+
+
+def _record(kind, content):
+    out = b""
+    for i in range(0, max(len(content), 1), 65535):
+        chunk = content[i:i + 65535]
+        out += struct.pack(">BBHHBx", 1, kind, 1, len(chunk), 0) + chunk
+    return out
+
+
+def _pair(name, value):
+    n, v = name.encode(), value.encode()
+
+    def length(b):
+        return bytes([len(b)]) if len(b) < 128 else struct.pack(">I", len(b) | 0x80000000)
+    return length(n) + length(v) + n + v
+
+
+def fastcgi(address, method, path, body=b"", headers=None, host="localhost", timeout=30):
+    """One request straight to a replica at address (ip, port), with the
+    parameters nginx would pass (nginx/fastcgi.conf). Returns a Response."""
+    uri, _, query = path.partition("?")
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    params = {"REQUEST_METHOD": method, "REQUEST_URI": path, "DOCUMENT_URI": uri,
+              "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1",
+              "CONTENT_LENGTH": str(len(body)), "REQUEST_HOST": host, "HTTP_HOST": host,
+              "HTTPS": "on"}
+    if body:
+        params["CONTENT_TYPE"] = "application/json"
+    for k, v in (headers or {}).items():
+        params["HTTP_" + k.upper().replace("-", "_")] = v
+    req = (_record(FCGI_BEGIN, struct.pack(">HB5x", 1, 0))
+           + _record(FCGI_PARAMS, b"".join(_pair(k, v) for k, v in params.items()))
+           + _record(FCGI_PARAMS, b"") + (_record(FCGI_STDIN, body) if body else b"")
+           + _record(FCGI_STDIN, b""))
+    out = b""
+    with socket.create_connection(address, timeout=timeout) as s:
+        s.sendall(req)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        while len(buf) >= 8:
+            _, kind, _, clen, plen = struct.unpack(">BBHHBx", buf[:8])
+            content, buf = buf[8:8 + clen], buf[8 + clen + plen:]
+            if kind == FCGI_STDOUT:
+                out += content
+            elif kind == FCGI_END:
+                break
+    head, _, data = out.partition(b"\r\n\r\n")
+    status, hdrs = 200, {}
+    for line in head.decode("latin-1").split("\r\n"):
+        k, _, v = line.partition(":")
+        if k.lower() == "status":
+            status = int(v.split()[0])
+        elif k:
+            hdrs[k.lower()] = v.strip()
+    return Response(status, hdrs, data)
