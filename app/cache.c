@@ -163,6 +163,14 @@ struct tconn {
 	unsigned seen_seq;		/* ident_seq when matches was computed */
 	int matches;			/* ident == trusted_ident as of seen_seq */
 	unsigned conn_no;		/* counts this thread's connections */
+	/*
+	 * SHA1s of store_script and page_script, loaded on this connection
+	 * when it opened: EVALSHA spares Redis the script's text and hash on
+	 * every call. A server that lost them (SCRIPT FLUSH) answers NOSCRIPT,
+	 * an error reply like any other: the connection is dropped and the
+	 * next one loads them again.
+	 */
+	char store_sha[41], page_sha[41];
 };
 
 /*
@@ -420,6 +428,23 @@ static int read_identity(struct tconn *t, char ident[CACHE_IDENT_LEN])
 	return rc;
 }
 
+/* SCRIPT LOAD script into sha (41 bytes); -1 after marking failed. */
+static int load_script(struct tconn *t, const char *script, char sha[41])
+{
+	redisReply *r = command(t, "SCRIPT LOAD %s", script);
+
+	if (r == NULL)
+		return -1;
+	if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+		freeReplyObject(r);
+		mark_failed(t, "SCRIPT LOAD did not answer a SHA1");
+		return -1;
+	}
+	memcpy(sha, r->str, 41);
+	freeReplyObject(r);
+	return 0;
+}
+
 static int connect_thread(struct tconn *t)
 {
 	struct timeval tv = { cfg->cache_timeout_ms / 1000, (cfg->cache_timeout_ms % 1000) * 1000 };
@@ -448,6 +473,9 @@ static int connect_thread(struct tconn *t)
 	if ((r = command(t, "CLIENT SETNAME paintstudio-%d", (int)getpid())) == NULL)
 		return -1;
 	freeReplyObject(r);
+	if (load_script(t, store_script, t->store_sha) != 0 ||
+	    load_script(t, page_script, t->page_sha) != 0)
+		return -1;
 	if (read_identity(t, t->ident) != 0)
 		return -1;
 	cache_key_prefix(t->ident, t->prefix);
@@ -580,7 +608,7 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 		return 0;
 	paint_keys(t, id, key, lkey);
 	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cfg->cache_ttl);
-	r = command(t, "EVAL %s 2 %s %s %s %b %s", store_script, key, lkey, lease, value, len, ttl);
+	r = command(t, "EVALSHA %s 2 %s %s %s %b %s", t->store_sha, key, lkey, lease, value, len, ttl);
 	if (r == NULL)
 		return 0;
 	stored = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -649,7 +677,7 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 	}
 	snprintf(prefix, sizeof(prefix), "%s%s:", t->prefix, kind);
 	query_hash(query, hash);
-	r = command(t, "EVAL %s 1 %sgen %s %s", page_script, t->prefix, prefix, hash);
+	r = command(t, "EVALSHA %s 1 %sgen %s %s", t->page_sha, t->prefix, prefix, hash);
 	if (r == NULL) {
 		atomic_fetch_add(&n_bypasses, 1);
 		return CACHE_BYPASS;
