@@ -9,12 +9,13 @@ made on this machine.
 import http.client
 import json
 import os
-import socket
 import ssl
-import struct
 import subprocess
 import tempfile
 import time
+
+import fcgi  # tests/integration, on run.py's path
+from harness import Response, free_port  # free_port: for the tests that import it from here
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -22,12 +23,6 @@ DOCKER_HOST = "unix://" + os.environ.get("DOCKER_RUN", "/run/paintstudio-docker"
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 ADMIN_PASSWORD = "compose-admin-password"
 EMPTY_ENV_FILE = os.path.join(tempfile.gettempdir(), "paintstudio-compose-test.env")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def docker_env():
@@ -66,19 +61,6 @@ def wait_until(predicate, timeout=30, interval=0.2, what="condition"):
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body)
-
-    def __repr__(self):
-        return f"<Response {self.status} {self.body[:300]!r}>"
 
 
 class Project:
@@ -203,65 +185,10 @@ class Project:
 
 
 # -- FastCGI to one replica --------------------------------------------------
-FCGI_BEGIN, FCGI_END, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 1, 3, 4, 5, 6, 7
-
-
-def _record(kind, content):
-    out = b""
-    for i in range(0, max(len(content), 1), 65535):
-        chunk = content[i:i + 65535]
-        out += struct.pack(">BBHHBx", 1, kind, 1, len(chunk), 0) + chunk
-    return out
-
-
-def _pair(name, value):
-    n, v = name.encode(), value.encode()
-
-    def length(b):
-        return bytes([len(b)]) if len(b) < 128 else struct.pack(">I", len(b) | 0x80000000)
-    return length(n) + length(v) + n + v
 
 
 def fastcgi(address, method, path, body=b"", headers=None, host="localhost", timeout=30):
     """One request straight to a replica at address (ip, port), with the
     parameters nginx would pass (nginx/fastcgi.conf). Returns a Response."""
-    uri, _, query = path.partition("?")
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-    params = {"REQUEST_METHOD": method, "REQUEST_URI": path, "DOCUMENT_URI": uri,
-              "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1",
-              "CONTENT_LENGTH": str(len(body)), "REQUEST_HOST": host, "HTTP_HOST": host,
-              "HTTPS": "on"}
-    if body:
-        params["CONTENT_TYPE"] = "application/json"
-    for k, v in (headers or {}).items():
-        params["HTTP_" + k.upper().replace("-", "_")] = v
-    req = (_record(FCGI_BEGIN, struct.pack(">HB5x", 1, 0))
-           + _record(FCGI_PARAMS, b"".join(_pair(k, v) for k, v in params.items()))
-           + _record(FCGI_PARAMS, b"") + (_record(FCGI_STDIN, body) if body else b"")
-           + _record(FCGI_STDIN, b""))
-    out = b""
-    with socket.create_connection(address, timeout=timeout) as s:
-        s.sendall(req)
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        while len(buf) >= 8:
-            _, kind, _, clen, plen = struct.unpack(">BBHHBx", buf[:8])
-            content, buf = buf[8:8 + clen], buf[8 + clen + plen:]
-            if kind == FCGI_STDOUT:
-                out += content
-            elif kind == FCGI_END:
-                break
-    head, _, data = out.partition(b"\r\n\r\n")
-    status, hdrs = 200, {}
-    for line in head.decode("latin-1").split("\r\n"):
-        k, _, v = line.partition(":")
-        if k.lower() == "status":
-            status = int(v.split()[0])
-        elif k:
-            hdrs[k.lower()] = v.strip()
-    return Response(status, hdrs, data)
+    return fcgi.request(address, method, path, body=body, host=host, timeout=timeout,
+                        headers=dict(headers or {}, Host=host))

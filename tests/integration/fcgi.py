@@ -6,6 +6,8 @@ import json
 import socket
 import struct
 
+from harness import Response
+
 VERSION, BEGIN, END, PARAMS, STDIN, STDOUT, STDERR = 1, 1, 3, 4, 5, 6, 7
 RESPONDER, KEEP_CONN = 1, 1
 
@@ -28,7 +30,7 @@ def encode_params(params):
 
 
 def request_bytes(path, method="GET", keep=True, req_id=1, headers=None, body=b"",
-                  host="127.0.0.1"):
+                  host="127.0.0.1", extra=None):
     """The records nginx would send for one request. headers: HTTP request
     headers by name (Cookie, Origin, X-CSRF-Token...); None values are left out."""
     path_only, _, query = path.partition("?")
@@ -43,6 +45,7 @@ def request_bytes(path, method="GET", keep=True, req_id=1, headers=None, body=b"
             continue
         key = k.upper().replace("-", "_")
         params[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = v
+    params.update(extra or {})  # parameters nginx itself sets (LISTENER_LOCAL...)
     p = encode_params(params)
     out = _record(BEGIN, req_id, struct.pack(">HB5x", RESPONDER, KEEP_CONN if keep else 0))
     for i in range(0, len(p), 65535):
@@ -85,10 +88,14 @@ def read_response(sock):
 
 
 class Connection:
-    """One FastCGI connection to a unix socket path or (host, port)."""
+    """One FastCGI connection to a unix socket path or (host, port), from
+    the source address if given."""
 
     def __init__(self, where, timeout=10, source=None):
-        family = socket.AF_UNIX if isinstance(where, str) else socket.AF_INET
+        if isinstance(where, str):
+            family = socket.AF_UNIX
+        else:
+            family = socket.AF_INET6 if ":" in where[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         if source:
@@ -103,28 +110,18 @@ class Connection:
         self.sock.close()
 
 
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body)
-
-    def __repr__(self):
-        return f"<fcgi {self.status} {self.body[:200]!r}>"
-
-
-def request(sock_path, method, uri, body=b"", headers=None, host="127.0.0.1", timeout=30):
-    """One request on a connection of its own to the process listening on
-    unix socket sock_path; body may be bytes or a JSON-able object."""
+def request(where, method, uri, body=b"", headers=None, host="127.0.0.1", timeout=30,
+            source=None, extra=None):
+    """One request on a connection of its own to the process listening at
+    where (a unix socket path or (host, port)); body may be bytes or a
+    JSON-able object. Raises OSError or ConnectionError when the service
+    closes the connection without an answer."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
-    c = Connection(sock_path, timeout=timeout)
+    c = Connection(where, timeout=timeout, source=source)
     try:
         c.sock.sendall(request_bytes(uri, method=method, keep=False, headers=headers,
-                                     body=body, host=host))
+                                     body=body, host=host, extra=extra))
         return Response(*read_response(c.sock))
     finally:
         c.close()

@@ -12,7 +12,6 @@ import secrets
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -22,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import fcgi
 from harness import REPO, free_port, stack
 from test_auth import as_user, login_from, make_user, token_of
 from test_basics import assert_problem
@@ -239,50 +239,17 @@ class JsonEscapes(unittest.TestCase):
 
 # -- FastCGI: the socket's mode, and peers -------------------------------------
 
-def fcgi_record(rtype, content, request_id=1):
-    return struct.pack(">BBHHBB", 1, rtype, request_id, len(content), 0, 0) + content
-
-
-def fcgi_params(pairs):
-    out = b""
-    for k, v in pairs.items():
-        k, v = k.encode(), v.encode()
-        out += bytes([len(k), len(v)]) + k + v  # all shorter than 128
-    return out
-
-
 def fcgi_get(family, addr, port, path, source=None, timeout=10):
-    """One FastCGI GET; returns the STDOUT bytes, or None when the
-    connection was closed without an answer."""
-    with socket.socket(family, socket.SOCK_STREAM) as c:
-        c.settimeout(timeout)
-        if source:
-            c.bind((source, 0))
-        c.connect((addr, port))
-        params = fcgi_params({"REQUEST_METHOD": "GET", "REQUEST_URI": path, "QUERY_STRING": "",
-                              "REMOTE_ADDR": "127.0.0.1", "LISTENER_LOCAL": "1",
-                              "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": "0"})
-        try:
-            c.sendall(fcgi_record(1, struct.pack(">HB5x", 1, 0)) + fcgi_record(4, params)
-                      + fcgi_record(4, b"") + fcgi_record(5, b""))
-        except OSError:
-            return None
-        data = b""
-        while True:
-            try:
-                chunk = c.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    out, i = b"", 0
-    while i + 8 <= len(data):
-        _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", data[i:i + 8])
-        if rtype == 6:
-            out += data[i + 8:i + 8 + clen]
-        i += 8 + clen + pad
-    return out or None
+    """One FastCGI GET, as nginx's machine-only listener would send it;
+    returns the body, or None when the connection was closed without an
+    answer."""
+    del family  # fcgi.Connection tells IPv6 from IPv4 by the address
+    try:
+        r = fcgi.request((addr, port), "GET", path, timeout=timeout, source=source,
+                         extra={"LISTENER_LOCAL": "1"})
+    except (OSError, ConnectionError):
+        return None
+    return r.body
 
 
 class FastCGIListener(unittest.TestCase):
