@@ -18,7 +18,10 @@ fi
 # address is a variable, resolved at run time. A replica that has just died
 # may still be in the last answer and drop packets: time out fast on
 # connecting and try the next address (requests are not retried once sent).
+# With no upstream block there is no connection cache: one connection per
+# request, closed after it.
 sed -i -e 's|^fastcgi_pass paintstudio;$|fastcgi_pass $paintstudio_app;|' \
+	-e 's|^fastcgi_keep_conn on;$|fastcgi_keep_conn off;|' \
 	-e 's|^fastcgi_next_upstream error;$|fastcgi_next_upstream error timeout;|' \
 	-e 's|^fastcgi_connect_timeout .*;$|fastcgi_connect_timeout 1s;|' \
 	"$conf/fastcgi.conf"
