@@ -84,7 +84,10 @@ class Reader:
     """Steady reads through nginx from a few threads until stopped: every
     answer is recorded as (time, status, Retry-After, X-Request-Id)."""
 
-    def __init__(self, paths, threads=3, pause=0.02):
+    # At most 20 requests a second in all: nginx limits /admin/ to 20 a
+    # second per client address (burst 100), and here every request comes
+    # from this machine through the published port.
+    def __init__(self, paths, threads=3, pause=0.15):
         self.paths = paths
         self.results = []
         self.errors = []
@@ -193,6 +196,9 @@ class Stack(unittest.TestCase):
         ids = [new_paint()["id"] for _ in range(4)]
         paths = [f"/admin/paints/{i}" for i in ids] + ["/readyz", "/admin/paints?limit=5"]
         victim, survivors = replicas[0], replicas[1:]
+        # back to three afterwards, whatever happens here
+        self.addCleanup(lambda: P.compose("up", "-d", "--no-deps", "--no-build", "--scale",
+                                          "app=3", "app", timeout=300))
         with Reader(paths) as reads:
             time.sleep(2)
             docker("kill", victim[0])  # SIGKILL, no drain
