@@ -60,6 +60,8 @@ class LoginThrottling(unittest.TestCase):
         name, _ = make_user()
         results = in_parallel(25, lambda i: login_from("127.0.0.4", name, "wrong-password-%d" % i))
         statuses = [st for st, _, _ in results]
+        print(f"\n    25 concurrent bad logins: {statuses.count(401)} x 401, "
+              f"{statuses.count(429)} x 429, {statuses.count(503)} x 503", flush=True)
         # a 401 is a password that was checked; 429 (counted first, refused)
         # and 503 (too many logins in flight) never reach Argon2id
         self.assertLessEqual(statuses.count(401), 5, statuses)
@@ -158,6 +160,10 @@ class LoginThrottling(unittest.TestCase):
             stop.set()
             for t in readers:
                 t.join(timeout=30)
+        print(f"\n    burst of 100 logins: {burst.count(401)} x 401, {burst.count(429)} x 429, "
+              f"{burst.count(503)} x 503; {len(reads)} reads, slowest "
+              f"{max((t for _, t in reads), default=0):.3f} s; most checked out "
+              f"{max(pools, default=0)} of {most}", flush=True)
         self.assertEqual(errors, [])
         self.assertEqual(set(burst) - {401, 429, 503}, set(), burst)
         self.assertGreater(len(reads), 5)
