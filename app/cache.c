@@ -103,6 +103,7 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -1043,8 +1044,25 @@ void cache_start(const struct pool_settings *ps)
 	drainer_settings.nstmts = 0;
 	if (pipe(stop_pipe) != 0)
 		die("cache: pipe failed: %s", strerror(errno));
-	if (pthread_create(&drainer, NULL, drainer_main, NULL) != 0)
-		die("cache: cannot start the drainer thread");
+	/*
+	 * The thread inherits a mask blocking the signals the main thread
+	 * sigwaits for (it may start before server_run blocks them), and
+	 * SIGPIPE (before server_run ignores it, a write to a closed Redis
+	 * socket must fail with EPIPE, not end the process).
+	 */
+	{
+		sigset_t block, old;
+
+		sigemptyset(&block);
+		sigaddset(&block, SIGTERM);
+		sigaddset(&block, SIGINT);
+		sigaddset(&block, SIGHUP);
+		sigaddset(&block, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &block, &old);
+		if (pthread_create(&drainer, NULL, drainer_main, NULL) != 0)
+			die("cache: cannot start the drainer thread");
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	drainer_running = 1;
 }
 
