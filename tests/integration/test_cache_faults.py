@@ -252,7 +252,10 @@ class CacheFaults(unittest.TestCase):
         killed = []
         self.race("CLIENT KILL of process 1", lambda: None, lambda: None,
                   before_write=lambda: killed.append(kill_clients_of(pid)))
-        self.assertGreater(sum(killed), 10, "process 1's connections were hardly ever there to kill")
+        # After each kill process 1 stays off Redis for its back-off (250 ms
+        # doubling to 5 s), so only some writes find connections to kill;
+        # a few kills while it writes are the fault under test.
+        self.assertGreaterEqual(sum(killed), 3, "process 1's connections were hardly ever there to kill")
 
     def test_client_pause(self):
         self.race("CLIENT PAUSE (WRITE, then ALL)",
