@@ -279,6 +279,12 @@ start_all() {
 		curl -ksf "https://127.0.0.1:$HTTPS_PORT/healthz" >/dev/null && break
 		sleep 0.1
 	done
+	# Ready once it reaches PostgreSQL; a first connection can take seconds
+	# on a slow machine or under valgrind: keep asking for up to 30 s.
+	for _ in $(seq 300); do
+		curl -ksf "https://127.0.0.1:$HTTPS_PORT/readyz" >/dev/null && break
+		sleep 0.1
+	done
 	curl -ksf "https://127.0.0.1:$HTTPS_PORT/readyz" >/dev/null || fail "the service is not ready: see $LOG/"
 	write_env
 	STARTED_IN=$((SECONDS - t0))
