@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "auth.h"
 #include "cache.h"
@@ -271,10 +270,7 @@ static void log_request(const struct ctx *c, double total)
 /* Give back everything the request holds. */
 static void release_all(struct ctx *c)
 {
-	if (c->db) {
-		pool_release(c->app->pool, c->db);
-		c->db = NULL;
-	}
+	ctx_db_release(c);	/* normally done before the answer already */
 	sodium_memzero(c->session_token, sizeof(c->session_token));
 	if (c->body_json)
 		json_object_put(c->body_json);
