@@ -174,11 +174,15 @@ static const struct pool_stmt statements[] = {
 	{ "auth_forget_failures", "DELETE FROM login_failures WHERE key = ANY($1::text[])" },
 };
 
-const struct pool_stmt *auth_statements(int *n)
-{
-	*n = (int)(sizeof(statements) / sizeof(statements[0]));
-	return statements;
-}
+static const struct route routes[] = {
+	{ "POST", "/auth/login", auth_login, "auth.login", AUTH_NONE, false },
+	{ "POST", "/auth/logout", auth_logout, "auth.logout", AUTH_USER, false },
+	{ "GET", "/auth/me", auth_me, "auth.me", AUTH_USER, true },
+};
+
+const struct resource auth_resource = {
+	"auth", routes, RESOURCE_ARRAY_LEN(routes), statements, RESOURCE_ARRAY_LEN(statements),
+};
 
 /* One cached session: what PostgreSQL said about a token hash, and when. */
 struct session_entry {

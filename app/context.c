@@ -10,6 +10,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "resource.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -287,7 +288,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	const char *uri, *qs;
 	struct strbuf out;
 	size_t nroutes;
-	const struct route *table = router_routes(&nroutes);
+	const struct route *table = resources_routes(&nroutes);
 
 	memset(&c, 0, sizeof(c));
 	c.cache = -1;
@@ -314,7 +315,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 		case ROUTE_FOUND:
 			c.route_name = c.match.route->name;
 			if (read_body(&c, r) == 0 &&
-			    auth_require(&c, (enum auth_level)c.match.route->auth) == 0)
+			    auth_require(&c, c.match.route->auth) == 0)
 				c.match.route->handler(&c);
 			break;
 		case ROUTE_METHOD_NOT_ALLOWED:

@@ -27,6 +27,7 @@
 #include "paints.h"
 #include "peers.h"
 #include "pool.h"
+#include "resource.h"
 #include "router.h"
 #include "server.h"
 #include "status.h"
@@ -35,33 +36,6 @@
 extern char **environ;
 
 #define DEFAULT_MIGRATIONS "migrations"
-
-/* Every module's prepared statements, gathered once. */
-static const struct pool_stmt *all_statements(int *n)
-{
-	static struct pool_stmt all[64];
-	static int count;
-
-	if (count == 0) {
-		const struct pool_stmt *(*const sources[])(int *) = {
-			paints_statements, auth_statements,
-		};
-		size_t i;
-
-		for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
-			int k, m;
-			const struct pool_stmt *s = sources[i](&m);
-
-			for (k = 0; k < m; k++) {
-				if (count == (int)(sizeof(all) / sizeof(all[0])))
-					die("too many prepared statements: raise the table size");
-				all[count++] = s[k];
-			}
-		}
-	}
-	*n = count;
-	return all;
-}
 
 static void pool_settings_from(const struct config *cfg, struct pool_settings *ps)
 {
@@ -79,7 +53,7 @@ static void pool_settings_from(const struct config *cfg, struct pool_settings *p
 	ps->statement_timeout_ms = cfg->statement_timeout_ms;
 	/* A request holding a connection past two statement timeouts leaks. */
 	ps->leak_threshold = 2.0 * cfg->statement_timeout_ms / 1000.0;
-	ps->stmts = all_statements(&ps->nstmts);
+	ps->stmts = resources_statements(&ps->nstmts);
 }
 
 /* A direct connection for the one-shot commands; NULL after printing why. */
@@ -122,7 +96,7 @@ static int cmd_serve(const struct config *cfg)
 	{
 		size_t nroutes;
 
-		router_routes(&nroutes);
+		resources_routes(&nroutes);
 		metrics_setup(cfg, nroutes);
 	}
 	app.cfg = cfg;

@@ -14,9 +14,10 @@
 #include "cache.h"
 #include "config.h"
 #include "context.h"
-#include "health.h"
+#include "ops.h"
 #include "log.h"
 #include "pool.h"
+#include "resource.h"
 #include "router.h"
 #include "util.h"
 
@@ -353,7 +354,7 @@ static void prom_head(struct strbuf *sb, const char *name, const char *type, con
 void metrics_prometheus(struct ctx *c)
 {
 	size_t nr, i;
-	const struct route *table = router_routes(&nr);
+	const struct route *table = resources_routes(&nr);
 	struct pool_stats ps;
 	struct cache_stats cs;
 	struct strbuf sb;
@@ -539,7 +540,7 @@ void metrics_admin(struct ctx *c)
 	usage = ps.max ? 100.0 * t.pool_peak / ps.max : 0;
 	pthread_mutex_unlock(&sample_mu);
 
-	pool = health_pool_json(c->app->pool);
+	pool = ops_pool_json(c->app->pool);
 	json_object_object_add(o, "pool", pool);
 
 	hit_rate = t.hits + t.misses ? 100.0 * (double)t.hits / (double)(t.hits + t.misses) : 0;

@@ -77,12 +77,6 @@ static const struct pool_stmt statements[] = {
 	  "FROM paints" },
 };
 
-const struct pool_stmt *paints_statements(int *n)
-{
-	*n = (int)(sizeof(statements) / sizeof(statements[0]));
-	return statements;
-}
-
 int paints_parse_id(const char *s, size_t len, int64_t *id)
 {
 	char buf[24];
@@ -1206,3 +1200,19 @@ out:
 	free(cursor_value);
 	strbuf_free(&sql);
 }
+
+/* Literal routes before placeholders: "/stats" must win over "/{id}". */
+static const struct route routes[] = {
+	{ "GET", "/admin/paints", paints_list, "paints.list", AUTH_ADMIN, true },
+	{ "POST", "/admin/paints", paints_create, "paints.create", AUTH_ADMIN, false },
+	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats", AUTH_ADMIN, true },
+	{ "GET", "/admin/paints/{id}", paints_get, "paints.get", AUTH_ADMIN, true },
+	{ "PUT", "/admin/paints/{id}", paints_put, "paints.put", AUTH_ADMIN, false },
+	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch", AUTH_ADMIN, false },
+	{ "DELETE", "/admin/paints/{id}", paints_delete, "paints.delete", AUTH_ADMIN, false },
+	{ "POST", "/admin/paints/{id}/stock", paints_stock, "paints.stock", AUTH_ADMIN, false },
+};
+
+const struct resource paints_resource = {
+	"paints", routes, RESOURCE_ARRAY_LEN(routes), statements, RESOURCE_ARRAY_LEN(statements),
+};

@@ -2,38 +2,6 @@
 
 #include <string.h>
 
-#include "auth.h"
-#include "health.h"
-#include "metrics.h"
-#include "paints.h"
-
-/* Every /admin/ route is AUTH_ADMIN: the unit tests hold the table to it. */
-static const struct route routes[] = {
-	{ "GET", "/healthz", health_live, "healthz", AUTH_NONE },
-	{ "GET", "/readyz", health_ready, "readyz", AUTH_NONE },
-	{ "GET", "/metrics", metrics_prometheus, "metrics", AUTH_LOOPBACK_OR_ADMIN },
-	{ "POST", "/auth/login", auth_login, "auth.login", AUTH_NONE },
-	{ "POST", "/auth/logout", auth_logout, "auth.logout", AUTH_USER },
-	{ "GET", "/auth/me", auth_me, "auth.me", AUTH_USER },
-	{ "GET", "/admin/pool", health_pool, "admin.pool", AUTH_ADMIN },
-	{ "GET", "/admin/cache", health_cache, "admin.cache", AUTH_ADMIN },
-	{ "GET", "/admin/metrics", metrics_admin, "admin.metrics", AUTH_ADMIN },
-	{ "GET", "/admin/paints", paints_list, "paints.list", AUTH_ADMIN },
-	{ "POST", "/admin/paints", paints_create, "paints.create", AUTH_ADMIN },
-	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats", AUTH_ADMIN },
-	{ "GET", "/admin/paints/{id}", paints_get, "paints.get", AUTH_ADMIN },
-	{ "PUT", "/admin/paints/{id}", paints_put, "paints.put", AUTH_ADMIN },
-	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch", AUTH_ADMIN },
-	{ "DELETE", "/admin/paints/{id}", paints_delete, "paints.delete", AUTH_ADMIN },
-	{ "POST", "/admin/paints/{id}/stock", paints_stock, "paints.stock", AUTH_ADMIN },
-};
-
-const struct route *router_routes(size_t *n)
-{
-	*n = sizeof(routes) / sizeof(routes[0]);
-	return routes;
-}
-
 /* Match one pattern against path; fill m's vars on success. */
 static int pattern_match(const char *pattern, const char *path, struct route_match *m)
 {

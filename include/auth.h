@@ -14,26 +14,13 @@
 #include <stdint.h>
 
 #include "pool.h"
+#include "resource.h"
 
 struct ctx;
 struct config;
 
 #define AUTH_HASH_LEN crypto_pwhash_STRBYTES
 #define AUTH_COOKIE "__Host-ps_session"
-
-/* Who a route is for. */
-enum auth_level {
-	AUTH_NONE,
-	AUTH_USER,
-	AUTH_ADMIN,
-	/*
-	 * /metrics: an admin, or a scraper without a session that came
-	 * through a listener only this machine can reach (nginx's
-	 * LISTENER_LOCAL parameter) or sends "Authorization: Bearer
-	 * <METRICS_TOKEN>". Never decided by the client's address.
-	 */
-	AUTH_LOOPBACK_OR_ADMIN,
-};
 
 /* Call once at start-up; -1 if libsodium cannot initialise. */
 int auth_init(void);
@@ -44,8 +31,8 @@ int auth_init(void);
  */
 void auth_setup(const struct config *cfg);
 
-/* The statements every pooled connection prepares for this module. */
-const struct pool_stmt *auth_statements(int *n);
+/* The /auth/ routes and the statements behind sessions and logins. */
+extern const struct resource auth_resource;
 
 /*
  * Admit the request at level: AUTH_USER needs a valid session, AUTH_ADMIN

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "pool.h"
+#include "resource.h"
 
 struct ctx;
 
@@ -28,8 +29,8 @@ struct paint_input {
 
 #define PAINT_MAX_STOCK 1000000
 
-/* The statements every pooled connection prepares for this module. */
-const struct pool_stmt *paints_statements(int *n);
+/* The /admin/paints routes and their statements. */
+extern const struct resource paints_resource;
 
 /*
  * Parse a paint id from s[0..len): decimal digits only, 1..2^63-1, no sign,

@@ -3,13 +3,29 @@
  * and "{name}" placeholders, one segment each ("/admin/paints/{id}").
  * Routes are tried in table order, so a literal route listed before a
  * placeholder route wins ("/admin/paints/stats" before "/admin/paints/{id}").
+ * The service's table is gathered from its resources (resource.h).
  */
 #ifndef PS_ROUTER_H
 #define PS_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct ctx;
+
+/* Who a route is for (auth_require admits the request). */
+enum auth_level {
+	AUTH_NONE,
+	AUTH_USER,
+	AUTH_ADMIN,
+	/*
+	 * /metrics: an admin, or a scraper without a session that came
+	 * through a listener only this machine can reach (nginx's
+	 * LISTENER_LOCAL parameter) or sends "Authorization: Bearer
+	 * <METRICS_TOKEN>". Never decided by the client's address.
+	 */
+	AUTH_LOOPBACK_OR_ADMIN,
+};
 
 typedef void (*route_handler)(struct ctx *c);
 
@@ -18,7 +34,8 @@ struct route {
 	const char *pattern;
 	route_handler handler;
 	const char *name;	/* stable label for logs and metrics */
-	int auth;		/* enum auth_level: who may call it */
+	enum auth_level auth;	/* who may call it */
+	bool read_only;		/* reads only: never writes the database */
 };
 
 #define ROUTER_MAX_VARS 4
@@ -41,8 +58,5 @@ enum route_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_METHOD_NOT_ALLOWED };
 enum route_result router_match(const struct route *table, size_t n,
 			       const char *method, const char *path,
 			       struct route_match *m);
-
-/* The service's route table. */
-const struct route *router_routes(size_t *n);
 
 #endif

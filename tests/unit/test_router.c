@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "resource.h"
 #include "router.h"
 
 static void h_list(struct ctx *c) { (void)c; }
@@ -16,13 +17,13 @@ static void h_stats(struct ctx *c) { (void)c; }
 static void h_stock(struct ctx *c) { (void)c; }
 
 static const struct route table[] = {
-	{ "GET", "/admin/paints", h_list, "list", AUTH_ADMIN },
-	{ "POST", "/admin/paints", h_list, "create", AUTH_ADMIN },
-	{ "GET", "/admin/paints/stats", h_stats, "stats", AUTH_ADMIN },
-	{ "GET", "/admin/paints/{id}", h_get, "get", AUTH_ADMIN },
-	{ "PUT", "/admin/paints/{id}", h_put, "put", AUTH_ADMIN },
-	{ "DELETE", "/admin/paints/{id}", h_put, "delete", AUTH_ADMIN },
-	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock", AUTH_ADMIN },
+	{ "GET", "/admin/paints", h_list, "list", AUTH_ADMIN, true },
+	{ "POST", "/admin/paints", h_list, "create", AUTH_ADMIN, false },
+	{ "GET", "/admin/paints/stats", h_stats, "stats", AUTH_ADMIN, true },
+	{ "GET", "/admin/paints/{id}", h_get, "get", AUTH_ADMIN, true },
+	{ "PUT", "/admin/paints/{id}", h_put, "put", AUTH_ADMIN, false },
+	{ "DELETE", "/admin/paints/{id}", h_put, "delete", AUTH_ADMIN, false },
+	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock", AUTH_ADMIN, false },
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
@@ -86,8 +87,8 @@ static void test_method_not_allowed_lists_allow(void **state)
 
 static void test_service_table_is_sane(void **state)
 {
-	size_t n, i;
-	const struct route *r = router_routes(&n);
+	size_t n, i, k;
+	const struct route *r = resources_routes(&n);
 	struct route_match m;
 
 	(void)state;
@@ -99,11 +100,31 @@ static void test_service_table_is_sane(void **state)
 		/* least privilege: every /admin/ route needs an admin session */
 		if (strncmp(r[i].pattern, "/admin/", 7) == 0 && r[i].auth != AUTH_ADMIN)
 			fail_msg("%s %s is not admin-only", r[i].method, r[i].pattern);
+		/* a read-only route may be sent to a replica: it must be a GET */
+		if (r[i].read_only && strcmp(r[i].method, "GET") != 0)
+			fail_msg("%s %s is marked read-only", r[i].method, r[i].pattern);
+		for (k = 0; k < i; k++)
+			if (strcmp(r[k].name, r[i].name) == 0)
+				fail_msg("two routes are named %s", r[i].name);
 	}
 	assert_int_equal(router_match(r, n, "GET", "/healthz", &m), ROUTE_FOUND);
 	assert_int_equal(router_match(r, n, "GET", "/readyz", &m), ROUTE_FOUND);
 	assert_int_equal(router_match(r, n, "GET", "/admin/paints/1", &m), ROUTE_FOUND);
 	assert_string_equal(m.route->name, "paints.get");
+}
+
+/* Statement names are global on a connection: two resources must not share one. */
+static void test_statement_names_are_unique(void **state)
+{
+	int n, i, k;
+	const struct pool_stmt *s = resources_statements(&n);
+
+	(void)state;
+	assert_true(n > 0);
+	for (i = 0; i < n; i++)
+		for (k = 0; k < i; k++)
+			if (strcmp(s[k].name, s[i].name) == 0)
+				fail_msg("two statements are named %s", s[i].name);
 }
 
 int main(void)
@@ -114,6 +135,7 @@ int main(void)
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_method_not_allowed_lists_allow),
 		cmocka_unit_test(test_service_table_is_sane),
+		cmocka_unit_test(test_statement_names_are_unique),
 	};
 
 	return cmocka_run_group_tests_name("router", tests, NULL, NULL);

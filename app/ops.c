@@ -1,15 +1,16 @@
-#include "health.h"
+#include "ops.h"
 
 #include <json-c/json.h>
 
 #include "cache.h"
 #include "context.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Readiness must answer quickly even when the pool is saturated. */
 #define READY_TIMEOUT 2.0
 
-void health_live(struct ctx *c)
+void ops_live(struct ctx *c)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -18,7 +19,7 @@ void health_live(struct ctx *c)
 	json_object_put(o);
 }
 
-void health_ready(struct ctx *c)
+void ops_ready(struct ctx *c)
 {
 	double timeout = c->app->cfg->pool_timeout < READY_TIMEOUT
 				 ? c->app->cfg->pool_timeout : READY_TIMEOUT;
@@ -48,7 +49,7 @@ static void add_count(struct json_object *o, const char *key, uint64_t v)
 	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
 }
 
-struct json_object *health_pool_json(struct pool *p)
+struct json_object *ops_pool_json(struct pool *p)
 {
 	struct pool_stats st;
 	struct json_object *o = json_object_new_object();
@@ -75,15 +76,15 @@ struct json_object *health_pool_json(struct pool *p)
 	return o;
 }
 
-void health_pool(struct ctx *c)
+void ops_pool(struct ctx *c)
 {
-	struct json_object *o = health_pool_json(c->app->pool);
+	struct json_object *o = ops_pool_json(c->app->pool);
 
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
 
-void health_cache(struct ctx *c)
+void ops_cache(struct ctx *c)
 {
 	struct cache_stats st;
 	struct json_object *o = json_object_new_object();
@@ -111,3 +112,17 @@ void health_cache(struct ctx *c)
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
+
+/* Every /admin/ route is AUTH_ADMIN: the unit tests hold the table to it. */
+static const struct route routes[] = {
+	{ "GET", "/healthz", ops_live, "healthz", AUTH_NONE, true },
+	{ "GET", "/readyz", ops_ready, "readyz", AUTH_NONE, true },
+	{ "GET", "/metrics", metrics_prometheus, "metrics", AUTH_LOOPBACK_OR_ADMIN, true },
+	{ "GET", "/admin/pool", ops_pool, "admin.pool", AUTH_ADMIN, true },
+	{ "GET", "/admin/cache", ops_cache, "admin.cache", AUTH_ADMIN, true },
+	{ "GET", "/admin/metrics", metrics_admin, "admin.metrics", AUTH_ADMIN, true },
+};
+
+const struct resource ops_resource = {
+	"ops", routes, RESOURCE_ARRAY_LEN(routes), NULL, 0,
+};
