@@ -6,6 +6,7 @@
  */
 #include "resource.h"
 
+#include "audit.h"
 #include "auth.h"
 #include "ops.h"
 #include "paints.h"
@@ -16,6 +17,7 @@ static const struct resource *const all[] = {
 	&ops_resource,
 	&auth_resource,
 	&paints_resource,
+	&audit_resource,
 };
 
 #define NRESOURCES RESOURCE_ARRAY_LEN(all)

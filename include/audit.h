@@ -1,0 +1,41 @@
+/*
+ * audit: the audit trail of writes to paints and users (audit_log,
+ * migrations/0007_audit.sql). An entry names the actor, the entity, the
+ * action and the changed fields with their old and new values; it is
+ * written in the transaction of the write it describes, so it exists
+ * exactly when the write committed.
+ */
+#ifndef PS_AUDIT_H
+#define PS_AUDIT_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "resource.h"
+
+enum audit_entity { AUDIT_PAINT, AUDIT_USER };
+
+/* GET /admin/audit and the statements that write and read the trail. */
+extern const struct resource audit_resource;
+
+/* Keys audit_diff leaves out of every entry: bookkeeping, never changes. */
+#define AUDIT_SKIP "'{version,updated_at,created_at,password_hash}'::text[]"
+
+/*
+ * Record one entry on pg, which must be inside the write's transaction
+ * (BEGIN ... COMMIT by the caller). old_row and new_row are the entity
+ * before and after as JSON objects (NULL for none: a create, a delete);
+ * extra, when not NULL, is merged into the changes as given (e.g.
+ * {"password": {"changed": true}}). Uses the prepared statement
+ * "audit_insert". Returns 0, or -1 with the failed PGresult in *failed
+ * (caller hands it to ctx_db_error and PQclears it).
+ */
+int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_entity entity,
+		 int64_t entity_id, const char *action, struct json_object *old_row,
+		 struct json_object *new_row, struct json_object *extra, PGresult **failed);
+
+/* "paint", "user" */
+const char *audit_entity_name(enum audit_entity e);
+
+#endif
