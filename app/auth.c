@@ -855,7 +855,7 @@ int auth_cleanup(struct pool *p, const struct config *cfg)
 		 "f AS (DELETE FROM login_failures WHERE window_start < now() - interval '%d seconds' RETURNING 1) "
 		 "SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM f)",
 		 cfg->session_idle, cfg->login_window);
-	r = PQexec(c->pg, sql);
+	r = PQexec(pool_conn_pg(c), sql);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK)
 		n = atoi(PQgetvalue(r, 0, 0));
 	PQclear(r);

@@ -885,7 +885,7 @@ int cache_drain(struct pool *p)
 		return -1;
 	if (pool_checkout(p, 1.0, "cache.drain", &c, &err) != 0)
 		return -1;
-	rc = drain_on(c->pg, &applied);
+	rc = drain_on(pool_conn_pg(c), &applied);
 	pool_release(p, c);
 	return rc == 0 ? applied : -1;
 }

@@ -82,7 +82,7 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	double t0;
 
 	if (c->db)
-		return c->db->pg;
+		return pool_conn_pg(c->db);
 	t0 = now_mono();
 	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
@@ -111,7 +111,14 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	c->pool_wait += now_mono() - t0;
 	metrics_pool_wait(now_mono() - t0, 0);
 	c->db_since = now_mono();
-	return c->db->pg;
+	return pool_conn_pg(c->db);
+}
+
+PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params)
+{
+	if (ctx_db(c, 0) == NULL)
+		return NULL;
+	return pool_exec_dynamic(c->db, sql, nparams, params);
 }
 
 void ctx_db_release(struct ctx *c)
@@ -129,7 +136,7 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 	int transient;
 
 	/* Class 08 connection, 53 resources, 57 operator/timeout, 40 rollback. */
-	transient = state == NULL || PQstatus(c->db ? c->db->pg : NULL) != CONNECTION_OK ||
+	transient = state == NULL || PQstatus(c->db ? pool_conn_pg(c->db) : NULL) != CONNECTION_OK ||
 		    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
 		    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0;
 	http_resp_reset(&c->resp);

@@ -499,9 +499,9 @@ void metrics_admin(struct ctx *c)
 		double t0 = now_mono();
 		PGresult *r;
 
-		PQclear(PQexec(conn->pg, "BEGIN READ ONLY"));
-		PQclear(PQexec(conn->pg, "SET LOCAL statement_timeout = 1000"));
-		r = PQexec(conn->pg, "SELECT count(*) FROM paints");
+		PQclear(PQexec(pool_conn_pg(conn), "BEGIN READ ONLY"));
+		PQclear(PQexec(pool_conn_pg(conn), "SET LOCAL statement_timeout = 1000"));
+		r = PQexec(pool_conn_pg(conn), "SELECT count(*) FROM paints");
 		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
 			json_object_object_add(q, "paints", json_object_new_int64(strtoll(PQgetvalue(r, 0, 0), NULL, 10)));
 			json_object_object_add(q, "query_ms", json_object_new_double((now_mono() - t0) * 1000.0));
@@ -509,7 +509,7 @@ void metrics_admin(struct ctx *c)
 			json_object_object_add(q, "error", json_object_new_string("the count did not finish within 1 s"));
 		}
 		PQclear(r);
-		PQclear(PQexec(conn->pg, "ROLLBACK"));
+		PQclear(PQexec(pool_conn_pg(conn), "ROLLBACK"));
 		pool_release(c->app->pool, conn);
 	} else {
 		json_object_object_add(q, "error", json_object_new_string(err.msg));

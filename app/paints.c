@@ -1041,7 +1041,6 @@ void paints_list(struct ctx *c)
 	int n = 0, i, rows;
 	const char *v;
 	PGresult *r = NULL;
-	PGconn *pg;
 
 	strbuf_init(&sql);
 	for (i = 0; i < q->count; i++) {
@@ -1162,9 +1161,8 @@ void paints_list(struct ctx *c)
 		}
 		strbuf_free(&cached);
 	}
-	if ((pg = ctx_db(c, 0)) == NULL)
+	if ((r = ctx_exec_dynamic(c, sql.buf, n, params)) == NULL)
 		goto out;
-	r = pool_exec_dynamic(c->db, sql.buf, n, params);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 

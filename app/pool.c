@@ -15,6 +15,23 @@
 #include "log.h"
 #include "util.h"
 
+/* Statements of varying shape prepared lazily on one connection. */
+#define POOL_DYN_MAX 64
+
+struct pool_conn {
+	PGconn *pg;
+	uint64_t dyn[POOL_DYN_MAX];	/* hashes of the SQL prepared as "d_<hash>" */
+	int ndyn;			/* entries used */
+	int dyn_next;			/* next slot to reuse when full */
+	double created;		/* monotonic seconds */
+	double last_used;	/* monotonic; when last released */
+	double checked_out_at;
+	const char *holder;	/* route holding it (static string) */
+	int leak_reported;	/* pool_report_leaks logged it already */
+	struct pool_conn *next;	/* idle list, or checked-out list */
+	struct pool_conn *prev;	/* checked-out list only */
+};
+
 /* One thread waiting for a connection; lives on that thread's stack. */
 struct waiter {
 	pthread_cond_t cv;
@@ -295,6 +312,11 @@ int pool_report_leaks(struct pool *p)
 		log_end(&l);
 	}
 	return n;
+}
+
+PGconn *pool_conn_pg(const struct pool_conn *c)
+{
+	return c->pg;
 }
 
 void pool_release(struct pool *p, struct pool_conn *c)

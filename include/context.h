@@ -56,6 +56,15 @@ void ctx_handle(struct app *app, FCGX_Request *r);
 PGconn *ctx_db(struct ctx *c, double timeout);
 
 /*
+ * Run sql (fixed fragments only: every value in params) on the request's
+ * connection, checked out as by ctx_db, as a statement prepared once per
+ * connection (pool_exec_dynamic). Returns the result (caller PQclears and
+ * checks its status: a failure goes to ctx_db_error), or NULL after ctx_db
+ * set the 503. Handlers reach the database only through ctx_db and this.
+ */
+PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params);
+
+/*
  * Give the request's connection back to the pool now (no-op without one),
  * e.g. before slow work that needs no database; ctx_db checks out again.
  */

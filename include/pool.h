@@ -62,22 +62,8 @@ struct pool_error {
 	char msg[256];
 };
 
-/* Statements of varying shape prepared lazily on one connection. */
-#define POOL_DYN_MAX 64
-
-struct pool_conn {
-	PGconn *pg;
-	uint64_t dyn[POOL_DYN_MAX];	/* hashes of the SQL prepared as "d_<hash>" */
-	int ndyn;			/* entries used */
-	int dyn_next;			/* next slot to reuse when full */
-	double created;		/* monotonic seconds */
-	double last_used;	/* monotonic; when last released */
-	double checked_out_at;
-	const char *holder;	/* route holding it (static string) */
-	int leak_reported;	/* pool_report_leaks logged it already */
-	struct pool_conn *next;	/* idle list, or checked-out list */
-	struct pool_conn *prev;	/* checked-out list only */
-};
+/* A checked-out connection; its libpq handle is pool_conn_pg's. */
+struct pool_conn;
 
 struct pool_stats {
 	int size, max_overflow, max;
@@ -108,6 +94,9 @@ struct pool *pool_create(const struct pool_settings *settings);
  */
 int pool_checkout(struct pool *p, double timeout, const char *holder,
 		  struct pool_conn **out, struct pool_error *err);
+
+/* The libpq connection of a checked-out c (owned by the pool). */
+PGconn *pool_conn_pg(const struct pool_conn *c);
 
 /* Return a connection; it is cleaned, kept, handed to a waiter or closed. */
 void pool_release(struct pool *p, struct pool_conn *c);

@@ -205,7 +205,7 @@ static long long sql_number(const char *sql)
 	long long v = -1;
 
 	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
-	r = PQexec(c->pg, sql);
+	r = PQexec(pool_conn_pg(c), sql);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
 		v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	else if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -326,7 +326,7 @@ static void test_a_write_waits_only_during_a_fault(void **state)
 	row = outbox_row(id);
 	snprintf(text, sizeof(text), "%lld", row);
 	t0 = now_mono();
-	cache_after_write(c->pg, id, text);
+	cache_after_write(pool_conn_pg(c), id, text);
 	assert_true(elapsed(t0) < 0.5);
 	assert_false(outbox_has(row));
 	/* a fault: leases announced just before (ours too) must run out first */
@@ -334,7 +334,7 @@ static void test_a_write_waits_only_during_a_fault(void **state)
 	row = outbox_row(id);
 	snprintf(text, sizeof(text), "%lld", row);
 	t0 = now_mono();
-	cache_after_write(c->pg, id, text);
+	cache_after_write(pool_conn_pg(c), id, text);
 	took = elapsed(t0);
 	assert_true(took >= 1.0);
 	assert_true(took <= CACHE_TRUST_MS / 1000.0 + 0.5);
@@ -343,7 +343,7 @@ static void test_a_write_waits_only_during_a_fault(void **state)
 	row = outbox_row(id);
 	snprintf(text, sizeof(text), "%lld", row);
 	t0 = now_mono();
-	cache_after_write(c->pg, id, text);
+	cache_after_write(pool_conn_pg(c), id, text);
 	assert_true(elapsed(t0) < 0.5);
 	assert_true(outbox_has(row));
 	pool_release(pool, c);

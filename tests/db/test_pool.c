@@ -137,7 +137,7 @@ static void *burst_worker(void *arg)
 			;
 		{
 			const char *params[1] = { "0.002" };
-			PGresult *r = PQexecPrepared(c->pg, "t_sleep", 1, params, NULL, NULL, 0);
+			PGresult *r = PQexecPrepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
 
 			if (PQresultStatus(r) == PGRES_TUPLES_OK)
 				atomic_fetch_add(&b->ok, 1);
@@ -401,7 +401,7 @@ static void *steady_worker(void *arg)
 			atomic_fetch_add(&sd->failed, 1);
 			continue;
 		}
-		r = PQexecPrepared(c->pg, "t_sleep", 1, params, NULL, NULL, 0);
+		r = PQexecPrepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
 		if (PQresultStatus(r) == PGRES_TUPLES_OK)
 			atomic_fetch_add(&sd->ok, 1);
 		else
@@ -468,16 +468,16 @@ static void test_recycle_replaces_old_connections(void **state)
 	s.recycle = 1;
 	p = pool_create(&s);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	pid1 = PQbackendPID(c->pg);
+	pid1 = PQbackendPID(pool_conn_pg(c));
 	pool_release(p, c);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	assert_int_equal(PQbackendPID(c->pg), pid1);	/* young: reused */
+	assert_int_equal(PQbackendPID(pool_conn_pg(c)), pid1);	/* young: reused */
 	pool_release(p, c);
 	sleep_ms(1200);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	pid2 = PQbackendPID(c->pg);
+	pid2 = PQbackendPID(pool_conn_pg(c));
 	assert_int_not_equal(pid1, pid2);
-	must_query(c->pg, "SELECT 1");
+	must_query(pool_conn_pg(c), "SELECT 1");
 	pool_release(p, c);
 	pool_get_stats(p, &st);
 	assert_int_equal(st.recycled, 1);
@@ -510,13 +510,13 @@ static void test_pre_ping_hides_a_killed_connection(void **state)
 	s.pre_ping = 1;
 	p = pool_create(&s);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	pid = PQbackendPID(c->pg);
+	pid = PQbackendPID(pool_conn_pg(c));
 	pool_release(p, c);
 	terminate(adm, pid);
 	sleep_ms((int)(POOL_PREPING_IDLE * 1000) + 100);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	assert_int_not_equal(PQbackendPID(c->pg), pid);
-	must_query(c->pg, "SELECT 1");	/* the caller never sees the error */
+	assert_int_not_equal(PQbackendPID(pool_conn_pg(c)), pid);
+	must_query(pool_conn_pg(c), "SELECT 1");	/* the caller never sees the error */
 	pool_release(p, c);
 	pool_get_stats(p, &st);
 	assert_int_equal(st.invalidated, 1);
@@ -541,9 +541,9 @@ static void test_broken_connection_is_discarded_on_return(void **state)
 	settings(&s, "broken", 1, 0, 5);
 	p = pool_create(&s);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	pid = PQbackendPID(c->pg);
+	pid = PQbackendPID(pool_conn_pg(c));
 	terminate(adm, pid);
-	r = PQexec(c->pg, "SELECT 1");
+	r = PQexec(pool_conn_pg(c), "SELECT 1");
 	assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	PQclear(r);
 	pool_release(p, c);
@@ -551,7 +551,7 @@ static void test_broken_connection_is_discarded_on_return(void **state)
 	assert_int_equal(st.open, 0);
 	assert_int_equal(st.invalidated, 1);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	must_query(c->pg, "SELECT 1");
+	must_query(pool_conn_pg(c), "SELECT 1");
 	pool_release(p, c);
 	assert_int_equal(pool_shutdown(p, 1), 0);
 	pool_destroy(p);
@@ -573,22 +573,22 @@ static void test_one_broken_connection_makes_older_ones_suspect(void **state)
 	p = pool_create(&s);
 	assert_int_equal(pool_checkout(p, 0, "t", &a, &err), 0);
 	assert_int_equal(pool_checkout(p, 0, "t", &b, &err), 0);
-	pa = PQbackendPID(a->pg);
-	pb = PQbackendPID(b->pg);
+	pa = PQbackendPID(pool_conn_pg(a));
+	pb = PQbackendPID(pool_conn_pg(b));
 	pool_release(p, a);
 	pool_release(p, b);
 	terminate(adm, pa);	/* as a server restart would */
 	terminate(adm, pb);
 	/* LIFO: b comes first; without pre-ping its caller sees the error... */
 	assert_int_equal(pool_checkout(p, 0, "t", &b, &err), 0);
-	r = PQexec(b->pg, "SELECT 1");
+	r = PQexec(pool_conn_pg(b), "SELECT 1");
 	assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	PQclear(r);
 	pool_release(p, b);
 	/* ...but only that one: a is checked before use and replaced */
 	assert_int_equal(pool_checkout(p, 0, "t", &a, &err), 0);
-	assert_int_not_equal(PQbackendPID(a->pg), pa);
-	must_query(a->pg, "SELECT 1");
+	assert_int_not_equal(PQbackendPID(pool_conn_pg(a)), pa);
+	must_query(pool_conn_pg(a), "SELECT 1");
 	pool_release(p, a);
 	assert_int_equal(pool_shutdown(p, 1), 0);
 	pool_destroy(p);
@@ -608,27 +608,27 @@ static void test_returned_mid_transaction_comes_back_clean(void **state)
 	settings(&s, "txclean", 1, 0, 5);
 	p = pool_create(&s);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	pid = PQbackendPID(c->pg);
-	must_query(c->pg, "BEGIN");
-	must_query(c->pg, "CREATE TEMP TABLE pool_tx_probe (x int)");
-	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_INTRANS);
+	pid = PQbackendPID(pool_conn_pg(c));
+	must_query(pool_conn_pg(c), "BEGIN");
+	must_query(pool_conn_pg(c), "CREATE TEMP TABLE pool_tx_probe (x int)");
+	assert_int_equal(PQtransactionStatus(pool_conn_pg(c)), PQTRANS_INTRANS);
 	pool_release(p, c);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	assert_int_equal(PQbackendPID(c->pg), pid);	/* kept, not replaced */
-	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_IDLE);
+	assert_int_equal(PQbackendPID(pool_conn_pg(c)), pid);	/* kept, not replaced */
+	assert_int_equal(PQtransactionStatus(pool_conn_pg(c)), PQTRANS_IDLE);
 	/* rolled back: the table created in the transaction is gone */
-	r = PQexec(c->pg, "SELECT to_regclass('pg_temp.pool_tx_probe') IS NULL");
+	r = PQexec(pool_conn_pg(c), "SELECT to_regclass('pg_temp.pool_tx_probe') IS NULL");
 	assert_string_equal(PQgetvalue(r, 0, 0), "t");
 	PQclear(r);
 	/* a failed transaction too */
-	must_query(c->pg, "BEGIN");
-	r = PQexec(c->pg, "SELECT 1/0");
+	must_query(pool_conn_pg(c), "BEGIN");
+	r = PQexec(pool_conn_pg(c), "SELECT 1/0");
 	PQclear(r);
-	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_INERROR);
+	assert_int_equal(PQtransactionStatus(pool_conn_pg(c)), PQTRANS_INERROR);
 	pool_release(p, c);
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-	assert_int_equal(PQtransactionStatus(c->pg), PQTRANS_IDLE);
-	must_query(c->pg, "SELECT 1");
+	assert_int_equal(PQtransactionStatus(pool_conn_pg(c)), PQTRANS_IDLE);
+	must_query(pool_conn_pg(c), "SELECT 1");
 	pool_release(p, c);
 	assert_int_equal(pool_shutdown(p, 1), 0);
 	pool_destroy(p);
@@ -648,10 +648,10 @@ static void test_statements_prepared_once_per_connection(void **state)
 	p = pool_create(&s);
 	for (i = 0; i < 5; i++) {
 		assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-		r = PQexecPrepared(c->pg, "t_one", 0, NULL, NULL, NULL, 0);
+		r = PQexecPrepared(pool_conn_pg(c), "t_one", 0, NULL, NULL, NULL, 0);
 		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 		PQclear(r);
-		r = PQexec(c->pg, "SELECT count(*) FROM pg_prepared_statements");
+		r = PQexec(pool_conn_pg(c), "SELECT count(*) FROM pg_prepared_statements");
 		assert_string_equal(PQgetvalue(r, 0, 0), "2");
 		PQclear(r);
 		pool_release(p, c);
