@@ -240,7 +240,17 @@ void cache_set_pool(struct pool *p)
 
 const char *cache_result_name(enum cache_result r)
 {
-	return r == CACHE_HIT ? "hit" : r == CACHE_MISS ? "miss" : "bypass";
+	switch (r) {
+	case CACHE_HIT:
+		return "hit";
+	case CACHE_MISS:
+		return "miss";
+	case CACHE_BYPASS:
+		return "bypass";
+	case CACHE_UNUSED:
+		break;
+	}
+	return "none";
 }
 
 static long long now_ms(void)

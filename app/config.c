@@ -216,27 +216,19 @@ static int parse_enum(char *const *envp, const char *name, const char *def,
 	return -1;
 }
 
-int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
+/*
+ * The sections of config_load. Each reads its variables into cfg and
+ * returns 0, or -1 with the message in err; config_load frees cfg then.
+ */
+static int load_database(struct config *cfg, char *const *envp, const struct profile *pr,
+			 char *err, size_t errlen)
 {
-	static const char *const envs[] = { "development", "production" };
-	static const char *const levels[] = { "debug", "info", "warn", "error" };
-	static const char *const formats[] = { "json", "text" };
-	const struct profile *pr;
-	const char *railway = env_get(envp, "RAILWAY_ENVIRONMENT");
-	int v, timeout, max_body_kb;
-
-	memset(cfg, 0, sizeof(*cfg));
-	if (parse_enum(envp, "APP_ENV",
-		       railway && *railway ? "production" : "development",
-		       envs, 2, &v, err, errlen))
-		goto fail;
-	cfg->env = (enum app_env)v;
-	pr = cfg->env == APP_ENV_PRODUCTION ? &production : &development;
+	int timeout;
 
 	if (get_str(envp, "DATABASE_URL", LOCAL_DATABASE_URL, 4096,
 		    &cfg->database_url, err, errlen) ||
 	    check_database_url(cfg->database_url, err, errlen))
-		goto fail;
+		return -1;
 	if (get_int(envp, "DB_POOL_SIZE", pr->pool_size, 1, 1000, &cfg->pool_size, err, errlen) ||
 	    get_int(envp, "DB_MAX_OVERFLOW", pr->max_overflow, 0, 1000, &cfg->max_overflow, err, errlen) ||
 	    get_int(envp, "DB_POOL_TIMEOUT", pr->pool_timeout, 1, 3600, &timeout, err, errlen) ||
@@ -245,73 +237,118 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 	    get_int(envp, "DB_POOL_IDLE_TIMEOUT", 60, 1, 86400, &cfg->pool_idle_timeout, err, errlen) ||
 	    get_int(envp, "DB_CONNECT_TIMEOUT", 10, 1, 600, &cfg->connect_timeout, err, errlen) ||
 	    get_int(envp, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3600 * 1000, &cfg->statement_timeout_ms, err, errlen))
-		goto fail;
+		return -1;
 	cfg->pool_timeout = timeout;
 	if (get_str(envp, "DB_APPLICATION_NAME", "paint_studio", 63,
 		    &cfg->application_name, err, errlen))
-		goto fail;
+		return -1;
 	if (pr->sslmode)
 		cfg->sslmode = xstrdup(pr->sslmode);
+	return 0;
+}
 
+static int load_cache(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
 	if (get_str(envp, "REDIS_URL", LOCAL_REDIS_URL, 4096,
 		    &cfg->redis_url_text, err, errlen))
-		goto fail;
+		return -1;
 	if (cfg->redis_url_text[0] != '\0') {
 		char why[200];
 
 		if (redis_url_parse(cfg->redis_url_text, &cfg->redis, why, sizeof(why))) {
 			snprintf(err, errlen, "REDIS_URL is invalid: %s", why);
-			goto fail;
+			return -1;
 		}
 	}
-	if (get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen) ||
-	    get_int(envp, "CACHE_TIMEOUT_MS", 100, 1, 10000, &cfg->cache_timeout_ms, err, errlen))
-		goto fail;
+	return get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen) ||
+	       get_int(envp, "CACHE_TIMEOUT_MS", 100, 1, 10000, &cfg->cache_timeout_ms, err, errlen)
+		       ? -1 : 0;
+}
+
+static int load_server(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	int max_body_kb;
 
 	if (get_str(envp, "FCGI_LISTEN", LOCAL_FCGI_LISTEN, 200,
 		    &cfg->fcgi_listen, err, errlen) ||
 	    check_listen(cfg->fcgi_listen, err, errlen))
-		goto fail;
+		return -1;
 	if (get_str(envp, "FCGI_WEB_SERVER_ADDRS", "", 1000, &cfg->web_server_addrs, err, errlen) ||
 	    check_peer_list(cfg->web_server_addrs, err, errlen))
-		goto fail;
+		return -1;
 	if (get_int(envp, "WORKERS", 16, 1, 1024, &cfg->workers, err, errlen) ||
 	    get_int(envp, "SHUTDOWN_TIMEOUT", 25, 0, 3600, &cfg->shutdown_timeout, err, errlen) ||
 	    get_int(envp, "MAX_BODY_KB", 64, 1, 10240, &max_body_kb, err, errlen))
-		goto fail;
+		return -1;
 	cfg->max_body = (size_t)max_body_kb * 1024;
+	return 0;
+}
+
+static int load_auth(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	int v;
 
 	if (get_int(envp, "SESSION_IDLE_MINUTES", 30, 1, 60 * 24 * 30, &v, err, errlen))
-		goto fail;
+		return -1;
 	cfg->session_idle = v * 60;
 	if (get_int(envp, "SESSION_ABSOLUTE_HOURS", 12, 1, 24 * 90, &v, err, errlen))
-		goto fail;
+		return -1;
 	cfg->session_absolute = v * 3600;
-	if (get_int(envp, "LOGIN_MAX_FAILURES", 5, 1, 1000, &cfg->login_max_failures, err, errlen) ||
-	    get_int(envp, "LOGIN_WINDOW_SECONDS", 900, 1, 86400, &cfg->login_window, err, errlen) ||
-	    get_str(envp, "ALLOWED_ORIGINS", "", 2000, &cfg->allowed_origins, err, errlen) ||
-	    get_str(envp, "METRICS_TOKEN", "", 256, &cfg->metrics_token, err, errlen) ||
-	    check_token(cfg->metrics_token, err, errlen))
-		goto fail;
+	return get_int(envp, "LOGIN_MAX_FAILURES", 5, 1, 1000, &cfg->login_max_failures, err, errlen) ||
+	       get_int(envp, "LOGIN_WINDOW_SECONDS", 900, 1, 86400, &cfg->login_window, err, errlen) ||
+	       get_str(envp, "ALLOWED_ORIGINS", "", 2000, &cfg->allowed_origins, err, errlen) ||
+	       get_str(envp, "METRICS_TOKEN", "", 256, &cfg->metrics_token, err, errlen) ||
+	       check_token(cfg->metrics_token, err, errlen)
+		       ? -1 : 0;
+}
 
-	{
-		static const struct { const char *name; int def, max; size_t off; } knobs[] = {
-			{ "SLOW_REQUEST_MS", 1000, 3600000, offsetof(struct config, slow_request_ms) },
-			{ "ALERT_QUERY_TIME_MS", 5000, 3600000, offsetof(struct config, alert_query_ms) },
-			{ "ALERT_POOL_UTILISATION", 80, 100, offsetof(struct config, alert_pool_percent) },
-			{ "ALERT_MEMORY_PERCENT", 85, 100, offsetof(struct config, alert_memory_percent) },
-			{ "ALERT_ERROR_RATE", 5, 100, offsetof(struct config, alert_error_percent) },
-			{ "ALERT_CONNECTION_TIMEOUTS", 3, 1000000, offsetof(struct config, alert_pool_timeouts) },
-		};
-		size_t k;
+/* Thresholds: the slow-request log, the alerts, and /admin/metrics's targets. */
+static int load_observability(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	static const struct { const char *name; int def, max; size_t off; } knobs[] = {
+		{ "SLOW_REQUEST_MS", 1000, 3600000, offsetof(struct config, slow_request_ms) },
+		{ "ALERT_QUERY_TIME_MS", 5000, 3600000, offsetof(struct config, alert_query_ms) },
+		{ "ALERT_POOL_UTILISATION", 80, 100, offsetof(struct config, alert_pool_percent) },
+		{ "ALERT_MEMORY_PERCENT", 85, 100, offsetof(struct config, alert_memory_percent) },
+		{ "ALERT_ERROR_RATE", 5, 100, offsetof(struct config, alert_error_percent) },
+		{ "ALERT_CONNECTION_TIMEOUTS", 3, 1000000, offsetof(struct config, alert_pool_timeouts) },
+		{ "TARGET_QUERY_MS", 2000, 3600000, offsetof(struct config, target.query_ms) },
+		{ "TARGET_POOL_USAGE", 80, 100, offsetof(struct config, target.pool_percent) },
+		{ "TARGET_CACHE_HIT_RATE", 70, 100, offsetof(struct config, target.cache_hit_percent) },
+		{ "TARGET_ERROR_RATE", 1, 100, offsetof(struct config, target.error_percent) },
+		{ "TARGET_SERVER_CONNECTIONS", 15, 100000, offsetof(struct config, target.server_connections) },
+	};
+	size_t k;
+	int v;
 
-		for (k = 0; k < sizeof(knobs) / sizeof(knobs[0]); k++) {
-			if (get_int(envp, knobs[k].name, knobs[k].def, 1, knobs[k].max, &v, err, errlen))
-				goto fail;
-			*(double *)((char *)cfg + knobs[k].off) = v;
-		}
+	for (k = 0; k < sizeof(knobs) / sizeof(knobs[0]); k++) {
+		if (get_int(envp, knobs[k].name, knobs[k].def, 1, knobs[k].max, &v, err, errlen))
+			return -1;
+		*(double *)((char *)cfg + knobs[k].off) = v;
 	}
+	return 0;
+}
 
+int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	static const char *const envs[] = { "development", "production" };
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	static const char *const formats[] = { "json", "text" };
+	const struct profile *pr;
+	const char *railway = env_get(envp, "RAILWAY_ENVIRONMENT");
+	int v;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (parse_enum(envp, "APP_ENV",
+		       railway && *railway ? "production" : "development",
+		       envs, 2, &v, err, errlen))
+		goto fail;
+	cfg->env = (enum app_env)v;
+	pr = cfg->env == APP_ENV_PRODUCTION ? &production : &development;
+	if (load_database(cfg, envp, pr, err, errlen) || load_cache(cfg, envp, err, errlen) ||
+	    load_server(cfg, envp, err, errlen) || load_auth(cfg, envp, err, errlen) ||
+	    load_observability(cfg, envp, err, errlen))
+		goto fail;
 	if (parse_enum(envp, "LOG_LEVEL", "info", levels, 4, &v, err, errlen))
 		goto fail;
 	cfg->log_level = (enum log_level)v;

@@ -266,7 +266,7 @@ static void log_request(const struct ctx *c, double total)
 	log_str(&l, "route", c->route_name);
 	log_int(&l, "status", status);
 	log_int(&l, "user_id", (long long)c->user_id);
-	log_str(&l, "cache", c->cache < 0 ? "none" : cache_result_name((enum cache_result)c->cache));
+	log_str(&l, "cache", cache_result_name(c->cache));
 	log_num(&l, "auth_ms", c->auth_time * 1000.0);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "db_ms", c->db_time * 1000.0);
@@ -298,7 +298,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	const struct route *table = resources_routes(&nroutes);
 
 	memset(&c, 0, sizeof(c));
-	c.cache = -1;
+	c.cache = CACHE_UNUSED;
 	c.app = app;
 	c.t_start = now_mono();
 	c.route_name = "unmatched";
@@ -341,8 +341,8 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	ctx_db_release(&c);
 	c.cache_time = cache_take_time();
 	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
-	if (c.cache >= 0)
-		http_resp_header(&c.resp, "X-Cache", "%s", cache_result_name((enum cache_result)c.cache));
+	if (c.cache != CACHE_UNUSED)
+		http_resp_header(&c.resp, "X-Cache", "%s", cache_result_name(c.cache));
 	/* Everything here is live data: not stored unless a handler says so. */
 	if (strstr(c.resp.headers.buf, "Cache-Control:") == NULL)
 		http_resp_header(&c.resp, "Cache-Control", "no-store");

@@ -1,7 +1,6 @@
 #define _GNU_SOURCE
 #include "metrics.h"
 
-#include <json-c/json.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,12 +12,8 @@
 
 #include "cache.h"
 #include "config.h"
-#include "context.h"
-#include "ops.h"
 #include "log.h"
 #include "pool.h"
-#include "resource.h"
-#include "router.h"
 #include "util.h"
 
 const double metrics_buckets[METRICS_NBUCKETS] = {
@@ -70,7 +65,7 @@ static struct {
 	double sampled_at;	/* monotonic */
 } sample;
 
-enum { A_QUERY, A_POOL, A_MEMORY, A_ERRORS, A_TIMEOUTS, NALERTS };
+enum { A_QUERY, A_POOL, A_MEMORY, A_ERRORS, A_TIMEOUTS, NALERTS = METRICS_NALERTS };
 static const char *const alert_names[NALERTS] = {
 	"query_time", "pool_utilisation", "memory", "error_rate", "connection_timeouts",
 };
@@ -132,7 +127,8 @@ static struct slot *current_slot(void)
 	return s;
 }
 
-void metrics_request(size_t route, int status, double seconds, double db_seconds, int cache)
+void metrics_request(size_t route, int status, double seconds, double db_seconds,
+		     enum cache_result cache)
 {
 	struct route_metrics *r;
 	struct slot *s = current_slot();
@@ -192,14 +188,7 @@ double metrics_quantile(const unsigned long long *counts, double q)
 	return metrics_buckets[METRICS_NBUCKETS - 1];
 }
 
-/* The window's totals: slots of the last WINDOW_SLOTS periods. */
-struct window_totals {
-	unsigned long long requests, errors, hits, misses, timeouts;
-	unsigned long long db[METRICS_NBUCKETS + 1];
-	int pool_peak;
-};
-
-static void window_totals(struct window_totals *t)
+static void window_totals(struct metrics_window *t)
 {
 	long long now_period = (long long)(now_mono() / SLOT_SECONDS);
 	int i, b;
@@ -214,9 +203,9 @@ static void window_totals(struct window_totals *t)
 			continue;
 		t->requests += atomic_load(&s->requests);
 		t->errors += atomic_load(&s->errors);
-		t->hits += atomic_load(&s->cache_hits);
-		t->misses += atomic_load(&s->cache_misses);
-		t->timeouts += atomic_load(&s->pool_timeouts);
+		t->cache_hits += atomic_load(&s->cache_hits);
+		t->cache_misses += atomic_load(&s->cache_misses);
+		t->pool_timeouts += atomic_load(&s->pool_timeouts);
 		for (b = 0; b <= METRICS_NBUCKETS; b++)
 			t->db[b] += atomic_load(&s->db[b]);
 		peak = atomic_load(&s->pool_peak);
@@ -261,7 +250,7 @@ static double memory_limit(void)
 	return limit;
 }
 
-static void evaluate_alerts(const struct pool_stats *ps, const struct window_totals *t)
+static void evaluate_alerts(const struct pool_stats *ps, const struct metrics_window *t)
 {
 	double values[NALERTS], limits[NALERTS];
 	int i;
@@ -275,7 +264,7 @@ static void evaluate_alerts(const struct pool_stats *ps, const struct window_tot
 	/* A handful of requests says little: judge errors from 20 on. */
 	values[A_ERRORS] = t->requests >= 20 ? 100.0 * (double)t->errors / (double)t->requests : 0;
 	limits[A_ERRORS] = thresholds.error_percent;
-	values[A_TIMEOUTS] = (double)t->timeouts;
+	values[A_TIMEOUTS] = (double)t->pool_timeouts;
 	limits[A_TIMEOUTS] = thresholds.pool_timeouts;
 	for (i = 0; i < NALERTS; i++) {
 		int firing = values[i] >= limits[i] && !(i == A_QUERY && values[i] == 0);
@@ -298,7 +287,7 @@ static void evaluate_alerts(const struct pool_stats *ps, const struct window_tot
 void metrics_sample(struct pool *p)
 {
 	struct pool_stats ps;
-	struct window_totals t;
+	struct metrics_window t;
 	double rss, cpu, now = now_mono();
 	int peak = pool_take_peak(p);
 	struct slot *s = current_slot();
@@ -322,257 +311,55 @@ void metrics_sample(struct pool *p)
 	pthread_mutex_unlock(&sample_mu);
 }
 
-/* ---- Prometheus text ------------------------------------------------------ */
-
-static void prom_histogram(struct strbuf *sb, const char *name, const char *labels,
-			   struct histogram *h)
+/* Copy a histogram's counts (non-cumulative) and its sum in seconds. */
+static void hist_copy(struct histogram *h, unsigned long long counts[METRICS_NBUCKETS + 1],
+		      double *sum)
 {
-	const char *sep = *labels ? "," : "";
-	unsigned long long cum = 0;
-	char set[128];
 	int i;
 
-	for (i = 0; i <= METRICS_NBUCKETS; i++) {
-		cum += atomic_load(&h->counts[i]);
-		if (i < METRICS_NBUCKETS)
-			strbuf_printf(sb, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-				      metrics_buckets[i], cum);
-		else
-			strbuf_printf(sb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
-	}
-	/* "{labels}", or nothing for a histogram without labels. */
-	snprintf(set, sizeof(set), *labels ? "{%s}" : "%s", labels);
-	strbuf_printf(sb, "%s_sum%s %.6f\n", name, set, (double)atomic_load(&h->sum_us) / 1e6);
-	strbuf_printf(sb, "%s_count%s %llu\n", name, set, cum);
+	for (i = 0; i <= METRICS_NBUCKETS; i++)
+		counts[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+	*sum = (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6;
 }
 
-static void prom_head(struct strbuf *sb, const char *name, const char *type, const char *help)
+void metrics_snapshot(struct metrics_snapshot *s)
 {
-	strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
+	size_t i;
+	int a;
 
-void metrics_prometheus(struct ctx *c)
-{
-	size_t nr, i;
-	const struct route *table = resources_routes(&nr);
-	struct pool_stats ps;
-	struct cache_stats cs;
-	struct strbuf sb;
-	double rss, cpu;
-
-	strbuf_init(&sb);
-	pool_get_stats(c->app->pool, &ps);
-	cache_get_stats(&cs);
-	process_figures(&rss, &cpu);
-
-	prom_head(&sb, "paintstudio_info", "gauge", "The process: its pid and start time.");
-	strbuf_printf(&sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
-	prom_head(&sb, "paintstudio_http_requests_total", "counter",
-		  "Answered requests by route and status class.");
-	for (i = 0; i <= nroutes; i++) {
-		const char *name = i < nr ? table[i].name : "unmatched";
+	memset(s, 0, sizeof(*s));
+	s->started_wall = started_wall;
+	process_figures(&s->rss_bytes, &s->cpu_seconds);
+	s->threads = cfg ? cfg->workers : 0;
+	s->threads_busy = inflight_source ? inflight_source() : 0;
+	s->nroutes = nroutes;
+	s->routes = xcalloc(nroutes + 1, sizeof(*s->routes));
+	for (i = 0; routes && i <= nroutes; i++) {
 		int k;
 
-		for (k = 1; k <= 5; k++) {
-			unsigned long long n = atomic_load(&routes[i].by_class[k]);
-
-			if (n)
-				strbuf_printf(&sb, "paintstudio_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
-					      name, k, n);
-		}
+		for (k = 0; k < 6; k++)
+			s->routes[i].by_class[k] = atomic_load(&routes[i].by_class[k]);
+		hist_copy(&routes[i].latency, s->routes[i].latency, &s->routes[i].latency_sum);
 	}
-	prom_head(&sb, "paintstudio_http_request_duration_seconds", "histogram",
-		  "Time to answer, by route.");
-	for (i = 0; i <= nroutes; i++) {
-		char labels[96];
-
-		if (atomic_load(&routes[i].latency.counts[METRICS_NBUCKETS]) == 0 &&
-		    atomic_load(&routes[i].latency.sum_us) == 0) {
-			int b, any = 0;
-
-			for (b = 0; b < METRICS_NBUCKETS; b++)
-				any |= atomic_load(&routes[i].latency.counts[b]) != 0;
-			if (!any)
-				continue;
-		}
-		snprintf(labels, sizeof(labels), "route=\"%s\"", i < nr ? table[i].name : "unmatched");
-		prom_histogram(&sb, "paintstudio_http_request_duration_seconds", labels,
-			       &routes[i].latency);
-	}
-	prom_head(&sb, "paintstudio_pool_connections_active", "gauge", "Connections checked out.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_active %d\n", ps.checked_out);
-	prom_head(&sb, "paintstudio_pool_connections_idle", "gauge", "Connections checked in.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_idle %d\n", ps.idle);
-	prom_head(&sb, "paintstudio_pool_connections_pending", "gauge", "Requests waiting for a connection.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_pending %d\n", ps.waiting);
-	prom_head(&sb, "paintstudio_pool_connections", "gauge", "Connections open (or opening).");
-	strbuf_printf(&sb, "paintstudio_pool_connections %d\n", ps.open);
-	prom_head(&sb, "paintstudio_pool_connections_max", "gauge", "Pool size plus overflow.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_max %d\n", ps.max);
-	prom_head(&sb, "paintstudio_pool_connections_min", "gauge", "Pool size kept open.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_min %d\n", ps.size);
-	prom_head(&sb, "paintstudio_pool_connections_timeout_total", "counter",
-		  "Checkouts that waited the whole pool timeout.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_timeout_total %llu\n",
-		      (unsigned long long)ps.timeouts);
-	prom_head(&sb, "paintstudio_pool_connections_created_total", "counter", "Connections opened.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_created_total %llu\n", (unsigned long long)ps.opened);
-	prom_head(&sb, "paintstudio_pool_connections_closed_total", "counter", "Connections closed.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_closed_total %llu\n", (unsigned long long)ps.closed);
-	prom_head(&sb, "paintstudio_pool_connections_invalid_total", "counter",
-		  "Connections found broken and discarded.");
-	strbuf_printf(&sb, "paintstudio_pool_connections_invalid_total %llu\n",
-		      (unsigned long long)ps.invalidated);
-	prom_head(&sb, "paintstudio_pool_connections_acquire_seconds", "histogram",
-		  "Time a request waited for a connection.");
-	prom_histogram(&sb, "paintstudio_pool_connections_acquire_seconds", "", &pool_acquire);
-	prom_head(&sb, "paintstudio_cache_hits_total", "counter", "Cache lookups answered by Redis.");
-	strbuf_printf(&sb, "paintstudio_cache_hits_total %llu\n", (unsigned long long)cs.hits);
-	prom_head(&sb, "paintstudio_cache_misses_total", "counter", "Cache lookups that read PostgreSQL.");
-	strbuf_printf(&sb, "paintstudio_cache_misses_total %llu\n", (unsigned long long)cs.misses);
-	prom_head(&sb, "paintstudio_cache_bypasses_total", "counter",
-		  "Lookups that skipped Redis (down, disabled or not yet trusted).");
-	strbuf_printf(&sb, "paintstudio_cache_bypasses_total %llu\n", (unsigned long long)cs.bypasses);
-	prom_head(&sb, "paintstudio_cache_errors_total", "counter", "Redis failures.");
-	strbuf_printf(&sb, "paintstudio_cache_errors_total %llu\n", (unsigned long long)cs.errors);
-	prom_head(&sb, "paintstudio_cache_invalidations_total", "counter", "Paints invalidated.");
-	strbuf_printf(&sb, "paintstudio_cache_invalidations_total %llu\n", (unsigned long long)cs.invalidations);
-	prom_head(&sb, "paintstudio_redis_up", "gauge", "1 when the cache is in use.");
-	strbuf_printf(&sb, "paintstudio_redis_up %d\n", cs.up);
-	prom_head(&sb, "process_resident_memory_bytes", "gauge", "Resident memory.");
-	strbuf_printf(&sb, "process_resident_memory_bytes %.0f\n", rss);
-	prom_head(&sb, "process_cpu_seconds_total", "counter", "User and system CPU time.");
-	strbuf_printf(&sb, "process_cpu_seconds_total %.3f\n", cpu);
-	prom_head(&sb, "process_start_time_seconds", "gauge", "Start time since the Unix epoch.");
-	strbuf_printf(&sb, "process_start_time_seconds %.3f\n", started_wall);
-	prom_head(&sb, "paintstudio_threads_busy", "gauge", "Worker threads serving a request.");
-	strbuf_printf(&sb, "paintstudio_threads_busy %d\n", inflight_source ? inflight_source() : 0);
-	prom_head(&sb, "paintstudio_threads", "gauge", "Worker threads.");
-	strbuf_printf(&sb, "paintstudio_threads %d\n", cfg ? cfg->workers : 0);
-	prom_head(&sb, "paintstudio_alert_firing", "gauge", "1 while an alert's threshold is crossed.");
+	hist_copy(&pool_acquire, s->pool_acquire, &s->pool_acquire_sum);
+	s->pool_timeouts_total = atomic_load(&pool_timeouts_total);
+	window_totals(&s->window);
+	s->window.seconds = WINDOW_SECONDS;
 	pthread_mutex_lock(&sample_mu);
-	for (i = 0; i < NALERTS; i++)
-		strbuf_printf(&sb, "paintstudio_alert_firing{alert=\"%s\"} %d\n", alert_names[i],
-			      alerts[i].firing);
+	s->mem_limit_bytes = sample.mem_total_bytes;
+	s->cpu_percent = sample.cpu_percent;
+	for (a = 0; a < NALERTS; a++) {
+		s->alerts[a].name = alert_names[a];
+		s->alerts[a].unit = alert_units[a];
+		s->alerts[a].firing = alerts[a].firing;
+		s->alerts[a].value = alerts[a].value;
+		s->alerts[a].threshold = alerts[a].threshold;
+	}
 	pthread_mutex_unlock(&sample_mu);
-
-	c->resp.status = 200;
-	c->resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
-	strbuf_reset(&c->resp.body);
-	strbuf_append(&c->resp.body, sb.buf, sb.len);
-	strbuf_free(&sb);
 }
 
-/* ---- /admin/metrics ------------------------------------------------------- */
-
-static struct json_object *indicator(double value, const char *unit, const char *rule,
-				     int pass)
+void metrics_snapshot_free(struct metrics_snapshot *s)
 {
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "value", json_object_new_double(value));
-	json_object_object_add(o, "unit", json_object_new_string(unit));
-	json_object_object_add(o, "target", json_object_new_string(rule));
-	json_object_object_add(o, "pass", json_object_new_boolean(pass));
-	return o;
-}
-
-void metrics_admin(struct ctx *c)
-{
-	struct json_object *o = json_object_new_object(), *pool, *ind, *al, *q, *mem, *cache, *reqs;
-	struct pool_stats ps;
-	struct cache_stats cs;
-	struct window_totals t;
-	struct pool_conn *conn;
-	struct pool_error err;
-	char ts[40];
-	double p50, p99, hit_rate, err_rate, usage;
-	int i;
-
-	pool_get_stats(c->app->pool, &ps);
-	cache_get_stats(&cs);
-	window_totals(&t);
-
-	/* The guide's timed count, on its own short leash: monitoring must answer in an incident. */
-	q = json_object_new_object();
-	if (pool_checkout(c->app->pool, 0.5, "metrics.count", &conn, &err) == 0) {
-		double t0 = now_mono();
-		PGresult *r;
-
-		PQclear(PQexec(pool_conn_pg(conn), "BEGIN READ ONLY"));
-		PQclear(PQexec(pool_conn_pg(conn), "SET LOCAL statement_timeout = 1000"));
-		r = PQexec(pool_conn_pg(conn), "SELECT count(*) FROM paints");
-		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-			json_object_object_add(q, "paints", json_object_new_int64(strtoll(PQgetvalue(r, 0, 0), NULL, 10)));
-			json_object_object_add(q, "query_ms", json_object_new_double((now_mono() - t0) * 1000.0));
-		} else {
-			json_object_object_add(q, "error", json_object_new_string("the count did not finish within 1 s"));
-		}
-		PQclear(r);
-		PQclear(PQexec(pool_conn_pg(conn), "ROLLBACK"));
-		pool_release(c->app->pool, conn);
-	} else {
-		json_object_object_add(q, "error", json_object_new_string(err.msg));
-	}
-	json_object_object_add(o, "database", q);
-
-	pthread_mutex_lock(&sample_mu);
-	mem = json_object_new_object();
-	json_object_object_add(mem, "rss_bytes", json_object_new_double(sample.rss_bytes));
-	json_object_object_add(mem, "limit_bytes", json_object_new_double(sample.mem_total_bytes));
-	json_object_object_add(mem, "percent", json_object_new_double(
-		sample.mem_total_bytes > 0 ? 100.0 * sample.rss_bytes / sample.mem_total_bytes : 0));
-	json_object_object_add(o, "memory", mem);
-	json_object_object_add(o, "cpu_percent", json_object_new_double(sample.cpu_percent));
-	al = json_object_new_array();
-	for (i = 0; i < NALERTS; i++) {
-		struct json_object *a;
-
-		if (!alerts[i].firing)
-			continue;
-		a = json_object_new_object();
-		json_object_object_add(a, "alert", json_object_new_string(alert_names[i]));
-		json_object_object_add(a, "value", json_object_new_double(alerts[i].value));
-		json_object_object_add(a, "threshold", json_object_new_double(alerts[i].threshold));
-		json_object_object_add(a, "unit", json_object_new_string(alert_units[i]));
-		json_object_array_add(al, a);
-	}
-	usage = ps.max ? 100.0 * t.pool_peak / ps.max : 0;
-	pthread_mutex_unlock(&sample_mu);
-
-	pool = ops_pool_json(c->app->pool);
-	json_object_object_add(o, "pool", pool);
-
-	hit_rate = t.hits + t.misses ? 100.0 * (double)t.hits / (double)(t.hits + t.misses) : 0;
-	err_rate = t.requests ? 100.0 * (double)t.errors / (double)t.requests : 0;
-	cache = json_object_new_object();
-	json_object_object_add(cache, "up", json_object_new_boolean(cs.up));
-	json_object_object_add(cache, "hit_rate_percent", json_object_new_double(hit_rate));
-	json_object_object_add(o, "cache", cache);
-	reqs = json_object_new_object();
-	json_object_object_add(reqs, "window_seconds", json_object_new_int(WINDOW_SECONDS));
-	json_object_object_add(reqs, "count", json_object_new_int64((int64_t)t.requests));
-	json_object_object_add(reqs, "rate_per_second",
-			       json_object_new_double((double)t.requests / WINDOW_SECONDS));
-	json_object_object_add(reqs, "error_rate_percent", json_object_new_double(err_rate));
-	json_object_object_add(o, "requests", reqs);
-
-	p50 = metrics_quantile(t.db, 0.50) * 1000.0;
-	p99 = metrics_quantile(t.db, 0.99) * 1000.0;
-	ind = json_object_new_object();
-	json_object_object_add(ind, "query_p50", indicator(p50, "ms", "< 2000", p50 < 2000));
-	json_object_object_add(ind, "query_p99", indicator(p99, "ms", "< 2000", p99 < 2000));
-	json_object_object_add(ind, "pool_usage", indicator(usage, "%", "< 80", usage < 80));
-	/* No lookups or no requests in the window: nothing failed. */
-	json_object_object_add(ind, "cache_hit_rate", indicator(hit_rate, "%", "> 70",
-								t.hits + t.misses == 0 || hit_rate > 70));
-	json_object_object_add(ind, "error_rate", indicator(err_rate, "%", "< 1", err_rate < 1));
-	json_object_object_add(ind, "server_connections",
-			       indicator(ps.open, "count", "< 15", ps.open < 15));
-	json_object_object_add(o, "indicators", ind);
-	json_object_object_add(o, "alerts", al);
-	format_iso8601(now_wall(), ts, sizeof(ts));
-	json_object_object_add(o, "timestamp", json_object_new_string(ts));
-	http_resp_json(&c->resp, 200, o);
-	json_object_put(o);
+	free(s->routes);
+	s->routes = NULL;
 }

@@ -1,16 +1,34 @@
+/*
+ * ops: the operator's views. Every figure comes from a snapshot
+ * (pool_get_stats, cache_get_stats, metrics_snapshot) taken at the start
+ * of the request; the views format, they never count. The only database
+ * work here is the readiness and latency probe, "SELECT 1".
+ */
+#define _GNU_SOURCE
 #include "ops.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "context.h"
 #include "metrics.h"
+#include "strbuf.h"
 #include "util.h"
+
+static void ops_live(struct ctx *c);
+static void ops_ready(struct ctx *c);
+static void ops_pool(struct ctx *c);
+static void ops_cache(struct ctx *c);
+static void ops_prometheus(struct ctx *c);
+static void ops_admin_metrics(struct ctx *c);
 
 /* Readiness must answer quickly even when the pool is saturated. */
 #define READY_TIMEOUT 2.0
 
-void ops_live(struct ctx *c)
+static void ops_live(struct ctx *c)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -19,7 +37,7 @@ void ops_live(struct ctx *c)
 	json_object_put(o);
 }
 
-void ops_ready(struct ctx *c)
+static void ops_ready(struct ctx *c)
 {
 	double timeout = c->app->cfg->pool_timeout < READY_TIMEOUT
 				 ? c->app->cfg->pool_timeout : READY_TIMEOUT;
@@ -76,7 +94,7 @@ struct json_object *ops_pool_json(struct pool *p)
 	return o;
 }
 
-void ops_pool(struct ctx *c)
+static void ops_pool(struct ctx *c)
 {
 	struct json_object *o = ops_pool_json(c->app->pool);
 
@@ -84,7 +102,7 @@ void ops_pool(struct ctx *c)
 	json_object_put(o);
 }
 
-void ops_cache(struct ctx *c)
+static void ops_cache(struct ctx *c)
 {
 	struct cache_stats st;
 	struct json_object *o = json_object_new_object();
@@ -113,14 +131,293 @@ void ops_cache(struct ctx *c)
 	json_object_put(o);
 }
 
+/* ---- /metrics: Prometheus text ---------------------------------------------- */
+
+static void prom_head(struct strbuf *sb, const char *name, const char *type, const char *help)
+{
+	strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One histogram from non-cumulative counts; labels "" for none. */
+static void prom_histogram(struct strbuf *sb, const char *name, const char *labels,
+			   const unsigned long long *counts, double sum)
+{
+	const char *sep = *labels ? "," : "";
+	unsigned long long cum = 0;
+	char set[128];
+	int i;
+
+	for (i = 0; i <= METRICS_NBUCKETS; i++) {
+		cum += counts[i];
+		if (i < METRICS_NBUCKETS)
+			strbuf_printf(sb, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+				      metrics_buckets[i], cum);
+		else
+			strbuf_printf(sb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+	}
+	/* "{labels}", or nothing for a histogram without labels. */
+	snprintf(set, sizeof(set), *labels ? "{%s}" : "%s", labels);
+	strbuf_printf(sb, "%s_sum%s %.6f\n", name, set, sum);
+	strbuf_printf(sb, "%s_count%s %llu\n", name, set, cum);
+}
+
+/* A metric without labels: its HELP, TYPE and one sample. */
+static void prom_value(struct strbuf *sb, const char *name, const char *type, const char *help,
+		       double v)
+{
+	prom_head(sb, name, type, help);
+	strbuf_printf(sb, "%s %.17g\n", name, v);
+}
+
+static void prom_routes(struct strbuf *sb, const struct metrics_snapshot *m)
+{
+	size_t nr, i;
+	const struct route *table = resources_routes(&nr);
+
+	prom_head(sb, "paintstudio_http_requests_total", "counter",
+		  "Answered requests by route and status class.");
+	for (i = 0; i <= m->nroutes; i++) {
+		const char *name = i < nr ? table[i].name : "unmatched";
+		int k;
+
+		for (k = 1; k <= 5; k++)
+			if (m->routes[i].by_class[k])
+				strbuf_printf(sb, "paintstudio_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
+					      name, k, m->routes[i].by_class[k]);
+	}
+	prom_head(sb, "paintstudio_http_request_duration_seconds", "histogram",
+		  "Time to answer, by route.");
+	for (i = 0; i <= m->nroutes; i++) {
+		char labels[96];
+		unsigned long long n = 0;
+		int b;
+
+		for (b = 0; b <= METRICS_NBUCKETS; b++)
+			n += m->routes[i].latency[b];
+		if (n == 0)
+			continue;
+		snprintf(labels, sizeof(labels), "route=\"%s\"", i < nr ? table[i].name : "unmatched");
+		prom_histogram(sb, "paintstudio_http_request_duration_seconds", labels,
+			       m->routes[i].latency, m->routes[i].latency_sum);
+	}
+}
+
+static void prom_pool(struct strbuf *sb, const struct pool_stats *ps, const struct metrics_snapshot *m)
+{
+	static const char P[] = "paintstudio_pool_connections";
+
+	prom_value(sb, "paintstudio_pool_connections_active", "gauge", "Connections checked out.", ps->checked_out);
+	prom_value(sb, "paintstudio_pool_connections_idle", "gauge", "Connections checked in.", ps->idle);
+	prom_value(sb, "paintstudio_pool_connections_pending", "gauge", "Requests waiting for a connection.", ps->waiting);
+	prom_value(sb, P, "gauge", "Connections open (or opening).", ps->open);
+	prom_value(sb, "paintstudio_pool_connections_max", "gauge", "Pool size plus overflow.", ps->max);
+	prom_value(sb, "paintstudio_pool_connections_min", "gauge", "Pool size kept open.", ps->size);
+	prom_value(sb, "paintstudio_pool_connections_timeout_total", "counter",
+		   "Checkouts that waited the whole pool timeout.", (double)ps->timeouts);
+	prom_value(sb, "paintstudio_pool_connections_created_total", "counter", "Connections opened.", (double)ps->opened);
+	prom_value(sb, "paintstudio_pool_connections_closed_total", "counter", "Connections closed.", (double)ps->closed);
+	prom_value(sb, "paintstudio_pool_connections_invalid_total", "counter",
+		   "Connections found broken and discarded.", (double)ps->invalidated);
+	prom_head(sb, "paintstudio_pool_connections_acquire_seconds", "histogram",
+		  "Time a request waited for a connection.");
+	prom_histogram(sb, "paintstudio_pool_connections_acquire_seconds", "", m->pool_acquire,
+		       m->pool_acquire_sum);
+}
+
+static void prom_cache(struct strbuf *sb, const struct cache_stats *cs)
+{
+	prom_value(sb, "paintstudio_cache_hits_total", "counter", "Cache lookups answered by Redis.", (double)cs->hits);
+	prom_value(sb, "paintstudio_cache_misses_total", "counter", "Cache lookups that read PostgreSQL.", (double)cs->misses);
+	prom_value(sb, "paintstudio_cache_bypasses_total", "counter",
+		   "Lookups that skipped Redis (down, disabled or not yet trusted).", (double)cs->bypasses);
+	prom_value(sb, "paintstudio_cache_errors_total", "counter", "Redis failures.", (double)cs->errors);
+	prom_value(sb, "paintstudio_cache_invalidations_total", "counter", "Paints invalidated.",
+		   (double)cs->invalidations);
+	prom_value(sb, "paintstudio_redis_up", "gauge", "1 when the cache is in use.", cs->up);
+}
+
+static void prom_process(struct strbuf *sb, const struct metrics_snapshot *m)
+{
+	int i;
+
+	prom_value(sb, "process_resident_memory_bytes", "gauge", "Resident memory.", m->rss_bytes);
+	prom_value(sb, "process_cpu_seconds_total", "counter", "User and system CPU time.", m->cpu_seconds);
+	prom_value(sb, "process_start_time_seconds", "gauge", "Start time since the Unix epoch.", m->started_wall);
+	prom_value(sb, "paintstudio_threads_busy", "gauge", "Worker threads serving a request.", m->threads_busy);
+	prom_value(sb, "paintstudio_threads", "gauge", "Worker threads.", m->threads);
+	prom_head(sb, "paintstudio_alert_firing", "gauge", "1 while an alert's threshold is crossed.");
+	for (i = 0; i < METRICS_NALERTS; i++)
+		strbuf_printf(sb, "paintstudio_alert_firing{alert=\"%s\"} %d\n", m->alerts[i].name,
+			      m->alerts[i].firing);
+}
+
+static void ops_prometheus(struct ctx *c)
+{
+	struct metrics_snapshot m;
+	struct pool_stats ps;
+	struct cache_stats cs;
+	struct strbuf *sb = &c->resp.body;
+
+	metrics_snapshot(&m);
+	pool_get_stats(c->app->pool, &ps);
+	cache_get_stats(&cs);
+	strbuf_reset(sb);
+	prom_head(sb, "paintstudio_info", "gauge", "The process: its pid and start time.");
+	strbuf_printf(sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
+	prom_routes(sb, &m);
+	prom_pool(sb, &ps, &m);
+	prom_cache(sb, &cs);
+	prom_process(sb, &m);
+	metrics_snapshot_free(&m);
+	c->resp.status = 200;
+	c->resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* ---- /admin/metrics: JSON ---------------------------------------------------- */
+
+/* An indicator held to a target: below it (below = 1) or above it. */
+static struct json_object *indicator(double value, const char *unit, double target, int below,
+				     int pass)
+{
+	struct json_object *o = json_object_new_object();
+	char rule[48];
+
+	snprintf(rule, sizeof(rule), "%s %g", below ? "<" : ">", target);
+	json_object_object_add(o, "value", json_object_new_double(value));
+	json_object_object_add(o, "unit", json_object_new_string(unit));
+	json_object_object_add(o, "target", json_object_new_string(rule));
+	json_object_object_add(o, "pass", json_object_new_boolean(pass));
+	return o;
+}
+
+/*
+ * A timed "SELECT 1" on its own short leash (monitoring must answer in an
+ * incident): {query_ms} or {error}. A failed checkout's 503 is undone.
+ */
+static struct json_object *database_probe(struct ctx *c)
+{
+	struct json_object *q = json_object_new_object();
+	double t0 = now_mono();
+	PGconn *pg = ctx_db(c, 0.5);
+	PGresult *r;
+
+	if (pg == NULL) {
+		http_resp_reset(&c->resp);
+		json_object_object_add(q, "error", json_object_new_string("no database connection within 0.5 s"));
+		return q;
+	}
+	r = PQexec(pg, "SELECT 1");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		json_object_object_add(q, "query_ms", json_object_new_double((now_mono() - t0) * 1000.0));
+	else
+		json_object_object_add(q, "error", json_object_new_string(PQresultErrorMessage(r)));
+	PQclear(r);
+	ctx_db_release(c);
+	return q;
+}
+
+static struct json_object *indicators(const struct config *cfg, const struct metrics_window *t,
+				      const struct pool_stats *ps)
+{
+	struct json_object *ind = json_object_new_object();
+	double p50 = metrics_quantile(t->db, 0.50) * 1000.0, p99 = metrics_quantile(t->db, 0.99) * 1000.0;
+	double usage = ps->max ? 100.0 * t->pool_peak / ps->max : 0;
+	unsigned long long lookups = t->cache_hits + t->cache_misses;
+	double hit_rate = lookups ? 100.0 * (double)t->cache_hits / (double)lookups : 0;
+	double err_rate = t->requests ? 100.0 * (double)t->errors / (double)t->requests : 0;
+
+	json_object_object_add(ind, "query_p50", indicator(p50, "ms", cfg->target.query_ms, 1,
+							   p50 < cfg->target.query_ms));
+	json_object_object_add(ind, "query_p99", indicator(p99, "ms", cfg->target.query_ms, 1,
+							   p99 < cfg->target.query_ms));
+	json_object_object_add(ind, "pool_usage", indicator(usage, "%", cfg->target.pool_percent, 1,
+							    usage < cfg->target.pool_percent));
+	/* No lookups in the window: nothing failed. */
+	json_object_object_add(ind, "cache_hit_rate",
+			       indicator(hit_rate, "%", cfg->target.cache_hit_percent, 0,
+					 lookups == 0 || hit_rate > cfg->target.cache_hit_percent));
+	json_object_object_add(ind, "error_rate", indicator(err_rate, "%", cfg->target.error_percent, 1,
+							    err_rate < cfg->target.error_percent));
+	json_object_object_add(ind, "server_connections",
+			       indicator(ps->open, "count", cfg->target.server_connections, 1,
+					 ps->open < cfg->target.server_connections));
+	return ind;
+}
+
+static struct json_object *alerts_json(const struct metrics_snapshot *m)
+{
+	struct json_object *al = json_object_new_array();
+	int i;
+
+	for (i = 0; i < METRICS_NALERTS; i++) {
+		struct json_object *a;
+
+		if (!m->alerts[i].firing)
+			continue;
+		a = json_object_new_object();
+		json_object_object_add(a, "alert", json_object_new_string(m->alerts[i].name));
+		json_object_object_add(a, "value", json_object_new_double(m->alerts[i].value));
+		json_object_object_add(a, "threshold", json_object_new_double(m->alerts[i].threshold));
+		json_object_object_add(a, "unit", json_object_new_string(m->alerts[i].unit));
+		json_object_array_add(al, a);
+	}
+	return al;
+}
+
+static void ops_admin_metrics(struct ctx *c)
+{
+	struct json_object *o = json_object_new_object(), *mem, *cache, *reqs;
+	const struct metrics_window *t;
+	struct metrics_snapshot m;
+	struct pool_stats ps;
+	struct cache_stats cs;
+	unsigned long long lookups;
+	char ts[40];
+
+	json_object_object_add(o, "database", database_probe(c));
+	metrics_snapshot(&m);
+	pool_get_stats(c->app->pool, &ps);
+	cache_get_stats(&cs);
+	t = &m.window;
+	mem = json_object_new_object();
+	json_object_object_add(mem, "rss_bytes", json_object_new_double(m.rss_bytes));
+	json_object_object_add(mem, "limit_bytes", json_object_new_double(m.mem_limit_bytes));
+	json_object_object_add(mem, "percent", json_object_new_double(
+		m.mem_limit_bytes > 0 ? 100.0 * m.rss_bytes / m.mem_limit_bytes : 0));
+	json_object_object_add(o, "memory", mem);
+	json_object_object_add(o, "cpu_percent", json_object_new_double(m.cpu_percent));
+	json_object_object_add(o, "pool", ops_pool_json(c->app->pool));
+	lookups = t->cache_hits + t->cache_misses;
+	cache = json_object_new_object();
+	json_object_object_add(cache, "up", json_object_new_boolean(cs.up));
+	json_object_object_add(cache, "hit_rate_percent", json_object_new_double(
+		lookups ? 100.0 * (double)t->cache_hits / (double)lookups : 0));
+	json_object_object_add(o, "cache", cache);
+	reqs = json_object_new_object();
+	json_object_object_add(reqs, "window_seconds", json_object_new_int(t->seconds));
+	json_object_object_add(reqs, "count", json_object_new_int64((int64_t)t->requests));
+	json_object_object_add(reqs, "rate_per_second",
+			       json_object_new_double((double)t->requests / t->seconds));
+	json_object_object_add(reqs, "error_rate_percent", json_object_new_double(
+		t->requests ? 100.0 * (double)t->errors / (double)t->requests : 0));
+	json_object_object_add(o, "requests", reqs);
+	json_object_object_add(o, "indicators", indicators(c->app->cfg, t, &ps));
+	json_object_object_add(o, "alerts", alerts_json(&m));
+	format_iso8601(now_wall(), ts, sizeof(ts));
+	json_object_object_add(o, "timestamp", json_object_new_string(ts));
+	metrics_snapshot_free(&m);
+	http_resp_json(&c->resp, 200, o);
+	json_object_put(o);
+}
+
 /* Every /admin/ route is AUTH_ADMIN: the unit tests hold the table to it. */
 static const struct route routes[] = {
 	{ "GET", "/healthz", ops_live, "healthz", AUTH_NONE, true },
 	{ "GET", "/readyz", ops_ready, "readyz", AUTH_NONE, true },
-	{ "GET", "/metrics", metrics_prometheus, "metrics", AUTH_LOOPBACK_OR_ADMIN, true },
+	{ "GET", "/metrics", ops_prometheus, "metrics", AUTH_LOOPBACK_OR_ADMIN, true },
 	{ "GET", "/admin/pool", ops_pool, "admin.pool", AUTH_ADMIN, true },
 	{ "GET", "/admin/cache", ops_cache, "admin.cache", AUTH_ADMIN, true },
-	{ "GET", "/admin/metrics", metrics_admin, "admin.metrics", AUTH_ADMIN, true },
+	{ "GET", "/admin/metrics", ops_admin_metrics, "admin.metrics", AUTH_ADMIN, true },
 };
 
 const struct resource ops_resource = {

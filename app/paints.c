@@ -174,16 +174,6 @@ static int is_known(const char *key)
 	return 0;
 }
 
-static size_t utf8_chars(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 const char *paints_price_error(const char *t)
 {
 	size_t intlen = strspn(t, "0123456789"), declen = 0;

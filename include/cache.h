@@ -47,6 +47,7 @@ struct pool;
 struct pool_settings;
 
 enum cache_result {
+	CACHE_UNUSED = -1,	/* the request did not look in the cache */
 	CACHE_HIT,
 	CACHE_MISS,	/* read the database (store if a lease was granted) */
 	CACHE_BYPASS,	/* Redis disabled, down or not trusted now */

@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
+#include "log.h"
+
 enum app_env { APP_ENV_DEVELOPMENT, APP_ENV_PRODUCTION };
-enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* A parsed redis:// URL. host is NULL when the cache is disabled. */
 struct redis_url {
@@ -62,6 +62,13 @@ struct config {
 	double slow_request_ms;	/* requests slower than this log a warning */
 	double alert_query_ms, alert_pool_percent, alert_memory_percent,
 	       alert_error_percent, alert_pool_timeouts;
+	struct {			/* what /admin/metrics's indicators are held to */
+		double query_ms;		/* p50 and p99 database time below */
+		double pool_percent;		/* peak pool use below */
+		double cache_hit_percent;	/* hit rate above */
+		double error_percent;		/* 5xx rate below */
+		double server_connections;	/* PostgreSQL connections open below */
+	} target;
 
 	/* Logging */
 	enum log_level log_level;

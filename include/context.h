@@ -10,6 +10,7 @@
 #include <fcgiapp.h>
 #include <libpq-fe.h>
 
+#include "cache.h"
 #include "config.h"
 #include "http.h"
 #include "pool.h"
@@ -36,7 +37,7 @@ struct ctx {
 	double cache_time;		/* seconds spent talking to Redis */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
-	int cache;			/* enum cache_result, or -1: not cached */
+	enum cache_result cache;	/* CACHE_UNUSED unless the handler looked */
 	/* Who is asking (set by auth_require): */
 	int64_t user_id;		/* 0: nobody */
 	int is_admin;

@@ -8,8 +8,10 @@
 #ifndef PS_LOG_H
 #define PS_LOG_H
 
-#include "config.h"
 #include "strbuf.h"
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
 struct log_line {
 	struct strbuf sb;

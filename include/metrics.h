@@ -1,23 +1,20 @@
 /*
- * metrics: what operators need to see, cheap to collect. Requests are
- * counted with relaxed atomics only (no lock on the hot path); a
- * housekeeping sample each second adds process figures (memory, CPU), the
- * pool's peak use, and evaluates the alerts, logging each crossing once.
- *
- * Two views: GET /metrics in Prometheus text format (loopback, or an admin
- * session), and GET /admin/metrics as JSON with the key indicators over a
- * sliding five-minute window and the alerts (the original guide's
- * monitor_database_performance).
+ * metrics: the collector. Requests are counted with relaxed atomics only
+ * (no lock on the hot path); a housekeeping sample each second adds
+ * process figures (memory, CPU), the pool's peak use, and evaluates the
+ * alerts, logging each crossing once. metrics_snapshot copies it all out;
+ * the operator views (ops.c: /metrics, /admin/metrics) render snapshots
+ * and never reach into the collector.
  */
 #ifndef PS_METRICS_H
 #define PS_METRICS_H
 
 #include <stddef.h>
 
+#include "cache.h"
 #include "strbuf.h"
 
 struct config;
-struct ctx;
 struct pool;
 
 /* Latency buckets (seconds) shared by every histogram here. */
@@ -39,9 +36,10 @@ void metrics_setup(const struct config *cfg, size_t nroutes);
 /*
  * Count one finished request: route (index in the table; nroutes for an
  * unmatched path), status, total seconds, seconds with a database
- * connection (< 0: none), cache result (< 0: not cached).
+ * connection (< 0: none), cache result.
  */
-void metrics_request(size_t route, int status, double seconds, double db_seconds, int cache);
+void metrics_request(size_t route, int status, double seconds, double db_seconds,
+		     enum cache_result cache);
 
 /* One pool checkout waited this long (timed_out: it gave up). */
 void metrics_pool_wait(double seconds, int timed_out);
@@ -52,9 +50,46 @@ void metrics_set_inflight_source(int (*inflight)(void));
 /* Each second, from the housekeeper: sample the process and the pool, check alerts. */
 void metrics_sample(struct pool *p);
 
-/* GET /metrics and GET /admin/metrics */
-void metrics_prometheus(struct ctx *c);
-void metrics_admin(struct ctx *c);
+#define METRICS_NALERTS 5
+
+/* The sliding window's totals (the last WINDOW_SECONDS). */
+struct metrics_window {
+	int seconds;
+	unsigned long long requests, errors, cache_hits, cache_misses, pool_timeouts;
+	unsigned long long db[METRICS_NBUCKETS + 1];	/* database time per request */
+	int pool_peak;					/* most connections in use */
+};
+
+/* One route's counters; histograms are non-cumulative, +Inf last. */
+struct metrics_route {
+	unsigned long long by_class[6];			/* index: status / 100 */
+	unsigned long long latency[METRICS_NBUCKETS + 1];
+	double latency_sum;				/* seconds */
+};
+
+struct metrics_alert {
+	const char *name, *unit;	/* static strings */
+	int firing;
+	double value, threshold;
+};
+
+/* Everything the collector knows, copied at one moment. */
+struct metrics_snapshot {
+	double started_wall;		/* Unix seconds */
+	double rss_bytes, mem_limit_bytes, cpu_seconds, cpu_percent;
+	int threads, threads_busy;
+	size_t nroutes;			/* routes[nroutes] counts unmatched paths */
+	struct metrics_route *routes;	/* nroutes + 1 entries, owned */
+	unsigned long long pool_acquire[METRICS_NBUCKETS + 1];
+	double pool_acquire_sum;
+	unsigned long long pool_timeouts_total;
+	struct metrics_window window;
+	struct metrics_alert alerts[METRICS_NALERTS];
+};
+
+/* Fill s (never fails); release it with metrics_snapshot_free. */
+void metrics_snapshot(struct metrics_snapshot *s);
+void metrics_snapshot_free(struct metrics_snapshot *s);
 
 /*
  * Estimate a quantile (0..1) from non-cumulative bucket counts: the upper

@@ -41,6 +41,18 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
  */
 int pct_decode(const char *s, size_t n, int plus_is_space, char **out);
 
+/* UTF-8. */
+/*
+ * Length of the valid UTF-8 sequence starting at p (1..4), reading at most
+ * avail bytes, or 0 if the bytes there are not valid UTF-8 (overlong,
+ * surrogate, beyond U+10FFFF, or cut short by avail or a NUL).
+ */
+size_t utf8_seq_len(const unsigned char *p, size_t avail);
+/* 1 if s[0..len) is valid UTF-8 without NUL bytes, else 0; reads no further. */
+int utf8_valid(const char *s, size_t len);
+/* Code points in the valid UTF-8 string s (continuation bytes not counted). */
+size_t utf8_chars(const char *s);
+
 /* Abort with a message: for broken invariants only (bugs, not faults). */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

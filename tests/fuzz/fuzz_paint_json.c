@@ -4,7 +4,7 @@
 
 #include "fuzz.h"
 #include "paints.h"
-#include "strbuf.h"
+#include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

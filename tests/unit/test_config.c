@@ -123,6 +123,8 @@ static void test_bad_values_name_the_variable(void **state)
 		{ "FCGI_LISTEN=nowhere", "FCGI_LISTEN" },
 		{ "FCGI_LISTEN=127.0.0.1:70000", "FCGI_LISTEN" },
 		{ "FCGI_LISTEN=unix:", "FCGI_LISTEN" },
+		{ "TARGET_POOL_USAGE=101", "TARGET_POOL_USAGE" },
+		{ "TARGET_QUERY_MS=0", "TARGET_QUERY_MS" },
 	};
 	size_t i;
 
@@ -143,6 +145,24 @@ static void test_bad_values_name_the_variable(void **state)
 			fail_msg("error for %s does not start with the name: %s", bad[i].assign, err);
 		assert_null(strchr(err, '\n'));
 	}
+}
+
+/* /admin/metrics's targets: defaults, and explicit values win. */
+static void test_targets(void **state)
+{
+	char *defaults[] = { NULL };
+	char *env[] = { "TARGET_QUERY_MS=250", "TARGET_SERVER_CONNECTIONS=40", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, defaults), 0);
+	assert_true(cfg.target.query_ms == 2000 && cfg.target.pool_percent == 80 &&
+		    cfg.target.cache_hit_percent == 70 && cfg.target.error_percent == 1 &&
+		    cfg.target.server_connections == 15);
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, env), 0);
+	assert_true(cfg.target.query_ms == 250 && cfg.target.server_connections == 40);
+	config_free(&cfg);
 }
 
 static void test_range_in_message(void **state)
@@ -244,6 +264,7 @@ int main(void)
 		cmocka_unit_test(test_both_url_schemes),
 		cmocka_unit_test(test_bad_values_name_the_variable),
 		cmocka_unit_test(test_range_in_message),
+		cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_redis_url_forms),
 		cmocka_unit_test(test_empty_redis_disables_cache),
 		cmocka_unit_test(test_metrics_token_and_peers),
