@@ -99,23 +99,12 @@
 #include "cache.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <hiredis/hiredis.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sodium.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "pool.h"
+#include "cache_conn.h"
 #include "util.h"
 
 #define NEGATIVE_TTL 5		/* seconds an absent paint stays cached */
@@ -123,119 +112,11 @@
 #define LEASE_MS 3000		/* longer than a read takes; shorter than patience */
 #define LEASE_WAIT_STEPS 5	/* a loser polls this many times... */
 #define LEASE_WAIT_STEP_MS 10	/* ...this far apart for the winner's value */
-#define BACKOFF_MIN_MS 250
-#define BACKOFF_MAX_MS 5000
-#define DRAIN_BATCH 500
-#define CLAIM_MARGIN_MS 100	/* an announced lease outlasts the local one by this */
-#define ACK_MARGIN_MS 50	/* the writer's last-resort wait adds this... */
-#define ACK_DRIFT_PPM 1000	/* ...and this share of TRUST_MS for clock rates */
-#define ACK_POLL_MS 5		/* a waiting writer looks this often */
-#define DRAIN_STATEMENT_MS 1000	/* the drainer's statements give up after this */
-#define NOTIFY_CHANNEL "ps_cache_outbox"
-
-/*
- * Store a value only while the reader's lease is still in place. The lease
- * stays until it expires or a write deletes it, so a reader that missed
- * just before the store cannot take a second lease and read again.
- */
-static const char store_script[] =
-	"if redis.call('GET', KEYS[2]) == ARGV[1] then "
-	"  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
-	"  return 1 "
-	"end "
-	"return 0";
-
-/* The generation and the page under it, in one round trip. */
-static const char page_script[] =
-	"local g = redis.call('GET', KEYS[1]) or '0' "
-	"return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
-
-/* Set once by cache_setup/cache_set_pool before threads start; read-only afterwards. */
-static const struct config *cfg;
-static struct pool *drain_pool;
-static pthread_key_t conn_key;
-static char holder[96];		/* this process in cache_leases */
-
-/* A thread's own connection (hiredis contexts are not thread-safe). */
-struct tconn {
-	redisContext *rc;
-	char ident[CACHE_IDENT_LEN];	/* the server's identity, learnt at connect */
-	char prefix[CACHE_PREFIX_LEN];	/* its key space */
-	unsigned seen_seq;		/* ident_seq when matches was computed */
-	int matches;			/* ident == trusted_ident as of seen_seq */
-	unsigned conn_no;		/* counts this thread's connections */
-	/*
-	 * SHA1s of store_script and page_script, loaded on this connection
-	 * when it opened: EVALSHA spares Redis the script's text and hash on
-	 * every call. A server that lost them (SCRIPT FLUSH) answers NOSCRIPT,
-	 * an error reply like any other: the connection is dropped and the
-	 * next one loads them again.
-	 */
-	char store_sha[41], page_sha[41];
-};
-
-/*
- * Trust (piece T). trusted_until_ms (monotonic ms) is when this process
- * stops serving from Redis; 0 after any failure. error_seq counts failures:
- * a drain grants trust only if it did not move since the drain's t0.
- * state_mu guards trusted_ident and serialises granting; ident_seq moves
- * whenever trusted_ident changes (read by connections without the lock to
- * know when to compare again). Nothing blocks while state_mu is held.
- */
-static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
-static char trusted_ident[CACHE_IDENT_LEN];
-static atomic_uint ident_seq = 1;
-static atomic_llong trusted_until_ms;
-static atomic_ullong error_seq = 1;
-
-/* Back-off: while now < down_until_ms every thread bypasses Redis. */
-static atomic_llong down_until_ms;
-static atomic_int backoff_ms = BACKOFF_MIN_MS;
-static atomic_int is_down;
-
-static atomic_ullong n_hits, n_misses, n_bypasses, n_stores, n_refused, n_lease_waits,
-	n_lease_wait_hits, n_invalidations, n_errors, n_drained, n_drains, n_ack_waits,
-	n_ack_wait_ms;
-
-/* The drainer thread (cache_start/cache_stop). */
-static pthread_t drainer;
-static int drainer_running;
-static int stop_pipe[2] = { -1, -1 };
-static struct pool_settings drainer_settings;
-static char drainer_app_name[128];
-
-static void conn_free(void *p);
-static struct tconn *get_conn(int need_trust);
-static void mark_failed(struct tconn *t, const char *what);
-static int drain_on(PGconn *pg, int *applied);
-
-static void conn_free(void *p)
-{
-	struct tconn *t = p;
-
-	if (t->rc)
-		redisFree(t->rc);
-	free(t);
-}
 
 void cache_setup(const struct config *c)
 {
-	char host[64] = "";
-	unsigned char raw[4];
-	char hex[9];
-
-	cfg = c;
-	if (pthread_key_create(&conn_key, conn_free) != 0)
-		die("cache: pthread_key_create failed");
-	gethostname(host, sizeof(host) - 1);
-	randombytes_buf(raw, sizeof(raw));
-	sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
-	snprintf(holder, sizeof(holder), "%.60s/%d/%s", host, (int)getpid(), hex);
-}
-
-void cache_set_pool(struct pool *p)
-{
-	drain_pool = p;
+	cache_conn_setup(c);
+	cache_outbox_setup();
 }
 
 const char *cache_result_name(enum cache_result r)
@@ -251,18 +132,6 @@ const char *cache_result_name(enum cache_result r)
 		break;
 	}
 	return "none";
-}
-
-static long long now_ms(void)
-{
-	return (long long)(now_mono() * 1000.0);
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 /* ---- identity and key space (piece K) ------------------------------------ */
@@ -314,237 +183,7 @@ void cache_key_prefix(const char *ident, char out[CACHE_PREFIX_LEN])
 	snprintf(out, CACHE_PREFIX_LEN, "ps:%.12s%.12s:", ident, slash ? slash + 1 : "");
 }
 
-/* ---- connections ---------------------------------------------------------- */
-
-/* Redis failed for this thread: drop the connection, withdraw trust, back off. */
-static void mark_failed(struct tconn *t, const char *reason)
-{
-	int b = atomic_load(&backoff_ms);
-	char what[128];
-
-	/* reason may live in the context freed below: keep a copy. */
-	snprintf(what, sizeof(what), "%s", reason ? reason : "");
-	atomic_fetch_add(&n_errors, 1);
-	if (t && t->rc) {
-		redisFree(t->rc);
-		t->rc = NULL;
-	}
-	/* First the sequence (a drain in flight cannot grant), then the lease. */
-	atomic_fetch_add(&error_seq, 1);
-	atomic_store(&trusted_until_ms, 0);
-	atomic_store(&down_until_ms, now_ms() + b);
-	atomic_store(&backoff_ms, b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2);
-	if (atomic_exchange(&is_down, 1) == 0) {
-		struct log_line l;
-
-		log_begin(&l, LOG_WARN, "redis unavailable: serving from PostgreSQL");
-		log_str(&l, "detail", what);
-		log_int(&l, "retry_ms", b);
-		log_end(&l);
-	}
-}
-
-/* Time this thread spent on Redis, for the request's figures. */
-static _Thread_local double redis_time;
-
-double cache_take_time(void)
-{
-	double t = redis_time;
-
-	redis_time = 0;
-	return t;
-}
-
-static void note_success(void)
-{
-	if (atomic_load(&is_down) && atomic_exchange(&is_down, 0) == 1) {
-		atomic_store(&backoff_ms, BACKOFF_MIN_MS);
-		atomic_store(&down_until_ms, 0);
-		log_msg(LOG_INFO, "redis reachable again: cache in use once the outbox is drained");
-	}
-}
-
-/*
- * Read n pipelined replies into r[0..n). 0 when every one arrived and none
- * is an error reply; else -1 after marking Redis failed (t->rc is gone,
- * r[] freed). Every error reply counts: READONLY, OOM and MISCONF mean the
- * invalidations may not be landing.
- */
-static int replies(struct tconn *t, redisReply **r, int n)
-{
-	double t0 = now_mono();
-	int i, bad = -1;
-
-	for (i = 0; i < n; i++)
-		r[i] = NULL;
-	for (i = 0; i < n; i++) {
-		void *reply = NULL;
-
-		if (redisGetReply(t->rc, &reply) != REDIS_OK || reply == NULL) {
-			redis_time += now_mono() - t0;
-			mark_failed(t, t->rc->errstr[0] ? t->rc->errstr : "no reply");
-			goto fail;
-		}
-		r[i] = reply;
-		if (r[i]->type == REDIS_REPLY_ERROR && bad < 0)
-			bad = i;
-	}
-	redis_time += now_mono() - t0;
-	if (bad >= 0) {
-		mark_failed(t, r[bad]->str);
-		goto fail;
-	}
-	note_success();
-	return 0;
-fail:
-	for (i = 0; i < n; i++)
-		if (r[i])
-			freeReplyObject(r[i]);
-	return -1;
-}
-
-/* One command's reply, or NULL after marking Redis failed (error replies too). */
-static redisReply *command(struct tconn *t, const char *fmt, ...)
-{
-	va_list ap;
-	redisReply *r;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = redisvAppendCommand(t->rc, fmt, ap);
-	va_end(ap);
-	if (rc != REDIS_OK) {
-		mark_failed(t, "cannot format a command");
-		return NULL;
-	}
-	return replies(t, &r, 1) == 0 ? r : NULL;
-}
-
-/* Ask the server who it is (t->ident); -1 after marking failed. */
-static int read_identity(struct tconn *t, char ident[CACHE_IDENT_LEN])
-{
-	redisReply *r[2];
-	int rc;
-
-	redisAppendCommand(t->rc, "INFO server");
-	redisAppendCommand(t->rc, "INFO replication");
-	if (replies(t, r, 2) != 0)
-		return -1;
-	rc = r[0]->type == REDIS_REPLY_STRING && r[1]->type == REDIS_REPLY_STRING
-		? cache_identity_parse(r[0]->str, r[1]->str, ident) : -1;
-	freeReplyObject(r[0]);
-	freeReplyObject(r[1]);
-	if (rc != 0)
-		mark_failed(t, "not a writable master (INFO: no run_id, no master_replid, or role is not master)");
-	return rc;
-}
-
-/* SCRIPT LOAD script into sha (41 bytes); -1 after marking failed. */
-static int load_script(struct tconn *t, const char *script, char sha[41])
-{
-	redisReply *r = command(t, "SCRIPT LOAD %s", script);
-
-	if (r == NULL)
-		return -1;
-	if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-		freeReplyObject(r);
-		mark_failed(t, "SCRIPT LOAD did not answer a SHA1");
-		return -1;
-	}
-	memcpy(sha, r->str, 41);
-	freeReplyObject(r);
-	return 0;
-}
-
-static int connect_thread(struct tconn *t)
-{
-	struct timeval tv = { cfg->cache_timeout_ms / 1000, (cfg->cache_timeout_ms % 1000) * 1000 };
-	redisReply *r;
-
-	t->rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
-	if (t->rc == NULL || t->rc->err) {
-		mark_failed(t, t->rc ? t->rc->errstr : "out of memory");
-		return -1;
-	}
-	redisSetTimeout(t->rc, tv);
-	if (cfg->redis.password) {
-		r = cfg->redis.username
-			? command(t, "AUTH %s %s", cfg->redis.username, cfg->redis.password)
-			: command(t, "AUTH %s", cfg->redis.password);
-		if (r == NULL)
-			return -1;
-		freeReplyObject(r);
-	}
-	if (cfg->redis.db) {
-		if ((r = command(t, "SELECT %d", cfg->redis.db)) == NULL)
-			return -1;
-		freeReplyObject(r);
-	}
-	/* A name per process: operators (and the fault tests) can tell them apart. */
-	if ((r = command(t, "CLIENT SETNAME paintstudio-%d", (int)getpid())) == NULL)
-		return -1;
-	freeReplyObject(r);
-	if (load_script(t, store_script, t->store_sha) != 0 ||
-	    load_script(t, page_script, t->page_sha) != 0)
-		return -1;
-	if (read_identity(t, t->ident) != 0)
-		return -1;
-	cache_key_prefix(t->ident, t->prefix);
-	t->conn_no++;
-	t->seen_seq = 0;	/* compare with the trusted identity on first use */
-	return 0;
-}
-
-/* Whether t's server is the one this process's trust was granted for. */
-static int conn_matches_trust(struct tconn *t)
-{
-	if (t->seen_seq != atomic_load(&ident_seq)) {
-		pthread_mutex_lock(&state_mu);
-		t->matches = strcmp(t->ident, trusted_ident) == 0;
-		t->seen_seq = atomic_load(&ident_seq);
-		pthread_mutex_unlock(&state_mu);
-	}
-	return t->matches;
-}
-
-/*
- * This thread's usable connection, or NULL to bypass Redis (disabled,
- * backing off, failed to connect, or, with need_trust, not trusted now or
- * connected to another server than the trusted one).
- */
-static struct tconn *get_conn(int need_trust)
-{
-	struct tconn *t;
-	long long until, now = 0;
-
-	if (cfg == NULL || cfg->redis.host == NULL)
-		return NULL;
-	until = atomic_load(&down_until_ms);
-	if (until && (now = now_ms()) < until)
-		return NULL;
-	if (need_trust) {
-		if (now == 0)
-			now = now_ms();
-		if (now >= atomic_load(&trusted_until_ms))
-			return NULL;
-	}
-	t = pthread_getspecific(conn_key);
-	if (t == NULL) {
-		t = xcalloc(1, sizeof(*t));
-		pthread_setspecific(conn_key, t);
-	}
-	if (t->rc == NULL && connect_thread(t) != 0)
-		return NULL;
-	if (need_trust && !conn_matches_trust(t)) {
-		/* Opened to a server we no longer trust: open a new one next time. */
-		redisFree(t->rc);
-		t->rc = NULL;
-		return NULL;
-	}
-	return t;
-}
-
-static void paint_keys(const struct tconn *t, int64_t id, char key[128], char lease[128])
+static void paint_keys(const struct cache_conn *t, int64_t id, char key[128], char lease[128])
 {
 	snprintf(key, 128, "%spaint:%lld", t->prefix, (long long)id);
 	snprintf(lease, 128, "%slease:paint:%lld", t->prefix, (long long)id);
@@ -554,7 +193,7 @@ static void paint_keys(const struct tconn *t, int64_t id, char key[128], char le
 
 enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[CACHE_LEASE_TOKEN])
 {
-	struct tconn *t = get_conn(1);
+	struct cache_conn *t = cache_conn_get(1);
 	char key[128], lkey[128];
 	unsigned char raw[16];
 	redisReply *r;
@@ -562,23 +201,23 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 
 	lease[0] = '\0';
 	if (t == NULL) {
-		atomic_fetch_add(&n_bypasses, 1);
+		atomic_fetch_add(&cache_n.bypasses, 1);
 		return CACHE_BYPASS;
 	}
 	paint_keys(t, id, key, lkey);
-	if ((r = command(t, "GET %s", key)) == NULL)
+	if ((r = cache_conn_command(t, "GET %s", key)) == NULL)
 		goto bypass;
 	if (r->type == REDIS_REPLY_STRING) {
 		strbuf_append(value, r->str, r->len);
 		freeReplyObject(r);
-		atomic_fetch_add(&n_hits, 1);
+		atomic_fetch_add(&cache_n.hits, 1);
 		return CACHE_HIT;
 	}
 	freeReplyObject(r);
-	atomic_fetch_add(&n_misses, 1);
+	atomic_fetch_add(&cache_n.misses, 1);
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(lease, CACHE_LEASE_TOKEN, raw, sizeof(raw));
-	if ((r = command(t, "SET %s %s NX PX %d", lkey, lease, LEASE_MS)) == NULL)
+	if ((r = cache_conn_command(t, "SET %s %s NX PX %d", lkey, lease, LEASE_MS)) == NULL)
 		goto bypass;
 	if (r->type == REDIS_REPLY_STATUS) {	/* "OK": the lease is ours */
 		freeReplyObject(r);
@@ -587,16 +226,16 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	freeReplyObject(r);
 	lease[0] = '\0';
 	/* Someone else is reading the database for this key: wait a little. */
-	atomic_fetch_add(&n_lease_waits, 1);
+	atomic_fetch_add(&cache_n.lease_waits, 1);
 	for (i = 0; i < LEASE_WAIT_STEPS; i++) {
-		sleep_ms(LEASE_WAIT_STEP_MS);
+		cache_sleep_ms(LEASE_WAIT_STEP_MS);
 		/* The wait may outlive the trust: check it again. */
-		if ((t = get_conn(1)) == NULL || (r = command(t, "GET %s", key)) == NULL)
+		if ((t = cache_conn_get(1)) == NULL || (r = cache_conn_command(t, "GET %s", key)) == NULL)
 			goto bypass;
 		if (r->type == REDIS_REPLY_STRING) {
 			strbuf_append(value, r->str, r->len);
 			freeReplyObject(r);
-			atomic_fetch_add(&n_lease_wait_hits, 1);
+			atomic_fetch_add(&cache_n.lease_wait_hits, 1);
 			return CACHE_HIT;
 		}
 		freeReplyObject(r);
@@ -604,37 +243,37 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	return CACHE_MISS;
 bypass:
 	lease[0] = '\0';
-	atomic_fetch_add(&n_bypasses, 1);
+	atomic_fetch_add(&cache_n.bypasses, 1);
 	return CACHE_BYPASS;
 }
 
 int cache_paint_store(int64_t id, const char *lease, const char *value, size_t len)
 {
-	struct tconn *t;
+	struct cache_conn *t;
 	char key[128], lkey[128], ttl[16];
 	redisReply *r;
 	int stored;
 
-	if (lease == NULL || lease[0] == '\0' || (t = get_conn(1)) == NULL)
+	if (lease == NULL || lease[0] == '\0' || (t = cache_conn_get(1)) == NULL)
 		return 0;
 	paint_keys(t, id, key, lkey);
-	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cfg->cache_ttl);
-	r = command(t, "EVALSHA %s 2 %s %s %s %b %s", t->store_sha, key, lkey, lease, value, len, ttl);
+	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cache_conn_config()->cache_ttl);
+	r = cache_conn_command(t, "EVALSHA %s 2 %s %s %s %b %s", t->store_sha, key, lkey, lease, value, len, ttl);
 	if (r == NULL)
 		return 0;
 	stored = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
 	freeReplyObject(r);
-	atomic_fetch_add(stored ? &n_stores : &n_refused, 1);
+	atomic_fetch_add(stored ? &cache_n.stores : &cache_n.refused, 1);
 	return stored;
 }
 
 /* Apply an invalidation on t (its key space). 0 when every reply was good. */
-static int invalidate_on(struct tconn *t, const int64_t *ids, int n)
+int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n)
 {
-	redisReply *r[DRAIN_BATCH + 1];
+	redisReply *r[CACHE_DRAIN_BATCH + 1];
 	int i;
 
-	assert(n >= 0 && n <= DRAIN_BATCH);
+	assert(n >= 0 && n <= CACHE_DRAIN_BATCH);
 	for (i = 0; i < n; i++) {
 		char key[128], lkey[128];
 
@@ -642,19 +281,19 @@ static int invalidate_on(struct tconn *t, const int64_t *ids, int n)
 		redisAppendCommand(t->rc, "DEL %s %s", key, lkey);
 	}
 	redisAppendCommand(t->rc, "INCR %sgen", t->prefix);
-	if (replies(t, r, n + 1) != 0)
+	if (cache_conn_replies(t, r, n + 1) != 0)
 		return -1;
 	for (i = 0; i <= n; i++)
 		freeReplyObject(r[i]);
-	atomic_fetch_add(&n_invalidations, (unsigned long long)n);
+	atomic_fetch_add(&cache_n.invalidations, (unsigned long long)n);
 	return 0;
 }
 
 int cache_invalidate(const int64_t *ids, int n)
 {
-	struct tconn *t = get_conn(0);
+	struct cache_conn *t = cache_conn_get(0);
 
-	return t ? invalidate_on(t, ids, n) : -1;
+	return t ? cache_invalidate_on(t, ids, n) : -1;
 }
 
 /* ---- lists and stats ----------------------------------------------------- */
@@ -676,21 +315,21 @@ static void query_hash(const char *query, char out[33])
 enum cache_result cache_page_get(const char *kind, const char *query, struct strbuf *value,
 				 char gen[24])
 {
-	struct tconn *t = get_conn(1);
+	struct cache_conn *t = cache_conn_get(1);
 	char prefix[96], hash[33];
 	redisReply *r;
 	enum cache_result res = CACHE_MISS;
 
 	gen[0] = '\0';
 	if (t == NULL) {
-		atomic_fetch_add(&n_bypasses, 1);
+		atomic_fetch_add(&cache_n.bypasses, 1);
 		return CACHE_BYPASS;
 	}
 	snprintf(prefix, sizeof(prefix), "%s%s:", t->prefix, kind);
 	query_hash(query, hash);
-	r = command(t, "EVALSHA %s 1 %sgen %s %s", t->page_sha, t->prefix, prefix, hash);
+	r = cache_conn_command(t, "EVALSHA %s 1 %sgen %s %s", t->page_sha, t->prefix, prefix, hash);
 	if (r == NULL) {
-		atomic_fetch_add(&n_bypasses, 1);
+		atomic_fetch_add(&cache_n.bypasses, 1);
 		return CACHE_BYPASS;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
@@ -702,24 +341,24 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 			res = CACHE_HIT;
 		}
 	} else {
-		atomic_fetch_add(&n_errors, 1);
+		atomic_fetch_add(&cache_n.errors, 1);
 		res = CACHE_BYPASS;
 	}
 	freeReplyObject(r);
-	atomic_fetch_add(res == CACHE_HIT ? &n_hits : res == CACHE_MISS ? &n_misses : &n_bypasses, 1);
+	atomic_fetch_add(res == CACHE_HIT ? &cache_n.hits : res == CACHE_MISS ? &cache_n.misses : &cache_n.bypasses, 1);
 	return res;
 }
 
 void cache_page_store(const char *kind, const char *query, const char *gen,
 		      const char *value, size_t len)
 {
-	struct tconn *t;
+	struct cache_conn *t;
 	char hash[33], key[192];
 	const char *dot;
 	redisReply *r;
 
 	if (gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
-	    (t = get_conn(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
+	    (t = cache_conn_get(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
 		return;
 	query_hash(query, hash);
 	/*
@@ -727,386 +366,32 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 	 * connection: a write since bumped it.
 	 */
 	snprintf(key, sizeof(key), "%s%s:%.*s:%s", t->prefix, kind, (int)(dot - gen), gen, hash);
-	r = command(t, "SET %s %b EX %d", key, value, len, PAGE_TTL);
+	r = cache_conn_command(t, "SET %s %b EX %d", key, value, len, PAGE_TTL);
 	if (r) {
-		atomic_fetch_add(&n_stores, 1);
+		atomic_fetch_add(&cache_n.stores, 1);
 		freeReplyObject(r);
 	}
 }
 
-/* ---- drains (piece T) -------------------------------------------------------- */
-
-/*
- * Check t's server: still the identity t connected to, a master, and it
- * accepts a write (INCRBY 0 fails under READONLY, OOM, MISCONF, a paused
- * or sleeping server). -1 after marking failed.
- */
-static int probe(struct tconn *t)
-{
-	redisReply *r[3];
-	char ident[CACHE_IDENT_LEN];
-	int rc = 0;
-
-	redisAppendCommand(t->rc, "INFO server");
-	redisAppendCommand(t->rc, "INFO replication");
-	redisAppendCommand(t->rc, "INCRBY %sgen 0", t->prefix);
-	if (replies(t, r, 3) != 0)
-		return -1;
-	if (r[0]->type != REDIS_REPLY_STRING || r[1]->type != REDIS_REPLY_STRING ||
-	    cache_identity_parse(r[0]->str, r[1]->str, ident) != 0 || strcmp(ident, t->ident) != 0)
-		rc = -1;
-	freeReplyObject(r[0]);
-	freeReplyObject(r[1]);
-	freeReplyObject(r[2]);
-	if (rc != 0)
-		mark_failed(t, "Redis is no longer the master it was when connected");
-	return rc;
-}
-
-/* Run a statement with text parameters; 0 if it reached want. */
-static int pg_ok(PGconn *pg, const char *sql, int n, const char *const *params,
-		 ExecStatusType want, PGresult **out)
-{
-	PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
-	int ok = PQresultStatus(r) == want;
-
-	if (!ok) {
-		log_msg(LOG_WARN, "cache: PostgreSQL: %s", PQresultErrorMessage(r));
-		PQclear(r);
-		r = NULL;
-	}
-	if (out)
-		*out = r;
-	else
-		PQclear(r);
-	return ok ? 0 : -1;
-}
-
-/*
- * One drain on pg (autocommit, idle) and this thread's Redis connection.
- * Returns 0 and *applied rows when trust was granted; -1 when Redis or
- * PostgreSQL failed (then trust is not granted; Redis failures withdraw
- * it).
- */
-static int drain_on(PGconn *pg, int *applied)
-{
-	struct tconn *t;
-	unsigned long long target;
-	long long t0;
-	char ident[CACHE_IDENT_LEN], ttl[16];
-	int total = 0;
-
-	*applied = 0;
-	atomic_fetch_add(&n_drains, 1);
-	/* First a check, so that a failing Redis is not announced as trusted. */
-	if ((t = get_conn(0)) == NULL || probe(t) != 0)
-		return -1;
-	memcpy(ident, t->ident, sizeof(ident));
-	target = atomic_load(&error_seq);
-	t0 = now_ms();
-	/* Announce (and commit) before the outbox snapshot: piece T. */
-	snprintf(ttl, sizeof(ttl), "%d", CACHE_TRUST_MS + CLAIM_MARGIN_MS);
-	{
-		const char *params[3] = { holder, ident, ttl };
-
-		if (pg_ok(pg, "INSERT INTO cache_leases (holder, redis, until) "
-			  "VALUES ($1, $2, clock_timestamp() + $3::int * interval '1 millisecond') "
-			  "ON CONFLICT (holder) DO UPDATE SET redis = EXCLUDED.redis, until = EXCLUDED.until",
-			  3, params, PGRES_COMMAND_OK, NULL) != 0)
-			return -1;
-	}
-	for (;;) {
-		PGresult *r;
-		int64_t ids[DRAIN_BATCH];
-		struct strbuf list;
-		int n, i, deleted;
-
-		if (pg_ok(pg, "SELECT id, paint_id FROM cache_outbox ORDER BY id LIMIT 500",
-			  0, NULL, PGRES_TUPLES_OK, &r) != 0)
-			return -1;
-		n = PQntuples(r);
-		strbuf_init(&list);
-		strbuf_putc(&list, '{');
-		for (i = 0; i < n; i++) {
-			ids[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-			strbuf_printf(&list, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-		}
-		strbuf_putc(&list, '}');
-		PQclear(r);
-		/* Applied first, deleted after: a failure in between repeats, never loses. */
-		if ((t = get_conn(0)) == NULL || strcmp(t->ident, ident) != 0 ||
-		    (n > 0 && invalidate_on(t, ids, n) != 0) || probe(t) != 0) {
-			strbuf_free(&list);
-			return -1;
-		}
-		if (n == 0) {
-			strbuf_free(&list);
-			break;
-		}
-		{
-			const char *params[2] = { list.buf, ident };
-
-			r = NULL;
-			if (pg_ok(pg, "DELETE FROM cache_outbox WHERE id = ANY($1::int8[]) AND NOT EXISTS "
-				  "(SELECT 1 FROM cache_leases WHERE until > clock_timestamp() AND redis <> $2)",
-				  2, params, PGRES_COMMAND_OK, &r) != 0) {
-				strbuf_free(&list);
-				return -1;
-			}
-			deleted = atoi(PQcmdTuples(r));
-			PQclear(r);
-		}
-		strbuf_free(&list);
-		total += n;
-		if (n < DRAIN_BATCH)
-			break;	/* this snapshot held every pending row: all applied */
-		/*
-		 * A full batch the guard kept (another key space is announced):
-		 * the rows after it were never read, so no trust from this drain.
-		 */
-		if (deleted < n)
-			return -1;
-	}
-	*applied = total;
-	atomic_fetch_add(&n_drained, (unsigned long long)total);
-	pthread_mutex_lock(&state_mu);
-	/* A failure since t0 leaves error_seq ahead: no trust from this drain. */
-	if (atomic_load(&error_seq) == target) {
-		if (strcmp(trusted_ident, ident) != 0) {
-			memcpy(trusted_ident, ident, sizeof(ident));
-			atomic_fetch_add(&ident_seq, 1);
-		}
-		if (atomic_load(&trusted_until_ms) < t0 + CACHE_TRUST_MS)
-			atomic_store(&trusted_until_ms, t0 + CACHE_TRUST_MS);
-	}
-	pthread_mutex_unlock(&state_mu);
-	return 0;
-}
-
-int cache_drain(struct pool *p)
-{
-	struct pool_conn *c;
-	struct pool_error err;
-	int applied, rc;
-
-	if (p == NULL)
-		p = drain_pool;
-	if (p == NULL || cfg == NULL || cfg->redis.host == NULL)
-		return -1;
-	if (pool_checkout(p, 1.0, "cache.drain", &c, &err) != 0)
-		return -1;
-	rc = drain_on(pool_conn_pg(c), &applied);
-	pool_release(p, c);
-	return rc == 0 ? applied : -1;
-}
-
-/* ---- the writer's acknowledgement (piece A) ------------------------------ */
-
-void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
-{
-	long long w = now_ms(), deadline, waited;
-	struct tconn *t = get_conn(0);
-	char applied[CACHE_IDENT_LEN] = "";
-	const char *params[2] = { outbox_id, applied };
-	PGresult *r;
-	int done = 0;
-
-	if (t && invalidate_on(t, &paint_id, 1) == 0) {
-		memcpy(applied, t->ident, sizeof(applied));
-		r = PQexecPrepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
-		done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-		PQclear(r);
-		if (done)
-			return;	/* the normal path */
-	}
-	/* Not applied (Redis failed, or the cache is off here): the row stays. */
-
-	/* A fault: let the other processes drain it now, then wait for a way out. */
-	atomic_fetch_add(&n_ack_waits, 1);
-	PQclear(PQexec(pg, "NOTIFY " NOTIFY_CHANNEL));
-	deadline = w + CACHE_TRUST_MS + CACHE_TRUST_MS * ACK_DRIFT_PPM / 1000000 + ACK_MARGIN_MS;
-	while (now_ms() < deadline) {
-		const char *p1[1] = { outbox_id };
-		int pending, running;
-
-		if (applied[0]) {	/* ours landed: done once no other key space is announced */
-			r = PQexecPrepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
-			done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-			PQclear(r);
-			if (done)
-				break;
-		}
-		r = PQexecParams(pg, "SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE id = $1), "
-				 "EXISTS (SELECT 1 FROM cache_leases WHERE until > clock_timestamp())",
-				 1, NULL, p1, NULL, NULL, 0);
-		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-			/* PostgreSQL failed: only the clock can tell now. */
-			PQclear(r);
-			while (now_ms() < deadline)
-				sleep_ms(ACK_POLL_MS);
-			break;
-		}
-		pending = PQgetvalue(r, 0, 0)[0] == 't';
-		running = PQgetvalue(r, 0, 1)[0] == 't';
-		PQclear(r);
-		if (!pending || !running)
-			break;
-		sleep_ms(ACK_POLL_MS);
-	}
-	waited = now_ms() - w;
-	atomic_fetch_add(&n_ack_wait_ms, (unsigned long long)(waited > 0 ? waited : 0));
-}
-
-/* ---- the drainer thread ------------------------------------------------------- */
-
-static PGconn *drainer_connect(void)
-{
-	struct pool_error err;
-	PGconn *pg = pool_connect(&drainer_settings, 2.0, &err);
-	PGresult *r;
-
-	if (pg == NULL)
-		return NULL;
-	r = PQexec(pg, "LISTEN " NOTIFY_CHANNEL);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		PQclear(r);
-		PQfinish(pg);
-		return NULL;
-	}
-	PQclear(r);
-	return pg;
-}
-
-/* Sleep up to ms, waking early on a notice or cache_stop. 1 when stopping. */
-static int drainer_wait(PGconn *pg, int ms)
-{
-	struct pollfd fds[2];
-	int n = 1;
-	PGnotify *note;
-
-	memset(fds, 0, sizeof(fds));
-	fds[0].fd = stop_pipe[0];
-	fds[0].events = POLLIN;
-	if (pg && PQsocket(pg) >= 0) {
-		fds[1].fd = PQsocket(pg);
-		fds[1].events = POLLIN;
-		n = 2;
-	}
-	if (poll(fds, (nfds_t)n, ms) < 0 && errno != EINTR)
-		sleep_ms(ms);
-	if (fds[0].revents)
-		return 1;
-	if (n == 2 && fds[1].revents) {
-		PQconsumeInput(pg);
-		while ((note = PQnotifies(pg)) != NULL)
-			PQfreemem(note);
-	}
-	return 0;
-}
-
-static void *drainer_main(void *arg)
-{
-	PGconn *pg = NULL;
-	long long last_prune = 0;
-	int applied;
-
-	(void)arg;
-	for (;;) {
-		int pause = CACHE_DRAIN_EVERY_MS;
-
-		if (pg == NULL && (pg = drainer_connect()) == NULL)
-			pause = 1000;
-		if (pg) {
-			drain_on(pg, &applied);
-			if (now_ms() - last_prune > 60000) {	/* leases of processes long gone */
-				PQclear(PQexec(pg, "DELETE FROM cache_leases WHERE until < now() - interval '1 hour'"));
-				last_prune = now_ms();
-			}
-			if (PQstatus(pg) != CONNECTION_OK) {
-				PQfinish(pg);
-				pg = NULL;
-				pause = 0;
-			}
-		}
-		if (drainer_wait(pg, pause))
-			break;
-	}
-	atomic_store(&trusted_until_ms, 0);
-	if (pg) {
-		const char *params[1] = { holder };
-
-		pg_ok(pg, "DELETE FROM cache_leases WHERE holder = $1", 1, params, PGRES_COMMAND_OK, NULL);
-		PQfinish(pg);
-	}
-	return NULL;
-}
-
-void cache_start(const struct pool_settings *ps)
-{
-	if (cfg == NULL || cfg->redis.host == NULL || drainer_running)
-		return;
-	drainer_settings = *ps;
-	snprintf(drainer_app_name, sizeof(drainer_app_name), "%s cache",
-		 ps->application_name ? ps->application_name : "paint_studio");
-	drainer_settings.application_name = drainer_app_name;
-	drainer_settings.statement_timeout_ms = DRAIN_STATEMENT_MS;
-	drainer_settings.stmts = NULL;
-	drainer_settings.nstmts = 0;
-	if (pipe(stop_pipe) != 0)
-		die("cache: pipe failed: %s", strerror(errno));
-	/*
-	 * The thread inherits a mask blocking the signals the main thread
-	 * sigwaits for (it may start before server_run blocks them), and
-	 * SIGPIPE (before server_run ignores it, a write to a closed Redis
-	 * socket must fail with EPIPE, not end the process).
-	 */
-	{
-		sigset_t block, old;
-
-		sigemptyset(&block);
-		sigaddset(&block, SIGTERM);
-		sigaddset(&block, SIGINT);
-		sigaddset(&block, SIGHUP);
-		sigaddset(&block, SIGPIPE);
-		pthread_sigmask(SIG_BLOCK, &block, &old);
-		if (pthread_create(&drainer, NULL, drainer_main, NULL) != 0)
-			die("cache: cannot start the drainer thread");
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
-	drainer_running = 1;
-}
-
-void cache_stop(void)
-{
-	if (!drainer_running)
-		return;
-	if (write(stop_pipe[1], "x", 1) != 1)
-		log_msg(LOG_WARN, "cache: cannot wake the drainer");
-	pthread_join(drainer, NULL);
-	close(stop_pipe[0]);
-	close(stop_pipe[1]);
-	stop_pipe[0] = stop_pipe[1] = -1;
-	drainer_running = 0;
-}
 
 void cache_get_stats(struct cache_stats *st)
 {
-	long long until = atomic_load(&down_until_ms), now = now_ms();
+	const struct config *cfg = cache_conn_config();
 
 	memset(st, 0, sizeof(*st));
 	st->enabled = cfg && cfg->redis.host;
-	st->hits = atomic_load(&n_hits);
-	st->misses = atomic_load(&n_misses);
-	st->bypasses = atomic_load(&n_bypasses);
-	st->stores = atomic_load(&n_stores);
-	st->stores_refused = atomic_load(&n_refused);
-	st->lease_waits = atomic_load(&n_lease_waits);
-	st->lease_wait_hits = atomic_load(&n_lease_wait_hits);
-	st->invalidations = atomic_load(&n_invalidations);
-	st->errors = atomic_load(&n_errors);
-	st->drained = atomic_load(&n_drained);
-	st->drains = atomic_load(&n_drains);
-	st->ack_waits = atomic_load(&n_ack_waits);
-	st->ack_wait_ms = atomic_load(&n_ack_wait_ms);
-	st->up = st->enabled && !(until && now < until) && now < atomic_load(&trusted_until_ms);
+	st->hits = atomic_load(&cache_n.hits);
+	st->misses = atomic_load(&cache_n.misses);
+	st->bypasses = atomic_load(&cache_n.bypasses);
+	st->stores = atomic_load(&cache_n.stores);
+	st->stores_refused = atomic_load(&cache_n.refused);
+	st->lease_waits = atomic_load(&cache_n.lease_waits);
+	st->lease_wait_hits = atomic_load(&cache_n.lease_wait_hits);
+	st->invalidations = atomic_load(&cache_n.invalidations);
+	st->errors = atomic_load(&cache_n.errors);
+	st->drained = atomic_load(&cache_n.drained);
+	st->drains = atomic_load(&cache_n.drains);
+	st->ack_waits = atomic_load(&cache_n.ack_waits);
+	st->ack_wait_ms = atomic_load(&cache_n.ack_wait_ms);
+	st->up = st->enabled && cache_trust_up();
 }

@@ -1,0 +1,94 @@
+/*
+ * cache_conn: the inside of the cache module, shared by cache.c (lookups
+ * and stores), cache_outbox.c (drains, acknowledgements, the drainer) and
+ * cache_conn.c (connections and trust). Not for other modules: they use
+ * cache.h.
+ */
+#ifndef PS_CACHE_CONN_H
+#define PS_CACHE_CONN_H
+
+#include <hiredis/hiredis.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "config.h"
+
+#define CACHE_DRAIN_BATCH 500	/* outbox rows one drain step applies */
+
+/* A thread's own connection (hiredis contexts are not thread-safe). */
+struct cache_conn {
+	redisContext *rc;
+	char ident[CACHE_IDENT_LEN];	/* the server's identity, learnt at connect */
+	char prefix[CACHE_PREFIX_LEN];	/* its key space */
+	unsigned seen_seq;		/* ident_seq when matches was computed */
+	int matches;			/* ident == trusted_ident as of seen_seq */
+	unsigned conn_no;		/* counts this thread's connections */
+	/*
+	 * SHA1s of the store and page scripts, loaded on this connection
+	 * when it opened: EVALSHA spares Redis the script's text and hash on
+	 * every call. A server that lost them (SCRIPT FLUSH) answers NOSCRIPT,
+	 * an error reply like any other: the connection is dropped and the
+	 * next one loads them again.
+	 */
+	char store_sha[41], page_sha[41];
+};
+
+/* The figures of cache_get_stats: relaxed atomics, bumped anywhere. */
+struct cache_counters {
+	atomic_ullong hits, misses, bypasses, stores, refused, lease_waits, lease_wait_hits,
+		      invalidations, errors, drained, drains, ack_waits, ack_wait_ms;
+};
+extern struct cache_counters cache_n;
+
+/* Call once before threads start (from cache_setup). */
+void cache_conn_setup(const struct config *cfg);
+void cache_outbox_setup(void);
+
+/* The settings given to cache_setup; NULL before. */
+const struct config *cache_conn_config(void);
+
+/*
+ * This thread's usable connection, or NULL to bypass Redis (disabled,
+ * backing off, failed to connect, or, with need_trust, not trusted now or
+ * connected to another server than the trusted one). Owned by the thread.
+ */
+struct cache_conn *cache_conn_get(int need_trust);
+
+/* Redis failed for this thread: drop t's connection, withdraw trust, back off. */
+void cache_conn_failed(struct cache_conn *t, const char *reason);
+
+/*
+ * Read n pipelined replies into r[0..n). 0 when every one arrived and none
+ * is an error reply (caller frees them); else -1 after cache_conn_failed
+ * (t->rc is gone, r[] freed).
+ */
+int cache_conn_replies(struct cache_conn *t, redisReply **r, int n);
+
+/* One command's reply (caller frees), or NULL after cache_conn_failed. */
+redisReply *cache_conn_command(struct cache_conn *t, const char *fmt, ...);
+
+/*
+ * Check t's server: still the identity t connected to, a master, and it
+ * accepts a write. 0, or -1 after cache_conn_failed.
+ */
+int cache_conn_probe(struct cache_conn *t);
+
+/* Apply the invalidation of ids[0..n) on t (n <= CACHE_DRAIN_BATCH); 0 or -1. */
+int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n);
+
+/*
+ * Trust (piece T): cache_trust_seq before a drain; cache_trust_grant
+ * after it, which trusts ident for CACHE_TRUST_MS from t0 only if no
+ * failure moved the sequence since. cache_trust_up: Redis in use now.
+ */
+unsigned long long cache_trust_seq(void);
+void cache_trust_grant(const char ident[CACHE_IDENT_LEN], unsigned long long seq, long long t0);
+void cache_trust_withdraw(void);
+int cache_trust_up(void);
+
+/* Monotonic milliseconds; a sleep of ms milliseconds. */
+long long cache_now_ms(void);
+void cache_sleep_ms(int ms);
+
+#endif
