@@ -3,7 +3,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "pgconnect.h"
 #include "util.h"
 
 /* Statements of varying shape prepared lazily on one connection. */
@@ -138,18 +138,76 @@ static void grant_slot_locked(struct pool *p)
 	pthread_cond_signal(&w->cv);
 }
 
-int pool_checkout(struct pool *p, double timeout, const char *holder,
-		  struct pool_conn **out, struct pool_error *err)
+/*
+ * Wait in the FIFO queue for a hand-over, a slot grant, shutdown or the
+ * deadline. Called and returns with p->mu held (the wait releases it).
+ * 0 with *c handed over or *must_open set; -1 with err filled.
+ */
+static int wait_turn_locked(struct pool *p, double deadline, double timeout,
+			    struct pool_conn **c, int *must_open, struct pool_error *err)
 {
-	double start = now_mono(), deadline, suspect_before;
-	struct pool_conn *c = NULL;
-	int must_open = 0;
+	struct waiter w = { .conn = NULL, .slot = 0, .next = NULL };
+	struct timespec ts = abs_deadline(deadline);
+	pthread_condattr_t ca;
 
-	if (timeout <= 0)
-		timeout = p->set.timeout;
-	deadline = start + timeout;
-	err->kind = POOL_ERR_NONE;
-	err->msg[0] = '\0';
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (p->tail)
+		p->tail->next = &w;
+	else
+		p->head = &w;
+	p->tail = &w;
+	p->waiting++;
+	while (w.conn == NULL && !w.slot && !p->closing) {
+		if (pthread_cond_timedwait(&w.cv, &p->mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_cond_destroy(&w.cv);
+	if (w.conn) {
+		*c = w.conn;
+		return 0;
+	}
+	if (w.slot) {
+		*must_open = 1;
+		return 0;
+	}
+	/* Timed out or shutting down: leave the queue (a releaser never saw us). */
+	{
+		struct waiter **pp = &p->head, *prev = NULL;
+
+		while (*pp != &w) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		*pp = w.next;
+		if (p->tail == &w)
+			p->tail = prev;
+	}
+	p->waiting--;
+	if (p->closing) {
+		err->kind = POOL_ERR_CLOSED;
+		snprintf(err->msg, sizeof(err->msg), "the service is shutting down");
+	} else {
+		p->st.timeouts++;
+		err->kind = POOL_ERR_TIMEOUT;
+		snprintf(err->msg, sizeof(err->msg),
+			 "no database connection free within %.0f s (%d in use)",
+			 timeout, p->checked_out);
+	}
+	return -1;
+}
+
+/*
+ * Take an idle connection, a slot to open one, or wait for either. 0 with
+ * *c (an idle connection) or *must_open (a reserved slot), counted as
+ * checked out; -1 with err filled.
+ */
+static int reserve(struct pool *p, double start, double timeout, struct pool_conn **c,
+		   int *must_open, double *suspect_before, struct pool_error *err)
+{
+	int rc = 0;
 
 	lock(p);
 	if (p->closing) {
@@ -159,114 +217,91 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 		return -1;
 	}
 	if (p->head == NULL && p->idle) {
-		c = p->idle;
-		p->idle = c->next;
+		*c = p->idle;
+		p->idle = (*c)->next;
 		p->nidle--;
 		p->checked_out++;
 	} else if (p->head == NULL && p->open < p->set.size + p->set.max_overflow) {
 		p->open++;
 		p->checked_out++;
-		must_open = 1;
+		*must_open = 1;
 	} else {
-		struct waiter w = { .conn = NULL, .slot = 0, .next = NULL };
-		struct timespec ts = abs_deadline(deadline);
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&w.cv, &ca);
-		pthread_condattr_destroy(&ca);
-		if (p->tail)
-			p->tail->next = &w;
-		else
-			p->head = &w;
-		p->tail = &w;
-		p->waiting++;
-		/* Woken by a hand-over, a slot grant, shutdown or the deadline. */
-		while (w.conn == NULL && !w.slot && !p->closing) {
-			if (pthread_cond_timedwait(&w.cv, &p->mu, &ts) == ETIMEDOUT)
-				break;
-		}
-		if (w.conn) {
-			c = w.conn;
-		} else if (w.slot) {
-			must_open = 1;
-		} else {
-			/* Timed out or shutting down: leave the queue. */
-			struct waiter **pp = &p->head, *prev = NULL;
-
-			while (*pp != &w) {
-				prev = *pp;
-				pp = &(*pp)->next;
-			}
-			*pp = w.next;
-			if (p->tail == &w)
-				p->tail = prev;
-			p->waiting--;
-			if (p->closing) {
-				err->kind = POOL_ERR_CLOSED;
-				snprintf(err->msg, sizeof(err->msg), "the service is shutting down");
-			} else {
-				p->st.timeouts++;
-				err->kind = POOL_ERR_TIMEOUT;
-				snprintf(err->msg, sizeof(err->msg),
-					 "no database connection free within %.0f s (%d in use)",
-					 timeout, p->checked_out);
-			}
-		}
-		pthread_cond_destroy(&w.cv);
-		if (err->kind != POOL_ERR_NONE) {
-			p->st.wait_seconds_total += now_mono() - start;
-			unlock(p);
-			return -1;
-		}
+		rc = wait_turn_locked(p, start + timeout, timeout, c, must_open, err);
 	}
-	p->st.checkouts++;
 	p->st.wait_seconds_total += now_mono() - start;
-	suspect_before = p->suspect_before;
+	if (rc == 0)
+		p->st.checkouts++;
+	*suspect_before = p->suspect_before;
 	unlock(p);
+	return rc;
+}
 
-	if (c) {
-		double now = now_mono();
+/*
+ * Vet a connection that was idle: past its age, or found dead by a ping,
+ * it is closed and *must_open set (its slot is kept). Called unlocked.
+ */
+static void vet_idle(struct pool *p, struct pool_conn *c, double suspect_before, int *must_open)
+{
+	double now = now_mono();
+	int recycle = now - c->created > p->set.recycle;
 
-		/* Replace a connection past its age, or found dead by a ping. */
-		if (now - c->created > p->set.recycle) {
-			conn_close(c);
-			must_open = 1;
-			lock(p);
-			p->st.recycled++;
-			p->st.closed++;
-			unlock(p);
-		} else if (((p->set.pre_ping && now - c->last_used > POOL_PREPING_IDLE) ||
-			    c->created < suspect_before) &&
-			   conn_ping(c->pg) != 0) {
-			conn_close(c);
-			must_open = 1;
-			lock(p);
-			p->st.invalidated++;
-			p->st.closed++;
-			unlock(p);
-		}
-	}
-	if (must_open) {
-		if (c == NULL)
-			c = xcalloc(1, sizeof(*c));
-		if (conn_open(p, deadline, c, err) != 0) {
-			free(c);
-			lock(p);
-			p->open--;
-			p->checked_out--;
-			p->st.failed++;
-			grant_slot_locked(p);
-			if (p->closing && p->checked_out == 0)
-				pthread_cond_broadcast(&p->drained);
-			unlock(p);
-			return -1;
-		}
+	if (!recycle &&
+	    !(((p->set.pre_ping && now - c->last_used > POOL_PREPING_IDLE) ||
+	       c->created < suspect_before) && conn_ping(c->pg) != 0))
+		return;
+	conn_close(c);
+	*must_open = 1;
+	lock(p);
+	if (recycle)
+		p->st.recycled++;
+	else
+		p->st.invalidated++;
+	p->st.closed++;
+	unlock(p);
+}
+
+/* Open a connection in a reserved slot (c may be a closed one to reuse). */
+static int open_reserved(struct pool *p, double deadline, struct pool_conn **c,
+			 struct pool_error *err)
+{
+	if (*c == NULL)
+		*c = xcalloc(1, sizeof(**c));
+	if (conn_open(p, deadline, *c, err) != 0) {
+		free(*c);
+		*c = NULL;
 		lock(p);
-		p->st.opened++;
+		p->open--;
+		p->checked_out--;
+		p->st.failed++;
+		grant_slot_locked(p);
+		if (p->closing && p->checked_out == 0)
+			pthread_cond_broadcast(&p->drained);
 		unlock(p);
+		return -1;
 	}
+	lock(p);
+	p->st.opened++;
+	unlock(p);
+	return 0;
+}
+
+int pool_checkout(struct pool *p, double timeout, const char *holder,
+		  struct pool_conn **out, struct pool_error *err)
+{
+	double start = now_mono(), suspect_before;
+	struct pool_conn *c = NULL;
+	int must_open = 0;
+
+	if (timeout <= 0)
+		timeout = p->set.timeout;
+	err->kind = POOL_ERR_NONE;
+	err->msg[0] = '\0';
+	if (reserve(p, start, timeout, &c, &must_open, &suspect_before, err) != 0)
+		return -1;
+	if (c)
+		vet_idle(p, c, suspect_before, &must_open);
+	if (must_open && open_reserved(p, start + timeout, &c, err) != 0)
+		return -1;
 	c->holder = holder;
 	c->checked_out_at = now_mono();
 	c->leak_reported = 0;
@@ -319,25 +354,9 @@ PGconn *pool_conn_pg(const struct pool_conn *c)
 	return c->pg;
 }
 
-void pool_release(struct pool *p, struct pool_conn *c)
+/* Take c off the checked-out list; p->mu held. */
+static void leave_busy_locked(struct pool *p, struct pool_conn *c)
 {
-	int healthy = conn_clean(c->pg) == 0;
-	double now = now_mono(), held = now - c->checked_out_at;
-	int close_it = 0;
-
-	if (held > p->set.leak_threshold) {
-		struct log_line l;
-
-		log_begin(&l, LOG_WARN, "database connection returned after the leak threshold");
-		log_str(&l, "route", c->holder);
-		log_num(&l, "held_ms", held * 1000.0);
-		log_end(&l);
-	}
-	c->last_used = now;
-	c->holder = NULL;
-
-	lock(p);
-	/* Leave the checked-out list. */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -346,6 +365,31 @@ void pool_release(struct pool *p, struct pool_conn *c)
 		c->next->prev = c->prev;
 	c->prev = c->next = NULL;
 	p->checked_out--;
+}
+
+static void log_late_return(const char *holder, double held)
+{
+	struct log_line l;
+
+	log_begin(&l, LOG_WARN, "database connection returned after the leak threshold");
+	log_str(&l, "route", holder);
+	log_num(&l, "held_ms", held * 1000.0);
+	log_end(&l);
+}
+
+void pool_release(struct pool *p, struct pool_conn *c)
+{
+	int healthy = conn_clean(c->pg) == 0;
+	double now = now_mono(), held = now - c->checked_out_at;
+	int close_it = 0;
+
+	if (held > p->set.leak_threshold)
+		log_late_return(c->holder, held);
+	c->last_used = now;
+	c->holder = NULL;
+
+	lock(p);
+	leave_busy_locked(p, c);
 	if (held > p->set.leak_threshold && !c->leak_reported)
 		p->st.leaks++;
 	if (!healthy) {
@@ -497,139 +541,11 @@ void pool_destroy(struct pool *p)
 	free(p);
 }
 
-/* Whether a failed connection attempt may succeed if tried again. */
-static int connect_error_is_transient(const char *msg)
-{
-	static const char *const permanent[] = {
-		"authentication failed", "pg_hba.conf", "does not exist",
-		"password is required", "invalid", "no password supplied",
-		"permission denied",
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
-		if (strstr(msg, permanent[i]))
-			return 0;
-	return 1;
-}
-
-/*
- * One non-blocking connection attempt that gives up at deadline (or after
- * connect_timeout). Returns the connection, good or bad (PQfinish it), or
- * NULL when the attempt ran out of time.
- */
-static PGconn *connect_once(const struct pool_settings *set, double deadline)
-{
-	char timeout[16], options[64];
-	const char *keys[8], *vals[8];
-	double attempt_end = now_mono() + set->connect_timeout;
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	PGconn *pg;
-	int n = 0;
-
-	if (attempt_end > deadline)
-		attempt_end = deadline;
-	snprintf(timeout, sizeof(timeout), "%d", set->connect_timeout);
-	snprintf(options, sizeof(options), "-c statement_timeout=%d",
-		 set->statement_timeout_ms);
-	/* Keywords before dbname yield to the URL; those after it win. */
-	if (set->sslmode) {
-		keys[n] = "sslmode"; vals[n++] = set->sslmode;
-	}
-	keys[n] = "dbname"; vals[n++] = set->database_url;
-	keys[n] = "application_name"; vals[n++] = set->application_name;
-	keys[n] = "connect_timeout"; vals[n++] = timeout;
-	keys[n] = "options"; vals[n++] = options;
-	keys[n] = NULL; vals[n] = NULL;
-
-	pg = PQconnectStartParams(keys, vals, 1);
-	if (pg == NULL)
-		die("pool: out of memory starting a connection");
-	if (PQstatus(pg) == CONNECTION_BAD)
-		return pg;
-	for (;;) {
-		struct pollfd pfd;
-		double left;
-		int rc;
-
-		if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED)
-			break;
-		left = attempt_end - now_mono();
-		if (left <= 0) {
-			PQfinish(pg);
-			return NULL;
-		}
-		pfd.fd = PQsocket(pg);
-		pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-		pfd.revents = 0;
-		rc = poll(&pfd, 1, (int)(left * 1000.0) + 1);
-		if (rc < 0 && errno != EINTR)
-			break;
-		if (rc > 0)
-			st = PQconnectPoll(pg);
-	}
-	return pg;
-}
-
-/*
- * Connect with retries, exponential backoff and full jitter while the
- * error can pass (refused, too many clients, starting up), never past
- * deadline; fail at once on errors that cannot pass (authentication, no
- * such database). Returns the connection, or NULL with err filled.
- */
-static PGconn *connect_retry(const struct pool_settings *set, double deadline,
-			     struct pool_error *err)
-{
-	static _Thread_local unsigned seed;
-	double backoff = 0.05;
-	int attempt;
-
-	if (seed == 0)
-		seed = (unsigned)(now_wall() * 1e6) ^ (unsigned)pthread_self();
-	for (attempt = 1;; attempt++) {
-		PGconn *pg = connect_once(set, deadline);
-		double sleep_for, left;
-		struct timespec ts;
-
-		err->kind = POOL_ERR_CONNECT;
-		if (pg == NULL) {
-			snprintf(err->msg, sizeof(err->msg), "timed out connecting to PostgreSQL");
-		} else if (PQstatus(pg) == CONNECTION_OK) {
-			err->kind = POOL_ERR_NONE;
-			return pg;
-		} else {
-			snprintf(err->msg, sizeof(err->msg), "%s", PQerrorMessage(pg));
-			err->msg[strcspn(err->msg, "\n")] = '\0';
-			PQfinish(pg);
-		}
-		left = deadline - now_mono();
-		if (!connect_error_is_transient(err->msg) || left <= 0.001) {
-			log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s",
-				attempt, err->msg);
-			return NULL;
-		}
-		sleep_for = backoff * ((double)(rand_r(&seed) % 1000) / 1000.0);
-		if (sleep_for > left)
-			sleep_for = left;
-		ts.tv_sec = (time_t)sleep_for;
-		ts.tv_nsec = (long)((sleep_for - (double)ts.tv_sec) * 1e9);
-		nanosleep(&ts, NULL);
-		if (backoff < 2.0)
-			backoff *= 2;
-	}
-}
-
-PGconn *pool_connect(const struct pool_settings *set, double timeout,
-		     struct pool_error *err)
-{
-	return connect_retry(set, now_mono() + timeout, err);
-}
-
 /* Open c->pg and prepare the pool's statements on it. 0, or -1 with err. */
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
 {
-	PGconn *pg = connect_retry(&p->set, deadline, err);
+	PGconn *pg = pgconnect_until(&p->set, deadline, err);
 	int i;
 
 	if (pg == NULL)

@@ -1,0 +1,24 @@
+/*
+ * pgconnect: one libpq connection opened under a deadline (pool_connect in
+ * pool.h is the public entry for one-shot users; the pool opens its own
+ * through pgconnect_until).
+ */
+#ifndef PS_PGCONNECT_H
+#define PS_PGCONNECT_H
+
+#include <libpq-fe.h>
+
+#include "pool.h"
+
+/*
+ * Connect with set's URL, sslmode, application_name, connect_timeout and
+ * statement_timeout, retrying with exponential back-off and full jitter
+ * while the error can pass (refused, too many clients, starting up), never
+ * past deadline (monotonic seconds); fail at once on errors that cannot
+ * pass (authentication, no such database). Returns the connection (caller
+ * PQfinishes), or NULL with err filled.
+ */
+PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
+			struct pool_error *err);
+
+#endif
