@@ -83,6 +83,68 @@ static int pg_ok(PGconn *pg, const char *sql, int n, const char *const *params,
 	return ok ? 0 : -1;
 }
 
+/* Announce (and commit) this process's lease on ident before the outbox snapshot: piece T. */
+static int announce(PGconn *pg, const char ident[CACHE_IDENT_LEN])
+{
+	char ttl[16];
+	const char *params[3] = { holder, ident, ttl };
+
+	snprintf(ttl, sizeof(ttl), "%d", CACHE_TRUST_MS + CLAIM_MARGIN_MS);
+	return pg_ok(pg, "INSERT INTO cache_leases (holder, redis, until) "
+		     "VALUES ($1, $2, clock_timestamp() + $3::int * interval '1 millisecond') "
+		     "ON CONFLICT (holder) DO UPDATE SET redis = EXCLUDED.redis, until = EXCLUDED.until",
+		     3, params, PGRES_COMMAND_OK, NULL);
+}
+
+/*
+ * Apply one batch of the outbox on this thread's connection to ident,
+ * then delete the rows unless another key space is announced. Applied
+ * first, deleted after: a failure in between repeats, never loses. 0 with
+ * *n rows read and *deleted removed, or -1.
+ */
+static int drain_batch(PGconn *pg, const char ident[CACHE_IDENT_LEN], int *n, int *deleted)
+{
+	int64_t ids[CACHE_DRAIN_BATCH];
+	struct cache_conn *t;
+	struct strbuf list;
+	const char *params[2];
+	PGresult *r;
+	int i, rc = -1;
+
+	*n = *deleted = 0;
+	if (pg_ok(pg, "SELECT id, paint_id FROM cache_outbox ORDER BY id LIMIT " PS_STR(CACHE_DRAIN_BATCH),
+		  0, NULL, PGRES_TUPLES_OK, &r) != 0)
+		return -1;
+	*n = PQntuples(r);
+	strbuf_init(&list);
+	strbuf_putc(&list, '{');
+	for (i = 0; i < *n; i++) {
+		ids[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		strbuf_printf(&list, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+	}
+	strbuf_putc(&list, '}');
+	PQclear(r);
+	if ((t = cache_conn_get(0)) == NULL || strcmp(t->ident, ident) != 0 ||
+	    (*n > 0 && cache_invalidate_on(t, ids, *n) != 0) || cache_conn_probe(t) != 0)
+		goto out;
+	if (*n == 0) {
+		rc = 0;
+		goto out;
+	}
+	params[0] = list.buf;
+	params[1] = ident;
+	if (pg_ok(pg, "DELETE FROM cache_outbox WHERE id = ANY($1::int8[]) AND NOT EXISTS "
+		  "(SELECT 1 FROM cache_leases WHERE until > clock_timestamp() AND redis <> $2)",
+		  2, params, PGRES_COMMAND_OK, &r) != 0)
+		goto out;
+	*deleted = atoi(PQcmdTuples(r));
+	PQclear(r);
+	rc = 0;
+out:
+	strbuf_free(&list);
+	return rc;
+}
+
 /*
  * One drain on pg (autocommit, idle) and this thread's Redis connection.
  * Returns 0 and *applied rows when trust was granted; -1 when Redis or
@@ -94,8 +156,8 @@ static int drain_on(PGconn *pg, int *applied)
 	struct cache_conn *t;
 	unsigned long long target;
 	long long t0;
-	char ident[CACHE_IDENT_LEN], ttl[16];
-	int total = 0;
+	char ident[CACHE_IDENT_LEN];
+	int total = 0, n, deleted;
 
 	*applied = 0;
 	atomic_fetch_add(&cache_n.drains, 1);
@@ -105,69 +167,20 @@ static int drain_on(PGconn *pg, int *applied)
 	memcpy(ident, t->ident, sizeof(ident));
 	target = cache_trust_seq();
 	t0 = cache_now_ms();
-	/* Announce (and commit) before the outbox snapshot: piece T. */
-	snprintf(ttl, sizeof(ttl), "%d", CACHE_TRUST_MS + CLAIM_MARGIN_MS);
-	{
-		const char *params[3] = { holder, ident, ttl };
-
-		if (pg_ok(pg, "INSERT INTO cache_leases (holder, redis, until) "
-			  "VALUES ($1, $2, clock_timestamp() + $3::int * interval '1 millisecond') "
-			  "ON CONFLICT (holder) DO UPDATE SET redis = EXCLUDED.redis, until = EXCLUDED.until",
-			  3, params, PGRES_COMMAND_OK, NULL) != 0)
+	if (announce(pg, ident) != 0)
+		return -1;
+	do {
+		if (drain_batch(pg, ident, &n, &deleted) != 0)
 			return -1;
-	}
-	for (;;) {
-		PGresult *r;
-		int64_t ids[CACHE_DRAIN_BATCH];
-		struct strbuf list;
-		int n, i, deleted;
-
-		if (pg_ok(pg, "SELECT id, paint_id FROM cache_outbox ORDER BY id LIMIT 500",
-			  0, NULL, PGRES_TUPLES_OK, &r) != 0)
-			return -1;
-		n = PQntuples(r);
-		strbuf_init(&list);
-		strbuf_putc(&list, '{');
-		for (i = 0; i < n; i++) {
-			ids[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-			strbuf_printf(&list, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-		}
-		strbuf_putc(&list, '}');
-		PQclear(r);
-		/* Applied first, deleted after: a failure in between repeats, never loses. */
-		if ((t = cache_conn_get(0)) == NULL || strcmp(t->ident, ident) != 0 ||
-		    (n > 0 && cache_invalidate_on(t, ids, n) != 0) || cache_conn_probe(t) != 0) {
-			strbuf_free(&list);
-			return -1;
-		}
-		if (n == 0) {
-			strbuf_free(&list);
-			break;
-		}
-		{
-			const char *params[2] = { list.buf, ident };
-
-			r = NULL;
-			if (pg_ok(pg, "DELETE FROM cache_outbox WHERE id = ANY($1::int8[]) AND NOT EXISTS "
-				  "(SELECT 1 FROM cache_leases WHERE until > clock_timestamp() AND redis <> $2)",
-				  2, params, PGRES_COMMAND_OK, &r) != 0) {
-				strbuf_free(&list);
-				return -1;
-			}
-			deleted = atoi(PQcmdTuples(r));
-			PQclear(r);
-		}
-		strbuf_free(&list);
 		total += n;
-		if (n < CACHE_DRAIN_BATCH)
-			break;	/* this snapshot held every pending row: all applied */
 		/*
 		 * A full batch the guard kept (another key space is announced):
 		 * the rows after it were never read, so no trust from this drain.
 		 */
-		if (deleted < n)
+		if (n == CACHE_DRAIN_BATCH && deleted < n)
 			return -1;
-	}
+	} while (n == CACHE_DRAIN_BATCH);
+	/* A short batch: this snapshot held every pending row, all applied. */
 	*applied = total;
 	atomic_fetch_add(&cache_n.drained, (unsigned long long)total);
 	cache_trust_grant(ident, target, t0);

@@ -383,9 +383,95 @@ void redis_url_free(struct redis_url *u)
 	memset(u, 0, sizeof(*u));
 }
 
+/*
+ * The pieces of redis_url_parse. Each reads from *p (advancing it) up to
+ * slash, the start of the path; 0, or -1 with the reason in err.
+ */
+static int url_userinfo(const char **p, const char *slash, struct redis_url *out,
+			char *err, size_t errlen)
+{
+	const char *at = NULL, *colon, *q;
+
+	/* The last '@' before the path ends the userinfo (passwords may hold '@'). */
+	for (q = *p; q < slash; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL)
+		return 0;
+	colon = memchr(*p, ':', (size_t)(at - *p));
+	if (colon ? (colon > *p && pct_decode(*p, (size_t)(colon - *p), 0, &out->username)) ||
+			    pct_decode(colon + 1, (size_t)(at - colon - 1), 0, &out->password)
+		  : pct_decode(*p, (size_t)(at - *p), 0, &out->password) != 0) {
+		/* (redis://password@host: a bare password) */
+		snprintf(err, errlen, "bad %%-escape in the user or password");
+		return -1;
+	}
+	*p = at + 1;
+	return 0;
+}
+
+static int url_host(const char **p, const char *slash, struct redis_url *out,
+		    char *err, size_t errlen)
+{
+	const char *hostend;
+
+	if (**p == '[') {
+		hostend = memchr(*p, ']', (size_t)(slash - *p));
+		if (hostend == NULL || hostend == *p + 1) {
+			snprintf(err, errlen, "unterminated or empty [IPv6] host");
+			return -1;
+		}
+		out->host = xstrndup(*p + 1, (size_t)(hostend - *p - 1));
+		*p = hostend + 1;
+	} else {
+		hostend = memchr(*p, ':', (size_t)(slash - *p));
+		if (hostend == NULL)
+			hostend = slash;
+		if (hostend == *p) {
+			snprintf(err, errlen, "missing host");
+			return -1;
+		}
+		out->host = xstrndup(*p, (size_t)(hostend - *p));
+		*p = hostend;
+	}
+	if (strspn(out->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%") != strlen(out->host)) {
+		snprintf(err, errlen, "host has characters not allowed in a host name");
+		return -1;
+	}
+	return 0;
+}
+
+static int url_port(const char *p, const char *slash, struct redis_url *out,
+		    char *err, size_t errlen)
+{
+	char port[8];
+	size_t len;
+	int64_t n;
+
+	if (*p != ':') {
+		if (p == slash)
+			return 0;
+		snprintf(err, errlen, "unexpected characters after the host");
+		return -1;
+	}
+	len = (size_t)(slash - p - 1);
+	if (len == 0 || len >= sizeof(port)) {
+		snprintf(err, errlen, "port must be 1-65535");
+		return -1;
+	}
+	memcpy(port, p + 1, len);
+	port[len] = '\0';
+	if (parse_int64(port, 1, 65535, &n)) {
+		snprintf(err, errlen, "port must be 1-65535");
+		return -1;
+	}
+	out->port = (int)n;
+	return 0;
+}
+
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen)
 {
-	const char *p, *at, *hostend, *slash, *end;
+	const char *p, *slash;
 	int64_t n;
 
 	memset(out, 0, sizeof(*out));
@@ -395,70 +481,11 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
 		return -1;
 	}
 	p = url + 8;
-	end = p + strlen(p);
-	slash = strchr(p, '/');
-	if (slash == NULL)
-		slash = end;
-	/* The last '@' before the path ends the userinfo (passwords may hold '@'). */
-	at = NULL;
-	for (const char *q = p; q < slash; q++)
-		if (*q == '@')
-			at = q;
-	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
-
-		if (colon) {
-			if (colon > p && pct_decode(p, (size_t)(colon - p), 0, &out->username))
-				goto bad_userinfo;
-			if (pct_decode(colon + 1, (size_t)(at - colon - 1), 0, &out->password))
-				goto bad_userinfo;
-		} else if (pct_decode(p, (size_t)(at - p), 0, &out->password)) {
-			goto bad_userinfo;	/* redis://password@host: a bare password */
-		}
-		p = at + 1;
-	}
-	if (*p == '[') {
-		hostend = memchr(p, ']', (size_t)(slash - p));
-		if (hostend == NULL || hostend == p + 1) {
-			snprintf(err, errlen, "unterminated or empty [IPv6] host");
-			goto fail;
-		}
-		out->host = xstrndup(p + 1, (size_t)(hostend - p - 1));
-		p = hostend + 1;
-	} else {
-		hostend = memchr(p, ':', (size_t)(slash - p));
-		if (hostend == NULL)
-			hostend = slash;
-		if (hostend == p) {
-			snprintf(err, errlen, "missing host");
-			goto fail;
-		}
-		out->host = xstrndup(p, (size_t)(hostend - p));
-		p = hostend;
-	}
-	if (strspn(out->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%") != strlen(out->host)) {
-		snprintf(err, errlen, "host has characters not allowed in a host name");
+	if ((slash = strchr(p, '/')) == NULL)
+		slash = p + strlen(p);
+	if (url_userinfo(&p, slash, out, err, errlen) || url_host(&p, slash, out, err, errlen) ||
+	    url_port(p, slash, out, err, errlen))
 		goto fail;
-	}
-	if (*p == ':') {
-		char port[8];
-		size_t len = (size_t)(slash - p - 1);
-
-		if (len == 0 || len >= sizeof(port)) {
-			snprintf(err, errlen, "port must be 1-65535");
-			goto fail;
-		}
-		memcpy(port, p + 1, len);
-		port[len] = '\0';
-		if (parse_int64(port, 1, 65535, &n)) {
-			snprintf(err, errlen, "port must be 1-65535");
-			goto fail;
-		}
-		out->port = (int)n;
-	} else if (p != slash) {
-		snprintf(err, errlen, "unexpected characters after the host");
-		goto fail;
-	}
 	if (*slash == '/' && slash[1] != '\0') {
 		if (parse_int64(slash + 1, 0, 999, &n)) {
 			snprintf(err, errlen, "database must be a number from 0 to 999");
@@ -467,8 +494,6 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
 		out->db = (int)n;
 	}
 	return 0;
-bad_userinfo:
-	snprintf(err, errlen, "bad %%-escape in the user or password");
 fail:
 	redis_url_free(out);
 	return -1;

@@ -179,6 +179,26 @@ static int media_type_is(const char *ct, const char *type)
 	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
 }
 
+/*
+ * json-c turns a lone surrogate escape into U+FFFD: refuse it instead.
+ * 1 with the 400 set (naming the member), else 0.
+ */
+static int bad_unicode_escape(struct ctx *c)
+{
+	struct json_object *errors;
+	char field[80], detail[160];
+
+	if (http_json_escapes_ok(c->req.body, c->req.body_len, field, sizeof(field)) == 0)
+		return 0;
+	errors = json_object_new_object();
+	json_object_object_add(errors, field, json_object_new_string(
+		"has a \\u escape that is not valid Unicode (a lone surrogate or a bad hex digit)"));
+	snprintf(detail, sizeof(detail),
+		 "the body is not valid JSON: %s has a \\u escape that is not valid Unicode", field);
+	http_problem(&c->resp, 400, detail, errors);	/* takes errors */
+	return 1;
+}
+
 struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
 {
 	const char *ct = http_param(&c->req, "CONTENT_TYPE");
@@ -205,22 +225,8 @@ struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
 		http_problem(&c->resp, 400, "the body is not valid UTF-8", NULL);
 		return NULL;
 	}
-	/* json-c turns a lone surrogate escape into U+FFFD: refuse it instead. */
-	{
-		char field[80];
-
-		if (http_json_escapes_ok(c->req.body, c->req.body_len, field, sizeof(field)) != 0) {
-			struct json_object *errors = json_object_new_object();
-			char detail[160];
-
-			json_object_object_add(errors, field, json_object_new_string(
-				"has a \\u escape that is not valid Unicode (a lone surrogate or a bad hex digit)"));
-			snprintf(detail, sizeof(detail),
-				 "the body is not valid JSON: %s has a \\u escape that is not valid Unicode", field);
-			http_problem(&c->resp, 400, detail, errors);	/* takes errors */
-			return NULL;
-		}
-	}
+	if (bad_unicode_escape(c))
+		return NULL;
 	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
 	if (tok == NULL)
 		die("json_tokener_new_ex: out of memory");
@@ -289,10 +295,41 @@ static void release_all(struct ctx *c)
 	http_resp_free(&c->resp);
 }
 
+/* Parse the path and query, route, read the body, admit, run the handler. */
+static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, size_t nroutes)
+{
+	const char *uri = http_param(&c->req, "REQUEST_URI");
+	const char *qs = http_param(&c->req, "QUERY_STRING");
+
+	if (uri == NULL || http_decode_path(uri, &c->req.path) != 0) {
+		http_problem(&c->resp, 400, "the request path is malformed", NULL);
+		return;
+	}
+	if (http_parse_query(qs, &c->req.query) != 0) {
+		http_problem(&c->resp, 400,
+			     "the query string is malformed (bad %-escape, invalid UTF-8 or too many parameters)",
+			     NULL);
+		return;
+	}
+	switch (router_match(table, nroutes, c->req.method, c->req.path, &c->match)) {
+	case ROUTE_FOUND:
+		c->route_name = c->match.route->name;
+		if (read_body(c, r) == 0 && auth_require(c, c->match.route->auth) == 0)
+			c->match.route->handler(c);
+		break;
+	case ROUTE_METHOD_NOT_ALLOWED:
+		http_resp_header(&c->resp, "Allow", "%s", c->match.allow);
+		http_problem(&c->resp, 405, "this method is not allowed here", NULL);
+		break;
+	case ROUTE_NOT_FOUND:
+		http_problem(&c->resp, 404, "no such resource", NULL);
+		break;
+	}
+}
+
 void ctx_handle(struct app *app, FCGX_Request *r)
 {
 	struct ctx c;
-	const char *uri, *qs;
 	struct strbuf out;
 	size_t nroutes;
 	const struct route *table = resources_routes(&nroutes);
@@ -308,32 +345,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	c.req.method = http_param(&c.req, "REQUEST_METHOD");
 	if (c.req.method == NULL)
 		c.req.method = "GET";
-	uri = http_param(&c.req, "REQUEST_URI");
-	qs = http_param(&c.req, "QUERY_STRING");
-
-	if (uri == NULL || http_decode_path(uri, &c.req.path) != 0) {
-		http_problem(&c.resp, 400, "the request path is malformed", NULL);
-	} else if (http_parse_query(qs, &c.req.query) != 0) {
-		http_problem(&c.resp, 400,
-			     "the query string is malformed (bad %-escape, invalid UTF-8 or too many parameters)",
-			     NULL);
-	} else {
-		switch (router_match(table, nroutes, c.req.method, c.req.path, &c.match)) {
-		case ROUTE_FOUND:
-			c.route_name = c.match.route->name;
-			if (read_body(&c, r) == 0 &&
-			    auth_require(&c, c.match.route->auth) == 0)
-				c.match.route->handler(&c);
-			break;
-		case ROUTE_METHOD_NOT_ALLOWED:
-			http_resp_header(&c.resp, "Allow", "%s", c.match.allow);
-			http_problem(&c.resp, 405, "this method is not allowed here", NULL);
-			break;
-		case ROUTE_NOT_FOUND:
-			http_problem(&c.resp, 404, "no such resource", NULL);
-			break;
-		}
-	}
+	dispatch(&c, r, table, nroutes);
 	if (c.resp.status == 0)
 		http_problem(&c.resp, 500, "the handler produced no response", NULL);
 

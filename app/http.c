@@ -308,6 +308,58 @@ static void name_field(const char *p, size_t n, char *field, size_t fieldlen)
 	field[n] = '\0';
 }
 
+/*
+ * Scan the string whose contents start at s[start] up to its closing quote.
+ * Returns the index of that quote (or len when unterminated), with *bad
+ * set when a \u escape in it is not valid Unicode (a lone or misordered
+ * surrogate, or not four hex digits); then the index is where it stopped.
+ */
+static size_t scan_string(const char *s, size_t len, size_t start, int *bad)
+{
+	size_t j = start;
+
+	*bad = 0;
+	while (j < len && s[j] != '"') {
+		long cp, lo;
+
+		if (s[j] != '\\') {
+			j++;
+			continue;
+		}
+		if (j + 1 >= len)
+			return len;
+		if (s[j + 1] != 'u') {
+			j += 2;
+			continue;
+		}
+		cp = j + 6 <= len ? hex4(s + j + 2) : -1;
+		if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
+			*bad = 1;
+			return j;
+		}
+		if (cp >= 0xD800 && cp <= 0xDBFF) {
+			lo = j + 12 <= len && s[j + 6] == '\\' && s[j + 7] == 'u' ? hex4(s + j + 8) : -1;
+			if (lo < 0xDC00 || lo > 0xDFFF) {
+				*bad = 1;
+				return j;
+			}
+			j += 6;
+		}
+		j += 6;
+	}
+	return j;
+}
+
+/* Whether the string ending (closing quote) at s[end] is a member name. */
+static int followed_by_colon(const char *s, size_t len, size_t end)
+{
+	size_t k = end + 1;
+
+	while (k < len && json_ws(s[k]))
+		k++;
+	return k < len && s[k] == ':';
+}
+
 int http_json_escapes_ok(const char *s, size_t len, char *field, size_t fieldlen)
 {
 	const char *key = NULL;		/* the last member name seen (raw) */
@@ -316,57 +368,22 @@ int http_json_escapes_ok(const char *s, size_t len, char *field, size_t fieldlen
 	if (memmem(s, len, "\\u", 2) == NULL)
 		return 0;	/* the common case: nothing to check */
 	while (i < len) {
-		size_t start, j;
-		int bad = 0;
+		size_t start, j, end;
+		int bad;
 
 		if (s[i] != '"') {
 			i++;
 			continue;
 		}
-		start = j = i + 1;
-		while (j < len && s[j] != '"') {
-			if (s[j] != '\\') {
-				j++;
-				continue;
-			}
-			if (j + 1 >= len)
-				break;
-			if (s[j + 1] != 'u') {
-				j += 2;
-				continue;
-			}
-			{
-				long cp = j + 6 <= len ? hex4(s + j + 2) : -1;
-
-				if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
-					bad = 1;
-				} else if (cp >= 0xD800 && cp <= 0xDBFF) {
-					long lo = j + 12 <= len && s[j + 6] == '\\' && s[j + 7] == 'u'
-						  ? hex4(s + j + 8) : -1;
-
-					if (lo < 0xDC00 || lo > 0xDFFF)
-						bad = 1;
-					else
-						j += 6;
-				}
-				j += 6;
-			}
-			if (bad)
-				break;
-		}
+		start = i + 1;
+		j = scan_string(s, len, start, &bad);
 		if (bad) {
-			size_t end = j;
-			int is_key;
-
-			/* A key is a string followed by ':'; find where this one ends. */
-			while (end < len && s[end] != '"')
+			/* Name the member: this string if it is a key, else the last key. */
+			for (end = j; end < len && s[end] != '"';)
 				end += s[end] == '\\' ? 2 : 1;
 			if (end > len)
 				end = len;
-			for (i = end + 1; i < len && json_ws(s[i]); i++)
-				;
-			is_key = i < len && s[i] == ':';
-			if (is_key)
+			if (followed_by_colon(s, len, end))
 				name_field(s + start, end - start, field, fieldlen);
 			else if (key)
 				name_field(key, keylen, field, fieldlen);
@@ -376,16 +393,9 @@ int http_json_escapes_ok(const char *s, size_t len, char *field, size_t fieldlen
 		}
 		if (j >= len)
 			return 0;	/* unterminated: the parser reports it */
-		/* Remember a member name: the string is followed by ':'. */
-		{
-			size_t k = j + 1;
-
-			while (k < len && json_ws(s[k]))
-				k++;
-			if (k < len && s[k] == ':') {
-				key = s + start;
-				keylen = j - start;
-			}
+		if (followed_by_colon(s, len, j)) {
+			key = s + start;
+			keylen = j - start;
 		}
 		i = j + 1;
 	}

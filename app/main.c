@@ -199,69 +199,85 @@ static int cmd_create_admin(const struct config *cfg, const char *username, int 
 	return rc == 0 ? 0 : 1;
 }
 
-static int cmd_check(const struct config *cfg, const char *dir)
+/* The check's PostgreSQL and migrations lines; returns the failures. */
+static int check_database(const struct config *cfg, const char *dir)
 {
 	struct migrate_report rep;
 	char err[1024];
 	int failed = 0;
-	PGconn *pg;
+	PGconn *pg = connect_direct(cfg, "check");
+	PGresult *r;
 
-	printf("%-12s OK    %s profile, pool %d+%d, %d workers\n", "config",
-	       config_env_name(cfg->env), cfg->pool_size, cfg->max_overflow, cfg->workers);
-	pg = connect_direct(cfg, "check");
 	if (pg == NULL) {
 		printf("%-12s FAIL  cannot connect\n", "postgresql");
 		printf("%-12s FAIL  database unreachable\n", "migrations");
+		return 2;
+	}
+	r = PQexec(pg, "SELECT current_setting('server_version')");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		printf("%-12s OK    server %s\n", "postgresql", PQgetvalue(r, 0, 0));
+	} else {
+		printf("%-12s FAIL  %s", "postgresql", PQresultErrorMessage(r));
+		failed++;
+	}
+	PQclear(r);
+	if (migrate_status(pg, dir, &rep, err, sizeof(err)) != 0) {
+		printf("%-12s FAIL  %s\n", "migrations", err);
+		failed++;
+	} else if (rep.pending) {
+		printf("%-12s FAIL  %d pending (run paintstudio migrate)\n", "migrations", rep.pending);
 		failed++;
 	} else {
-		PGresult *r = PQexec(pg, "SELECT current_setting('server_version')");
-
-		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-			printf("%-12s OK    server %s\n", "postgresql", PQgetvalue(r, 0, 0));
-		} else {
-			printf("%-12s FAIL  %s", "postgresql", PQresultErrorMessage(r));
-			failed++;
-		}
-		PQclear(r);
-		if (migrate_status(pg, dir, &rep, err, sizeof(err)) != 0) {
-			printf("%-12s FAIL  %s\n", "migrations", err);
-			failed++;
-		} else if (rep.pending) {
-			printf("%-12s FAIL  %d pending (run paintstudio migrate)\n", "migrations", rep.pending);
-			failed++;
-		} else {
-			printf("%-12s OK    %d applied, none pending\n", "migrations", rep.present);
-		}
-		PQfinish(pg);
+		printf("%-12s OK    %d applied, none pending\n", "migrations", rep.present);
 	}
+	PQfinish(pg);
+	return failed;
+}
+
+/* The check's Redis line; returns the failures. */
+static int check_redis(const struct config *cfg)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *rc;
+	redisReply *rep = NULL;
+	int failed = 0;
+
 	if (cfg->redis.host == NULL) {
 		printf("%-12s SKIP  REDIS_URL is empty: cache disabled\n", "redis");
-	} else {
-		struct timeval tv = { 2, 0 };
-		redisContext *rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
-		redisReply *rep2 = NULL;
-
-		if (rc && !rc->err) {
-			redisSetTimeout(rc, tv);
-			if (cfg->redis.password)
-				freeReplyObject(cfg->redis.username
-					? redisCommand(rc, "AUTH %s %s", cfg->redis.username, cfg->redis.password)
-					: redisCommand(rc, "AUTH %s", cfg->redis.password));
-			rep2 = redisCommand(rc, "PING");
-		}
-		if (rep2 && rep2->type == REDIS_REPLY_STATUS && strcmp(rep2->str, "PONG") == 0) {
-			printf("%-12s OK    %s:%d\n", "redis", cfg->redis.host, cfg->redis.port);
-		} else {
-			printf("%-12s FAIL  %s:%d: %s\n", "redis", cfg->redis.host, cfg->redis.port,
-			       rc && rc->err ? rc->errstr
-					     : rep2 && rep2->type == REDIS_REPLY_ERROR ? rep2->str : "no answer");
-			failed++;
-		}
-		if (rep2)
-			freeReplyObject(rep2);
-		if (rc)
-			redisFree(rc);
+		return 0;
 	}
+	rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
+	if (rc && !rc->err) {
+		redisSetTimeout(rc, tv);
+		if (cfg->redis.password)
+			freeReplyObject(cfg->redis.username
+				? redisCommand(rc, "AUTH %s %s", cfg->redis.username, cfg->redis.password)
+				: redisCommand(rc, "AUTH %s", cfg->redis.password));
+		rep = redisCommand(rc, "PING");
+	}
+	if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {
+		printf("%-12s OK    %s:%d\n", "redis", cfg->redis.host, cfg->redis.port);
+	} else {
+		printf("%-12s FAIL  %s:%d: %s\n", "redis", cfg->redis.host, cfg->redis.port,
+		       rc && rc->err ? rc->errstr
+				     : rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no answer");
+		failed++;
+	}
+	if (rep)
+		freeReplyObject(rep);
+	if (rc)
+		redisFree(rc);
+	return failed;
+}
+
+static int cmd_check(const struct config *cfg, const char *dir)
+{
+	int failed;
+
+	printf("%-12s OK    %s profile, pool %d+%d, %d workers\n", "config",
+	       config_env_name(cfg->env), cfg->pool_size, cfg->max_overflow, cfg->workers);
+	failed = check_database(cfg, dir);
+	failed += check_redis(cfg);
 	return failed ? 1 : 0;
 }
 

@@ -151,6 +151,61 @@ static int recorded_sha(PGconn *pg, const char *name, char *sha, size_t len,
 	return 0;
 }
 
+/*
+ * Take the migration lock (*locked = 1 once held) and make sure
+ * schema_migrations exists. 0, or -1 with the reason in err.
+ */
+static int begin_apply(PGconn *pg, int *locked, char *err, size_t errlen)
+{
+	char perr[1024];
+
+	/* Bounded: a stuck migrator elsewhere fails us, not hangs us. */
+	if (exec(pg, "SET lock_timeout = '120s'", PGRES_COMMAND_OK, perr, sizeof(perr)) ||
+	    exec(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", PGRES_TUPLES_OK, perr, sizeof(perr))) {
+		snprintf(err, errlen, "cannot take the migration lock: %s", perr);
+		return -1;
+	}
+	*locked = 1;
+	if (exec(pg, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+		     " name text PRIMARY KEY,"
+		     " checksum text NOT NULL,"
+		     " applied_at timestamptz NOT NULL DEFAULT now())",
+		 PGRES_COMMAND_OK, perr, sizeof(perr))) {
+		snprintf(err, errlen, "cannot create schema_migrations: %s", perr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Apply m and record it, in one transaction: all of it or nothing. */
+static int apply_one(PGconn *pg, const struct migration *m, char *err, size_t errlen)
+{
+	const char *params[2] = { m->name, m->sha };
+	char perr[1024];
+	PGresult *r;
+
+	if (exec(pg, "BEGIN", PGRES_COMMAND_OK, perr, sizeof(perr)) ||
+	    exec(pg, m->sql, PGRES_COMMAND_OK, perr, sizeof(perr))) {
+		snprintf(err, errlen, "%s failed, nothing of it applied: %s", m->name, perr);
+		exec(pg, "ROLLBACK", PGRES_COMMAND_OK, perr, sizeof(perr));
+		return -1;
+	}
+	r = PQexecParams(pg, "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+			 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		snprintf(err, errlen, "recording %s: %s", m->name, PQresultErrorMessage(r));
+		PQclear(r);
+		exec(pg, "ROLLBACK", PGRES_COMMAND_OK, perr, sizeof(perr));
+		return -1;
+	}
+	PQclear(r);
+	if (exec(pg, "COMMIT", PGRES_COMMAND_OK, perr, sizeof(perr))) {
+		snprintf(err, errlen, "committing %s: %s", m->name, perr);
+		return -1;
+	}
+	return 0;
+}
+
 static int walk(PGconn *pg, const char *dir, int apply, struct migrate_report *rep,
 		char *err, size_t errlen)
 {
@@ -162,21 +217,8 @@ static int walk(PGconn *pg, const char *dir, int apply, struct migrate_report *r
 	if (load_dir(dir, &m, &n, err, errlen) != 0)
 		return -1;
 	if (apply) {
-		/* Bounded: a stuck migrator elsewhere fails us, not hangs us. */
-		if (exec(pg, "SET lock_timeout = '120s'", PGRES_COMMAND_OK, perr, sizeof(perr)) ||
-		    exec(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", PGRES_TUPLES_OK, perr, sizeof(perr))) {
-			snprintf(err, errlen, "cannot take the migration lock: %s", perr);
+		if (begin_apply(pg, &locked, err, errlen) != 0)
 			goto out;
-		}
-		locked = 1;
-		if (exec(pg, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-			     " name text PRIMARY KEY,"
-			     " checksum text NOT NULL,"
-			     " applied_at timestamptz NOT NULL DEFAULT now())",
-			 PGRES_COMMAND_OK, perr, sizeof(perr))) {
-			snprintf(err, errlen, "cannot create schema_migrations: %s", perr);
-			goto out;
-		}
 	} else if (exec(pg, "SELECT 1 FROM schema_migrations LIMIT 0", PGRES_TUPLES_OK,
 			perr, sizeof(perr)) != 0) {
 		rep->pending = n;	/* never migrated */
@@ -185,8 +227,6 @@ static int walk(PGconn *pg, const char *dir, int apply, struct migrate_report *r
 	}
 	for (i = 0; i < n; i++) {
 		char sha[80];
-		const char *params[2] = { m[i].name, m[i].sha };
-		PGresult *r;
 
 		if (recorded_sha(pg, m[i].name, sha, sizeof(sha), perr, sizeof(perr))) {
 			snprintf(err, errlen, "reading schema_migrations: %s", perr);
@@ -207,25 +247,8 @@ static int walk(PGconn *pg, const char *dir, int apply, struct migrate_report *r
 			rep->pending++;
 			continue;
 		}
-		if (exec(pg, "BEGIN", PGRES_COMMAND_OK, perr, sizeof(perr)) ||
-		    exec(pg, m[i].sql, PGRES_COMMAND_OK, perr, sizeof(perr))) {
-			snprintf(err, errlen, "%s failed, nothing of it applied: %s", m[i].name, perr);
-			exec(pg, "ROLLBACK", PGRES_COMMAND_OK, perr, sizeof(perr));
+		if (apply_one(pg, &m[i], err, errlen) != 0)
 			goto out;
-		}
-		r = PQexecParams(pg, "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-				 2, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			snprintf(err, errlen, "recording %s: %s", m[i].name, PQresultErrorMessage(r));
-			PQclear(r);
-			exec(pg, "ROLLBACK", PGRES_COMMAND_OK, perr, sizeof(perr));
-			goto out;
-		}
-		PQclear(r);
-		if (exec(pg, "COMMIT", PGRES_COMMAND_OK, perr, sizeof(perr))) {
-			snprintf(err, errlen, "committing %s: %s", m[i].name, perr);
-			goto out;
-		}
 		printf("migrate: applied %s\n", m[i].name);
 		fflush(stdout);
 		rep->applied++;

@@ -419,27 +419,97 @@ static void events_teardown(void)
 	epfd = wake_fd = dead_sock = listen_sock = -1;
 }
 
-int server_run(struct app *app, int listen_fd)
+/* Block the signals the main thread waits for; interrupt, never restart, on SIGUSR1. */
+static void signals_setup(sigset_t *set)
 {
-	const struct config *cfg = app->cfg;
-	struct worker *workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
 	struct sigaction sa;
-	sigset_t set;
-	struct timespec deadline;
-	pthread_t housekeeper;
-	int i, sig, left, rc = 0, stuck = 0;
-	double t0;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = wake_handler;	/* no SA_RESTART: interrupt blocking calls */
 	sigaction(SIGUSR1, &sa, NULL);
+}
 
+/* Wait until SIGTERM or SIGINT (SIGHUP is logged and ignored); returns it. */
+static int wait_for_stop(sigset_t *set)
+{
+	int sig;
+
+	for (;;) {
+		if (sigwait(set, &sig) != 0)
+			die("sigwait failed");
+		if (sig != SIGHUP)
+			return sig;
+		log_msg(LOG_INFO, "SIGHUP ignored: restart the process to apply new settings");
+	}
+}
+
+/*
+ * Stop taking work and let requests in flight finish, for at most timeout
+ * seconds. New connections are refused; idle kept-alive ones are closed,
+ * so nginx sends new requests elsewhere. A request already on its way over
+ * a kept connection is still served, then that connection closes. Returns
+ * the requests still running at the deadline.
+ */
+static int drain_requests(int listen_fd, int timeout)
+{
+	struct timespec deadline;
+
+	epoll_ctl(epfd, EPOLL_CTL_DEL, listen_fd, NULL);
+	shutdown(listen_fd, SHUT_RDWR);
+	close_idle_connections();
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout;
+	pthread_mutex_lock(&drain_mu);
+	while (atomic_load(&inflight) > 0) {
+		if (pthread_cond_timedwait(&drain_cv, &drain_mu, &deadline) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&drain_mu);
+	close_idle_connections();	/* re-armed while the drain began */
+	return atomic_load(&inflight);
+}
+
+/*
+ * Every worker leaves its loop; one stuck in a slow read is interrupted.
+ * Returns how many did not stop within 2 s (left running, never freed).
+ */
+static int stop_workers(struct worker *workers, int n)
+{
+	struct timespec deadline;
+	int i, stuck = 0;
+
+	if (eventfd_write(wake_fd, 1) != 0)
+		die("eventfd_write: %s", strerror(errno));
+	for (i = 0; i < n; i++)
+		if (atomic_load(&workers[i].running))
+			pthread_kill(workers[i].thread, SIGUSR1);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 2;
+	for (i = 0; i < n; i++) {
+		if (pthread_timedjoin_np(workers[i].thread, NULL, &deadline) != 0) {
+			log_msg(LOG_WARN, "worker %d did not stop; leaving it", i);
+			stuck++;
+		}
+	}
+	return stuck;
+}
+
+int server_run(struct app *app, int listen_fd)
+{
+	const struct config *cfg = app->cfg;
+	struct worker *workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
+	sigset_t set;
+	pthread_t housekeeper;
+	int i, sig, left, stuck;
+	double t0;
+
+	signals_setup(&set);
 	FCGX_Init();
 	events_setup(listen_fd);
 	metrics_set_inflight_source(inflight_now);
@@ -456,13 +526,7 @@ int server_run(struct app *app, int listen_fd)
 		cfg->fcgi_listen, cfg->workers, config_env_name(cfg->env),
 		cfg->pool_size, cfg->max_overflow);
 
-	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			die("sigwait failed");
-		if (sig != SIGHUP)
-			break;
-		log_msg(LOG_INFO, "SIGHUP ignored: restart the process to apply new settings");
-	}
+	sig = wait_for_stop(&set);
 	t0 = now_mono();
 	log_msg(LOG_INFO, "%s received: draining %d in-flight requests (at most %d s)",
 		sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&inflight),
@@ -472,44 +536,9 @@ int server_run(struct app *app, int listen_fd)
 	pthread_cond_broadcast(&drain_cv);	/* the housekeeper leaves */
 	pthread_mutex_unlock(&drain_mu);
 	pthread_join(housekeeper, NULL);
-	/*
-	 * New connections are refused; idle kept-alive ones are closed, so
-	 * nginx sends new requests elsewhere. A request already on its way
-	 * over a kept connection is still served, then that connection closes.
-	 */
-	epoll_ctl(epfd, EPOLL_CTL_DEL, listen_fd, NULL);
-	shutdown(listen_fd, SHUT_RDWR);
-	close_idle_connections();
-
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += cfg->shutdown_timeout;
-	pthread_mutex_lock(&drain_mu);
-	while (atomic_load(&inflight) > 0) {
-		if (pthread_cond_timedwait(&drain_cv, &drain_mu, &deadline) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&drain_mu);
-	left = atomic_load(&inflight);
-	if (left > 0) {
+	if ((left = drain_requests(listen_fd, cfg->shutdown_timeout)) > 0)
 		log_msg(LOG_WARN, "shutdown timeout: %d requests still running", left);
-		rc = -1;
-	}
-
-	close_idle_connections();	/* re-armed while the drain began */
-	/* Every worker leaves its loop; one stuck in a slow read is interrupted. */
-	if (eventfd_write(wake_fd, 1) != 0)
-		die("eventfd_write: %s", strerror(errno));
-	for (i = 0; i < cfg->workers; i++)
-		if (atomic_load(&workers[i].running))
-			pthread_kill(workers[i].thread, SIGUSR1);
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += 2;
-	for (i = 0; i < cfg->workers; i++) {
-		if (pthread_timedjoin_np(workers[i].thread, NULL, &deadline) != 0) {
-			log_msg(LOG_WARN, "worker %d did not stop; leaving it", i);
-			stuck++;
-		}
-	}
+	stuck = stop_workers(workers, cfg->workers);
 	close(listen_fd);
 	if (stuck == 0)
 		events_teardown();
@@ -519,5 +548,5 @@ int server_run(struct app *app, int listen_fd)
 	/* A stuck thread may still read its struct worker: keep them all. */
 	if (stuck == 0)
 		free(workers);
-	return stuck ? -1 : rc;
+	return stuck || left > 0 ? -1 : 0;
 }

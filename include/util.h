@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A macro's value as a string literal: PS_STR(500) is "500" (for SQL text). */
+#define PS_STR_(x) #x
+#define PS_STR(x) PS_STR_(x)
+
 /* Return fresh memory or abort the process with a message. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
