@@ -1,3 +1,10 @@
+/*
+ * config: every setting read once from the environment (nothing else
+ * reads it), given the profile's default, validated with a one-line
+ * message that names the variable, and stored in struct config. One small
+ * loader per section (database, cache, server, auth, observability); the
+ * redis:// URL parser lives here too.
+ */
 #define _GNU_SOURCE
 #include "config.h"
 

@@ -1,3 +1,10 @@
+/*
+ * context: one request from accept to answer. ctx_handle parses, routes,
+ * admits and runs the handler; handlers reach the database only through
+ * ctx_db and ctx_exec_dynamic. The connection goes back to the pool before
+ * the answer is written, and release_all frees whatever else the request
+ * still holds, so a handler that returns early leaks nothing.
+ */
 #define _GNU_SOURCE
 #include "context.h"
 

@@ -1,3 +1,9 @@
+/*
+ * http: the request and the response as plain data. Paths, query strings,
+ * cookies and conditional headers are parsed with bounds, %-escapes and
+ * UTF-8 checked; responses are built in memory, errors as problem+json.
+ * The only libfcgi call reads a parameter; context.c does the I/O.
+ */
 #define _GNU_SOURCE
 #include "http.h"
 

@@ -1,3 +1,9 @@
+/*
+ * metrics: the collector (metrics.h). Counting is lock-free: relaxed
+ * atomics per route and a ring of 30-second slots for the five-minute
+ * window; only rolling a slot over and the once-a-second sample take a
+ * mutex. Alerts are judged in the sample and logged on each crossing.
+ */
 #define _GNU_SOURCE
 #include "metrics.h"
 

@@ -1,3 +1,9 @@
+/*
+ * migrate: applies migrations/NNNN_*.sql in name order, each in its own
+ * transaction with its checksum recorded in schema_migrations, under a
+ * PostgreSQL advisory lock so that processes starting together apply each
+ * file once. An applied file that was edited since stops everything.
+ */
 #define _GNU_SOURCE
 #include "migrate.h"
 

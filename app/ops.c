@@ -1,7 +1,7 @@
 /*
  * ops: the operator's views. Every figure comes from a snapshot
- * (pool_get_stats, cache_get_stats, metrics_snapshot) taken at the start
- * of the request; the views format, they never count. The only database
+ * (pool_get_stats, cache_get_stats, metrics_snapshot) taken as the view
+ * is rendered; the views format, they never count. The only database
  * work here is the readiness and latency probe, "SELECT 1".
  */
 #define _GNU_SOURCE

@@ -1,3 +1,8 @@
+/*
+ * peers: which FastCGI peers may connect (FCGI_WEB_SERVER_ADDRS, libfcgi's
+ * convention, extended to IPv6 and host names). The server checks a peer
+ * once, when it accepts the connection, before reading a byte from it.
+ */
 #define _GNU_SOURCE
 #include "peers.h"
 

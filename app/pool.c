@@ -1,3 +1,10 @@
+/*
+ * pool: the bounded connection pool (the contract is in pool.h). One mutex
+ * guards the counts and lists, and nothing blocks while it is held:
+ * connects, pings and closes happen after unlocking, on a slot reserved
+ * under the lock. Waiters queue first come, first served, and a release
+ * hands its connection straight to the first of them.
+ */
 #define _GNU_SOURCE
 #include "pool.h"
 

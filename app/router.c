@@ -1,3 +1,9 @@
+/*
+ * router: matches a method and a path against a route table (each
+ * "{name}" placeholder is one segment), answering the route, or, for a
+ * 405, the methods the path allows. The service's table is gathered from
+ * the resources (resources.c); this file knows none of them.
+ */
 #include "router.h"
 
 #include <string.h>

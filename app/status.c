@@ -1,3 +1,9 @@
+/*
+ * status: `paintstudio status`. It speaks just enough FastCGI (one
+ * request, records built by hand) to ask the running process's own socket
+ * for /metrics, then prints its pool, cache and alert lines, with a
+ * bounded wait so a stuck process cannot hang the operator.
+ */
 #define _GNU_SOURCE
 #include "status.h"
 

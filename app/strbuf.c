@@ -1,3 +1,8 @@
+/*
+ * strbuf: growable, always NUL-terminated buffers (strbuf.h). Growth is
+ * overflow-checked and aborts on exhaustion, so appends cannot fail;
+ * printf-style appends and JSON string escaping build responses and logs.
+ */
 #include "strbuf.h"
 
 #include <stdarg.h>

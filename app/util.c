@@ -1,3 +1,8 @@
+/*
+ * util: the small pure helpers every module uses: allocation that aborts
+ * on exhaustion, checked size arithmetic, clocks and time formatting,
+ * integer and %-escape parsing, and UTF-8 validation.
+ */
 #define _GNU_SOURCE
 #include "util.h"
 
