@@ -42,6 +42,28 @@ def table(rows):
     return "\n".join(lines)
 
 
+def baseline(rows):
+    """Rows named "... [baseline]" and "... [current]" (BENCH_BASELINE):
+    the current build's throughput as a share of the baseline's, summed
+    over the alternating rounds."""
+    pairs = {}
+    for r in rows:
+        for which in ("baseline", "current"):
+            tag = f" [{which}]"
+            if r["scenario"].endswith(tag):
+                pairs.setdefault(r["scenario"][:-len(tag)], {}).setdefault(which, []).append(r["rps"])
+    lines = []
+    for name, p in pairs.items():
+        if p.get("baseline") and p.get("current"):
+            b, c = sum(p["baseline"]), sum(p["current"])
+            lines.append(f"| {name} | {b / len(p['baseline']):,.0f} | {c / len(p['current']):,.0f} | "
+                         f"{100.0 * (c - b) / b:+.1f} % |")
+    if not lines:
+        return ""
+    return ("| scenario (64 conns) | baseline req/s | this build req/s | change |\n"
+            "|---|---|---|---|\n" + "\n".join(lines))
+
+
 def chart(rows, path):
     """Bars of requests/s per scenario (ceilings in grey), p99 as dots."""
     w, h, left, top, bottom = 980, 60 + 26 * len(rows), 330, 40, 30
@@ -75,11 +97,16 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
     rows = load(out)
     t = table(rows)
+    b = baseline(rows)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("# Benchmark report\n\nOne run of `make bench` on this machine (loopback only).\n\n")
         f.write(t + "\n\n![chart](chart.svg)\n")
+        if b:
+            f.write("\n## Against the baseline build\n\n" + b + "\n")
     chart(rows, os.path.join(out, "chart.svg"))
     print(t)
+    if b:
+        print("\nagainst the baseline build (alternating rounds, same stack):\n" + b)
     print(f"\nreport: {out}/report.md, chart: {out}/chart.svg")
 
 

@@ -6,6 +6,10 @@
 #   BENCH_SECONDS=15 bench/run.sh   longer runs
 #   BENCH_CONNECTIONS=64 BENCH_ONLY='hot|mix' bench/run.sh
 #                                   fewer rows (ceilings always run)
+#   BENCH_BASELINE=<git revision> bench/run.sh
+#                                   also the hot rows against that revision's
+#                                   build, alternating with this one's on the
+#                                   same stack (refactors must not cost speed)
 #
 # Starts its own stack (plain optimised build, one service process, pool
 # 5+10) in a temporary folder on free ports and stops it at the end.
@@ -158,6 +162,31 @@ run "GET paint, cache hot, logging info" "static paint-sized file" 64 get_random
 "$REPO/scripts/stack.sh" app-start
 warm
 run "GET paint, cache hot, logging warn" "static paint-sized file" 64 get_random.lua
+
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	base_dir=$(mktemp -d /tmp/paintstudio-baseline-XXXXXX)
+	say "building the baseline $BENCH_BASELINE in $base_dir"
+	git -C "$REPO" worktree add --detach -q "$base_dir" "$BENCH_BASELINE"
+	make -C "$base_dir" --no-print-directory build/paintstudio >/dev/null
+	cp "$base_dir/build/paintstudio" "$STACK_DIR/paintstudio-baseline"
+	git -C "$REPO" worktree remove --force "$base_dir"
+	# Alternate the two builds, twice, so that drift on a shared machine
+	# falls on both alike; the report compares their sums.
+	for round in 1 2; do
+		for which in baseline current; do
+			bin=$REPO/build/paintstudio
+			[ "$which" = baseline ] && bin=$STACK_DIR/paintstudio-baseline
+			say "restarting the service: $which build (round $round)"
+			"$REPO/scripts/stack.sh" app-stop
+			BIN=$bin "$REPO/scripts/stack.sh" app-start
+			warm
+			run "GET paint, cache hot [$which]" "static paint-sized file" 64 get_random.lua
+			run "GET list by brand [$which]" "static list-page-sized file" 64 list.lua
+		done
+	done
+	"$REPO/scripts/stack.sh" app-stop
+	"$REPO/scripts/stack.sh" app-start
+fi
 
 say "PostgreSQL's own ceiling: pgbench -S -M prepared at the pool's 15 connections"
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
