@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "sessions.h"
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
@@ -322,7 +322,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 		case ROUTE_FOUND:
 			c.route_name = c.match.route->name;
 			if (read_body(&c, r) == 0 &&
-			    auth_require(&c, c.match.route->auth) == 0)
+			    sessions_require(&c, c.match.route->auth) == 0)
 				c.match.route->handler(&c);
 			break;
 		case ROUTE_METHOD_NOT_ALLOWED:

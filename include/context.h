@@ -37,7 +37,7 @@ struct ctx {
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
 	int cache;			/* enum cache_result, or -1: not cached */
-	/* Who is asking (set by auth_require): */
+	/* Who is asking (set by sessions_require): */
 	int64_t user_id;		/* 0: nobody */
 	int is_admin;
 	char username[65];
