@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "paints.h"
 #include "sessions.h"
+#include "users.h"
 #include "util.h"
 
 /* Order matters only for routes whose patterns overlap (none across resources). */
@@ -20,6 +21,7 @@ static const struct resource *const all[] = {
 	&sessions_resource,
 	&paints_resource,
 	&audit_resource,
+	&users_resource,
 };
 
 #define NRESOURCES RESOURCE_ARRAY_LEN(all)
