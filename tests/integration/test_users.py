@@ -161,7 +161,7 @@ class SelfAndLastAdmin(unittest.TestCase):
         cookie, csrf = login(name, pw)
         for body, words in (({"disabled": True}, "disable yourself"),
                             ({"is_admin": False}, "your own admin rights"),
-                            ({"is_admin": False, "disabled": True}, "yourself")):
+                            ({"is_admin": False, "disabled": True}, "you cannot")):
             with self.subTest(body=body):
                 r = as_user(cookie, csrf, "PATCH", f"/admin/users/{uid}", body=body)
                 self.assertIn(words, assert_problem(self, r, 409)["detail"])
