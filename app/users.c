@@ -31,12 +31,18 @@ static const struct pool_stmt statements[] = {
 	/* $1 idle limit in seconds (active sessions), $2 id */
 	{ "users_list", "SELECT " USERS_COLUMNS " FROM users u ORDER BY u.id LIMIT 1000" },
 	{ "users_get", "SELECT " USERS_COLUMNS " FROM users u WHERE u.id = $2::int8" },
+	/*
+	 * Row locks are FOR NO KEY UPDATE, the lock an UPDATE of a user takes:
+	 * they serialise user writes but not the key-share locks of foreign
+	 * keys (a login inserting a session, an audit entry naming its actor),
+	 * so those neither wait here nor deadlock with a write.
+	 */
 	{ "users_get_for_update",
-	  "SELECT " USERS_COLUMNS " FROM users u WHERE u.id = $2::int8 FOR UPDATE OF u" },
+	  "SELECT " USERS_COLUMNS " FROM users u WHERE u.id = $2::int8 FOR NO KEY UPDATE OF u" },
 	{ "users_username", "SELECT username FROM users WHERE id = $1::int8" },
 	/* Every enabled admin's row, locked in id order (no deadlock between two). */
 	{ "users_lock_admins",
-	  "SELECT id FROM users WHERE is_admin AND NOT disabled ORDER BY id FOR UPDATE" },
+	  "SELECT id FROM users WHERE is_admin AND NOT disabled ORDER BY id FOR NO KEY UPDATE" },
 	{ "users_insert",
 	  "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3::bool) "
 	  "ON CONFLICT (username) DO NOTHING RETURNING id" },
