@@ -1,9 +1,8 @@
 /*
- * sessions: admission of every request (session cookie, role, Origin,
- * CSRF token), opening and ending sessions, and the process's session
- * cache. The cache is a fixed table of slots under one mutex, holding what
- * PostgreSQL said about a token hash (including "no such session") for
- * SESSION_CACHE_SECONDS; nothing blocks while its mutex is held.
+ * sessions: admission of every request (cookie, role, Origin, CSRF token),
+ * opening and ending sessions, and the session cache: a fixed table of
+ * slots under one mutex holding what PostgreSQL said about a token hash
+ * for SESSION_CACHE_SECONDS; nothing blocks while the mutex is held.
  */
 #include "sessions.h"
 

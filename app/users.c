@@ -1,10 +1,8 @@
 /*
- * users: the handlers and SQL of the users resource. A write runs in one
- * transaction with its audit entry. A change of admin rights first locks
- * every enabled admin's row in id order, so two admins demoting each other
- * at once are serialised and the second sees the first's result: the last
- * enabled admin can never be removed. Argon2id work (hashing a new
- * password, checking the current one) happens with no connection held.
+ * users: handlers and SQL of the users resource. Each write runs in one
+ * transaction with its audit entry; a change of admin rights first locks
+ * every enabled admin's row in id order, so concurrent demotions are
+ * serialised and the last enabled admin stays (Argon2id: no connection held).
  */
 #include "users.h"
 
