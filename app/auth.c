@@ -1,3 +1,10 @@
+/*
+ * auth: passwords and logins. Argon2id hashing and the password policy,
+ * the /auth/ routes (login, logout, me), login throttling (attempts
+ * counted in PostgreSQL before a password is checked, a bounded number of
+ * threads and of hashing slots per process), the create-admin helper and
+ * the periodic cleanup of sessions and counters. Sessions are sessions.c's.
+ */
 #include "auth.h"
 
 #include <assert.h>
@@ -12,10 +19,9 @@
 #include "config.h"
 #include "context.h"
 #include "log.h"
+#include "sessions.h"
 #include "strbuf.h"
 #include "util.h"
-
-#define MIN_PASSWORD 12
 
 int auth_init(void)
 {
@@ -58,6 +64,21 @@ int auth_username_ok(const char *username)
 	       strspn(username, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
 }
 
+const char *auth_password_problem(const char *username, const char *password)
+{
+	size_t i, chars = 0, len = strlen(password);
+
+	for (i = 0; i < len; i++)	/* characters: bytes that start one in UTF-8 */
+		chars += ((unsigned char)password[i] & 0xC0) != 0x80;
+	if (chars < AUTH_PASSWORD_MIN_CHARS)
+		return "the password must have at least 12 characters";
+	if (len > AUTH_PASSWORD_MAX_BYTES)
+		return "the password must have at most 256 bytes";
+	if (username && strcasecmp(password, username) == 0)
+		return "the password must not be the username";
+	return NULL;
+}
+
 int auth_create_admin(PGconn *pg, const char *username, const char *password,
 		      int if_missing, int *created, char *err, size_t errlen)
 {
@@ -71,8 +92,8 @@ int auth_create_admin(PGconn *pg, const char *username, const char *password,
 		snprintf(err, errlen, "username must be 1-64 characters of A-Z a-z 0-9 . _ -");
 		return -1;
 	}
-	if (strlen(password) < MIN_PASSWORD) {
-		snprintf(err, errlen, "password must have at least %d characters", MIN_PASSWORD);
+	if (auth_password_problem(username, password) != NULL) {
+		snprintf(err, errlen, "%s", auth_password_problem(username, password));
 		return -1;
 	}
 	if (auth_hash_password(password, hash) != 0) {
@@ -105,13 +126,8 @@ out:
 	return rc;
 }
 
-/* ---- sessions ------------------------------------------------------------ */
+/* ---- logins ---------------------------------------------------------------- */
 
-/* How long a process trusts what it read about a session. */
-#define SESSION_CACHE_SECONDS 1.0
-#define SESSION_CACHE_SLOTS 1024
-/* last_seen_at is written at most this often per session. */
-#define LAST_SEEN_EVERY "60"
 /* Argon2id verifications at once per process (64 MiB each). */
 #define MAX_HASHING 2
 #define HASHING_WAIT 10.0
@@ -139,18 +155,6 @@ out:
 	"ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures, window_start"
 
 static const struct pool_stmt statements[] = {
-	/* $2 idle limit in seconds */
-	{ "auth_session",
-	  "SELECT u.id, u.username, u.is_admin, "
-	  "  extract(epoch FROM now() - s.last_seen_at) > " LAST_SEEN_EVERY " AS stale "
-	  "FROM sessions s JOIN users u ON u.id = s.user_id "
-	  "WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT u.disabled "
-	  "  AND s.last_seen_at > now() - make_interval(secs => $2::int)" },
-	{ "auth_touch", "UPDATE sessions SET last_seen_at = now() WHERE token_hash = $1" },
-	{ "auth_session_new",
-	  "INSERT INTO sessions (token_hash, user_id, expires_at, client_addr) "
-	  "VALUES ($1, $2, now() + make_interval(secs => $3::int), $4)" },
-	{ "auth_session_end", "DELETE FROM sessions WHERE token_hash = $1" },
 	/*
 	 * One login attempt, counted before its password is checked: bumps the
 	 * (address, user) and address counters, and the user's counter only
@@ -170,8 +174,14 @@ static const struct pool_stmt statements[] = {
 	  "  ceil(extract(epoch FROM addr.window_start + make_interval(secs => $4::int) - now()))::int, "
 	  "  u.id, u.password_hash, u.is_admin, u.disabled "
 	  "FROM pair CROSS JOIN addr LEFT JOIN users u ON u.username = $7::text" },
-	/* A good password: forget the (address, user) and user counts. */
-	{ "auth_forget_failures", "DELETE FROM login_failures WHERE key = ANY($1::text[])" },
+	/*
+	 * A good password: forget the (address, user) and user counts ($1, a
+	 * text[]) and note the login on the user ($2). last_login_at is not
+	 * a column the session-ending trigger watches.
+	 */
+	{ "auth_login_done",
+	  "WITH f AS (DELETE FROM login_failures WHERE key = ANY($1::text[])) "
+	  "UPDATE users SET last_login_at = now() WHERE id = $2::int8" },
 };
 
 static const struct route routes[] = {
@@ -183,24 +193,6 @@ static const struct route routes[] = {
 const struct resource auth_resource = {
 	"auth", routes, RESOURCE_ARRAY_LEN(routes), statements, RESOURCE_ARRAY_LEN(statements),
 };
-
-/* One cached session: what PostgreSQL said about a token hash, and when. */
-struct session_entry {
-	unsigned char hash[32];
-	int used;
-	int valid;		/* 0: a cached "no such session" */
-	double fetched;		/* monotonic */
-	int64_t user_id;
-	int is_admin;
-	char username[65];
-};
-
-/*
- * The process's session cache. cache_mu guards entries; while it is held
- * nothing blocks (no query). An entry is trusted for SESSION_CACHE_SECONDS.
- */
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct session_entry entries[SESSION_CACHE_SLOTS];
 
 /*
  * Bounds concurrent Argon2 work and the threads logins occupy. hashing_mu
@@ -222,6 +214,7 @@ void auth_setup(const struct config *cfg)
 	char pw[32];
 
 	auth_cfg = cfg;
+	sessions_setup(cfg);
 	login_threads = cfg->workers / 4;
 	if (login_threads < 1)
 		login_threads = 1;
@@ -231,232 +224,6 @@ void auth_setup(const struct config *cfg)
 	if (auth_hash_password(pw, dummy_hash) != 0)
 		die("auth: cannot compute the dummy hash");
 	sodium_memzero(pw, sizeof(pw));
-}
-
-void auth_csrf_for(const unsigned char token[32], char out[44])
-{
-	unsigned char mac[32];
-
-	crypto_generichash(mac, sizeof(mac), (const unsigned char *)"paintstudio csrf", 16,
-			   token, 32);
-	sodium_bin2base64(out, 44, mac, sizeof(mac), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
-
-static struct session_entry *slot_of(const unsigned char hash[32])
-{
-	uint32_t h;
-
-	memcpy(&h, hash, sizeof(h));
-	return &entries[h % SESSION_CACHE_SLOTS];
-}
-
-/* Copy a fresh cached entry for hash into out; 1 if found. */
-static int cache_get(const unsigned char hash[32], struct session_entry *out)
-{
-	struct session_entry *e = slot_of(hash);
-	int hit;
-
-	pthread_mutex_lock(&cache_mu);
-	hit = e->used && memcmp(e->hash, hash, 32) == 0 &&
-	      now_mono() - e->fetched < SESSION_CACHE_SECONDS;
-	if (hit)
-		*out = *e;
-	pthread_mutex_unlock(&cache_mu);
-	return hit;
-}
-
-static void cache_put(const struct session_entry *in)
-{
-	struct session_entry *e = slot_of(in->hash);
-
-	pthread_mutex_lock(&cache_mu);
-	*e = *in;
-	e->used = 1;
-	pthread_mutex_unlock(&cache_mu);
-}
-
-static void cache_forget(const unsigned char hash[32])
-{
-	struct session_entry *e = slot_of(hash);
-
-	pthread_mutex_lock(&cache_mu);
-	if (e->used && memcmp(e->hash, hash, 32) == 0)
-		e->used = 0;
-	pthread_mutex_unlock(&cache_mu);
-}
-
-/* The session token of the request's cookie (32 raw bytes), or -1. */
-static int cookie_token(struct ctx *c, unsigned char token[32])
-{
-	char text[64];
-	size_t len;
-
-	if (http_cookie_get(http_param(&c->req, "HTTP_COOKIE"), AUTH_COOKIE, text, sizeof(text)) != 0)
-		return -1;
-	if (sodium_base642bin(token, 32, text, strlen(text), NULL, &len, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || len != 32)
-		return -1;
-	return 0;
-}
-
-static void token_hash(const unsigned char token[32], unsigned char hash[32])
-{
-	crypto_hash_sha256(hash, token, 32);
-}
-
-/* Same-origin ("https://" + the Host the client sent) or in ALLOWED_ORIGINS. */
-static int origin_allowed(struct ctx *c)
-{
-	const char *origin = http_param(&c->req, "HTTP_ORIGIN");
-	const char *host = http_param(&c->req, "REQUEST_HOST");
-	const char *list = auth_cfg ? auth_cfg->allowed_origins : "";
-	size_t olen;
-
-	if (origin == NULL || *origin == '\0')
-		return 0;
-	olen = strlen(origin);
-	if (host && strncmp(origin, "https://", 8) == 0 && strcmp(origin + 8, host) == 0)
-		return 1;
-	while (list && *list) {
-		size_t len = strcspn(list, ",");
-
-		while (len > 0 && list[len - 1] == ' ')
-			len--;
-		if (len == olen && strncmp(list, origin, len) == 0)
-			return 1;
-		list += strcspn(list, ",");
-		list += strspn(list, ", ");
-	}
-	return 0;
-}
-
-static int is_write(const char *method)
-{
-	return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
-	       strcmp(method, "OPTIONS") != 0;
-}
-
-/*
- * A scraper without a session: the request came through a listener only
- * this machine can reach (nginx says so in LISTENER_LOCAL, a FastCGI
- * parameter no client can set: only nginx or a local process reaches our
- * socket), or it carries "Authorization: Bearer <METRICS_TOKEN>". Never
- * the client's address, which a proxy may have taken from a header.
- */
-static int scraper_allowed(struct ctx *c)
-{
-	const char *local = http_param(&c->req, "LISTENER_LOCAL");
-	const char *authz = http_param(&c->req, "HTTP_AUTHORIZATION");
-	const char *want = auth_cfg ? auth_cfg->metrics_token : NULL;
-	unsigned char h1[32], h2[32];
-	int ok;
-
-	if (local && strcmp(local, "1") == 0)
-		return 1;
-	if (want == NULL || *want == '\0' || authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
-		return 0;
-	authz += 7;
-	authz += strspn(authz, " ");
-	/* Equal-length digests compared in constant time: nothing leaks the length. */
-	crypto_generichash(h1, sizeof(h1), (const unsigned char *)authz, strlen(authz), NULL, 0);
-	crypto_generichash(h2, sizeof(h2), (const unsigned char *)want, strlen(want), NULL, 0);
-	ok = sodium_memcmp(h1, h2, sizeof(h1)) == 0;
-	sodium_memzero(h2, sizeof(h2));
-	return ok;
-}
-
-/* Look the session up: the cache, else PostgreSQL. -1 with 503 set on a fault. */
-static int find_session(struct ctx *c, const unsigned char hash[32], struct session_entry *out)
-{
-	char idle[16];
-	const char *params[2];
-	int lens[2] = { 32, 0 }, formats[2] = { 1, 0 };
-	PGconn *pg;
-	PGresult *r;
-
-	if (cache_get(hash, out))
-		return 0;
-	if ((pg = ctx_db(c, 0)) == NULL)
-		return -1;
-	snprintf(idle, sizeof(idle), "%d", auth_cfg->session_idle);
-	params[0] = (const char *)hash;
-	params[1] = idle;
-	r = PQexecPrepared(pg, "auth_session", 2, params, lens, formats, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		return -1;
-	}
-	memset(out, 0, sizeof(*out));
-	memcpy(out->hash, hash, 32);
-	out->fetched = now_mono();
-	if (PQntuples(r) == 1) {
-		out->valid = 1;
-		out->user_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		snprintf(out->username, sizeof(out->username), "%s", PQgetvalue(r, 0, 1));
-		out->is_admin = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-		if (strcmp(PQgetvalue(r, 0, 3), "t") == 0)
-			PQclear(PQexecPrepared(pg, "auth_touch", 1, params, lens, formats, 0));
-	}
-	PQclear(r);
-	cache_put(out);
-	return 0;
-}
-
-int auth_require(struct ctx *c, enum auth_level level)
-{
-	unsigned char token[32], hash[32];
-	struct session_entry s;
-	double t0 = now_mono();
-	int rc = -1;
-
-	if (level == AUTH_NONE)
-		return 0;
-	if (level == AUTH_LOOPBACK_OR_ADMIN) {
-		if (scraper_allowed(c))
-			return 0;
-		level = AUTH_ADMIN;
-	}
-	if (cookie_token(c, token) != 0) {
-		http_problem(&c->resp, 401, "log in first: no session", NULL);
-		goto out;
-	}
-	token_hash(token, hash);
-	if (find_session(c, hash, &s) != 0)
-		goto out;
-	if (!s.valid) {
-		http_problem(&c->resp, 401, "the session has ended: log in again", NULL);
-		goto out;
-	}
-	c->user_id = s.user_id;
-	memcpy(c->session_hash, hash, 32);
-	snprintf(c->username, sizeof(c->username), "%s", s.username);
-	c->is_admin = s.is_admin;
-	memcpy(c->session_token, token, sizeof(token));	/* wiped when the request ends */
-	if (level == AUTH_ADMIN && !s.is_admin) {
-		http_problem(&c->resp, 403, "this needs an administrator", NULL);
-		goto out;
-	}
-	if (is_write(c->req.method)) {
-		const char *sent = http_param(&c->req, "HTTP_X_CSRF_TOKEN");
-		char want[44];
-
-		auth_csrf_for(token, want);
-		if (!origin_allowed(c)) {
-			http_problem(&c->resp, 403, "the request's Origin is not allowed", NULL);
-			goto out;
-		}
-		if (sent == NULL || strlen(sent) != strlen(want) ||
-		    sodium_memcmp(sent, want, strlen(want)) != 0) {
-			http_problem(&c->resp, 403, "missing or wrong X-CSRF-Token", NULL);
-			goto out;
-		}
-	}
-	rc = 0;
-out:
-	sodium_memzero(token, sizeof(token));
-	c->auth_time += now_mono() - t0;
-	return rc;
 }
 
 /* 503 with Retry-After: too many logins in this process right now. */
@@ -521,8 +288,8 @@ static int login_delay(struct ctx *c, double seconds)
 	return 0;
 }
 
-/* Wait for a hashing slot (bounded); -1 with 503 set when none came. */
-static int hashing_enter(struct ctx *c)
+/* Wait for a hashing slot (bounded); -1 when none came (no response set). */
+static int hashing_enter(void)
 {
 	struct timespec ts;
 	int ok = 1;
@@ -539,11 +306,7 @@ static int hashing_enter(struct ctx *c)
 	if (ok)
 		hashing++;
 	pthread_mutex_unlock(&hashing_mu);
-	if (!ok) {
-		logins_busy(c);
-		return -1;
-	}
-	return 0;
+	return ok ? 0 : -1;
 }
 
 static void hashing_leave(void)
@@ -552,6 +315,43 @@ static void hashing_leave(void)
 	hashing--;
 	pthread_cond_signal(&hashing_cv);
 	pthread_mutex_unlock(&hashing_mu);
+}
+
+/* 503 with Retry-After: every hashing slot stayed busy. */
+static void hashing_busy(struct ctx *c)
+{
+	http_resp_header(&c->resp, "Retry-After", "2");
+	http_problem(&c->resp, 503, "too many password checks at once: try again shortly", NULL);
+}
+
+int auth_hash_bounded(struct ctx *c, const char *password, char out[AUTH_HASH_LEN])
+{
+	int rc;
+
+	assert(c->db == NULL);	/* never hash while holding a connection */
+	if (hashing_enter() != 0) {
+		hashing_busy(c);
+		return -1;
+	}
+	rc = auth_hash_password(password, out);
+	hashing_leave();
+	if (rc != 0)
+		http_problem(&c->resp, 500, "cannot hash the password (out of memory)", NULL);
+	return rc;
+}
+
+int auth_verify_bounded(struct ctx *c, const char *hash, const char *password)
+{
+	int ok;
+
+	assert(c->db == NULL);
+	if (hashing_enter() != 0) {
+		hashing_busy(c);
+		return -1;
+	}
+	ok = auth_verify_password(hash, password);
+	hashing_leave();
+	return ok;
 }
 
 /* The throttling keys of a login attempt (login_failures.key). */
@@ -674,18 +474,18 @@ static void login_refused(struct ctx *c)
 	http_problem(&c->resp, 401, "wrong username or password", NULL);
 }
 
-/* After a good password: forget its counts, open a session, answer 200. */
+/*
+ * After a good password: forget its counts, note the login, open a
+ * session, answer 200.
+ */
 static void login_succeeded(struct ctx *c, const char *username, const struct login_keys *k,
 			    const struct attempt *a)
 {
-	char tokentext[48], csrf[44], expires[16], uid[24];
-	unsigned char token[32], hash[32];
-	const char *params[4], *addr = http_param(&c->req, "REMOTE_ADDR");
-	int lens[4] = { 32, 0, 0, 0 }, formats[4] = { 1, 0, 0, 0 };
+	char csrf[SESSIONS_CSRF_LEN], uid[24];
+	const char *params[2];
 	struct json_object *o, *u;
 	struct strbuf keys;
 	PGconn *pg;
-	PGresult *r;
 
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return;
@@ -694,34 +494,14 @@ static void login_succeeded(struct ctx *c, const char *username, const struct lo
 	array_elem(&keys, k->pair);
 	array_elem(&keys, k->user);
 	strbuf_putc(&keys, '}');
-	params[0] = keys.buf;
-	PQclear(PQexecPrepared(pg, "auth_forget_failures", 1, params, NULL, NULL, 0));
-	strbuf_free(&keys);
-
-	randombytes_buf(token, sizeof(token));
-	token_hash(token, hash);
-	snprintf(expires, sizeof(expires), "%d", auth_cfg->session_absolute);
 	snprintf(uid, sizeof(uid), "%lld", (long long)a->user_id);
-	params[0] = (const char *)hash;
+	params[0] = keys.buf;
 	params[1] = uid;
-	params[2] = expires;
-	params[3] = addr ? addr : "";
-	r = PQexecPrepared(pg, "auth_session_new", 4, params, lens, formats, 0);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		sodium_memzero(token, sizeof(token));
+	/* Bookkeeping only: the login stands even if this fails. */
+	PQclear(PQexecPrepared(pg, "auth_login_done", 2, params, NULL, NULL, 0));
+	strbuf_free(&keys);
+	if (sessions_open(c, pg, a->user_id, csrf) != 0)
 		return;
-	}
-	PQclear(r);
-	sodium_bin2base64(tokentext, sizeof(tokentext), token, sizeof(token),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	auth_csrf_for(token, csrf);
-	sodium_memzero(token, sizeof(token));
-	http_resp_header(&c->resp, "Set-Cookie",
-			 AUTH_COOKIE "=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=Strict",
-			 tokentext, auth_cfg->session_absolute);
-	sodium_memzero(tokentext, sizeof(tokentext));
 	c->user_id = a->user_id;
 	o = json_object_new_object();
 	u = json_object_new_object();
@@ -753,7 +533,7 @@ void auth_login(struct ctx *c)
 
 	if (body == NULL)
 		return;
-	if (!origin_allowed(c)) {
+	if (!sessions_origin_allowed(c)) {
 		http_problem(&c->resp, 403, "the request's Origin is not allowed", NULL);
 		return;
 	}
@@ -785,8 +565,10 @@ void auth_login(struct ctx *c)
 	delay = attempt_delay(&a);
 	if (delay > 0 && login_delay(c, delay) != 0)
 		goto out;
-	if (hashing_enter(c) != 0)
+	if (hashing_enter() != 0) {
+		logins_busy(c);
 		goto out;
+	}
 	if (a.found)
 		ok = auth_verify_password(a.hash, password) && !a.disabled;
 	else
@@ -803,29 +585,13 @@ out:
 
 void auth_logout(struct ctx *c)
 {
-	const char *params[1] = { (const char *)c->session_hash };
-	int lens[1] = { 32 }, formats[1] = { 1 };
-	PGconn *pg = ctx_db(c, 0);
-	PGresult *r;
-
-	if (pg == NULL)
-		return;
-	r = PQexecPrepared(pg, "auth_session_end", 1, params, lens, formats, 0);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		return;
-	}
-	PQclear(r);
-	cache_forget(c->session_hash);
-	http_resp_header(&c->resp, "Set-Cookie",
-			 AUTH_COOKIE "=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict");
-	c->resp.status = 204;
+	if (sessions_end(c) == 0)
+		c->resp.status = 204;
 }
 
 void auth_me(struct ctx *c)
 {
-	char csrf[44];
+	char csrf[SESSIONS_CSRF_LEN];
 	struct json_object *o = json_object_new_object(), *u = json_object_new_object();
 
 	json_object_object_add(u, "id", json_object_new_int64(c->user_id));
@@ -833,7 +599,7 @@ void auth_me(struct ctx *c)
 	json_object_object_add(u, "is_admin", json_object_new_boolean(c->is_admin));
 	json_object_object_add(o, "user", u);
 	/* A page reloaded in the browser gets its token back from here. */
-	auth_csrf_for(c->session_token, csrf);
+	sessions_csrf_for(c->session_token, csrf);
 	json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);

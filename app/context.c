@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "sessions.h"
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
@@ -321,7 +321,7 @@ static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, 
 	switch (router_match(table, nroutes, c->req.method, c->req.path, &c->match)) {
 	case ROUTE_FOUND:
 		c->route_name = c->match.route->name;
-		if (read_body(c, r) == 0 && auth_require(c, c->match.route->auth) == 0)
+		if (read_body(c, r) == 0 && sessions_require(c, c->match.route->auth) == 0)
 			c->match.route->handler(c);
 		break;
 	case ROUTE_METHOD_NOT_ALLOWED:

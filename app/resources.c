@@ -10,14 +10,18 @@
 #include "auth.h"
 #include "ops.h"
 #include "paints.h"
+#include "sessions.h"
+#include "users.h"
 #include "util.h"
 
 /* Order matters only for routes whose patterns overlap (none across resources). */
 static const struct resource *const all[] = {
 	&ops_resource,
 	&auth_resource,
+	&sessions_resource,
 	&paints_resource,
 	&audit_resource,
+	&users_resource,
 };
 
 #define NRESOURCES RESOURCE_ARRAY_LEN(all)

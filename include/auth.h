@@ -1,5 +1,6 @@
 /*
- * auth: users and their passwords. Passwords are hashed with Argon2id
+ * auth: passwords and logins (sessions themselves are sessions.h's).
+ * Passwords are hashed with Argon2id
  * through libsodium's crypto_pwhash_str (64 MiB, 2 passes: above OWASP's
  * minimum of 19 MiB); the hash string carries its own salt and cost, so
  * costs can rise later without breaking old hashes. Passwords and hashes
@@ -20,30 +21,21 @@ struct ctx;
 struct config;
 
 #define AUTH_HASH_LEN crypto_pwhash_STRBYTES
-#define AUTH_COOKIE "__Host-ps_session"
+/* The password policy (auth_password_problem). */
+#define AUTH_PASSWORD_MIN_CHARS 12
+#define AUTH_PASSWORD_MAX_BYTES 256
 
 /* Call once at start-up; -1 if libsodium cannot initialise. */
 int auth_init(void);
 
 /*
- * Prepare what the login path needs (a dummy hash, so that an unknown
+ * Prepare what logins and sessions need (a dummy hash, so that an unknown
  * user costs the same time as a wrong password). Call once before serving.
  */
 void auth_setup(const struct config *cfg);
 
-/* The /auth/ routes and the statements behind sessions and logins. */
+/* The /auth/ routes and the statements behind logins. */
 extern const struct resource auth_resource;
-
-/*
- * Admit the request at level: AUTH_USER needs a valid session, AUTH_ADMIN
- * a session of an enabled admin; state-changing methods also need an
- * allowed Origin and the session's CSRF token in X-CSRF-Token. Sessions
- * are checked against PostgreSQL at most once a second per process (a
- * short in-process cache), so logout, expiry and disabling a user take
- * effect everywhere within a second. Returns 0 (c->user_id set), or -1
- * with the 401/403/503 response set.
- */
-int auth_require(struct ctx *c, enum auth_level level);
 
 /* POST /auth/login, POST /auth/logout, GET /auth/me */
 void auth_login(struct ctx *c);
@@ -53,14 +45,30 @@ void auth_me(struct ctx *c);
 /* Delete expired sessions and stale login counters; returns rows removed. */
 int auth_cleanup(struct pool *p, const struct config *cfg);
 
-/* The CSRF token of a session token (both base64url), into out[44]. */
-void auth_csrf_for(const unsigned char token[32], char out[44]);
-
 /* Hash password into out (NUL-terminated). -1 only if memory ran out. */
 int auth_hash_password(const char *password, char out[AUTH_HASH_LEN]);
 
 /* 1 when password matches hash, else 0 (constant time in the password). */
 int auth_verify_password(const char *hash, const char *password);
+
+/*
+ * The same two for request handlers: each waits (bounded) for one of the
+ * process's Argon2id slots, shared with logins, so password work never
+ * takes more than its share of memory and CPU. Call with no database
+ * connection held (ctx_db_release first; asserted). auth_hash_bounded
+ * returns 0, or -1 with a 503 (or 500) response set; auth_verify_bounded
+ * returns 1 (match), 0 (no match), or -1 with a 503 set.
+ */
+int auth_hash_bounded(struct ctx *c, const char *password, char out[AUTH_HASH_LEN]);
+int auth_verify_bounded(struct ctx *c, const char *hash, const char *password);
+
+/*
+ * The password policy: at least AUTH_PASSWORD_MIN_CHARS characters (UTF-8
+ * code points), at most AUTH_PASSWORD_MAX_BYTES bytes, and not the
+ * username in any case (username may be NULL). NULL when password passes,
+ * else a static message for the user saying which rule failed.
+ */
+const char *auth_password_problem(const char *username, const char *password);
 
 /* A random password of len - 1 URL-safe characters (len >= 17). */
 void auth_generate_password(char *buf, size_t len);

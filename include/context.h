@@ -38,7 +38,7 @@ struct ctx {
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
 	enum cache_result cache;	/* CACHE_UNUSED unless the handler looked */
-	/* Who is asking (set by auth_require): */
+	/* Who is asking (set by sessions_require): */
 	int64_t user_id;		/* 0: nobody */
 	int is_admin;
 	char username[65];

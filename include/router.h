@@ -13,7 +13,7 @@
 
 struct ctx;
 
-/* Who a route is for (auth_require admits the request). */
+/* Who a route is for (sessions_require admits the request). */
 enum auth_level {
 	AUTH_NONE,
 	AUTH_USER,

@@ -69,6 +69,7 @@ function showLogin() {
   $("nav").hidden = true;
   $("paints-view").hidden = true;
   $("dashboard-view").hidden = true;
+  $("users-view").hidden = true;
   $("login-view").hidden = false;
   $("login-username").focus();
 }
@@ -79,9 +80,11 @@ function showView(view) {
   $("nav").hidden = false;
   $("paints-view").hidden = view !== "paints";
   $("dashboard-view").hidden = view !== "dashboard";
-  $("tab-paints").setAttribute("aria-current", view === "paints" ? "page" : "false");
-  $("tab-dashboard").setAttribute("aria-current", view === "dashboard" ? "page" : "false");
-  if (view === "paints") loadFirstPage(); else refreshDashboard();
+  $("users-view").hidden = view !== "users";
+  for (const v of ["paints", "dashboard", "users"]) {
+    $("tab-" + v).setAttribute("aria-current", view === v ? "page" : "false");
+  }
+  if (view === "paints") loadFirstPage(); else if (view === "users") loadUsers(); else refreshDashboard();
   startRefresh();
 }
 
@@ -250,7 +253,7 @@ function startRefresh() {
   stopRefresh();
   state.timer = setInterval(() => {
     if (document.visibilityState !== "visible") return;
-    if (state.view === "paints") refreshList(); else refreshDashboard();
+    if (state.view === "paints") refreshList(); else if (state.view === "dashboard") refreshDashboard();
   }, REFRESH_MS);
 }
 
@@ -500,7 +503,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("p-color_preview").addEventListener("input", updateSwatch);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && state.user) {
-      if (state.view === "paints") refreshList(); else refreshDashboard();
+      if (state.view === "paints") refreshList(); else if (state.view === "dashboard") refreshDashboard();
     }
   });
   start();

@@ -12,7 +12,7 @@ const STACK_DIR = process.env.STACK_DIR;
 const ARTIFACTS = process.env.ARTIFACTS || "tests/artifacts";
 const REFRESH_MS = 5000;
 // Answers the tests provoke on purpose; Chromium logs each as a console error.
-const EXPECTED = /Failed to load resource: the server responded with a status of (401|412|422)/;
+const EXPECTED = /Failed to load resource: the server responded with a status of (401|403|409|412|422)/;
 
 let browser, page;
 const problems = [];
@@ -270,6 +270,81 @@ test("keyboard only: tab to the filters and submit with Enter", async () => {
   const unlabelled = await page.$$eval("input, select, textarea", (els) =>
     els.filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id));
   assert.deepEqual(unlabelled, []);
+});
+
+let uiUser; // made on the Users page below
+
+test("the Users page: create a user, see it listed, disable it", async () => {
+  await page.click("#tab-users");
+  await page.waitForSelector("#users-view:not([hidden])");
+  await page.waitForSelector('#users tbody tr[data-username="admin"]');
+  assert.equal(await page.getAttribute("#tab-users", "aria-current"), "page");
+  // the policy is checked before sending, and the server's refusal is shown as sent
+  await page.fill("#u-username", "ui-user");
+  await page.fill("#u-password", "too-short");
+  await page.click("#create-user");
+  await page.waitForSelector("#user-form-error:not([hidden])");
+  assert.match(await page.textContent("#user-form-error"), /at least 12 characters/);
+  await page.fill("#u-username", "admin");
+  await page.fill("#u-password", "a-long-enough-password");
+  await page.click("#create-user");
+  await page.waitForFunction(() => /already exists/.test(document.getElementById("user-form-error").textContent));
+  const name = uiUser = "ui-" + Date.now();
+  await page.fill("#u-username", name);
+  await page.fill("#u-password", "a-long-enough-password");
+  await page.click("#create-user");
+  const row = `#users tbody tr[data-username="${name}"]`;
+  await page.waitForSelector(row);
+  assert.equal(await page.isVisible("#user-form-error"), false);
+  assert.match(await page.textContent(row), /active/);
+  assert.match(await page.textContent(row), /never/);
+  await page.click(`${row} button.u-disable`);
+  await page.waitForFunction((sel) => /disabled/.test(document.querySelector(sel).textContent), row);
+  assert.equal(await page.textContent(`${row} button.u-disable`), "Enable");
+  await shot("08-users");
+});
+
+test("disabling or demoting yourself is refused with the reason shown (409)", async () => {
+  const me = '#users tbody tr[data-username="admin"]';
+  await page.click(`${me} button.u-disable`);
+  await page.waitForSelector("#users-error:not([hidden])");
+  assert.match(await page.textContent("#users-error"), /cannot disable yourself/);
+  await shot("09-users-409");
+  await page.click(`${me} button.u-admin`);
+  await page.waitForFunction(() => /your own admin rights/.test(document.getElementById("users-error").textContent));
+  assert.match(await page.textContent(me), /active/);
+  assert.match(await page.textContent(me), /admin/);
+});
+
+test("resetting a password and changing my own", async () => {
+  const row = `#users tbody tr[data-username="${uiUser}"]`;
+  await page.click(`${row} button.u-reset`);
+  await page.waitForSelector("#reset-dialog[open]");
+  await page.fill("#reset-password", "short");
+  await page.click("#reset-save");
+  await page.waitForSelector("#reset-error:not([hidden])");
+  await page.fill("#reset-password", "another-long-password");
+  await page.click("#reset-save");
+  await page.waitForSelector("#reset-dialog", { state: "hidden" });
+  // my own password: a wrong current one is refused, then changed and changed back
+  await page.click("#change-password");
+  await page.waitForSelector("#password-dialog[open]");
+  await page.fill("#pw-current", "not-my-password");
+  await page.fill("#pw-new", "a-brand-new-password");
+  await page.click("#pw-save");
+  await page.waitForFunction(() => /current password is wrong/.test(document.getElementById("pw-error").textContent));
+  await shot("10-change-password");
+  for (const [from, to] of [[PASSWORD, "a-brand-new-password"], ["a-brand-new-password", PASSWORD]]) {
+    await page.fill("#pw-current", from);
+    await page.fill("#pw-new", to);
+    await page.click("#pw-save");
+    await page.waitForSelector("#password-dialog", { state: "hidden" });
+    if (to !== PASSWORD) await page.click("#change-password");
+  }
+  // still logged in, with a working CSRF token: a write goes through
+  await page.click(`${row} button.u-logout`);
+  await page.waitForFunction(() => /logged out everywhere/.test(document.getElementById("flash").textContent));
+  await page.click("#tab-paints");
 });
 
 test("logging out returns to the login page", async () => {
