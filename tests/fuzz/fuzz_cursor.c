@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "paints.h"
+#include "paint_model.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	for (i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++) {
-		if (paints_cursor_decode(s, sorts[i], &value, id) == 0) {
+		if (paint_cursor_decode(s, sorts[i], &value, id) == 0) {
 			free(value);
 			value = NULL;
 		}

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "paints.h"
+#include "paint_model.h"
 
 static struct json_object *parse(const char *s)
 {
@@ -24,7 +24,7 @@ static int validate(const char *body, const char *base, struct paint_input *in,
 		    const char *bad_field)
 {
 	struct json_object *b = parse(body), *bs = base ? parse(base) : NULL, *errs = NULL;
-	int rc = paints_validate(b, bs, in, &errs);
+	int rc = paint_validate(b, bs, in, &errs);
 
 	if (rc != 0) {
 		assert_non_null(errs);
@@ -81,20 +81,20 @@ static void test_price_kept_exact(void **state)
 static void test_price_rules(void **state)
 {
 	(void)state;
-	assert_null(paints_price_error("0"));
-	assert_null(paints_price_error("0.5"));
-	assert_null(paints_price_error("12.34"));
-	assert_null(paints_price_error("99999999.99"));
-	assert_non_null(paints_price_error("100000000"));
-	assert_non_null(paints_price_error("1.234"));
-	assert_non_null(paints_price_error("-1"));
-	assert_non_null(paints_price_error("1e2"));
-	assert_non_null(paints_price_error("1."));
-	assert_non_null(paints_price_error(".5"));
-	assert_non_null(paints_price_error("01"));
-	assert_non_null(paints_price_error(""));
-	assert_non_null(paints_price_error("1,5"));
-	assert_non_null(paints_price_error("NaN"));
+	assert_null(paint_price_error("0"));
+	assert_null(paint_price_error("0.5"));
+	assert_null(paint_price_error("12.34"));
+	assert_null(paint_price_error("99999999.99"));
+	assert_non_null(paint_price_error("100000000"));
+	assert_non_null(paint_price_error("1.234"));
+	assert_non_null(paint_price_error("-1"));
+	assert_non_null(paint_price_error("1e2"));
+	assert_non_null(paint_price_error("1."));
+	assert_non_null(paint_price_error(".5"));
+	assert_non_null(paint_price_error("01"));
+	assert_non_null(paint_price_error(""));
+	assert_non_null(paint_price_error("1,5"));
+	assert_non_null(paint_price_error("NaN"));
 }
 
 static void test_each_bad_value_names_its_field(void **state)
@@ -170,10 +170,10 @@ static void test_like_pattern(void **state)
 	char *p;
 
 	(void)state;
-	p = paints_like_pattern("50%_off\\");
+	p = paint_like_pattern("50%_off\\");
 	assert_string_equal(p, "%50\\%\\_off\\\\%");
 	free(p);
-	p = paints_like_pattern("");
+	p = paint_like_pattern("");
 	assert_string_equal(p, "%%");
 	free(p);
 }
