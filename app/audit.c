@@ -5,7 +5,6 @@
  * trail to admins (GET /admin/audit: filters from a parameter table,
  * newest first, keyset pages by id).
  */
-#define _GNU_SOURCE
 #include "audit.h"
 
 #include <sodium.h>

@@ -121,7 +121,8 @@ class WhatIsRecorded(unittest.TestCase):
             self.assertEqual(r.status, status, (method, path, r))
         self.assertEqual(db_count(pid), 1)
         self.assertEqual(s.psql(f"SELECT version FROM paints WHERE id = {pid}"), "1")
-        before = int(s.psql("SELECT count(*) FROM audit_log"))
+        paint_entries = "SELECT count(*) FROM audit_log WHERE entity = 'paint'"
+        before = int(s.psql(paint_entries))
         absent = int(s.psql("SELECT coalesce(max(id), 0) + 1000000 FROM paints"))
         for method, path, body in [("PUT", f"/admin/paints/{absent}", {"name": "x"}),
                                    ("PATCH", f"/admin/paints/{absent}", {"name": "x"}),
@@ -131,7 +132,7 @@ class WhatIsRecorded(unittest.TestCase):
             self.assertEqual(r.status, 404, (method, r))
         r = s.request("POST", "/admin/paints", body={"name": "x", "stock": 2.5})
         self.assertEqual(r.status, 422, r)
-        self.assertEqual(int(s.psql("SELECT count(*) FROM audit_log")), before)
+        self.assertEqual(int(s.psql(paint_entries)), before)
 
 
 class TheList(unittest.TestCase):
@@ -173,10 +174,13 @@ class TheList(unittest.TestCase):
                       headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": s.origin,
                                "Content-Type": "application/json"})
         self.assertEqual(r.status, 200, r)
-        by_user = audit(actor=uid)["items"]
+        by_user = audit(actor=uid, paint=pid)["items"]
         self.assertEqual(len(by_user), 1)
         self.assertEqual(by_user[0]["actor"], {"id": uid, "username": name})
         self.assertEqual(by_user[0]["changes"], {"stock": {"old": 10, "new": 77}})
+        everything_by_user = audit(actor=uid, limit=200)["items"]
+        self.assertIn(by_user[0], everything_by_user)
+        self.assertTrue(all(e["actor"]["id"] == uid for e in everything_by_user))
         mine = audit(paint=pid, actor=admin_id())["items"]
         self.assertEqual([e["action"] for e in mine], ["create"])
         self.assertTrue(all(e["entity"] == "user" for e in audit(user=uid, limit=200)["items"]))
