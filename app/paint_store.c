@@ -1,10 +1,8 @@
 /*
- * paint_store: the SQL of the paints resource. Statements are prepared on
- * every pooled connection; values only ever travel as parameters. Each
- * write is a single statement whose CTEs also append the cache
- * invalidation (cache_outbox) and the audit entry (audit_log), so they
- * commit with the write, cost no extra round trip, and exist only if it
- * did. The list query is built from list_params, one row per parameter.
+ * paint_store: the SQL of the paints resource, values only ever as
+ * parameters. Each write is one statement whose CTEs also append the cache
+ * invalidation (cache_outbox) and the audit entry (audit_log): they commit
+ * with the write, at no extra round trip. The list query comes from list_params.
  */
 #include "paint_store.h"
 
