@@ -1,7 +1,8 @@
-/* Pagination cursors as clients may send them back (altered, or not at all). */
+/* Pagination cursors (paints and audit) as clients may send them back (altered, or not at all). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "fuzz.h"
 #include "paint_model.h"
 #include "util.h"
@@ -20,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			value = NULL;
 		}
 	}
+	(void)audit_cursor_decode(s, id);
 	free(s);
 	return 0;
 }

@@ -1,7 +1,8 @@
-/* Request parsing: paths, query strings, paint ids, cookies, entity tags. */
+/* Request parsing: paths, query strings, paint ids, cookies, entity tags, audit times. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "fuzz.h"
 #include "http.h"
 #include "paint_model.h"
@@ -27,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)http_etag_matches(s, "\"v3\"", 0);
 	(void)paint_price_error(s);
 	free(paint_like_pattern(s));
+	(void)audit_time_valid(s);
 	free(s);
 	return 0;
 }
