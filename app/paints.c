@@ -24,7 +24,12 @@ static void not_found(struct ctx *c)
 	http_problem(&c->resp, 404, PAINT_NOT_FOUND, NULL);
 }
 
-static void set_etag(struct ctx *c, const char *version);
+static void set_etag(struct ctx *c, const char *version)
+{
+	http_resp_header(&c->resp, "ETag", "\"v%s\"", version);
+	/* Clients may keep it, but must revalidate (If-None-Match) each time. */
+	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
+}
 
 /* 412 for a write whose If-Match names an older version than current. */
 static void changed_since(struct ctx *c, const char *current)
@@ -56,13 +61,6 @@ static int path_id(struct ctx *c, char text[24])
 	}
 	snprintf(text, 24, "%lld", (long long)id);
 	return 0;
-}
-
-static void set_etag(struct ctx *c, const char *version)
-{
-	http_resp_header(&c->resp, "ETag", "\"v%s\"", version);
-	/* Clients may keep it, but must revalidate (If-None-Match) each time. */
-	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
 }
 
 /* Answer with the paint in the first row of r. */
