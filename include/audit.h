@@ -38,4 +38,25 @@ int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_ent
 /* "paint", "user" */
 const char *audit_entity_name(enum audit_entity e);
 
+struct ctx;
+
+/*
+ * GET /admin/audit: entries newest first (by id), {"items": [...],
+ * "next_cursor": ...}; filters paint=<id> and user=<id> (entries about
+ * that paint or user), actor=<user id> (entries by that user), since
+ * (inclusive) and until (exclusive) as ISO 8601 times, limit 1..200
+ * (50), cursor. A bad or unknown parameter is a 400 naming it.
+ */
+void audit_list(struct ctx *c);
+
+/*
+ * 1 if s is an ISO 8601 time with its zone as the list accepts it:
+ * YYYY-MM-DDTHH:MM[:SS[.ffffff]] then Z or +-HH:MM, every field in range
+ * (days per month, leap years); else 0.
+ */
+int audit_time_valid(const char *s);
+
+/* Decode a next_cursor of the list: 0 and the entry id as text, or -1. */
+int audit_cursor_decode(const char *text, char id[24]);
+
 #endif

@@ -371,6 +371,7 @@ async function openEditor(p) {
     }
   }
   fillForm(state.editing);
+  loadHistory(state.editing ? state.editing.id : null);
   $("editor").showModal();
   $("p-name").focus();
 }
@@ -427,6 +428,57 @@ async function onConflictReload() {
     flash("Reloaded the current version: apply your change again.");
   } catch (e) {
     flash(e.message);
+  }
+}
+
+// ---- paint history (the audit trail: GET /admin/audit?paint=<id>) ----------
+
+const HISTORY_LIMIT = 20;
+
+function historyValue(v) {
+  if (v === null || v === undefined) return "∅";
+  if (v === "") return "\"\"";
+  return String(v);
+}
+
+function renderHistoryEntry(e) {
+  const li = document.createElement("li");
+  li.className = "history-entry";
+  const head = document.createElement("div");
+  const when = text("time", formatDate(e.at));
+  when.dateTime = e.at;
+  head.append(when, " ", text("strong", (e.actor && e.actor.username) || "?"), " ",
+    text("span", e.action, "history-action"));
+  const changes = document.createElement("ul");
+  changes.className = "history-changes";
+  for (const [field, c] of Object.entries(e.changes || {})) {
+    const item = document.createElement("li");
+    const before = text("span", historyValue(c.old), "history-old");
+    const after = text("span", historyValue(c.new), "history-new");
+    before.title = before.textContent;
+    after.title = after.textContent;
+    item.append(text("span", field, "history-field"), " ", before, " → ", after);
+    changes.append(item);
+  }
+  li.append(head, changes);
+  return li;
+}
+
+// Newest first; shown under the editor's form (hidden for a new paint).
+async function loadHistory(paintId) {
+  const list = $("history-list");
+  list.replaceChildren();
+  $("history").hidden = paintId === null;
+  if (paintId === null) return;
+  $("history-state").textContent = "Loading…";
+  try {
+    const r = await api("GET", `/admin/audit?paint=${encodeURIComponent(paintId)}&limit=${HISTORY_LIMIT}`);
+    if (!state.editing || state.editing.id !== paintId) return; // the editor moved on
+    list.replaceChildren(...r.body.items.map(renderHistoryEntry));
+    $("history-state").textContent = r.body.items.length === 0 ? "No changes recorded."
+      : r.body.next_cursor ? `The latest ${HISTORY_LIMIT} changes.` : "";
+  } catch (e) {
+    $("history-state").textContent = e.message;
   }
 }
 

@@ -208,6 +208,25 @@ test("stock buttons use the atomic stock route", async () => {
   await page.waitForFunction((sel) => document.querySelector(sel + " td.stock").textContent === "8", row);
 });
 
+test("the editor shows the paint's history: who, when, field old → new", async () => {
+  const row = `#paints tbody tr[data-id="${paintId}"]`;
+  await page.click(`${row} button:has-text("Edit")`);
+  await page.waitForSelector("#editor[open]");
+  await page.waitForSelector("#history-list li.history-entry");
+  const entries = await page.$$eval("#history-list > li", (lis) => lis.map((li) => li.textContent));
+  // newest first: the stock buttons' last change, by the admin
+  assert.match(entries[0], /admin/);
+  assert.match(entries[0], /stock/);
+  assert.match(entries[0], /stock\s*9\s*→\s*8/);
+  assert.ok(entries.some((t) => /patch/.test(t) && /description.*→\s*changed elsewhere/.test(t)), entries.join("\n"));
+  assert.ok(entries.some((t) => /put/.test(t) && /stock.*→\s*9/.test(t)), entries.join("\n"));
+  assert.match(entries[entries.length - 1], /create/);
+  assert.equal(entries.length, 6); // create, patch, put, three stock changes: no entry for the 422s
+  await shot("08-paint-history");
+  await page.click("#cancel-edit");
+  await page.waitForSelector("#editor", { state: "hidden" });
+});
+
 test("auto-refresh costs 304s while nothing changes and picks up a change", async () => {
   await page.waitForTimeout(REFRESH_MS + 1000); // one poll takes in the earlier changes
   const before304 = list304s();

@@ -1,9 +1,10 @@
-/* Pagination cursors as clients may send them back (altered, or not at all). */
+/* Pagination cursors (paints and audit) as clients may send them back (altered, or not at all). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "fuzz.h"
-#include "paints.h"
+#include "paint_model.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -15,11 +16,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	for (i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++) {
-		if (paints_cursor_decode(s, sorts[i], &value, id) == 0) {
+		if (paint_cursor_decode(s, sorts[i], &value, id) == 0) {
 			free(value);
 			value = NULL;
 		}
 	}
+	(void)audit_cursor_decode(s, id);
 	free(s);
 	return 0;
 }

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "paints.h"
+#include "paint_model.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -25,11 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (json_object_is_type(o, json_type_object)) {
 		base = json_tokener_parse(base_text);
-		if (paints_validate(o, NULL, &in, &errors) == 0)
+		if (paint_validate(o, NULL, &in, &errors) == 0)
 			paint_input_free(&in);
 		else
 			json_object_put(errors);
-		if (paints_validate(o, base, &in, &errors) == 0)
+		if (paint_validate(o, base, &in, &errors) == 0)
 			paint_input_free(&in);
 		else
 			json_object_put(errors);

@@ -1,10 +1,11 @@
-/* Request parsing: paths, query strings, paint ids, cookies, entity tags. */
+/* Request parsing: paths, query strings, paint ids, cookies, entity tags, audit times. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "fuzz.h"
 #include "http.h"
-#include "paints.h"
+#include "paint_model.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -21,12 +22,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)http_query_get(&q, "brand");
 		http_query_free(&q);
 	}
-	(void)paints_parse_id(s, strlen(s), &id);
+	(void)paint_parse_id(s, strlen(s), &id);
 	(void)http_cookie_get(s, "__Host-ps_session", cookie, sizeof(cookie));
 	(void)http_etag_matches(s, "\"v3\"", 1);
 	(void)http_etag_matches(s, "\"v3\"", 0);
-	(void)paints_price_error(s);
-	free(paints_like_pattern(s));
+	(void)paint_price_error(s);
+	free(paint_like_pattern(s));
+	(void)audit_time_valid(s);
 	free(s);
 	return 0;
 }

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "paints.h"
+#include "paint_model.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -82,22 +82,22 @@ static void test_paint_ids(void **state)
 	int64_t id;
 
 	(void)state;
-	assert_int_equal(paints_parse_id("1", 1, &id), 0);
+	assert_int_equal(paint_parse_id("1", 1, &id), 0);
 	assert_int_equal(id, 1);
-	assert_int_equal(paints_parse_id("9223372036854775807", 19, &id), 0);
+	assert_int_equal(paint_parse_id("9223372036854775807", 19, &id), 0);
 	assert_int_equal(id, INT64_MAX);
-	assert_int_equal(paints_parse_id("9223372036854775808", 19, &id), -1);
-	assert_int_equal(paints_parse_id("99999999999999999999999", 23, &id), -1);
-	assert_int_equal(paints_parse_id("0", 1, &id), -1);
-	assert_int_equal(paints_parse_id("01", 2, &id), -1);
-	assert_int_equal(paints_parse_id("-1", 2, &id), -1);
-	assert_int_equal(paints_parse_id("+1", 2, &id), -1);
-	assert_int_equal(paints_parse_id("1e3", 3, &id), -1);
-	assert_int_equal(paints_parse_id("1 ", 2, &id), -1);
-	assert_int_equal(paints_parse_id("abc", 3, &id), -1);
-	assert_int_equal(paints_parse_id("", 0, &id), -1);
+	assert_int_equal(paint_parse_id("9223372036854775808", 19, &id), -1);
+	assert_int_equal(paint_parse_id("99999999999999999999999", 23, &id), -1);
+	assert_int_equal(paint_parse_id("0", 1, &id), -1);
+	assert_int_equal(paint_parse_id("01", 2, &id), -1);
+	assert_int_equal(paint_parse_id("-1", 2, &id), -1);
+	assert_int_equal(paint_parse_id("+1", 2, &id), -1);
+	assert_int_equal(paint_parse_id("1e3", 3, &id), -1);
+	assert_int_equal(paint_parse_id("1 ", 2, &id), -1);
+	assert_int_equal(paint_parse_id("abc", 3, &id), -1);
+	assert_int_equal(paint_parse_id("", 0, &id), -1);
 	/* only the first len bytes count */
-	assert_int_equal(paints_parse_id("12/stock", 2, &id), 0);
+	assert_int_equal(paint_parse_id("12/stock", 2, &id), 0);
 	assert_int_equal(id, 12);
 }
 

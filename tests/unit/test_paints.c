@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "paints.h"
+#include "paint_model.h"
 
 static struct json_object *parse(const char *s)
 {
@@ -24,7 +24,7 @@ static int validate(const char *body, const char *base, struct paint_input *in,
 		    const char *bad_field)
 {
 	struct json_object *b = parse(body), *bs = base ? parse(base) : NULL, *errs = NULL;
-	int rc = paints_validate(b, bs, in, &errs);
+	int rc = paint_validate(b, bs, in, &errs);
 
 	if (rc != 0) {
 		assert_non_null(errs);
@@ -81,20 +81,20 @@ static void test_price_kept_exact(void **state)
 static void test_price_rules(void **state)
 {
 	(void)state;
-	assert_null(paints_price_error("0"));
-	assert_null(paints_price_error("0.5"));
-	assert_null(paints_price_error("12.34"));
-	assert_null(paints_price_error("99999999.99"));
-	assert_non_null(paints_price_error("100000000"));
-	assert_non_null(paints_price_error("1.234"));
-	assert_non_null(paints_price_error("-1"));
-	assert_non_null(paints_price_error("1e2"));
-	assert_non_null(paints_price_error("1."));
-	assert_non_null(paints_price_error(".5"));
-	assert_non_null(paints_price_error("01"));
-	assert_non_null(paints_price_error(""));
-	assert_non_null(paints_price_error("1,5"));
-	assert_non_null(paints_price_error("NaN"));
+	assert_null(paint_price_error("0"));
+	assert_null(paint_price_error("0.5"));
+	assert_null(paint_price_error("12.34"));
+	assert_null(paint_price_error("99999999.99"));
+	assert_non_null(paint_price_error("100000000"));
+	assert_non_null(paint_price_error("1.234"));
+	assert_non_null(paint_price_error("-1"));
+	assert_non_null(paint_price_error("1e2"));
+	assert_non_null(paint_price_error("1."));
+	assert_non_null(paint_price_error(".5"));
+	assert_non_null(paint_price_error("01"));
+	assert_non_null(paint_price_error(""));
+	assert_non_null(paint_price_error("1,5"));
+	assert_non_null(paint_price_error("NaN"));
 }
 
 static void test_each_bad_value_names_its_field(void **state)
@@ -170,12 +170,61 @@ static void test_like_pattern(void **state)
 	char *p;
 
 	(void)state;
-	p = paints_like_pattern("50%_off\\");
+	p = paint_like_pattern("50%_off\\");
 	assert_string_equal(p, "%50\\%\\_off\\\\%");
 	free(p);
-	p = paints_like_pattern("");
+	p = paint_like_pattern("");
 	assert_string_equal(p, "%%");
 	free(p);
+}
+
+static void test_stock_delta(void **state)
+{
+	static const struct { const char *body; int ok; } cases[] = {
+		{ "{\"delta\":5}", 1 }, { "{\"delta\":-1000000}", 1 }, { "{\"delta\":1000000}", 1 },
+		{ "{\"delta\":0}", 0 }, { "{\"delta\":1000001}", 0 }, { "{\"delta\":1.5}", 0 },
+		{ "{\"delta\":\"3\"}", 0 }, { "{}", 0 }, { "{\"delta\":null}", 0 },
+		{ "{\"delta\":1,\"x\":2}", 0 },
+	};
+	struct json_object *b, *errs;
+	int64_t d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		b = parse(cases[i].body);
+		if ((paint_validate_delta(b, &d, &errs) == 0) != cases[i].ok)
+			fail_msg("wrong verdict: %s", cases[i].body);
+		if (errs)
+			json_object_put(errs);
+		json_object_put(b);
+	}
+	b = parse("{\"delta\":2000000}");
+	assert_int_equal(paint_validate_delta(b, &d, &errs), -1);
+	assert_string_equal(json_object_get_string(json_object_object_get(errs, "delta")),
+			    "must be a non-zero whole number from -1000000 to 1000000");
+	json_object_put(errs);
+	json_object_put(b);
+}
+
+static void test_cursor_round_trip(void **state)
+{
+	const struct paint_sort *s = paint_sort_find("-price");
+	struct json_object *c;
+	char *value = NULL, id[24];
+
+	(void)state;
+	assert_non_null(s);
+	assert_null(paint_sort_find("colour"));
+	assert_string_equal(paint_sort_default()->param, "-created_at");
+	c = paint_cursor_make(s, "12.50", "77");
+	assert_int_equal(paint_cursor_read(json_object_get_string(c), s, &value, id), 0);
+	assert_string_equal(value, "12.50");
+	assert_string_equal(id, "77");
+	free(value);
+	/* a cursor belongs to its sort */
+	assert_int_equal(paint_cursor_decode(json_object_get_string(c), "price", &value, id), -1);
+	json_object_put(c);
 }
 
 static void test_etags(void **state)
@@ -204,6 +253,8 @@ int main(void)
 		cmocka_unit_test(test_length_counts_characters),
 		cmocka_unit_test(test_merge_patch),
 		cmocka_unit_test(test_like_pattern),
+		cmocka_unit_test(test_stock_delta),
+		cmocka_unit_test(test_cursor_round_trip),
 		cmocka_unit_test(test_etags),
 	};
 
