@@ -7,12 +7,12 @@
  */
 #include "audit.h"
 
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "context.h"
+#include "cursor.h"
 #include "resource.h"
 #include "strbuf.h"
 #include "util.h"
@@ -167,27 +167,21 @@ int audit_time_valid(const char *s)
 /* The cursor after entry id: base64url of {"a": id}. */
 static void cursor_make(struct strbuf *out, const char *id)
 {
-	char js[48], enc[80];
+	struct json_object *o = json_object_new_object();
+	char *enc;
 
-	snprintf(js, sizeof(js), "{\"a\":%s}", id);
-	sodium_bin2base64(enc, sizeof(enc), (const unsigned char *)js, strlen(js),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	json_object_object_add(o, "a", json_object_new_int64(strtoll(id, NULL, 10)));
+	enc = cursor_encode(o);
 	strbuf_printf(out, "\"%s\"", enc);
+	free(enc);
+	json_object_put(o);
 }
 
 int audit_cursor_decode(const char *text, char id[24])
 {
-	unsigned char bin[64];
-	size_t len;
-	struct json_object *o, *a;
+	struct json_object *o = cursor_decode(text, 80), *a;
 	int rc = -1;
 
-	if (strlen(text) > 80 ||
-	    sodium_base642bin(bin, sizeof(bin) - 1, text, strlen(text), NULL, &len, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-		return -1;
-	bin[len] = '\0';
-	o = json_tokener_parse((const char *)bin);
 	if (o && json_object_object_get_ex(o, "a", &a) && json_object_is_type(a, json_type_int) &&
 	    json_object_get_int64(a) > 0) {
 		snprintf(id, 24, "%lld", (long long)json_object_get_int64(a));
@@ -244,19 +238,11 @@ static int audit_query_build(struct audit_query *aq, const struct http_query *q,
 	struct json_object *errs = json_object_new_object();
 	const char *v;
 	size_t k;
-	int i;
 
 	aq->n = 0;
 	aq->limit = AUDIT_DEFAULT_LIMIT;
 	strbuf_puts(&aq->sql, "SELECT id, " AUDIT_ITEM " FROM audit_log WHERE true");
-	for (i = 0; i < q->count; i++) {
-		for (k = 0; k < NAUDIT_PARAMS; k++)
-			if (strcmp(q->params[i].key, audit_params[k].name) == 0)
-				break;
-		if (k == NAUDIT_PARAMS)
-			json_object_object_add(errs, q->params[i].key,
-					       json_object_new_string("is not a filter of this list"));
-	}
+	http_query_reject_unknown(q, &audit_params[0].name, NAUDIT_PARAMS, sizeof(audit_params[0]), errs);
 	for (k = 0; k < NAUDIT_PARAMS; k++)
 		if ((v = http_query_get(q, audit_params[k].name)) != NULL &&
 		    audit_apply(aq, &audit_params[k], v) != 0)

@@ -128,6 +128,22 @@ PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const ch
 	return pool_exec_dynamic(c->db, sql, nparams, params);
 }
 
+int ctx_db_exec(struct ctx *c, const char *sql)
+{
+	PGconn *pg = ctx_db(c, 0);
+	PGresult *r;
+	int ok;
+
+	if (pg == NULL)
+		return -1;
+	r = PQexec(pg, sql);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		ctx_db_error(c, r);
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
 void ctx_db_release(struct ctx *c)
 {
 	if (c->db == NULL)

@@ -407,3 +407,20 @@ int http_json_escapes_ok(const char *s, size_t len, char *field, size_t fieldlen
 	}
 	return 0;
 }
+
+void http_query_reject_unknown(const struct http_query *q, const char *const *names, size_t n,
+			       size_t stride, struct json_object *errors)
+{
+	int i;
+	size_t k;
+
+	for (i = 0; i < q->count; i++) {
+		for (k = 0; k < n; k++)
+			if (strcmp(q->params[i].key,
+				   *(const char *const *)((const char *)names + k * stride)) == 0)
+				break;
+		if (k == n)
+			json_object_object_add(errors, q->params[i].key,
+					       json_object_new_string("is not a filter of this list"));
+	}
+}

@@ -8,11 +8,11 @@
 #include "paint_model.h"
 
 #include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cursor.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -416,17 +416,9 @@ const struct paint_sort *paint_sort_default(void)
 /* A cursor is base64url(JSON {"s": sort, "v": value, "i": id}). */
 int paint_cursor_read(const char *text, const struct paint_sort *sort, char **value, char id[24])
 {
-	unsigned char bin[1024];
-	size_t len;
-	struct json_object *o = NULL, *s, *v, *i;
+	struct json_object *o = cursor_decode(text, 1300), *s, *v, *i;
 	int rc = -1;
 
-	if (strlen(text) > 1300 ||
-	    sodium_base642bin(bin, sizeof(bin) - 1, text, strlen(text), NULL, &len, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-		return -1;
-	bin[len] = '\0';
-	o = json_tokener_parse((const char *)bin);
 	if (o && json_object_object_get_ex(o, "s", &s) && json_object_is_type(s, json_type_string) &&
 	    strcmp(json_object_get_string(s), sort->param) == 0 &&
 	    json_object_object_get_ex(o, "v", &v) && json_object_is_type(v, json_type_string) &&
@@ -453,20 +445,13 @@ int paint_cursor_decode(const char *text, const char *sort, char **value, char i
 struct json_object *paint_cursor_make(const struct paint_sort *sort, const char *value,
 				      const char *id)
 {
-	struct json_object *o = json_object_new_object();
-	const char *js;
+	struct json_object *o = json_object_new_object(), *out;
 	char *enc;
-	size_t len, enclen;
-	struct json_object *out;
 
 	json_object_object_add(o, "s", json_object_new_string(sort->param));
 	json_object_object_add(o, "v", json_object_new_string(value));
 	json_object_object_add(o, "i", json_object_new_int64(strtoll(id, NULL, 10)));
-	js = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
-	enclen = sodium_base64_encoded_len(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	enc = xmalloc(enclen);
-	sodium_bin2base64(enc, enclen, (const unsigned char *)js, len,
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	enc = cursor_encode(o);
 	out = json_object_new_string(enc);
 	free(enc);
 	json_object_put(o);

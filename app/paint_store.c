@@ -332,14 +332,7 @@ int paint_list_query_build(struct paint_list_query *lq, const struct http_query 
 	strbuf_init(&lq->sql);
 	lq->sort = paint_sort_default();
 	lq->limit = LIST_DEFAULT_LIMIT;
-	for (i = 0; i < q->count; i++) {
-		for (k = 0; k < NLIST_PARAMS; k++)
-			if (strcmp(q->params[i].key, list_params[k].name) == 0)
-				break;
-		if (k == NLIST_PARAMS)
-			json_object_object_add(errs, q->params[i].key,
-					       json_object_new_string("is not a filter of this list"));
-	}
+	http_query_reject_unknown(q, &list_params[0].name, NLIST_PARAMS, sizeof(list_params[0]), errs);
 	for (k = 0; k < NLIST_PARAMS; k++) {
 		if ((v = http_query_get(q, list_params[k].name)) == NULL)
 			continue;

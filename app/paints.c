@@ -275,17 +275,6 @@ void paints_put(struct ctx *c)
 	paint_input_free(&in);
 }
 
-static int exec_ok(struct ctx *c, PGconn *pg, const char *sql)
-{
-	PGresult *r = PQexec(pg, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-
-	if (!ok)
-		ctx_db_error(c, r);
-	PQclear(r);
-	return ok ? 0 : -1;
-}
-
 void paints_patch(struct ctx *c)
 {
 	char id[24], vbuf[24];
@@ -300,7 +289,7 @@ void paints_patch(struct ctx *c)
 	    (body = ctx_json_body(c, 1)) == NULL || (pg = ctx_db(c, 0)) == NULL)
 		return;
 	/* Read, merge and write under the row lock: no lost update. */
-	if (exec_ok(c, pg, "BEGIN") != 0)
+	if (ctx_db_exec(c, "BEGIN") != 0)
 		return;
 	r = paint_store_get(pg, id, 1);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -325,7 +314,7 @@ void paints_patch(struct ctx *c)
 		ctx_db_error(c, u);
 		goto out;
 	}
-	if (exec_ok(c, pg, "COMMIT") != 0)
+	if (ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
 	send_paint(c, 200, u);
 	after_write(pg, id, PQgetvalue(u, 0, PAINT_COL_OUTBOX));

@@ -89,17 +89,6 @@ static void invalid(struct ctx *c, struct json_object *errors)
 	http_problem(&c->resp, 422, users_errors_detail(errors), errors);
 }
 
-static int exec_ok(struct ctx *c, PGconn *pg, const char *sql)
-{
-	PGresult *r = PQexec(pg, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-
-	if (!ok)
-		ctx_db_error(c, r);
-	PQclear(r);
-	return ok ? 0 : -1;
-}
-
 /* Roll back what a failed write left open (no-op after COMMIT). */
 static void rollback_open(struct ctx *c)
 {
@@ -236,7 +225,7 @@ static void create_in_transaction(struct ctx *c, PGconn *pg, const struct user_i
 		goto out;
 	after = users_audit_json(row, 0);
 	if (audit(c, pg, PQgetvalue(r, 0, 0), "create", NULL, after, NULL) != 0 ||
-	    exec_ok(c, pg, "COMMIT") != 0)
+	    ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
 	http_resp_header(&c->resp, "Location", "/admin/users/%s", PQgetvalue(r, 0, 0));
 	send_user(c, 201, row);
@@ -263,7 +252,7 @@ void users_create(struct ctx *c)
 	ctx_db_release(c);	/* no connection held while hashing */
 	if (auth_hash_bounded(c, in.password, hash) != 0)
 		return;
-	if ((pg = ctx_db(c, 0)) != NULL && exec_ok(c, pg, "BEGIN") == 0)
+	if ((pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0)
 		create_in_transaction(c, pg, &in, hash);
 	rollback_open(c);
 	sodium_memzero(hash, sizeof(hash));
@@ -336,7 +325,7 @@ static void patch_in_transaction(struct ctx *c, PGconn *pg, const char *id, int6
 	b = users_audit_json(before, 0);
 	a = users_audit_json(after, 0);
 	extra = in->password ? password_changed() : NULL;
-	if (audit(c, pg, id, "update", b, a, extra) != 0 || exec_ok(c, pg, "COMMIT") != 0)
+	if (audit(c, pg, id, "update", b, a, extra) != 0 || ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
 	if (in->password || *PQgetvalue(after, 0, 3) == 't')
 		sessions_forget_user(nid);	/* this process refuses them at once */
@@ -396,7 +385,7 @@ void users_patch(struct ctx *c)
 		if (auth_hash_bounded(c, in.password, hash) != 0)
 			return;
 	}
-	if ((pg = ctx_db(c, 0)) != NULL && exec_ok(c, pg, "BEGIN") == 0)
+	if ((pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0)
 		patch_in_transaction(c, pg, id, nid, &in, hash);
 	rollback_open(c);
 	sodium_memzero(hash, sizeof(hash));
@@ -414,7 +403,7 @@ void users_end_sessions(struct ctx *c)
 	PGconn *pg;
 
 	if (path_id(c, id, &nid) != 0 || (pg = ctx_db(c, 0)) == NULL ||
-	    exec_ok(c, pg, "BEGIN") != 0)
+	    ctx_db_exec(c, "BEGIN") != 0)
 		return;
 	if ((user = get_user(c, pg, "users_get_for_update", id)) == NULL)
 		goto out;
@@ -429,7 +418,7 @@ void users_end_sessions(struct ctx *c)
 	json_object_object_add(ended, "ended", json_object_new_int64(atoll(PQcmdTuples(r))));
 	json_object_object_add(extra, "sessions", ended);
 	if (audit(c, pg, id, "end_sessions", NULL, NULL, extra) != 0 ||
-	    exec_ok(c, pg, "COMMIT") != 0)
+	    ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
 	sessions_forget_user(nid);
 	c->resp.status = 204;
@@ -528,7 +517,7 @@ static void password_store(struct ctx *c, PGconn *pg, const char *key, const cha
 	}
 	if (sessions_open(c, pg, c->user_id, csrf) != 0 ||
 	    audit(c, pg, uid, "password", NULL, NULL, extra) != 0 ||
-	    exec_ok(c, pg, "COMMIT") != 0)
+	    ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
 	sessions_forget_user(c->user_id);	/* the old sessions: refused here at once */
 	o = json_object_new_object();
@@ -570,7 +559,7 @@ void users_change_password(struct ctx *c)
 	snprintf(key, sizeof(key), "password:%lld", (long long)c->user_id);
 	if (password_check(c, &in, key, old_hash) == 0 &&
 	    auth_hash_bounded(c, in.password, new_hash) == 0 &&
-	    (pg = ctx_db(c, 0)) != NULL && exec_ok(c, pg, "BEGIN") == 0)
+	    (pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0)
 		password_store(c, pg, key, old_hash, new_hash);
 	rollback_open(c);
 	sodium_memzero(old_hash, sizeof(old_hash));

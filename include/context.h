@@ -66,6 +66,13 @@ PGconn *ctx_db(struct ctx *c, double timeout);
 PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params);
 
 /*
+ * Run a command that returns no rows (BEGIN, COMMIT) on the request's
+ * connection, checked out as by ctx_db. 0, or -1 with the response set
+ * (ctx_db's 503, or ctx_db_error's).
+ */
+int ctx_db_exec(struct ctx *c, const char *sql);
+
+/*
  * Give the request's connection back to the pool now (no-op without one),
  * e.g. before slow work that needs no database; ctx_db checks out again.
  */

@@ -61,6 +61,15 @@ void http_query_free(struct http_query *q);
 const char *http_query_get(const struct http_query *q, const char *name);
 
 /*
+ * Add "<name>": "is not a filter of this list" to errors for each
+ * parameter of q not named in the table of n entries starting at names,
+ * stride bytes apart (a table of structs whose first member is the name:
+ * pass &table[0].name, n, sizeof(table[0])).
+ */
+void http_query_reject_unknown(const struct http_query *q, const char *const *names, size_t n,
+			       size_t stride, struct json_object *errors);
+
+/*
  * The value of cookie name in a Cookie header ("a=1; b=2"), copied into
  * buf. Returns 0, or -1 when absent, empty or longer than size - 1.
  */

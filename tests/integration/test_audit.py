@@ -15,16 +15,7 @@ import uuid
 from harness import stack
 from test_auth import make_user
 from test_basics import assert_problem
-
-
-def new_paint(**fields):
-    body = {"name": "Audit " + uuid.uuid4().hex[:10], "brand": "AuditBrand",
-            "color_code": "AU-1", "color_type": "Acrylic", "color_family": "Red",
-            "stock": 10, "price": 12.5, "color_preview": "#112233"}
-    body.update(fields)
-    r = stack().request("POST", "/admin/paints", body=body)
-    assert r.status == 201, r
-    return r.json()
+from test_paints_api import new_paint
 
 
 def audit(**params):
@@ -90,7 +81,7 @@ class WhatIsRecorded(unittest.TestCase):
         self.assertEqual([e["action"] for e in es], ["create", "put", "patch", "stock", "delete"])
         self.assertEqual(es[1]["changes"], {"name": {"old": p["name"], "new": p["name"] + " v2"},
                                             "price": {"old": 12.5, "new": 19.99}})
-        self.assertEqual(es[2]["changes"], {"brand": {"old": "AuditBrand", "new": "Other"},
+        self.assertEqual(es[2]["changes"], {"brand": {"old": "TestBrand", "new": "Other"},
                                             "description": {"old": "", "new": "d"}})
         self.assertEqual(es[3]["changes"], {"stock": {"old": 10, "new": 7}})
         gone = es[4]["changes"]
