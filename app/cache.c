@@ -81,6 +81,14 @@
  *    snapshot, so D's outbox snapshot came after c and contained the row:
  *    contradiction. (1): the row was deleted, the previous case.
  *  - Lists and stats follow, with the generation in place of the key.
+ *  - R. Replicas. "Read PostgreSQL after it" above means the primary: a
+ *    request that holds a lease or a generation (fill_pending) has its
+ *    connection checked out from the primary by ctx_db, and a request
+ *    that read a replica can store nothing (read_replica refuses every
+ *    store). A replica, even within its lag limit, may not have replayed
+ *    W when the lease is taken after W's invalidation; storing what it
+ *    returned would put back the version the invalidation removed, for a
+ *    whole TTL. Reading the primary makes (L) hold exactly as before.
  * So R never sees anything older than W. A value stored in Redis by a
  * stalled reader after a failure (a command delivered when Redis wakes up)
  * is covered by (L) and (T): the outbox row is applied, deleting value
@@ -337,6 +345,30 @@ static void mark_failed(struct tconn *t, const char *reason)
 /* Time this thread spent on Redis, for the request's figures. */
 static _Thread_local double redis_time;
 
+/*
+ * Replicas (piece R in the header): fill_pending is set when this
+ * thread's request took a lease or a page generation it may store under;
+ * read_replica when it read a replica. A request that read a replica
+ * stores nothing.
+ */
+static _Thread_local int fill_pending, read_replica;
+
+void cache_request_reset(void)
+{
+	fill_pending = 0;
+	read_replica = 0;
+}
+
+int cache_fill_pending(void)
+{
+	return fill_pending;
+}
+
+void cache_note_replica_read(void)
+{
+	read_replica = 1;
+}
+
 double cache_take_time(void)
 {
 	double t = redis_time;
@@ -572,6 +604,7 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 		goto bypass;
 	if (r->type == REDIS_REPLY_STATUS) {	/* "OK": the lease is ours */
 		freeReplyObject(r);
+		fill_pending = 1;
 		return CACHE_MISS;
 	}
 	freeReplyObject(r);
@@ -605,7 +638,7 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 	redisReply *r;
 	int stored;
 
-	if (lease == NULL || lease[0] == '\0' || (t = get_conn(1)) == NULL)
+	if (lease == NULL || lease[0] == '\0' || read_replica || (t = get_conn(1)) == NULL)
 		return 0;
 	paint_keys(t, id, key, lkey);
 	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cfg->cache_ttl);
@@ -696,6 +729,8 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 		res = CACHE_BYPASS;
 	}
 	freeReplyObject(r);
+	if (res == CACHE_MISS)
+		fill_pending = 1;
 	atomic_fetch_add(res == CACHE_HIT ? &n_hits : res == CACHE_MISS ? &n_misses : &n_bypasses, 1);
 	return res;
 }
@@ -708,7 +743,7 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 	const char *dot;
 	redisReply *r;
 
-	if (gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
+	if (read_replica || gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
 	    (t = get_conn(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
 		return;
 	query_hash(query, hash);

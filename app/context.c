@@ -10,6 +10,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "resource.h"
 #include "strbuf.h"
 #include "util.h"
@@ -18,9 +19,14 @@ static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
 static void log_request(const struct ctx *c, double total);
 static void release_all(struct ctx *c);
+static struct pool_conn *replica_checkout(struct ctx *c, double timeout);
+static void note_write_position(struct ctx *c);
+static void set_lsn_cookie(struct ctx *c);
 
 /* Seconds a client should wait before retrying after an overload 503. */
 #define RETRY_AFTER 1
+/* Longest wait for a replica's connection before the primary is asked instead. */
+#define REPLICA_CHECKOUT_S 0.5
 
 static void set_request_id(struct ctx *c)
 {
@@ -76,6 +82,60 @@ static int read_body(struct ctx *c, FCGX_Request *r)
 	return 0;
 }
 
+/* The session's last write position, from its cookie (0: none or not this session's). */
+static uint64_t session_lsn(struct ctx *c)
+{
+	char value[REPLICAS_COOKIE_LEN + 8];
+
+	if (!c->session_lsn_read) {
+		c->session_lsn_read = 1;
+		c->session_lsn = 0;
+		if (c->user_id != 0 &&
+		    http_cookie_get(http_param(&c->req, "HTTP_COOKIE"), REPLICAS_COOKIE, value,
+				    sizeof(value)) == 0 &&
+		    replicas_cookie_read(c->session_token, value, &c->session_lsn) != 0)
+			c->session_lsn = 0;
+	}
+	return c->session_lsn;
+}
+
+/*
+ * A replica's connection when this read may go to one (see ctx_db), or
+ * NULL: then the primary. Never sets a response.
+ */
+static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
+{
+	const struct route *rt = c->match.route;
+	struct pool_conn *conn = NULL;
+	struct pool_error err;
+	struct pool *p;
+	double t0;
+	int idx;
+
+	if (replicas_count() == 0 || rt == NULL || !rt->read_only || rt->auth == AUTH_NONE ||
+	    !c->admitted || c->no_replica || cache_fill_pending())
+		return NULL;
+	if ((p = replicas_choose(session_lsn(c), &idx)) == NULL)
+		return NULL;
+	if (timeout <= 0 || timeout > REPLICA_CHECKOUT_S)
+		timeout = REPLICA_CHECKOUT_S;
+	t0 = now_mono();
+	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
+		c->pool_wait += now_mono() - t0;
+		if (err.kind == POOL_ERR_CONNECT)
+			replicas_failed(idx);	/* busy (a timeout) is no failure */
+		return NULL;
+	}
+	c->pool_wait += now_mono() - t0;
+	metrics_pool_wait(now_mono() - t0, 0);
+	c->db_pool = p;
+	c->db_replica = idx;
+	c->db_name = replicas_name(idx);
+	cache_note_replica_read();
+	replicas_served(idx);
+	return conn;
+}
+
 PGconn *ctx_db(struct ctx *c, double timeout)
 {
 	struct pool_error err;
@@ -83,6 +143,10 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 
 	if (c->db)
 		return pool_conn_pg(c->db);
+	if ((c->db = replica_checkout(c, timeout)) != NULL) {
+		c->db_since = now_mono();
+		return pool_conn_pg(c->db);
+	}
 	t0 = now_mono();
 	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
@@ -111,6 +175,9 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	c->pool_wait += now_mono() - t0;
 	metrics_pool_wait(now_mono() - t0, 0);
 	c->db_since = now_mono();
+	c->db_pool = c->app->pool;
+	c->db_replica = -1;
+	c->db_name = "primary";
 	return pool_conn_pg(c->db);
 }
 
@@ -121,13 +188,56 @@ PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const ch
 	return pool_exec_dynamic(c->db, sql, nparams, params);
 }
 
+/*
+ * After a signed-in user's writes on the primary: the position a replica
+ * must replay before it may serve that user (read-your-writes). Read on
+ * the writing connection once it is idle, so after the commit.
+ */
+static void note_write_position(struct ctx *c)
+{
+	PGconn *pg = pool_conn_pg(c->db);
+	uint64_t lsn = 0;
+	PGresult *r;
+
+	if (replicas_count() == 0 || c->db_replica >= 0 || c->user_id == 0 ||
+	    c->match.route == NULL || c->match.route->read_only ||
+	    PQtransactionStatus(pg) != PQTRANS_IDLE)
+		return;
+	r = PQexec(pg, "SELECT pg_current_wal_lsn()");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    replicas_lsn_parse(PQgetvalue(r, 0, 0), &lsn) != 0) {
+		/* Unknown: send this session's reads to the primary until its next write. */
+		log_msg(LOG_WARN, "replicas: no WAL position after a write: the session reads the primary");
+		lsn = UINT64_MAX;
+	}
+	PQclear(r);
+	if (lsn > c->write_lsn)
+		c->write_lsn = lsn;
+}
+
 void ctx_db_release(struct ctx *c)
 {
 	if (c->db == NULL)
 		return;
+	note_write_position(c);
 	c->db_time += now_mono() - c->db_since;
-	pool_release(c->app->pool, c->db);
+	pool_release(c->db_pool, c->db);
 	c->db = NULL;
+}
+
+/* Give the session its new position (never lower than the one it sent). */
+static void set_lsn_cookie(struct ctx *c)
+{
+	char value[REPLICAS_COOKIE_LEN];
+	uint64_t lsn = c->write_lsn;
+
+	if (lsn == 0 || c->user_id == 0)
+		return;
+	if (session_lsn(c) > lsn)
+		lsn = session_lsn(c);
+	replicas_cookie_make(c->session_token, lsn, value);
+	http_resp_header(&c->resp, "Set-Cookie",
+			 REPLICAS_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict", value);
 }
 
 void ctx_db_error(struct ctx *c, const PGresult *r)
@@ -139,6 +249,18 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 	transient = state == NULL || PQstatus(c->db ? pool_conn_pg(c->db) : NULL) != CONNECTION_OK ||
 		    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
 		    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0;
+	if (c->db && c->db_replica >= 0) {
+		/*
+		 * A replica failed a read (lost, shutting down, a recovery
+		 * conflict): ctx_handle runs the handler again on the primary.
+		 * A broken connection also keeps the replica out until the
+		 * housekeeper reaches it again.
+		 */
+		c->replica_failed = 1;
+		if (PQstatus(pool_conn_pg(c->db)) != CONNECTION_OK || state == NULL ||
+		    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+			replicas_failed(c->db_replica);
+	}
 	http_resp_reset(&c->resp);
 	if (transient) {
 		struct log_line l;
@@ -267,6 +389,7 @@ static void log_request(const struct ctx *c, double total)
 	log_int(&l, "status", status);
 	log_int(&l, "user_id", (long long)c->user_id);
 	log_str(&l, "cache", c->cache < 0 ? "none" : cache_result_name((enum cache_result)c->cache));
+	log_str(&l, "db", c->db_name ? c->db_name : "none");
 	log_num(&l, "auth_ms", c->auth_time * 1000.0);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "db_ms", c->db_time * 1000.0);
@@ -303,6 +426,8 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	c.t_start = now_mono();
 	c.route_name = "unmatched";
 	c.req.envp = r->envp;
+	c.db_replica = -1;
+	cache_request_reset();
 	http_resp_init(&c.resp);
 	set_request_id(&c);
 	c.req.method = http_param(&c.req, "REQUEST_METHOD");
@@ -322,8 +447,21 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 		case ROUTE_FOUND:
 			c.route_name = c.match.route->name;
 			if (read_body(&c, r) == 0 &&
-			    auth_require(&c, c.match.route->auth) == 0)
+			    auth_require(&c, c.match.route->auth) == 0) {
+				c.admitted = 1;
+				/* The session lookup's primary connection: a read may use a replica. */
+				if (c.match.route->read_only && replicas_count() > 0)
+					ctx_db_release(&c);
 				c.match.route->handler(&c);
+				if (c.replica_failed) {
+					/* A read-only handler, so running it again is safe. */
+					ctx_db_release(&c);
+					http_resp_reset(&c.resp);
+					c.replica_failed = 0;
+					c.no_replica = 1;
+					c.match.route->handler(&c);
+				}
+			}
 			break;
 		case ROUTE_METHOD_NOT_ALLOWED:
 			http_resp_header(&c.resp, "Allow", "%s", c.match.allow);
@@ -339,6 +477,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 
 	/* Return the connection before the client is answered: it is free sooner. */
 	ctx_db_release(&c);
+	set_lsn_cookie(&c);
 	c.cache_time = cache_take_time();
 	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
 	if (c.cache >= 0)

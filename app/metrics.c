@@ -17,6 +17,7 @@
 #include "ops.h"
 #include "log.h"
 #include "pool.h"
+#include "replicas.h"
 #include "resource.h"
 #include "router.h"
 #include "util.h"
@@ -426,6 +427,7 @@ void metrics_prometheus(struct ctx *c)
 	prom_head(&sb, "paintstudio_pool_connections_acquire_seconds", "histogram",
 		  "Time a request waited for a connection.");
 	prom_histogram(&sb, "paintstudio_pool_connections_acquire_seconds", "", &pool_acquire);
+	replicas_prometheus(&sb);	/* the replicas' pools and lag, with a pool label */
 	prom_head(&sb, "paintstudio_cache_hits_total", "counter", "Cache lookups answered by Redis.");
 	strbuf_printf(&sb, "paintstudio_cache_hits_total %llu\n", (unsigned long long)cs.hits);
 	prom_head(&sb, "paintstudio_cache_misses_total", "counter", "Cache lookups that read PostgreSQL.");

@@ -5,6 +5,7 @@
 #include "cache.h"
 #include "context.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "util.h"
 
 /* Readiness must answer quickly even when the pool is saturated. */
@@ -80,6 +81,9 @@ void ops_pool(struct ctx *c)
 {
 	struct json_object *o = ops_pool_json(c->app->pool);
 
+	/* The primary's figures stay at the top level; each replica's pool beside them. */
+	json_object_object_add(o, "name", json_object_new_string("primary"));
+	json_object_object_add(o, "replicas", replicas_json());
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
