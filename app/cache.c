@@ -81,15 +81,31 @@
  *    snapshot, so D's outbox snapshot came after c and contained the row:
  *    contradiction. (1): the row was deleted, the previous case.
  *  - Lists and stats follow, with the generation in place of the key.
- *  - R. Replicas. "Read PostgreSQL after it" above means the primary: a
- *    request that holds a lease or a generation (fill_pending) has its
- *    connection checked out from the primary by ctx_db, and a request
- *    that read a replica can store nothing (read_replica refuses every
- *    store). A replica, even within its lag limit, may not have replayed
- *    W when the lease is taken after W's invalidation; storing what it
- *    returned would put back the version the invalidation removed, for a
- *    whole TTL. Reading the primary makes (L) hold exactly as before.
- * So R never sees anything older than W. A value stored in Redis by a
+ *  - R. Replicas. "Read PostgreSQL after it" in (L) becomes "read a
+ *    server that has replayed W". With DATABASE_REPLICA_URLS set, every
+ *    invalidation first does ZADD <prefix>wal GT <p> (the value only
+ *    grows), in the same pipeline and so before its DELs and INCR, where
+ *    p is the primary's pg_current_wal_lsn() read after the rows
+ *    committed: by the writer on its connection after W's commit, or by
+ *    a drainer in the statement that read its outbox snapshot (a row is
+ *    in the snapshot only if its write committed). A reader takes its
+ *    lease, then reads <prefix>wal (pipelined after the SET NX; for pages
+ *    in the script that reads the generation). If W's invalidation was
+ *    applied before the lease, its ZADD was too, so the value read is
+ *    >= W's commit position: the fill reads a replica only if the
+ *    housekeeper saw it replay at least that far (replica positions only
+ *    grow while it runs; a lost or restarted replica fails its pooled
+ *    connections and is left out until sampled again), otherwise the
+ *    primary; a missing value (a new key space) means the primary. If
+ *    the invalidation comes after the lease, it deletes the lease and the
+ *    store is refused, as before. A request that read a replica chosen
+ *    for less than its fill needs stores nothing (store_allowed). So (L)
+ *    holds with replicas. Every process sharing the Redis must have the
+ *    same replica setting: one without replicas records no position.
+ * So R never sees anything older than W. (With replicas, a read that
+ * bypasses Redis and needs no fill may be served by a replica: for the
+ * writer's own session only once it replayed W, for other sessions
+ * within DB_REPLICA_MAX_LAG_MS; see README, "Read replicas".) A value stored in Redis by a
  * stalled reader after a failure (a command delivered when Redis wakes up)
  * is covered by (L) and (T): the outbox row is applied, deleting value
  * and lease, before anyone trusts that server again.
@@ -124,6 +140,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "replicas.h"
 #include "util.h"
 
 #define NEGATIVE_TTL 5		/* seconds an absent paint stays cached */
@@ -153,16 +170,21 @@ static const char store_script[] =
 	"end "
 	"return 0";
 
-/* The generation and the page under it, in one round trip. */
+/*
+ * The generation, the WAL position of the last invalidation (piece R;
+ * false when unknown) and the page under the generation, in one round trip.
+ */
 static const char page_script[] =
 	"local g = redis.call('GET', KEYS[1]) or '0' "
-	"return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
+	"return {g, redis.call('ZSCORE', KEYS[2], 'w') or false, "
+	"redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
 
 /* Set once by cache_setup/cache_set_pool before threads start; read-only afterwards. */
 static const struct config *cfg;
 static struct pool *drain_pool;
 static pthread_key_t conn_key;
 static char holder[96];		/* this process in cache_leases */
+static int wal_on;		/* replicas configured: invalidations record WAL positions */
 
 /* A thread's own connection (hiredis contexts are not thread-safe). */
 struct tconn {
@@ -233,6 +255,7 @@ void cache_setup(const struct config *c)
 	char hex[9];
 
 	cfg = c;
+	wal_on = c->replica_urls && c->replica_urls[0];
 	if (pthread_key_create(&conn_key, conn_free) != 0)
 		die("cache: pthread_key_create failed");
 	gethostname(host, sizeof(host) - 1);
@@ -346,27 +369,63 @@ static void mark_failed(struct tconn *t, const char *reason)
 static _Thread_local double redis_time;
 
 /*
- * Replicas (piece R in the header): fill_pending is set when this
- * thread's request took a lease or a page generation it may store under;
- * read_replica when it read a replica. A request that read a replica
- * stores nothing.
+ * Replicas (piece R in the header). fill_lsn: 0 when this thread's request
+ * holds no lease or page generation; else the WAL position a replica must
+ * have replayed for the request's store to be safe (UINT64_MAX: unknown,
+ * read the primary). read_replica/replica_at: the request read a replica
+ * chosen as having replayed replica_at; it may store only if that covers
+ * fill_lsn.
  */
-static _Thread_local int fill_pending, read_replica;
+static _Thread_local uint64_t fill_lsn, replica_at;
+static _Thread_local int read_replica;
 
 void cache_request_reset(void)
 {
-	fill_pending = 0;
+	fill_lsn = 0;
+	replica_at = 0;
 	read_replica = 0;
 }
 
-int cache_fill_pending(void)
+uint64_t cache_fill_position(void)
 {
-	return fill_pending;
+	return fill_lsn;
 }
 
-void cache_note_replica_read(void)
+void cache_note_replica_read(uint64_t replayed)
 {
+	if (!read_replica || replayed < replica_at)
+		replica_at = replayed;
 	read_replica = 1;
+}
+
+/* Whether a store of what this request read is safe (piece R). */
+static int store_allowed(void)
+{
+	return !read_replica || replica_at >= fill_lsn;
+}
+
+/* A ZSCORE reply of <prefix>wal as a position; UINT64_MAX when unknown. */
+static uint64_t wal_reply(const redisReply *r)
+{
+	double d;
+
+	if (!wal_on || r == NULL || r->type != REDIS_REPLY_STRING)
+		return UINT64_MAX;
+	d = strtod(r->str, NULL);
+	return d > 0 && d < 9007199254740992.0 ? (uint64_t)d : UINT64_MAX;
+}
+
+/* The primary's WAL position on pg (after a commit); 0 when it cannot be read. */
+static uint64_t primary_position(PGconn *pg)
+{
+	PGresult *r = PQexec(pg, "SELECT pg_current_wal_lsn()");
+	uint64_t lsn = 0;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    replicas_lsn_parse(PQgetvalue(r, 0, 0), &lsn) != 0)
+		lsn = 0;
+	PQclear(r);
+	return lsn;
 }
 
 double cache_take_time(void)
@@ -600,12 +659,25 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	atomic_fetch_add(&n_misses, 1);
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(lease, CACHE_LEASE_TOKEN, raw, sizeof(raw));
-	if ((r = command(t, "SET %s %s NX PX %d", lkey, lease, LEASE_MS)) == NULL)
-		goto bypass;
-	if (r->type == REDIS_REPLY_STATUS) {	/* "OK": the lease is ours */
-		freeReplyObject(r);
-		fill_pending = 1;
-		return CACHE_MISS;
+	/* With replicas, the last invalidation's position is read after the lease: piece R. */
+	redisAppendCommand(t->rc, "SET %s %s NX PX %d", lkey, lease, LEASE_MS);
+	if (wal_on)
+		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
+	{
+		redisReply *rr[2];
+
+		if (replies(t, rr, wal_on ? 2 : 1) != 0)
+			goto bypass;
+		r = rr[0];
+		if (r->type == REDIS_REPLY_STATUS) {	/* "OK": the lease is ours */
+			fill_lsn = wal_reply(wal_on ? rr[1] : NULL);
+			freeReplyObject(r);
+			if (wal_on)
+				freeReplyObject(rr[1]);
+			return CACHE_MISS;
+		}
+		if (wal_on)
+			freeReplyObject(rr[1]);
 	}
 	freeReplyObject(r);
 	lease[0] = '\0';
@@ -638,7 +710,7 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 	redisReply *r;
 	int stored;
 
-	if (lease == NULL || lease[0] == '\0' || read_replica || (t = get_conn(1)) == NULL)
+	if (lease == NULL || lease[0] == '\0' || !store_allowed() || (t = get_conn(1)) == NULL)
 		return 0;
 	paint_keys(t, id, key, lkey);
 	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cfg->cache_ttl);
@@ -651,13 +723,23 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 	return stored;
 }
 
-/* Apply an invalidation on t (its key space). 0 when every reply was good. */
-static int invalidate_on(struct tconn *t, const int64_t *ids, int n)
+/*
+ * Apply an invalidation on t (its key space). With replicas, lsn (the
+ * primary's position after the writes committed) is recorded first, in
+ * the same pipeline, so a lease or generation read after any of the
+ * deletions also reads a position covering them (piece R). 0 when every
+ * reply was good.
+ */
+static int invalidate_on(struct tconn *t, const int64_t *ids, int n, uint64_t lsn)
 {
-	redisReply *r[DRAIN_BATCH + 1];
-	int i;
+	redisReply *r[DRAIN_BATCH + 2];
+	int i, extra = 0;
 
 	assert(n >= 0 && n <= DRAIN_BATCH);
+	if (wal_on && lsn) {
+		redisAppendCommand(t->rc, "ZADD %swal GT %llu w", t->prefix, (unsigned long long)lsn);
+		extra = 1;
+	}
 	for (i = 0; i < n; i++) {
 		char key[128], lkey[128];
 
@@ -665,9 +747,9 @@ static int invalidate_on(struct tconn *t, const int64_t *ids, int n)
 		redisAppendCommand(t->rc, "DEL %s %s", key, lkey);
 	}
 	redisAppendCommand(t->rc, "INCR %sgen", t->prefix);
-	if (replies(t, r, n + 1) != 0)
+	if (replies(t, r, n + 1 + extra) != 0)
 		return -1;
-	for (i = 0; i <= n; i++)
+	for (i = 0; i <= n + extra; i++)
 		freeReplyObject(r[i]);
 	atomic_fetch_add(&n_invalidations, (unsigned long long)n);
 	return 0;
@@ -677,7 +759,8 @@ int cache_invalidate(const int64_t *ids, int n)
 {
 	struct tconn *t = get_conn(0);
 
-	return t ? invalidate_on(t, ids, n) : -1;
+	/* No position known here: a write path with replicas uses cache_after_write. */
+	return t && !wal_on ? invalidate_on(t, ids, n, 0) : -1;
 }
 
 /* ---- lists and stats ----------------------------------------------------- */
@@ -711,7 +794,7 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 	}
 	snprintf(prefix, sizeof(prefix), "%s%s:", t->prefix, kind);
 	query_hash(query, hash);
-	r = command(t, "EVALSHA %s 1 %sgen %s %s", t->page_sha, t->prefix, prefix, hash);
+	r = command(t, "EVALSHA %s 2 %sgen %swal %s %s", t->page_sha, t->prefix, t->prefix, prefix, hash);
 	if (r == NULL) {
 		atomic_fetch_add(&n_bypasses, 1);
 		return CACHE_BYPASS;
@@ -720,17 +803,19 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 	    r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len <= 14) {
 		snprintf(gen, 24, "%.*s.%x", (int)r->element[0]->len, r->element[0]->str,
 			 t->conn_no);
-		if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
-			strbuf_append(value, r->element[1]->str, r->element[1]->len);
+		if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING) {
+			strbuf_append(value, r->element[2]->str, r->element[2]->len);
 			res = CACHE_HIT;
+		} else if (r->elements >= 2) {
+			fill_lsn = wal_reply(r->element[1]);
+		} else {
+			fill_lsn = UINT64_MAX;
 		}
 	} else {
 		atomic_fetch_add(&n_errors, 1);
 		res = CACHE_BYPASS;
 	}
 	freeReplyObject(r);
-	if (res == CACHE_MISS)
-		fill_pending = 1;
 	atomic_fetch_add(res == CACHE_HIT ? &n_hits : res == CACHE_MISS ? &n_misses : &n_bypasses, 1);
 	return res;
 }
@@ -743,7 +828,7 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 	const char *dot;
 	redisReply *r;
 
-	if (read_replica || gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
+	if (!store_allowed() || gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
 	    (t = get_conn(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
 		return;
 	query_hash(query, hash);
@@ -846,10 +931,17 @@ static int drain_on(PGconn *pg, int *applied)
 		struct strbuf list;
 		int n, i, deleted;
 
-		if (pg_ok(pg, "SELECT id, paint_id FROM cache_outbox ORDER BY id LIMIT 500",
+		uint64_t lsn = 0;
+
+		/* The position is read after the snapshot: it covers every row's commit (piece R). */
+		if (pg_ok(pg, "SELECT id, paint_id, pg_current_wal_lsn() FROM cache_outbox ORDER BY id LIMIT 500",
 			  0, NULL, PGRES_TUPLES_OK, &r) != 0)
 			return -1;
 		n = PQntuples(r);
+		if (n > 0 && wal_on && replicas_lsn_parse(PQgetvalue(r, 0, 2), &lsn) != 0) {
+			PQclear(r);
+			return -1;
+		}
 		strbuf_init(&list);
 		strbuf_putc(&list, '{');
 		for (i = 0; i < n; i++) {
@@ -860,7 +952,7 @@ static int drain_on(PGconn *pg, int *applied)
 		PQclear(r);
 		/* Applied first, deleted after: a failure in between repeats, never loses. */
 		if ((t = get_conn(0)) == NULL || strcmp(t->ident, ident) != 0 ||
-		    (n > 0 && invalidate_on(t, ids, n) != 0) || probe(t) != 0) {
+		    (n > 0 && invalidate_on(t, ids, n, lsn) != 0) || probe(t) != 0) {
 			strbuf_free(&list);
 			return -1;
 		}
@@ -935,8 +1027,10 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 	const char *params[2] = { outbox_id, applied };
 	PGresult *r;
 	int done = 0;
+	uint64_t lsn = wal_on ? primary_position(pg) : 0;
 
-	if (t && invalidate_on(t, &paint_id, 1) == 0) {
+	/* With replicas and no position, leave the row to a drainer (it reads one). */
+	if (t && (!wal_on || lsn) && invalidate_on(t, &paint_id, 1, lsn) == 0) {
 		memcpy(applied, t->ident, sizeof(applied));
 		r = PQexecPrepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
 		done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;

@@ -111,11 +111,16 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	struct pool *p;
 	double t0;
 	int idx;
+	uint64_t need;
 
 	if (replicas_count() == 0 || rt == NULL || !rt->read_only || rt->auth == AUTH_NONE ||
-	    !c->admitted || c->no_replica || cache_fill_pending())
+	    !c->admitted || c->no_replica)
 		return NULL;
-	if ((p = replicas_choose(session_lsn(c), &idx)) == NULL)
+	/* The session's last write, and what a cache fill needs (cache.h). */
+	need = session_lsn(c);
+	if (cache_fill_position() > need)
+		need = cache_fill_position();
+	if (need == UINT64_MAX || (p = replicas_choose(need, &idx)) == NULL)
 		return NULL;
 	if (timeout <= 0 || timeout > REPLICA_CHECKOUT_S)
 		timeout = REPLICA_CHECKOUT_S;
@@ -131,7 +136,7 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	c->db_pool = p;
 	c->db_replica = idx;
 	c->db_name = replicas_name(idx);
-	cache_note_replica_read();
+	cache_note_replica_read(need);
 	replicas_served(idx);
 	return conn;
 }
@@ -199,7 +204,8 @@ static void note_write_position(struct ctx *c)
 	uint64_t lsn = 0;
 	PGresult *r;
 
-	if (replicas_count() == 0 || c->db_replica >= 0 || c->user_id == 0 ||
+	if (replicas_count() == 0 || c->db_replica >= 0 || c->user_id == 0 || !c->admitted ||
+	    sodium_is_zero(c->session_token, sizeof(c->session_token)) ||
 	    c->match.route == NULL || c->match.route->read_only ||
 	    PQtransactionStatus(pg) != PQTRANS_IDLE)
 		return;
@@ -231,7 +237,8 @@ static void set_lsn_cookie(struct ctx *c)
 	char value[REPLICAS_COOKIE_LEN];
 	uint64_t lsn = c->write_lsn;
 
-	if (lsn == 0 || c->user_id == 0)
+	/* Only a session auth_require admitted (a login answers before it has one). */
+	if (lsn == 0 || c->user_id == 0 || sodium_is_zero(c->session_token, sizeof(c->session_token)))
 		return;
 	if (session_lsn(c) > lsn)
 		lsn = session_lsn(c);

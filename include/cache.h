@@ -32,26 +32,15 @@
  * - One hiredis context per thread (they are not thread-safe), with
  *   millisecond timeouts. When Redis fails, every thread bypasses it for a
  *   back-off interval instead of waiting on it per request.
- * - Read replicas: a fill (a store under a lease or a page generation) is
- *   always read from the primary, never from a replica. A request that
- *   took a lease or a generation has cache_fill_pending() set, and
- *   ctx_db then checks out the primary; a request that read a replica
- *   (cache_note_replica_read) has every store refused. Why this holds:
- *   by (L) in cache.c the store succeeds only if no invalidation came
- *   after the lease, and every invalidation of W follows W's commit; the
- *   fill's read started after the lease on the primary, where every
- *   commit before it is visible. A replica may not have replayed W yet,
- *   whatever its lag: a value read there could be older than an
- *   invalidation that ran before the lease, and nothing would delete it
- *   again. Filling from a replica that replayed past a primary position
- *   taken after the lease would also be sound, but that position costs a
- *   primary round trip, the same as the fill itself. The cost: after each
- *   write (and each TTL), the first read of that paint or page reads the
- *   primary; every hit reads no database at all, and reads that store
- *   nothing (Redis off or untrusted, another reader holds the lease) go to
- *   replicas. Handlers call cache_paint_get / cache_page_get before their
- *   first ctx_db; a handler that read the database first stores nothing
- *   it read from a replica anyway (the refusal above).
+ * - Read replicas (cache.c, piece R): with DATABASE_REPLICA_URLS set,
+ *   every invalidation first records the primary's WAL position after
+ *   the write's commit in <prefix>wal (ZADD GT: it only grows), in the
+ *   same pipeline as the deletions; a reader reads it right after taking
+ *   its lease (or with its page generation). A fill may then read a
+ *   replica only if that replica has replayed that position
+ *   (cache_fill_position; ctx_db chooses accordingly), else the primary;
+ *   a store after a replica read that did not cover it is refused. Every
+ *   process sharing the Redis must run with the same replica setting.
  */
 #ifndef PS_CACHE_H
 #define PS_CACHE_H
@@ -174,15 +163,18 @@ void cache_set_pool(struct pool *p);
 void cache_get_stats(struct cache_stats *st);
 
 /*
- * Per-request marks of the calling thread (replicas): reset at the start
- * of each request; fill pending after cache_paint_get granted a lease or
- * cache_page_get a generation (the request may store: read the primary);
- * after cache_note_replica_read, cache_paint_store and cache_page_store
- * store nothing for the rest of the request.
+ * Per-request marks of the calling thread (replicas), reset at the start
+ * of each request. cache_fill_position: 0 when the request holds no lease
+ * or page generation; else the position a replica must have replayed for
+ * what the request reads there to be stored (UINT64_MAX: unknown, read
+ * the primary). cache_note_replica_read: the request read a replica that
+ * had replayed replayed; later stores needing more are refused.
+ * Handlers call cache_paint_get / cache_page_get before their first
+ * ctx_db.
  */
 void cache_request_reset(void);
-int cache_fill_pending(void);
-void cache_note_replica_read(void);
+uint64_t cache_fill_position(void);
+void cache_note_replica_read(uint64_t replayed);
 
 /* Seconds this thread spent on Redis since the previous call. */
 double cache_take_time(void);
