@@ -20,7 +20,7 @@
 /* Primary samples kept: lag is measured back to the oldest (a minute). */
 #define HISTORY 64
 /* Each sample's connect and statement bound, so a dead server costs the housekeeper little. */
-#define SAMPLE_TIMEOUT_S 1.0
+#define SAMPLE_TIMEOUT_S 0.5
 #define SAMPLE_STATEMENT_MS 1000
 
 struct replica {
@@ -181,7 +181,7 @@ static PGconn *probe_connect(const struct pool_settings *base, const char *url)
 	s.database_url = url;
 	s.application_name = probe_app_name;
 	s.statement_timeout_ms = SAMPLE_STATEMENT_MS;
-	s.connect_timeout = (int)SAMPLE_TIMEOUT_S;
+	s.connect_timeout = 1;	/* seconds (libpq's unit); the deadline below is shorter */
 	s.stmts = NULL;
 	s.nstmts = 0;
 	return pool_connect(&s, SAMPLE_TIMEOUT_S, &err);

@@ -61,7 +61,7 @@ int replicas_count(void);
 
 /*
  * The housekeeper's tick: sample the primary's and every replica's
- * position (each bounded by a 1 s connect and statement timeout), and
+ * position (each bounded: half a second to connect, 1 s per statement), and
  * report leaks and reap idle connections of every replica pool.
  */
 void replicas_housekeep(void);
