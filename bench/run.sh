@@ -164,6 +164,13 @@ if [ -z "${BENCH_ONLY:-}" ] || [[ "GET paint, cache off, 1 replica" =~ $BENCH_ON
 	done
 	curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool" |
 		python3 -c 'import json,sys; o=json.load(sys.stdin); r=o["replicas"][0]; print("    reads by replica1:", r["reads"], "fallbacks:", r["fallbacks"], "primary checkouts:", o["checkouts"])'
+	# And without it again (the replica still running, idle): A/B/A, so the
+	# machine's drift between rows shows.
+	"$REPO/scripts/stack.sh" app-stop
+	REDIS_URL= "$REPO/scripts/stack.sh" app-start
+	for c in $CONNS; do
+		run "GET paint, cache off, no replica again" "static paint-sized file" "$c" get_random.lua
+	done
 fi
 
 say "restarting the service with LOG_LEVEL=info (one JSON line per request)"
