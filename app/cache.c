@@ -95,7 +95,8 @@
  *    >= W's commit position: the fill reads a replica only if the
  *    housekeeper saw it replay at least that far (replica positions only
  *    grow while it runs; a lost or restarted replica fails its pooled
- *    connections and is left out until sampled again), otherwise the
+ *    connections and is left out until sampled again; README's "Read
+ *    replicas" names the sub-second window this leaves), otherwise the
  *    primary; a missing value (a new key space) means the primary. If
  *    the invalidation comes after the lease, it deletes the lease and the
  *    store is refused, as before. A request that read a replica chosen
