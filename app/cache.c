@@ -81,7 +81,32 @@
  *    snapshot, so D's outbox snapshot came after c and contained the row:
  *    contradiction. (1): the row was deleted, the previous case.
  *  - Lists and stats follow, with the generation in place of the key.
- * So R never sees anything older than W. A value stored in Redis by a
+ *  - R. Replicas. "Read PostgreSQL after it" in (L) becomes "read a
+ *    server that has replayed W". With DATABASE_REPLICA_URLS set, every
+ *    invalidation first does ZADD <prefix>wal GT <p> (the value only
+ *    grows), in the same pipeline and so before its DELs and INCR, where
+ *    p is the primary's pg_current_wal_lsn() read after the rows
+ *    committed: by the writer on its connection after W's commit, or by
+ *    a drainer in the statement that read its outbox snapshot (a row is
+ *    in the snapshot only if its write committed). A reader takes its
+ *    lease, then reads <prefix>wal (pipelined after the SET NX; for pages
+ *    in the script that reads the generation). If W's invalidation was
+ *    applied before the lease, its ZADD was too, so the value read is
+ *    >= W's commit position: the fill reads a replica only if the
+ *    housekeeper saw it replay at least that far (replica positions only
+ *    grow while it runs; a lost or restarted replica fails its pooled
+ *    connections and is left out until sampled again; README's "Read
+ *    replicas" names the sub-second window this leaves), otherwise the
+ *    primary; a missing value (a new key space) means the primary. If
+ *    the invalidation comes after the lease, it deletes the lease and the
+ *    store is refused, as before. A request that read a replica chosen
+ *    for less than its fill needs stores nothing (store_allowed). So (L)
+ *    holds with replicas. Every process sharing the Redis must have the
+ *    same replica setting: one without replicas records no position.
+ * So R never sees anything older than W. (With replicas, a read that
+ * bypasses Redis and needs no fill may be served by a replica: for the
+ * writer's own session only once it replayed W, for other sessions
+ * within DB_REPLICA_MAX_LAG_MS; see README, "Read replicas".) A value stored in Redis by a
  * stalled reader after a failure (a command delivered when Redis wakes up)
  * is covered by (L) and (T): the outbox row is applied, deleting value
  * and lease, before anyone trusts that server again.
@@ -105,6 +130,7 @@
 #include <string.h>
 
 #include "cache_conn.h"
+#include "replicas.h"
 #include "util.h"
 
 #define NEGATIVE_TTL 5		/* seconds an absent paint stays cached */
@@ -117,6 +143,53 @@ void cache_setup(const struct config *c)
 {
 	cache_conn_setup(c);
 	cache_outbox_setup();
+}
+
+/*
+ * Replicas (piece R in the header). fill_lsn: 0 when this thread's request
+ * holds no lease or page generation; else the WAL position a replica must
+ * have replayed for the request's store to be safe (UINT64_MAX: unknown,
+ * read the primary). read_replica/replica_at: the request read a replica
+ * chosen as having replayed replica_at; it may store only if that covers
+ * fill_lsn.
+ */
+static _Thread_local uint64_t fill_lsn, replica_at;
+static _Thread_local int read_replica;
+
+void cache_request_reset(void)
+{
+	fill_lsn = 0;
+	replica_at = 0;
+	read_replica = 0;
+}
+
+uint64_t cache_fill_position(void)
+{
+	return fill_lsn;
+}
+
+void cache_note_replica_read(uint64_t replayed)
+{
+	if (!read_replica || replayed < replica_at)
+		replica_at = replayed;
+	read_replica = 1;
+}
+
+/* Whether a store of what this request read is safe (piece R). */
+static int store_allowed(void)
+{
+	return !read_replica || replica_at >= fill_lsn;
+}
+
+/* A ZSCORE reply of <prefix>wal as a position; UINT64_MAX when unknown. */
+static uint64_t wal_reply(const redisReply *r)
+{
+	double d;
+
+	if (!cache_conn_wal_on() || r == NULL || r->type != REDIS_REPLY_STRING)
+		return UINT64_MAX;
+	d = strtod(r->str, NULL);
+	return d > 0 && d < 9007199254740992.0 ? (uint64_t)d : UINT64_MAX;
 }
 
 const char *cache_result_name(enum cache_result r)
@@ -196,8 +269,8 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	struct cache_conn *t = cache_conn_get(1);
 	char key[128], lkey[128];
 	unsigned char raw[16];
-	redisReply *r;
-	int i;
+	redisReply *r, *rr[2];
+	int i, wal_on;
 
 	lease[0] = '\0';
 	if (t == NULL) {
@@ -217,9 +290,19 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	atomic_fetch_add(&cache_n.misses, 1);
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(lease, CACHE_LEASE_TOKEN, raw, sizeof(raw));
-	if ((r = cache_conn_command(t, "SET %s %s NX PX %d", lkey, lease, LEASE_MS)) == NULL)
+	/* With replicas, the last invalidation's position is read after the lease: piece R. */
+	wal_on = cache_conn_wal_on();
+	redisAppendCommand(t->rc, "SET %s %s NX PX %d", lkey, lease, LEASE_MS);
+	if (wal_on)
+		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
+	if (cache_conn_replies(t, rr, wal_on ? 2 : 1) != 0)
 		goto bypass;
-	if (r->type == REDIS_REPLY_STATUS) {	/* "OK": the lease is ours */
+	r = rr[0];
+	if (r->type == REDIS_REPLY_STATUS)	/* "OK": the lease is ours */
+		fill_lsn = wal_reply(wal_on ? rr[1] : NULL);
+	if (wal_on)
+		freeReplyObject(rr[1]);
+	if (r->type == REDIS_REPLY_STATUS) {
 		freeReplyObject(r);
 		return CACHE_MISS;
 	}
@@ -254,7 +337,7 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 	redisReply *r;
 	int stored;
 
-	if (lease == NULL || lease[0] == '\0' || (t = cache_conn_get(1)) == NULL)
+	if (lease == NULL || lease[0] == '\0' || !store_allowed() || (t = cache_conn_get(1)) == NULL)
 		return 0;
 	paint_keys(t, id, key, lkey);
 	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cache_conn_config()->cache_ttl);
@@ -267,13 +350,23 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 	return stored;
 }
 
-/* Apply an invalidation on t (its key space). 0 when every reply was good. */
-int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n)
+/*
+ * Apply an invalidation on t (its key space). With replicas, lsn (the
+ * primary's position after the writes committed) is recorded first, in
+ * the same pipeline, so a lease or generation read after any of the
+ * deletions also reads a position covering them (piece R). 0 when every
+ * reply was good.
+ */
+int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n, uint64_t lsn)
 {
-	redisReply *r[CACHE_DRAIN_BATCH + 1];
-	int i;
+	redisReply *r[CACHE_DRAIN_BATCH + 2];
+	int i, extra = 0;
 
 	assert(n >= 0 && n <= CACHE_DRAIN_BATCH);
+	if (cache_conn_wal_on() && lsn) {
+		redisAppendCommand(t->rc, "ZADD %swal GT %llu w", t->prefix, (unsigned long long)lsn);
+		extra = 1;
+	}
 	for (i = 0; i < n; i++) {
 		char key[128], lkey[128];
 
@@ -281,9 +374,9 @@ int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n)
 		redisAppendCommand(t->rc, "DEL %s %s", key, lkey);
 	}
 	redisAppendCommand(t->rc, "INCR %sgen", t->prefix);
-	if (cache_conn_replies(t, r, n + 1) != 0)
+	if (cache_conn_replies(t, r, n + 1 + extra) != 0)
 		return -1;
-	for (i = 0; i <= n; i++)
+	for (i = 0; i <= n + extra; i++)
 		freeReplyObject(r[i]);
 	atomic_fetch_add(&cache_n.invalidations, (unsigned long long)n);
 	return 0;
@@ -293,7 +386,8 @@ int cache_invalidate(const int64_t *ids, int n)
 {
 	struct cache_conn *t = cache_conn_get(0);
 
-	return t ? cache_invalidate_on(t, ids, n) : -1;
+	/* No position known here: a write path with replicas uses cache_after_write. */
+	return t && !cache_conn_wal_on() ? cache_invalidate_on(t, ids, n, 0) : -1;
 }
 
 /* ---- lists and stats ----------------------------------------------------- */
@@ -327,7 +421,8 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 	}
 	snprintf(prefix, sizeof(prefix), "%s%s:", t->prefix, kind);
 	query_hash(query, hash);
-	r = cache_conn_command(t, "EVALSHA %s 1 %sgen %s %s", t->page_sha, t->prefix, prefix, hash);
+	r = cache_conn_command(t, "EVALSHA %s 2 %sgen %swal %s %s", t->page_sha, t->prefix, t->prefix,
+			       prefix, hash);
 	if (r == NULL) {
 		atomic_fetch_add(&cache_n.bypasses, 1);
 		return CACHE_BYPASS;
@@ -336,9 +431,13 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 	    r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len <= 14) {
 		snprintf(gen, 24, "%.*s.%x", (int)r->element[0]->len, r->element[0]->str,
 			 t->conn_no);
-		if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
-			strbuf_append(value, r->element[1]->str, r->element[1]->len);
+		if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING) {
+			strbuf_append(value, r->element[2]->str, r->element[2]->len);
 			res = CACHE_HIT;
+		} else if (r->elements >= 2) {
+			fill_lsn = wal_reply(r->element[1]);
+		} else {
+			fill_lsn = UINT64_MAX;
 		}
 	} else {
 		atomic_fetch_add(&cache_n.errors, 1);
@@ -357,7 +456,7 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 	const char *dot;
 	redisReply *r;
 
-	if (gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
+	if (!store_allowed() || gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
 	    (t = cache_conn_get(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
 		return;
 	query_hash(query, hash);

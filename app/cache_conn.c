@@ -34,14 +34,19 @@ static const char store_script[] =
 	"end "
 	"return 0";
 
-/* The generation and the page under it, in one round trip. */
+/*
+ * The generation, the WAL position of the last invalidation (piece R;
+ * false when unknown) and the page under the generation, in one round trip.
+ */
 static const char page_script[] =
 	"local g = redis.call('GET', KEYS[1]) or '0' "
-	"return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
+	"return {g, redis.call('ZSCORE', KEYS[2], 'w') or false, "
+	"redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
 
 /* Set once by cache_conn_setup before threads start; read-only afterwards. */
 static const struct config *cfg;
 static pthread_key_t conn_key;
+static int wal_on;		/* replicas configured: invalidations record WAL positions */
 
 /*
  * Trust (piece T). trusted_until_ms (monotonic ms) is when this process
@@ -76,8 +81,14 @@ static void conn_free(void *p)
 void cache_conn_setup(const struct config *c)
 {
 	cfg = c;
+	wal_on = c->replica_urls && c->replica_urls[0];
 	if (pthread_key_create(&conn_key, conn_free) != 0)
 		die("cache: pthread_key_create failed");
+}
+
+int cache_conn_wal_on(void)
+{
+	return wal_on;
 }
 
 const struct config *cache_conn_config(void)

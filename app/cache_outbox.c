@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "replicas.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -109,13 +110,19 @@ static int drain_batch(PGconn *pg, const char ident[CACHE_IDENT_LEN], int *n, in
 	struct strbuf list;
 	const char *params[2];
 	PGresult *r;
+	uint64_t lsn = 0;
 	int i, rc = -1;
 
 	*n = *deleted = 0;
-	if (pg_ok(pg, "SELECT id, paint_id FROM cache_outbox ORDER BY id LIMIT " PS_STR(CACHE_DRAIN_BATCH),
-		  0, NULL, PGRES_TUPLES_OK, &r) != 0)
+	/* The position is read after the snapshot: it covers every row's commit (piece R). */
+	if (pg_ok(pg, "SELECT id, paint_id, pg_current_wal_lsn() FROM cache_outbox ORDER BY id "
+		  "LIMIT " PS_STR(CACHE_DRAIN_BATCH), 0, NULL, PGRES_TUPLES_OK, &r) != 0)
 		return -1;
 	*n = PQntuples(r);
+	if (*n > 0 && cache_conn_wal_on() && replicas_lsn_parse(PQgetvalue(r, 0, 2), &lsn) != 0) {
+		PQclear(r);
+		return -1;
+	}
 	strbuf_init(&list);
 	strbuf_putc(&list, '{');
 	for (i = 0; i < *n; i++) {
@@ -125,7 +132,7 @@ static int drain_batch(PGconn *pg, const char ident[CACHE_IDENT_LEN], int *n, in
 	strbuf_putc(&list, '}');
 	PQclear(r);
 	if ((t = cache_conn_get(0)) == NULL || strcmp(t->ident, ident) != 0 ||
-	    (*n > 0 && cache_invalidate_on(t, ids, *n) != 0) || cache_conn_probe(t) != 0)
+	    (*n > 0 && cache_invalidate_on(t, ids, *n, lsn) != 0) || cache_conn_probe(t) != 0)
 		goto out;
 	if (*n == 0) {
 		rc = 0;
@@ -206,6 +213,19 @@ int cache_drain(struct pool *p)
 
 /* ---- the writer's acknowledgement (piece A) ------------------------------ */
 
+/* The primary's WAL position on pg (after a commit); 0 when it cannot be read. */
+static uint64_t primary_position(PGconn *pg)
+{
+	PGresult *r = PQexec(pg, "SELECT pg_current_wal_lsn()");
+	uint64_t lsn = 0;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    replicas_lsn_parse(PQgetvalue(r, 0, 0), &lsn) != 0)
+		lsn = 0;
+	PQclear(r);
+	return lsn;
+}
+
 void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 {
 	long long w = cache_now_ms(), deadline, waited;
@@ -214,8 +234,10 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 	const char *params[2] = { outbox_id, applied };
 	PGresult *r;
 	int done = 0;
+	uint64_t lsn = cache_conn_wal_on() ? primary_position(pg) : 0;
 
-	if (t && cache_invalidate_on(t, &paint_id, 1) == 0) {
+	/* With replicas and no position, leave the row to a drainer (it reads one). */
+	if (t && (!cache_conn_wal_on() || lsn) && cache_invalidate_on(t, &paint_id, 1, lsn) == 0) {
 		memcpy(applied, t->ident, sizeof(applied));
 		r = PQexecPrepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
 		done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;

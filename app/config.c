@@ -199,6 +199,49 @@ static int check_peer_list(const char *s, char *err, size_t errlen)
 	return 0;
 }
 
+int config_check_replica_urls(const char *list, char *err, size_t errlen)
+{
+	const char *p = list;
+	int n = 0;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char *one, why[256];
+		const char *msg;
+
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		one = xstrndup(p, len);
+		n++;
+		if (len == 0 || check_database_url(one, why, sizeof(why)) != 0) {
+			/* why names DATABASE_URL: keep only its reason. */
+			msg = strstr(why, "is invalid: ");
+			snprintf(err, errlen, "DATABASE_REPLICA_URLS is invalid: entry %d: %s", n,
+				 len == 0 ? "empty (expected postgres:// URLs separated by commas)"
+				 : msg ? msg + 12 : why);
+			free(one);
+			return -1;
+		}
+		free(one);
+		if (n > CONFIG_MAX_REPLICAS) {
+			snprintf(err, errlen, "DATABASE_REPLICA_URLS is invalid: at most %d replicas",
+				 CONFIG_MAX_REPLICAS);
+			return -1;
+		}
+		p += strcspn(p, ",");
+		if (*p == ',') {
+			p++;
+			p += strspn(p, " ");
+			if (*p == '\0') {
+				snprintf(err, errlen, "DATABASE_REPLICA_URLS is invalid: entry %d: empty "
+					 "(expected postgres:// URLs separated by commas)", n + 1);
+				return -1;
+			}
+		}
+	}
+	return n;
+}
+
 static int parse_enum(char *const *envp, const char *name, const char *def,
 		      const char *const *names, int count, int *out,
 		      char *err, size_t errlen)
@@ -251,6 +294,10 @@ static int load_database(struct config *cfg, char *const *envp, const struct pro
 		return -1;
 	if (pr->sslmode)
 		cfg->sslmode = xstrdup(pr->sslmode);
+	if (get_str(envp, "DATABASE_REPLICA_URLS", "", 16384, &cfg->replica_urls, err, errlen) ||
+	    config_check_replica_urls(cfg->replica_urls, err, errlen) < 0 ||
+	    get_int(envp, "DB_REPLICA_MAX_LAG_MS", 1000, 1, 3600 * 1000, &cfg->replica_max_lag_ms, err, errlen))
+		return -1;
 	return 0;
 }
 
@@ -373,6 +420,7 @@ void config_free(struct config *cfg)
 	free(cfg->database_url);
 	free(cfg->application_name);
 	free(cfg->sslmode);
+	free(cfg->replica_urls);
 	free(cfg->redis_url_text);
 	redis_url_free(&cfg->redis);
 	free(cfg->fcgi_listen);

@@ -17,6 +17,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "resource.h"
 #include "strbuf.h"
 #include "util.h"
@@ -25,9 +26,14 @@ static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
 static void log_request(const struct ctx *c, double total);
 static void release_all(struct ctx *c);
+static struct pool_conn *replica_checkout(struct ctx *c, double timeout);
+static void note_write_position(struct ctx *c);
+static void set_lsn_cookie(struct ctx *c);
 
 /* Seconds a client should wait before retrying after an overload 503. */
 #define RETRY_AFTER 1
+/* Longest wait for a replica's connection before the primary is asked instead. */
+#define REPLICA_CHECKOUT_S 0.5
 
 static void set_request_id(struct ctx *c)
 {
@@ -83,6 +89,65 @@ static int read_body(struct ctx *c, FCGX_Request *r)
 	return 0;
 }
 
+/* The session's last write position, from its cookie (0: none or not this session's). */
+static uint64_t session_lsn(struct ctx *c)
+{
+	char value[REPLICAS_COOKIE_LEN + 8];
+
+	if (!c->session_lsn_read) {
+		c->session_lsn_read = 1;
+		c->session_lsn = 0;
+		if (c->user_id != 0 &&
+		    http_cookie_get(http_param(&c->req, "HTTP_COOKIE"), REPLICAS_COOKIE, value,
+				    sizeof(value)) == 0 &&
+		    replicas_cookie_read(c->session_token, value, &c->session_lsn) != 0)
+			c->session_lsn = 0;
+	}
+	return c->session_lsn;
+}
+
+/*
+ * A replica's connection when this read may go to one (see ctx_db), or
+ * NULL: then the primary. Never sets a response.
+ */
+static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
+{
+	const struct route *rt = c->match.route;
+	struct pool_conn *conn = NULL;
+	struct pool_error err;
+	struct pool *p;
+	double t0;
+	int idx;
+	uint64_t need;
+
+	if (replicas_count() == 0 || rt == NULL || !rt->read_only || rt->auth == AUTH_NONE ||
+	    !c->admitted || c->no_replica)
+		return NULL;
+	/* The session's last write, and what a cache fill needs (cache.h). */
+	need = session_lsn(c);
+	if (cache_fill_position() > need)
+		need = cache_fill_position();
+	if (need == UINT64_MAX || (p = replicas_choose(need, &idx)) == NULL)
+		return NULL;
+	if (timeout <= 0 || timeout > REPLICA_CHECKOUT_S)
+		timeout = REPLICA_CHECKOUT_S;
+	t0 = now_mono();
+	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
+		c->pool_wait += now_mono() - t0;
+		if (err.kind == POOL_ERR_CONNECT)
+			replicas_failed(idx);	/* busy (a timeout) is no failure */
+		return NULL;
+	}
+	c->pool_wait += now_mono() - t0;
+	metrics_pool_wait(now_mono() - t0, 0);
+	c->db_pool = p;
+	c->db_replica = idx;
+	c->db_name = replicas_name(idx);
+	cache_note_replica_read(need);
+	replicas_served(idx);
+	return conn;
+}
+
 PGconn *ctx_db(struct ctx *c, double timeout)
 {
 	struct pool_error err;
@@ -90,6 +155,10 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 
 	if (c->db)
 		return pool_conn_pg(c->db);
+	if ((c->db = replica_checkout(c, timeout)) != NULL) {
+		c->db_since = now_mono();
+		return pool_conn_pg(c->db);
+	}
 	t0 = now_mono();
 	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
@@ -118,6 +187,9 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	c->pool_wait += now_mono() - t0;
 	metrics_pool_wait(now_mono() - t0, 0);
 	c->db_since = now_mono();
+	c->db_pool = c->app->pool;
+	c->db_replica = -1;
+	c->db_name = "primary";
 	return pool_conn_pg(c->db);
 }
 
@@ -144,13 +216,58 @@ int ctx_db_exec(struct ctx *c, const char *sql)
 	return ok ? 0 : -1;
 }
 
+/*
+ * After a signed-in user's writes on the primary: the position a replica
+ * must replay before it may serve that user (read-your-writes). Read on
+ * the writing connection once it is idle, so after the commit.
+ */
+static void note_write_position(struct ctx *c)
+{
+	PGconn *pg = pool_conn_pg(c->db);
+	uint64_t lsn = 0;
+	PGresult *r;
+
+	if (replicas_count() == 0 || c->db_replica >= 0 || c->user_id == 0 || !c->admitted ||
+	    sodium_is_zero(c->session_token, sizeof(c->session_token)) ||
+	    c->match.route == NULL || c->match.route->read_only ||
+	    PQtransactionStatus(pg) != PQTRANS_IDLE)
+		return;
+	r = PQexec(pg, "SELECT pg_current_wal_lsn()");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    replicas_lsn_parse(PQgetvalue(r, 0, 0), &lsn) != 0) {
+		/* Unknown: send this session's reads to the primary until its next write. */
+		log_msg(LOG_WARN, "replicas: no WAL position after a write: the session reads the primary");
+		lsn = UINT64_MAX;
+	}
+	PQclear(r);
+	if (lsn > c->write_lsn)
+		c->write_lsn = lsn;
+}
+
 void ctx_db_release(struct ctx *c)
 {
 	if (c->db == NULL)
 		return;
+	note_write_position(c);
 	c->db_time += now_mono() - c->db_since;
-	pool_release(c->app->pool, c->db);
+	pool_release(c->db_pool, c->db);
 	c->db = NULL;
+}
+
+/* Give the session its new position (never lower than the one it sent). */
+static void set_lsn_cookie(struct ctx *c)
+{
+	char value[REPLICAS_COOKIE_LEN];
+	uint64_t lsn = c->write_lsn;
+
+	/* Only a session sessions_require admitted (a login answers before it has one). */
+	if (lsn == 0 || c->user_id == 0 || sodium_is_zero(c->session_token, sizeof(c->session_token)))
+		return;
+	if (session_lsn(c) > lsn)
+		lsn = session_lsn(c);
+	replicas_cookie_make(c->session_token, lsn, value);
+	http_resp_header(&c->resp, "Set-Cookie",
+			 REPLICAS_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict", value);
 }
 
 void ctx_db_error(struct ctx *c, const PGresult *r)
@@ -162,6 +279,18 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 	transient = state == NULL || PQstatus(c->db ? pool_conn_pg(c->db) : NULL) != CONNECTION_OK ||
 		    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
 		    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0;
+	if (c->db && c->db_replica >= 0) {
+		/*
+		 * A replica failed a read (lost, shutting down, a recovery
+		 * conflict): ctx_handle runs the handler again on the primary.
+		 * A broken connection also keeps the replica out until the
+		 * housekeeper reaches it again.
+		 */
+		c->replica_failed = 1;
+		if (PQstatus(pool_conn_pg(c->db)) != CONNECTION_OK || state == NULL ||
+		    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+			replicas_failed(c->db_replica);
+	}
 	http_resp_reset(&c->resp);
 	if (transient) {
 		struct log_line l;
@@ -296,6 +425,7 @@ static void log_request(const struct ctx *c, double total)
 	log_int(&l, "status", status);
 	log_int(&l, "user_id", (long long)c->user_id);
 	log_str(&l, "cache", cache_result_name(c->cache));
+	log_str(&l, "db", c->db_name ? c->db_name : "none");
 	log_num(&l, "auth_ms", c->auth_time * 1000.0);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "db_ms", c->db_time * 1000.0);
@@ -318,6 +448,27 @@ static void release_all(struct ctx *c)
 	http_resp_free(&c->resp);
 }
 
+/*
+ * Run the admitted request's handler. A read-only route may be served by a
+ * replica: the session lookup's primary connection is returned first, and
+ * when the replica fails the request, the handler (which only reads) runs
+ * again on the primary.
+ */
+static void run_handler(struct ctx *c)
+{
+	c->admitted = 1;
+	if (c->match.route->read_only && replicas_count() > 0)
+		ctx_db_release(c);
+	c->match.route->handler(c);
+	if (c->replica_failed) {
+		ctx_db_release(c);
+		http_resp_reset(&c->resp);
+		c->replica_failed = 0;
+		c->no_replica = 1;
+		c->match.route->handler(c);
+	}
+}
+
 /* Parse the path and query, route, read the body, admit, run the handler. */
 static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, size_t nroutes)
 {
@@ -338,7 +489,7 @@ static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, 
 	case ROUTE_FOUND:
 		c->route_name = c->match.route->name;
 		if (read_body(c, r) == 0 && sessions_require(c, c->match.route->auth) == 0)
-			c->match.route->handler(c);
+			run_handler(c);
 		break;
 	case ROUTE_METHOD_NOT_ALLOWED:
 		http_resp_header(&c->resp, "Allow", "%s", c->match.allow);
@@ -363,6 +514,8 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	c.t_start = now_mono();
 	c.route_name = "unmatched";
 	c.req.envp = r->envp;
+	c.db_replica = -1;
+	cache_request_reset();
 	http_resp_init(&c.resp);
 	set_request_id(&c);
 	c.req.method = http_param(&c.req, "REQUEST_METHOD");
@@ -374,6 +527,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 
 	/* Return the connection before the client is answered: it is free sooner. */
 	ctx_db_release(&c);
+	set_lsn_cookie(&c);
 	c.cache_time = cache_take_time();
 	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
 	if (c.cache != CACHE_UNUSED)

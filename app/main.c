@@ -27,6 +27,7 @@
 #include "paints.h"
 #include "peers.h"
 #include "pool.h"
+#include "replicas.h"
 #include "resource.h"
 #include "router.h"
 #include "server.h"
@@ -101,6 +102,7 @@ static int cmd_serve(const struct config *cfg)
 	}
 	app.cfg = cfg;
 	app.pool = pool_create(&ps);
+	replicas_setup(cfg, &ps);
 	cache_set_pool(app.pool);
 	/* Redis is trusted only after the drainer's first drain of the outbox. */
 	cache_start(&ps);
@@ -109,6 +111,7 @@ static int cmd_serve(const struct config *cfg)
 	left = pool_shutdown(app.pool, 1.0);
 	if (left == 0)
 		pool_destroy(app.pool);
+	left += replicas_shutdown(1.0);
 	log_msg(LOG_INFO, "stopped");
 	return rc == 0 && left == 0 ? 0 : 1;
 }

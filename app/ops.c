@@ -15,6 +15,7 @@
 #include "cache.h"
 #include "context.h"
 #include "metrics.h"
+#include "replicas.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -98,6 +99,9 @@ static void ops_pool(struct ctx *c)
 {
 	struct json_object *o = ops_pool_json(c->app->pool);
 
+	/* The primary's figures stay at the top level; each replica's pool beside them. */
+	json_object_object_add(o, "name", json_object_new_string("primary"));
+	json_object_object_add(o, "replicas", replicas_json());
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
@@ -266,6 +270,7 @@ static void ops_prometheus(struct ctx *c)
 	strbuf_printf(sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
 	prom_routes(sb, &m);
 	prom_pool(sb, &ps, &m);
+	replicas_prometheus(sb);	/* the replicas' pools and lag, with a pool label */
 	prom_cache(sb, &cs);
 	prom_process(sb, &m);
 	metrics_snapshot_free(&m);

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "peers.h"
+#include "replicas.h"
 #include "util.h"
 
 struct worker {
@@ -365,6 +366,7 @@ static void *housekeeping_main(void *arg)
 		pool_report_leaks(app->pool);
 		pool_reap_idle(app->pool);
 		metrics_sample(app->pool);
+		replicas_housekeep();	/* replay positions and lag; the replica pools' chores */
 		if (++ticks % 60 == 0)	/* once a minute */
 			auth_cleanup(app->pool, app->cfg);
 		pthread_mutex_lock(&drain_mu);

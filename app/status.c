@@ -232,6 +232,23 @@ int status_run(const char *spec)
 	       status_metric(body, "paintstudio_pool_connections_timeout_total"),
 	       status_metric(body, "paintstudio_pool_connections_created_total"),
 	       status_metric(body, "paintstudio_pool_connections_closed_total"));
+	for (i = 1; i <= 8; i++) {	/* the replicas' pools, when there are any */
+		char up[96], k2[128], k3[128], k4[128];
+		double lag;
+
+		snprintf(up, sizeof(up), "paintstudio_replica_up{pool=\"replica%zu\"}", i);
+		if (status_metric(body, up) < 0)
+			break;
+		snprintf(key, sizeof(key), "paintstudio_replica_lag_seconds{pool=\"replica%zu\"}", i);
+		lag = status_metric(body, key);
+		snprintf(key, sizeof(key), "paintstudio_replica_pool_connections_active{pool=\"replica%zu\"}", i);
+		snprintf(k2, sizeof(k2), "paintstudio_replica_pool_connections_idle{pool=\"replica%zu\"}", i);
+		snprintf(k3, sizeof(k3), "paintstudio_replica_reads_total{pool=\"replica%zu\"}", i);
+		snprintf(k4, sizeof(k4), "paintstudio_replica_fallbacks_total{pool=\"replica%zu\"}", i);
+		printf("replica%-15zu %s, lag %.3f s, %.0f active, %.0f idle, %.0f reads, %.0f fallbacks\n", i,
+		       status_metric(body, up) == 1 ? "in use" : "LEFT OUT", lag, status_metric(body, key),
+		       status_metric(body, k2), status_metric(body, k3), status_metric(body, k4));
+	}
 	printf("%-22s %s, %.0f hits, %.0f misses (%.1f%% hit rate), %.0f errors\n", "cache",
 	       status_metric(body, "paintstudio_redis_up") == 1 ? "up" : "DOWN", hits, misses,
 	       hits + misses > 0 ? 100.0 * hits / (hits + misses) : 0.0,

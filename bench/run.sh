@@ -28,7 +28,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 export STACK_DIR=$(mktemp -d /tmp/paintstudio-bench-XXXXXX)
 chmod 755 "$STACK_DIR"
-export HTTPS_PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port)
+export HTTPS_PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port) REPLICA_PORTS=$(free_port)
 # The defaults a user gets (no WORKERS or pool override); only the request
 # log is quietened, and the logging rows at the end show what it costs.
 export APP_PROCESSES=1 SEED_COUNT=10000 LOG_LEVEL=warn
@@ -152,6 +152,30 @@ REDIS_URL= "$REPO/scripts/stack.sh" app-start
 for c in $CONNS; do
 	run "GET paint, cache off" "static paint-sized file" "$c" get_random.lua
 done
+
+# The same uncached reads with one streaming replica taking them (the
+# primary then serves only the session look-ups), in the same run.
+if [ -z "${BENCH_ONLY:-}" ] || [[ "GET paint, cache off, 1 replica" =~ $BENCH_ONLY ]]; then
+	say "adding a streaming replica; the service reads from it, cache still disabled"
+	REPLICAS=1 "$REPO/scripts/stack.sh" replica-start 1 | sed 's/^/    /'
+	"$REPO/scripts/stack.sh" app-stop
+	REDIS_URL= REPLICAS=1 "$REPO/scripts/stack.sh" app-start
+	sleep 3	# the housekeeper's first samples admit the replica
+	curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool" |
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["replicas"][0]; print("    replica1 usable:", r["usable"], "lag ms:", r["lag_ms"])'
+	for c in $CONNS; do
+		run "GET paint, cache off, 1 replica" "static paint-sized file" "$c" get_random.lua
+	done
+	curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool" |
+		python3 -c 'import json,sys; o=json.load(sys.stdin); r=o["replicas"][0]; print("    reads by replica1:", r["reads"], "fallbacks:", r["fallbacks"], "primary checkouts:", o["checkouts"])'
+	# And without it again (the replica still running, idle): A/B/A, so the
+	# machine's drift between rows shows.
+	"$REPO/scripts/stack.sh" app-stop
+	REDIS_URL= "$REPO/scripts/stack.sh" app-start
+	for c in $CONNS; do
+		run "GET paint, cache off, no replica again" "static paint-sized file" "$c" get_random.lua
+	done
+fi
 
 say "restarting the service with LOG_LEVEL=info (one JSON line per request)"
 "$REPO/scripts/stack.sh" app-stop

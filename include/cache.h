@@ -32,6 +32,15 @@
  * - One hiredis context per thread (they are not thread-safe), with
  *   millisecond timeouts. When Redis fails, every thread bypasses it for a
  *   back-off interval instead of waiting on it per request.
+ * - Read replicas (cache.c, piece R): with DATABASE_REPLICA_URLS set,
+ *   every invalidation first records the primary's WAL position after
+ *   the write's commit in <prefix>wal (ZADD GT: it only grows), in the
+ *   same pipeline as the deletions; a reader reads it right after taking
+ *   its lease (or with its page generation). A fill may then read a
+ *   replica only if that replica has replayed that position
+ *   (cache_fill_position; ctx_db chooses accordingly), else the primary;
+ *   a store after a replica read that did not cover it is refused. Every
+ *   process sharing the Redis must run with the same replica setting.
  */
 #ifndef PS_CACHE_H
 #define PS_CACHE_H
@@ -153,6 +162,20 @@ int cache_drain(struct pool *p);
 void cache_set_pool(struct pool *p);
 
 void cache_get_stats(struct cache_stats *st);
+
+/*
+ * Per-request marks of the calling thread (replicas), reset at the start
+ * of each request. cache_fill_position: 0 when the request holds no lease
+ * or page generation; else the position a replica must have replayed for
+ * what the request reads there to be stored (UINT64_MAX: unknown, read
+ * the primary). cache_note_replica_read: the request read a replica that
+ * had replayed replayed; later stores needing more are refused.
+ * Handlers call cache_paint_get / cache_page_get before their first
+ * ctx_db.
+ */
+void cache_request_reset(void);
+uint64_t cache_fill_position(void);
+void cache_note_replica_read(uint64_t replayed);
 
 /* Seconds this thread spent on Redis since the previous call. */
 double cache_take_time(void);

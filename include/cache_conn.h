@@ -74,8 +74,15 @@ redisReply *cache_conn_command(struct cache_conn *t, const char *fmt, ...);
  */
 int cache_conn_probe(struct cache_conn *t);
 
-/* Apply the invalidation of ids[0..n) on t (n <= CACHE_DRAIN_BATCH); 0 or -1. */
-int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n);
+/*
+ * Apply the invalidation of ids[0..n) on t (n <= CACHE_DRAIN_BATCH),
+ * recording lsn first when replicas are configured and lsn is not 0
+ * (piece R). 0 or -1.
+ */
+int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n, uint64_t lsn);
+
+/* 1 when replicas are configured: invalidations record WAL positions (piece R). */
+int cache_conn_wal_on(void);
 
 /*
  * Trust (piece T): cache_trust_seq before a drain; cache_trust_grant

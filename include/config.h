@@ -37,6 +37,10 @@ struct config {
 	char *application_name;
 	char *sslmode;		/* added when the URL names none; NULL: libpq's */
 
+	/* Read replicas (replicas.h) */
+	char *replica_urls;	/* DATABASE_REPLICA_URLS as given: comma-separated; "" none */
+	int replica_max_lag_ms;	/* DB_REPLICA_MAX_LAG_MS: a replica further behind serves nothing */
+
 	/* Redis */
 	char *redis_url_text;	/* as given (never log) */
 	struct redis_url redis;
@@ -92,6 +96,15 @@ void config_free(struct config *cfg);
  */
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen);
 void redis_url_free(struct redis_url *u);
+
+/*
+ * Check DATABASE_REPLICA_URLS: empty, or postgres:// URLs separated by
+ * commas (at most CONFIG_MAX_REPLICAS), each as DATABASE_URL accepts it.
+ * Returns the count, or -1 with one line in err naming the variable and
+ * the position of the bad entry (never the URL: it may hold a password).
+ */
+#define CONFIG_MAX_REPLICAS 8
+int config_check_replica_urls(const char *list, char *err, size_t errlen);
 
 /* "development" / "production" */
 const char *config_env_name(enum app_env env);

@@ -9,6 +9,7 @@
 
 #include <fcgiapp.h>
 #include <libpq-fe.h>
+#include <stdint.h>
 
 #include "cache.h"
 #include "config.h"
@@ -19,7 +20,7 @@
 /* What every request may use; read-only after start-up. */
 struct app {
 	const struct config *cfg;
-	struct pool *pool;
+	struct pool *pool;		/* the primary's (replicas.h has the others) */
 };
 
 struct ctx {
@@ -29,6 +30,16 @@ struct ctx {
 	struct route_match match;
 	const char *route_name;		/* "unmatched" until routed */
 	struct pool_conn *db;		/* checked out by ctx_db, or NULL */
+	struct pool *db_pool;		/* the pool db came from */
+	int db_replica;			/* index of db's replica; -1: the primary */
+	const char *db_name;		/* last pool used, for the log; NULL: none */
+	/* Replica routing (ctx_db): */
+	int admitted;			/* auth_require let the handler run */
+	int no_replica;			/* read the primary only (a replica failed this request) */
+	int replica_failed;		/* a replica failed the handler: run it again on the primary */
+	int session_lsn_read;		/* session_lsn holds the cookie's position */
+	uint64_t session_lsn;		/* the session's last write (__Host-ps_lsn), 0 none */
+	uint64_t write_lsn;		/* the primary's position after this request's writes */
 	char request_id[65];
 	double t_start;			/* monotonic */
 	double pool_wait;		/* seconds spent waiting in checkout */
@@ -53,6 +64,12 @@ void ctx_handle(struct app *app, FCGX_Request *r);
  * The request's database connection, checked out on first use (waiting at
  * most timeout seconds; <= 0 for the pool's default). Returns NULL after
  * setting a 503 problem response with Retry-After; the handler just returns.
+ *
+ * Which server: a replica (replicas_choose) when the route is read_only
+ * and needs a signed-in user, the handler is running, no cache fill is
+ * pending (cache.h), and the replica replayed the session's last write;
+ * otherwise the primary. A replica that cannot give a connection within
+ * half a second is passed over for the primary.
  */
 PGconn *ctx_db(struct ctx *c, double timeout);
 

@@ -8,11 +8,14 @@
 #   scripts/stack.sh pg-stop|pg-start|pg-kill        (fault tests)
 #   scripts/stack.sh redis-stop|redis-start          (fault tests)
 #   scripts/stack.sh app-stop|app-start              (fault tests)
+#   scripts/stack.sh replica-kill|replica-start|replica-stop N   (replica tests)
 #
 # Settings (environment): STACK_DIR (var), HTTPS_PORT (8443), PG_PORT
 # (55432), REDIS_PORT (56379), APP_PROCESSES (1), SEED_COUNT (10000),
 # ADMIN_PASSWORD (generated on first start when unset), BIN
-# (build/paintstudio), DETACH=1 (run: return once started). Every
+# (build/paintstudio), DETACH=1 (run: return once started), REPLICAS (0:
+# streaming replicas made with pg_basebackup, on REPLICA_PORTS, by default
+# PG_PORT+1, PG_PORT+2, ...; the service reads from them). Every
 # paintstudio variable (WORKERS, DB_POOL_SIZE, LOG_FORMAT, ...) passes
 # through to the service.
 set -euo pipefail
@@ -26,6 +29,7 @@ PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 APP_PROCESSES=${APP_PROCESSES:-1}
 SEED_COUNT=${SEED_COUNT:-10000}
+REPLICAS=${REPLICAS:-0}
 BIN=${BIN:-$REPO/build/paintstudio}
 WEB_ROOT=${WEB_ROOT:-$REPO/build/web}
 PGBIN=/usr/lib/postgresql/15/bin
@@ -63,6 +67,64 @@ secret() { # name: a random secret kept in $SECRETS, made once
 		(umask 077 && mkdir -p "$SECRETS" && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$f")
 	fi
 	cat "$f"
+}
+
+# Replica i (1-based): its port, data folder and URLs.
+replica_port() {
+	local ports=${REPLICA_PORTS:-}
+	if [ -n "$ports" ]; then cut -d, -f"$1" <<<"$ports"; else echo $((PG_PORT + $1)); fi
+}
+replica_dir() { echo "$(dirname "$PGDATA")/replica-$1"; }
+replica_admin_url() { echo "postgresql://postgres:$(secret pg-superuser)@127.0.0.1:$(replica_port "$1")/paintstudio"; }
+replica_urls() {
+	local i out=""
+	for i in $(seq "$REPLICAS"); do
+		out+="${out:+,}postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$(replica_port "$i")/paintstudio"
+	done
+	echo "$out"
+}
+
+# A streaming replica of the primary: pg_basebackup once, then started on
+# its own port (hot standby; the superuser replicates over scram, which
+# initdb's pg_hba.conf allows from 127.0.0.1).
+start_replica() { # index
+	local i=$1 dir port
+	dir=$(replica_dir "$i")
+	port=$(replica_port "$i")
+	if [ ! -s "$dir/PG_VERSION" ]; then
+		say "making replica $i with pg_basebackup in $dir"
+		mkdir -p "$dir"
+		chmod 700 "$dir"
+		is_root && chown postgres: "$dir"
+		as_pg env PGPASSWORD="$(secret pg-superuser)" "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" \
+			-U postgres -D "$dir" -R -X stream -c fast >"$LOG/basebackup-$i.log" 2>&1 ||
+			fail "pg_basebackup failed: see $LOG/basebackup-$i.log"
+		cat >>"$dir/postgresql.conf" <<-EOF
+			# replica $i of the local stack
+			hot_standby = on
+			hot_standby_feedback = on
+		EOF
+	fi
+	port_busy "$port" && fail "port $port on 127.0.0.1 is in use (set REPLICA_PORTS)"
+	say "starting replica $i on 127.0.0.1:$port"
+	as_pg "$PGBIN/pg_ctl" -D "$dir" -o "-p $port" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+		fail "replica $i did not start: see $dir/server.log"
+}
+
+stop_replica() { # index
+	local dir
+	dir=$(replica_dir "$1")
+	if [ -s "$dir/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+	fi
+}
+
+stop_replicas() {
+	local d
+	for d in "$(dirname "$PGDATA")"/replica-*; do
+		[ -s "$d/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1
+	done
+	return 0
 }
 
 pg_admin_url() { echo "postgresql://postgres:$(secret pg-superuser)@127.0.0.1:$PG_PORT/postgres"; }
@@ -194,6 +256,9 @@ start_nginx() {
 app_env() {
 	export DATABASE_URL=${DATABASE_URL:-$(database_url)}
 	export REDIS_URL=${REDIS_URL-$(redis_url)}
+	if [ "$REPLICAS" -gt 0 ]; then
+		export DATABASE_REPLICA_URLS=${DATABASE_REPLICA_URLS:-$(replica_urls)}
+	fi
 }
 
 start_app() { # index
@@ -250,7 +315,13 @@ write_env() {
 		export PGDATA='$PGDATA'
 		export STACK_DIR='$STACK_DIR'
 		export APP_PROCESSES='$APP_PROCESSES'
+		export REPLICAS='$REPLICAS'
+		export DATABASE_REPLICA_URLS='${DATABASE_REPLICA_URLS:-}'
 	EOF
+	for i in $(seq "$REPLICAS"); do
+		echo "export PG_REPLICA${i}_ADMIN_URL='$(replica_admin_url "$i")'" >>"$STACK_DIR/stack.env"
+		echo "export PG_REPLICA${i}_DATA='$(replica_dir "$i")'" >>"$STACK_DIR/stack.env"
+	done
 	chmod 600 "$STACK_DIR/stack.env"
 }
 
@@ -270,6 +341,7 @@ start_all() {
 	start_redis
 	make_cert
 	seed
+	for i in $(seq "$REPLICAS"); do start_replica "$i"; done	# after seed: the catalogue is copied
 	secure_run_dir	# after start_pg: a first initdb hands the stack's folder to postgres
 	say "starting $APP_PROCESSES paintstudio process(es)"
 	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
@@ -299,6 +371,7 @@ banner() {
 		  URL           https://127.0.0.1:$HTTPS_PORT/   (self-signed certificate)
 		  admin login   ${ADMIN_SHOWN}
 		  DATABASE_URL  $DATABASE_URL
+		  replicas      ${REPLICAS} ${DATABASE_REPLICA_URLS:+(DATABASE_REPLICA_URLS in stack.env)}
 		  REDIS_URL     $REDIS_URL
 		  settings      $STACK_DIR/stack.env   (source it for psql/redis-cli)
 		  data          $PGDATA (PostgreSQL), $STACK_DIR/redis
@@ -356,6 +429,7 @@ stop_all() {
 	stop_nginx
 	stop_apps
 	stop_redis
+	stop_replicas
 	stop_pg
 	say "stopped (data kept in $STACK_DIR)"
 }
@@ -387,12 +461,18 @@ pg-start) start_pg ;;
 redis-stop) stop_redis ;;
 redis-start) start_redis ;;
 app-stop) stop_apps ;;
+replica-stop) stop_replica "${2:?replica number}" ;;
+replica-kill)
+	d=$(replica_dir "${2:?replica number}")
+	[ -s "$d/postmaster.pid" ] && kill -KILL "$(head -1 "$d/postmaster.pid")"
+	;;
+replica-start) start_replica "${2:?replica number}" ;;
 app-start)
 	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
 	for i in $(seq "$APP_PROCESSES"); do wait_app "$i"; done
 	;;
 *)
-	echo "usage: $0 run|start|stop|pg-stop|pg-start|pg-kill|redis-stop|redis-start|app-stop|app-start" >&2
+	echo "usage: $0 run|start|stop|pg-stop|pg-start|pg-kill|redis-stop|redis-start|app-stop|app-start|replica-stop N|replica-kill N|replica-start N" >&2
 	exit 2
 	;;
 esac

@@ -2,7 +2,9 @@
 compose's nginx (published on a free loopback port), then, in order:
 readiness, login, CRUD, a write through one replica read back through the
 others, one replica killed under steady reads, the db container restarted,
-and scaling 3 -> 1 -> 3 under reads without restarting nginx."""
+and scaling 3 -> 1 -> 3 under reads without restarting nginx; last, the
+optional read replica (--profile replica) made from db and used by the
+service."""
 import os
 import threading
 import time
@@ -271,6 +273,47 @@ class Stack(unittest.TestCase):
             served = [rid for rid in rids if rid and rid in log]
             self.assertTrue(served, f"new replica {cid[:12]} served none of 40 requests "
                             "through nginx")
+
+    def test_6_replica_profile(self):
+        """--profile replica: db-replica copies db (pg_basebackup), streams
+        from it, and the service reads from it once DATABASE_REPLICA_URLS
+        names it."""
+        rm = ("--profile", "replica", "rm", "-s", "-f", "-v", "db-replica")
+        self.addCleanup(lambda: P.compose(*rm, timeout=120, check=False))
+        t0 = time.monotonic()
+        P.compose("--profile", "replica", "up", "-d", "--no-deps", "--no-build", "db-replica",
+                  timeout=300)
+        rep = lambda sql: P.compose("exec", "-T", "db-replica", "psql", "-U", "paintstudio", "-d",
+                                    "paintstudio", "-qAtX", "-c", sql, timeout=60, check=False).strip()
+        wait_until(lambda: rep("SELECT pg_is_in_recovery()") == "t", timeout=120,
+                   what="db-replica up as a standby")
+        paint = new_paint(name="streamed")
+        wait_until(lambda: rep(f"SELECT count(*) FROM paints WHERE id = {paint['id']}") == "1",
+                   timeout=30, what="the new paint replayed on db-replica")
+        print(f"compose: db-replica streaming in {time.monotonic() - t0:.1f}s", flush=True)
+        P.env["DATABASE_REPLICA_URLS"] = (
+            f"postgresql://paintstudio:{P.env['POSTGRES_PASSWORD']}@db-replica:5432/paintstudio"
+            "?sslmode=disable")
+        try:
+            P.compose("up", "-d", "--no-deps", "--no-build", "--scale", "app=3", "app", timeout=300)
+            wait_until(lambda: P.get("/readyz", auth=False).status == 200, timeout=60,
+                       what="/readyz after the restart")
+            # a write records its position for cache fills (none is known before
+            # the first write with replicas on); the replica is sampled past it
+            new_paint(name="after replicas on")
+            time.sleep(2.5)
+
+            def used():
+                for _ in range(12):
+                    P.get(f"/admin/paints?limit=5&q=x{uuid.uuid4().hex[:6]}")
+                pool = P.get("/admin/pool").json()
+                return pool.get("replicas") and pool["replicas"][0]["usable"] and \
+                    pool["replicas"][0]["reads"] > 0 and pool
+            pool = wait_until(used, timeout=60, what="reads served by db-replica")
+            self.assertEqual(pool["replicas"][0]["name"], "replica1")
+        finally:
+            del P.env["DATABASE_REPLICA_URLS"]
+            P.compose("up", "-d", "--no-deps", "--no-build", "--scale", "app=3", "app", timeout=300)
 
 
 if __name__ == "__main__":

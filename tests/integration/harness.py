@@ -42,7 +42,7 @@ class Response:
 
 
 class Stack:
-    def __init__(self, binary, processes=2, seed=10000, extra_env=None):
+    def __init__(self, binary, processes=2, seed=10000, extra_env=None, replicas=0):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="paintstudio-test-")
         os.chmod(self.dir, 0o755)  # the postgres user must reach its data
@@ -50,6 +50,8 @@ class Stack:
         self.pg_port = free_port()
         self.redis_port = free_port()
         self.processes = processes
+        self.replicas = replicas
+        self.replica_ports = [free_port() for _ in range(replicas)]
         self.env = dict(os.environ)
         self.env.update({
             "STACK_DIR": self.dir,
@@ -68,8 +70,11 @@ class Stack:
             # the suite logs in and fails on purpose often, all from 127.0.0.1;
             # test_auth narrows these to test throttling itself
             "LOGIN_MAX_FAILURES": "1000",
+            # streaming replicas (test_replicas starts a stack of its own with them)
+            "REPLICAS": str(replicas),
+            "REPLICA_PORTS": ",".join(map(str, self.replica_ports)),
         })
-        for k in ("DATABASE_URL", "REDIS_URL", "FCGI_LISTEN"):
+        for k in ("DATABASE_URL", "REDIS_URL", "FCGI_LISTEN", "DATABASE_REPLICA_URLS"):
             self.env.pop(k, None)
         self.env.update(extra_env or {})
         self.settings = {}
@@ -184,6 +189,14 @@ class Stack:
                            capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             raise RuntimeError(f"psql failed: {p.stderr}")
+        return p.stdout.strip()
+
+    def replica_psql(self, i, sql):
+        """Run sql as the superuser on replica i (1-based)."""
+        p = subprocess.run(["psql", self.settings[f"PG_REPLICA{i}_ADMIN_URL"], "-qAtX", "-v",
+                            "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql on replica {i} failed: {p.stderr}")
         return p.stdout.strip()
 
     def service_connections(self):
