@@ -264,13 +264,42 @@ static void paint_keys(const struct cache_conn *t, int64_t id, char key[128], ch
 
 /* ---- paints ----------------------------------------------------------------- */
 
+/*
+ * Try to take the read lease lkey for this request (a new random token in
+ * lease). With replicas, the last invalidation's position is read right
+ * after it, in the same pipeline (piece R). 1: the lease is ours; 0:
+ * someone else holds it (lease emptied); -1: Redis failed.
+ */
+static int take_lease(struct cache_conn *t, const char *lkey, char lease[CACHE_LEASE_TOKEN])
+{
+	unsigned char raw[16];
+	redisReply *rr[2];
+	int wal_on = cache_conn_wal_on(), ours;
+
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(lease, CACHE_LEASE_TOKEN, raw, sizeof(raw));
+	redisAppendCommand(t->rc, "SET %s %s NX PX %d", lkey, lease, LEASE_MS);
+	if (wal_on)
+		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
+	if (cache_conn_replies(t, rr, wal_on ? 2 : 1) != 0)
+		return -1;
+	ours = rr[0]->type == REDIS_REPLY_STATUS;	/* "OK" */
+	if (ours)
+		fill_lsn = wal_reply(wal_on ? rr[1] : NULL);
+	else
+		lease[0] = '\0';
+	freeReplyObject(rr[0]);
+	if (wal_on)
+		freeReplyObject(rr[1]);
+	return ours;
+}
+
 enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[CACHE_LEASE_TOKEN])
 {
 	struct cache_conn *t = cache_conn_get(1);
 	char key[128], lkey[128];
-	unsigned char raw[16];
-	redisReply *r, *rr[2];
-	int i, wal_on;
+	redisReply *r;
+	int i;
 
 	lease[0] = '\0';
 	if (t == NULL) {
@@ -288,26 +317,12 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	}
 	freeReplyObject(r);
 	atomic_fetch_add(&cache_n.misses, 1);
-	randombytes_buf(raw, sizeof(raw));
-	sodium_bin2hex(lease, CACHE_LEASE_TOKEN, raw, sizeof(raw));
-	/* With replicas, the last invalidation's position is read after the lease: piece R. */
-	wal_on = cache_conn_wal_on();
-	redisAppendCommand(t->rc, "SET %s %s NX PX %d", lkey, lease, LEASE_MS);
-	if (wal_on)
-		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
-	if (cache_conn_replies(t, rr, wal_on ? 2 : 1) != 0)
-		goto bypass;
-	r = rr[0];
-	if (r->type == REDIS_REPLY_STATUS)	/* "OK": the lease is ours */
-		fill_lsn = wal_reply(wal_on ? rr[1] : NULL);
-	if (wal_on)
-		freeReplyObject(rr[1]);
-	if (r->type == REDIS_REPLY_STATUS) {
-		freeReplyObject(r);
+	switch (take_lease(t, lkey, lease)) {
+	case 1:
 		return CACHE_MISS;
+	case -1:
+		goto bypass;
 	}
-	freeReplyObject(r);
-	lease[0] = '\0';
 	/* Someone else is reading the database for this key: wait a little. */
 	atomic_fetch_add(&cache_n.lease_waits, 1);
 	for (i = 0; i < LEASE_WAIT_STEPS; i++) {
