@@ -25,6 +25,8 @@ static void ops_pool(struct ctx *c);
 static void ops_cache(struct ctx *c);
 static void ops_prometheus(struct ctx *c);
 static void ops_admin_metrics(struct ctx *c);
+static struct json_object *replicas_json(void);
+static void prom_replicas(struct strbuf *sb);
 
 /* Readiness must answer quickly even when the pool is saturated. */
 #define READY_TIMEOUT 2.0
@@ -270,12 +272,97 @@ static void ops_prometheus(struct ctx *c)
 	strbuf_printf(sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
 	prom_routes(sb, &m);
 	prom_pool(sb, &ps, &m);
-	replicas_prometheus(sb);	/* the replicas' pools and lag, with a pool label */
+	prom_replicas(sb);
 	prom_cache(sb, &cs);
 	prom_process(sb, &m);
 	metrics_snapshot_free(&m);
 	c->resp.status = 200;
 	c->resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void lsn_text(uint64_t lsn, char out[24])
+{
+	snprintf(out, 24, "%X/%X", (unsigned)(lsn >> 32), (unsigned)(lsn & 0xffffffffu));
+}
+
+/* Each replica as the operator sees it: its pool (ops_pool_json's shape), state, lag, positions, routing. */
+static struct json_object *replicas_json(void)
+{
+	struct json_object *a = json_object_new_array();
+	int i;
+
+	for (i = 0; i < replicas_count(); i++) {
+		struct replica_status st;
+		struct json_object *o;
+		char text[24];
+
+		replicas_get(i, &st);
+		o = ops_pool_json(st.pool);
+		json_object_object_add(o, "name", json_object_new_string(st.name));
+		json_object_object_add(o, "usable", json_object_new_boolean(st.usable));
+		json_object_object_add(o, "reachable", json_object_new_boolean(st.reachable));
+		json_object_object_add(o, "lag_ms", st.lag_ms < 0 ? NULL : json_object_new_double(st.lag_ms));
+		lsn_text(st.replay_lsn, text);
+		json_object_object_add(o, "replay_lsn", json_object_new_string(text));
+		lsn_text(st.primary_lsn, text);
+		json_object_object_add(o, "primary_lsn", json_object_new_string(text));
+		json_object_object_add(o, "reads", json_object_new_int64((int64_t)st.reads));
+		json_object_object_add(o, "fallbacks", json_object_new_int64((int64_t)st.fallbacks));
+		json_object_object_add(o, "skipped_lag", json_object_new_int64((int64_t)st.skipped_lag));
+		json_object_object_add(o, "skipped_position",
+				       json_object_new_int64((int64_t)st.skipped_position));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* The replicas' series, each with a pool="replicaN" label. */
+static void prom_replicas(struct strbuf *sb)
+{
+	static const struct { const char *name, *type, *help; } series[] = {
+		{ "paintstudio_replica_up", "gauge", "1 while the replica takes reads (reachable, within the lag limit)." },
+		{ "paintstudio_replica_lag_seconds", "gauge", "Replay lag as last sampled (-1 unknown)." },
+		{ "paintstudio_replica_reads_total", "counter", "Reads the replica served." },
+		{ "paintstudio_replica_fallbacks_total", "counter", "Requests the replica failed, served by the primary." },
+		{ "paintstudio_replica_pool_connections_active", "gauge", "Connections checked out." },
+		{ "paintstudio_replica_pool_connections_idle", "gauge", "Connections checked in." },
+		{ "paintstudio_replica_pool_connections_pending", "gauge", "Requests waiting for a connection." },
+		{ "paintstudio_replica_pool_connections_max", "gauge", "Pool size plus overflow." },
+		{ "paintstudio_replica_pool_connections_timeout_total", "counter", "Checkouts that waited the whole timeout." },
+		{ "paintstudio_replica_pool_connections_created_total", "counter", "Connections opened." },
+		{ "paintstudio_replica_pool_connections_closed_total", "counter", "Connections closed." },
+	};
+	size_t k;
+	int i;
+
+	if (replicas_count() == 0)
+		return;
+	for (k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
+		strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help,
+			      series[k].name, series[k].type);
+		for (i = 0; i < replicas_count(); i++) {
+			struct replica_status st;
+			struct pool_stats ps;
+			double v;
+
+			replicas_get(i, &st);
+			pool_get_stats(st.pool, &ps);
+			switch (k) {
+			case 0: v = st.usable; break;
+			case 1: v = st.lag_ms < 0 ? -1 : st.lag_ms / 1000.0; break;
+			case 2: v = (double)st.reads; break;
+			case 3: v = (double)st.fallbacks; break;
+			case 4: v = ps.checked_out; break;
+			case 5: v = ps.idle; break;
+			case 6: v = ps.waiting; break;
+			case 7: v = ps.max; break;
+			case 8: v = (double)ps.timeouts; break;
+			case 9: v = (double)ps.opened; break;
+			default: v = (double)ps.closed; break;
+			}
+			strbuf_printf(sb, "%s{pool=\"%s\"} %.15g\n", series[k].name, st.name, v);
+		}
+	}
 }
 
 /* ---- /admin/metrics: JSON ---------------------------------------------------- */

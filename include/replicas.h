@@ -4,7 +4,8 @@
  *
  * - One bounded pool per replica (DATABASE_REPLICA_URLS), with the
  *   primary's settings; named "replica1", "replica2", ... in /admin/pool,
- *   /metrics and `paintstudio status`.
+ *   /metrics and `paintstudio status` (ops.c renders replicas_get's
+ *   snapshots).
  * - The housekeeper (replicas_sample, once a second) reads the primary's
  *   pg_current_wal_insert_lsn() and each replica's pg_last_wal_replay_lsn()
  *   on connections of its own (never a pool's, never on a request's path).
@@ -81,16 +82,6 @@ const char *replicas_name(int index);
 
 /* A snapshot of replica index (0 <= index < replicas_count()). */
 void replicas_get(int index, struct replica_status *st);
-
-/*
- * The operator's views: a JSON array with, per replica, its name, state,
- * lag, positions, routing counts and its pool's figures (ops_pool_json's
- * shape), caller puts it; and Prometheus series with a pool="replicaN"
- * label appended to sb.
- */
-struct json_object *replicas_json(void);
-struct strbuf;
-void replicas_prometheus(struct strbuf *sb);
 
 /* Close every replica pool (after the workers stopped). Returns connections still out. */
 int replicas_shutdown(double grace);
