@@ -4,7 +4,7 @@
  *   paintstudio serve                  run the FastCGI service
  *   paintstudio migrate [DIR]          apply pending migrations (default ./migrations)
  *   paintstudio create-admin USER [--if-missing]
- *   paintstudio check [DIR]            check settings, PostgreSQL, Redis, migrations
+ *   paintstudio check [DIR]            check settings, PostgreSQL, replicas, Redis, migrations
  *   paintstudio status                 pool, cache and alerts of the running process
  *
  * Settings come from the environment (see README.md, "Configuration").
@@ -273,6 +273,44 @@ static int check_redis(const struct config *cfg)
 	return failed;
 }
 
+/* The check's line per replica (DATABASE_REPLICA_URLS); returns the failures. */
+static int check_replicas(const struct config *cfg)
+{
+	const char *p = cfg->replica_urls, *item;
+	struct pool_settings ps;
+	size_t len;
+	int n = 0, failed = 0;
+
+	pool_settings_from(cfg, &ps);
+	while (p && (item = list_next(&p, &len)) != NULL) {
+		struct pool_error err;
+		char name[24], *url = xstrndup(item, len);
+		PGconn *pg;
+		PGresult *r = NULL;
+
+		snprintf(name, sizeof(name), "replica%d", ++n);
+		ps.database_url = url;
+		if ((pg = pool_connect(&ps, cfg->connect_timeout, &err)) == NULL) {
+			printf("%-12s FAIL  cannot connect: %s\n", name, err.msg);
+			failed++;
+		} else if (PQresultStatus(r = PQexec(pg, "SELECT pg_is_in_recovery(), "
+						    "pg_last_wal_replay_lsn()")) != PGRES_TUPLES_OK) {
+			printf("%-12s FAIL  %s", name, PQresultErrorMessage(r));
+			failed++;
+		} else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+			printf("%-12s FAIL  not a standby (pg_is_in_recovery() is false)\n", name);
+			failed++;
+		} else {
+			printf("%-12s OK    streaming, replayed %s\n", name, PQgetvalue(r, 0, 1));
+		}
+		PQclear(r);
+		if (pg)
+			PQfinish(pg);
+		free(url);
+	}
+	return failed;
+}
+
 static int cmd_check(const struct config *cfg, const char *dir)
 {
 	int failed;
@@ -280,6 +318,7 @@ static int cmd_check(const struct config *cfg, const char *dir)
 	printf("%-12s OK    %s profile, pool %d+%d, %d workers\n", "config",
 	       config_env_name(cfg->env), cfg->pool_size, cfg->max_overflow, cfg->workers);
 	failed = check_database(cfg, dir);
+	failed += check_replicas(cfg);
 	failed += check_redis(cfg);
 	return failed ? 1 : 0;
 }

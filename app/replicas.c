@@ -132,7 +132,8 @@ double replicas_lag_ms(const uint64_t *lsn, const double *at, int n, uint64_t re
 
 void replicas_setup(const struct config *cfg, const struct pool_settings *ps)
 {
-	const char *p = cfg->replica_urls;
+	const char *p = cfg->replica_urls, *item;
+	size_t len;
 
 	primary_set = *ps;
 	snprintf(probe_app_name, sizeof(probe_app_name), "%s replicas",
@@ -142,21 +143,16 @@ void replicas_setup(const struct config *cfg, const struct pool_settings *ps)
 	primary_set.stmts = NULL;
 	primary_set.nstmts = 0;
 	max_lag_us = (long long)cfg->replica_max_lag_ms * 1000;
-	while (p && *p && nreps < CONFIG_MAX_REPLICAS) {
-		size_t len = strcspn(p, ",");
+	while (p && nreps < CONFIG_MAX_REPLICAS && (item = list_next(&p, &len)) != NULL) {
 		struct replica *r = &reps[nreps];
 
-		while (len > 0 && p[len - 1] == ' ')
-			len--;
 		snprintf(r->name, sizeof(r->name), "replica%u", (unsigned)(nreps + 1) % 100u);
-		r->url = xstrndup(p, len);
+		r->url = xstrndup(item, len);
 		r->set = *ps;
 		r->set.database_url = r->url;
 		r->pool = pool_create(&r->set);
 		atomic_store(&r->lag_us, -1);
 		nreps++;
-		p += strcspn(p, ",");
-		p += strspn(p, ", ");
 	}
 }
 

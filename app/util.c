@@ -272,3 +272,17 @@ size_t utf8_chars(const char *s)
 			n++;
 	return n;
 }
+
+const char *list_next(const char **p, size_t *len)
+{
+	const char *item = *p;
+
+	if (*item == '\0')
+		return NULL;
+	*len = strcspn(item, ",");
+	*p = item + *len;
+	*p += strspn(*p, ", ");
+	while (*len > 0 && item[*len - 1] == ' ')
+		(*len)--;
+	return item;
+}

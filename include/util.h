@@ -57,6 +57,13 @@ int utf8_valid(const char *s, size_t len);
 /* Code points in the valid UTF-8 string s (continuation bytes not counted). */
 size_t utf8_chars(const char *s);
 
+/*
+ * Walk a comma-separated list: the next item at *p (its trailing spaces
+ * excluded) with its length in *len, moving *p past it and the separator.
+ * NULL at the end of the list.
+ */
+const char *list_next(const char **p, size_t *len);
+
 /* Abort with a message: for broken invariants only (bugs, not faults). */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -142,6 +142,20 @@ class Replicas(unittest.TestCase):
         return r.json()["id"]
 
     # -- tests ---------------------------------------------------------------
+    def test_0_check_command_reports_each_replica(self):
+        """`paintstudio check` connects to every replica and says whether it
+        streams; a URL that leads to a server not in recovery (here the
+        primary itself) is a failure, named."""
+        urls = self.s.settings["DATABASE_REPLICA_URLS"]
+        migrations = os.path.join(harness.REPO, "migrations")
+        r = self.s.run_binary("check", migrations, env={"DATABASE_REPLICA_URLS": urls})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"replica1\s+OK\s+streaming, replayed [0-9A-F]+/[0-9A-F]+")
+        r = self.s.run_binary("check", migrations,
+                              env={"DATABASE_REPLICA_URLS": urls + "," + self.s.settings["DATABASE_URL"]})
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"replica2\s+FAIL\s+not a standby")
+
     def test_a_reads_go_to_the_replica(self):
         paint = self.new_paint("replica read")
         time.sleep(2.5)  # the replica sampled past the insert
