@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pgconnect.h"
 #include "pool.h"
 #include "replicas.h"
 #include "strbuf.h"
@@ -371,13 +372,8 @@ void cache_start(const struct pool_settings *ps)
 {
 	if (!cache_enabled() || drainer_running)
 		return;
-	drainer_settings = *ps;
-	snprintf(drainer_app_name, sizeof(drainer_app_name), "%s cache",
-		 ps->application_name ? ps->application_name : "paint_studio");
-	drainer_settings.application_name = drainer_app_name;
-	drainer_settings.statement_timeout_ms = DRAIN_STATEMENT_MS;
-	drainer_settings.stmts = NULL;
-	drainer_settings.nstmts = 0;
+	pgconnect_side_settings(&drainer_settings, ps, "cache", drainer_app_name,
+				sizeof(drainer_app_name), DRAIN_STATEMENT_MS);
 	if (pipe(stop_pipe) != 0)
 		die("cache: pipe failed: %s", strerror(errno));
 	/*

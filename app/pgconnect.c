@@ -141,3 +141,15 @@ PGconn *pool_connect(const struct pool_settings *set, double timeout,
 	return pgconnect_until(set, now_mono() + timeout, err);
 }
 
+
+void pgconnect_side_settings(struct pool_settings *out, const struct pool_settings *base,
+			     const char *suffix, char *name, size_t namelen, int statement_timeout_ms)
+{
+	*out = *base;
+	snprintf(name, namelen, "%s %s", base->application_name ? base->application_name : "paint_studio",
+		 suffix);
+	out->application_name = name;
+	out->statement_timeout_ms = statement_timeout_ms;
+	out->stmts = NULL;
+	out->nstmts = 0;
+}

@@ -1,3 +1,9 @@
+/*
+ * replicas: the replicas' pools, the housekeeper's sampling of their replay
+ * positions against the primary's, the choice of a replica for a read (or
+ * none), and the signed read-your-writes cookie. Design in replicas.h;
+ * the cache's side of it is piece R in cache.c.
+ */
 #define _GNU_SOURCE
 #include "replicas.h"
 
@@ -11,6 +17,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "pgconnect.h"
 #include "pool.h"
 #include "util.h"
 
@@ -135,13 +142,8 @@ void replicas_setup(const struct config *cfg, const struct pool_settings *ps)
 	const char *p = cfg->replica_urls, *item;
 	size_t len;
 
-	primary_set = *ps;
-	snprintf(probe_app_name, sizeof(probe_app_name), "%s replicas",
-		 ps->application_name ? ps->application_name : "paint_studio");
-	primary_set.application_name = probe_app_name;
-	primary_set.statement_timeout_ms = SAMPLE_STATEMENT_MS;
-	primary_set.stmts = NULL;
-	primary_set.nstmts = 0;
+	pgconnect_side_settings(&primary_set, ps, "replicas", probe_app_name, sizeof(probe_app_name),
+				SAMPLE_STATEMENT_MS);
 	max_lag_us = (long long)cfg->replica_max_lag_ms * 1000;
 	while (p && nreps < CONFIG_MAX_REPLICAS && (item = list_next(&p, &len)) != NULL) {
 		struct replica *r = &reps[nreps];

@@ -7,6 +7,7 @@
 #define PS_PGCONNECT_H
 
 #include <libpq-fe.h>
+#include <stddef.h>
 
 #include "pool.h"
 
@@ -20,5 +21,14 @@
  */
 PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 			struct pool_error *err);
+
+/*
+ * Settings for a side connection (not a pool's): base with application
+ * name "<base's name> <suffix>" (written into name, namelen bytes, which
+ * must outlive out), the given statement timeout and no statements to
+ * prepare. For the cache's drainer and the replicas' sampler.
+ */
+void pgconnect_side_settings(struct pool_settings *out, const struct pool_settings *base,
+			     const char *suffix, char *name, size_t namelen, int statement_timeout_ms);
 
 #endif
