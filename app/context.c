@@ -505,6 +505,7 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 {
 	struct ctx c;
 	struct strbuf out;
+	int with_body;
 	size_t nroutes;
 	const struct route *table = resources_routes(&nroutes);
 
@@ -535,9 +536,12 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	/* Everything here is live data: not stored unless a handler says so. */
 	if (strstr(c.resp.headers.buf, "Cache-Control:") == NULL)
 		http_resp_header(&c.resp, "Cache-Control", "no-store");
+	/* The head from a small buffer, the body from where it lies: no copy of it. */
 	strbuf_init(&out);
-	http_resp_serialise(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
+	with_body = http_resp_head(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
 	FCGX_PutStr(out.buf, (int)out.len, r->out);
+	if (with_body)
+		FCGX_PutStr(c.resp.body.buf, (int)c.resp.body.len, r->out);
 	strbuf_free(&out);
 	{
 		double total = now_mono() - c.t_start;

@@ -195,7 +195,7 @@ const char *http_reason(int status)
 	}
 }
 
-void http_resp_serialise(const struct http_resp *resp, int head_only, struct strbuf *out)
+int http_resp_head(const struct http_resp *resp, int head_only, struct strbuf *out)
 {
 	int status = resp->status ? resp->status : 500;
 	int bodyless = status == 204 || status == 304;
@@ -207,7 +207,12 @@ void http_resp_serialise(const struct http_resp *resp, int head_only, struct str
 		strbuf_printf(out, "Content-Length: %zu\r\n", resp->body.len);
 	strbuf_append(out, resp->headers.buf, resp->headers.len);
 	strbuf_puts(out, "\r\n");
-	if (!bodyless && !head_only)
+	return !bodyless && !head_only;
+}
+
+void http_resp_serialise(const struct http_resp *resp, int head_only, struct strbuf *out)
+{
+	if (http_resp_head(resp, head_only, out))
 		strbuf_append(out, resp->body.buf, resp->body.len);
 }
 

@@ -122,4 +122,11 @@ const char *http_reason(int status);
 /* Serialise the response as a FastCGI/CGI response into out. */
 void http_resp_serialise(const struct http_resp *resp, int head_only, struct strbuf *out);
 
+/*
+ * Serialise only the status line and headers (ending with the blank line)
+ * into out. Returns 1 when resp->body must follow them (not HEAD, not a
+ * 204 or 304), so the caller can send the body from where it lies.
+ */
+int http_resp_head(const struct http_resp *resp, int head_only, struct strbuf *out);
+
 #endif
