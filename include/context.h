@@ -34,7 +34,7 @@ struct ctx {
 	int db_replica;			/* index of db's replica; -1: the primary */
 	const char *db_name;		/* last pool used, for the log; NULL: none */
 	/* Replica routing (ctx_db): */
-	int admitted;			/* auth_require let the handler run */
+	int admitted;			/* sessions_require let the handler run */
 	int no_replica;			/* read the primary only (a replica failed this request) */
 	int replica_failed;		/* a replica failed the handler: run it again on the primary */
 	int session_lsn_read;		/* session_lsn holds the cookie's position */
