@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import fcgi  # tests/integration, on run.py's path
-from harness import Response, free_port  # free_port: for the tests that import it from here
+from harness import AdminClient, free_port  # free_port: for the tests that import it from here
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -63,8 +63,10 @@ def wait_until(predicate, timeout=30, interval=0.2, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-class Project:
+class Project(AdminClient):
     """One compose project: a compose file, its environment, a name."""
+
+    admin_password = ADMIN_PASSWORD
 
     def __init__(self, name, compose_file, env, port_var, https=True):
         self.name = name
@@ -136,47 +138,11 @@ class Project:
         self.ctx = ssl.create_default_context(cafile=f.name)
         os.unlink(f.name)
 
-    def request(self, method, path, body=None, headers=None, timeout=30, auth=True,
-                insecure=False):
-        if auth and self.session is None:
-            cookie, csrf, r = self.login()
-            if cookie is None:
-                raise RuntimeError(f"admin login failed: {r}")
-            self.session = (cookie, csrf)
-        if self.https:
-            ctx = ssl._create_unverified_context() if insecure else self.ctx
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx,
-                                               timeout=timeout)
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            h = {}
-            if auth:
-                h["Cookie"] = self.session[0]
-                if method not in ("GET", "HEAD"):
-                    h["Origin"] = self.origin
-                    h["X-CSRF-Token"] = self.session[1]
-            h.update(headers or {})
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body).encode()
-                h.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
-        finally:
-            conn.close()
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def login(self, username="admin", password=ADMIN_PASSWORD):
-        """Returns (cookie, csrf token, response); (None, None, r) on failure."""
-        r = self.request("POST", "/auth/login", body={"username": username, "password": password},
-                         auth=False, headers={"Origin": self.origin})
-        if r.status != 200:
-            return None, None, r
-        return r.headers["set-cookie"].split(";", 1)[0], r.json()["csrf_token"], r
+    def connect(self, timeout, insecure=False):
+        if not self.https:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        ctx = ssl._create_unverified_context() if insecure else self.ctx
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=timeout)
 
     def psql(self, sql):
         """One statement in the db container as the superuser; its rows."""

@@ -4,7 +4,6 @@ scripts/railway-entrypoint.sh, PostgreSQL with TLS so that the profile's
 sslmode=require is exercised. Readiness, a login, and SIGTERM draining a
 request in flight."""
 import os
-import subprocess
 import threading
 import time
 import unittest
@@ -12,6 +11,7 @@ import uuid
 
 from composer import (ADMIN_PASSWORD, HERE, Project, container_logs, docker, free_port,
                       wait_until)
+from harness import HeldLock
 
 P = None
 
@@ -44,28 +44,6 @@ def tearDownModule():
     print(f"railway: down in {time.monotonic() - t0:.1f}s", flush=True)
 
 
-class HeldLock:
-    """A psql session in the db container holding an exclusive lock on
-    paints until released."""
-
-    def __init__(self):
-        self.p = subprocess.Popen(
-            P.argv("exec", "-T", "db", "psql", "-U", "paintstudio", "-d", "paintstudio", "-qAtX"),
-            env=P.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        self.p.stdin.write("BEGIN; LOCK TABLE paints IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-        self.p.stdin.flush()
-        line = self.p.stdout.readline().strip()
-        if line != "locked":
-            raise RuntimeError("could not lock paints: " + line + self.p.stderr.read())
-
-    def release(self):
-        if self.p.poll() is None:
-            self.p.stdin.write("COMMIT;\n\\q\n")
-            self.p.stdin.flush()
-            self.p.wait(timeout=30)
-
-
 class Production(unittest.TestCase):
     """In order: the last test stops the container."""
 
@@ -93,7 +71,8 @@ class Production(unittest.TestCase):
     def test_3_sigterm_drains_a_request_in_flight(self):
         P.get("/auth/me")  # a session before the lock
         name = P.containers("app")[0][0]
-        lock = HeldLock()
+        lock = HeldLock(P.argv("exec", "-T", "db", "psql", "-U", "paintstudio", "-d", "paintstudio",
+                               "-qAtX"), env=P.env)
         result = {}
 
         def slow():  # a unique query: never answered from the cache

@@ -305,6 +305,19 @@ static void test_an_error_reply_withdraws_trust(void **state)
 	strbuf_free(&v);
 }
 
+/* A write of paint id just committed on c: its outbox row (*row), acknowledged; the seconds it took. */
+static double acknowledge(struct pool_conn *c, int64_t id, long long *row)
+{
+	char text[24];
+	double t0;
+
+	*row = outbox_row(id);
+	snprintf(text, sizeof(text), "%lld", *row);
+	t0 = now_mono();
+	cache_after_write(pool_conn_pg(c), id, text);
+	return elapsed(t0);
+}
+
 /*
  * A write waits only while its invalidation could not be applied and a
  * lease announced before may still be running; at most about TRUST_MS.
@@ -313,38 +326,25 @@ static void test_a_write_waits_only_during_a_fault(void **state)
 {
 	struct pool_conn *c;
 	struct pool_error err;
-	char text[24];
 	int64_t id = next_id++;
 	long long row;
-	double t0, took;
+	double took;
 	int i;
 
 	(void)state;
 	wait_up();
 	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
 	/* the normal path: applied, row gone, no wait */
-	row = outbox_row(id);
-	snprintf(text, sizeof(text), "%lld", row);
-	t0 = now_mono();
-	cache_after_write(pool_conn_pg(c), id, text);
-	assert_true(elapsed(t0) < 0.5);
+	assert_true(acknowledge(c, id, &row) < 0.5);
 	assert_false(outbox_has(row));
 	/* a fault: leases announced just before (ours too) must run out first */
 	redis_raw("SET %s %s", "not-a-number");
-	row = outbox_row(id);
-	snprintf(text, sizeof(text), "%lld", row);
-	t0 = now_mono();
-	cache_after_write(pool_conn_pg(c), id, text);
-	took = elapsed(t0);
+	took = acknowledge(c, id, &row);
 	assert_true(took >= 1.0);
 	assert_true(took <= CACHE_TRUST_MS / 1000.0 + 0.5);
 	assert_true(outbox_has(row));	/* kept for the drains */
 	/* the fault goes on, but no lease runs any more: no wait */
-	row = outbox_row(id);
-	snprintf(text, sizeof(text), "%lld", row);
-	t0 = now_mono();
-	cache_after_write(pool_conn_pg(c), id, text);
-	assert_true(elapsed(t0) < 0.5);
+	assert_true(acknowledge(c, id, &row) < 0.5);
 	assert_true(outbox_has(row));
 	pool_release(pool, c);
 	/* Redis healthy again: the drains apply what the fault left */

@@ -41,7 +41,81 @@ class Response:
         return f"<Response {self.status} {self.body[:300]!r}>"
 
 
-class Stack:
+class HeldLock:
+    """A psql session (started as argv, e.g. ["psql", url, "-qAtX"]) holding
+    an exclusive lock on paints until released: requests that touch paints
+    stay in flight meanwhile."""
+
+    def __init__(self, argv, env=None):
+        self.p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.p.stdin.write("BEGIN; LOCK TABLE paints IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        if line != "locked":
+            raise RuntimeError("could not lock paints: " + line + self.p.stderr.read())
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n\\q\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=30)
+
+
+class AdminClient:
+    """Requests through nginx as a client would, as the admin by default.
+    A subclass gives connect(timeout, insecure), origin, admin_password and
+    a session attribute (None until the first request logs in)."""
+
+    def login(self, username="admin", password=None):
+        """Log in; returns (cookie header value, csrf token, response), or
+        (None, None, response) when refused."""
+        r = self.request("POST", "/auth/login",
+                         body={"username": username,
+                               "password": self.admin_password if password is None else password},
+                         auth=False, headers={"Origin": self.origin})
+        if r.status != 200:
+            return None, None, r
+        cookie = r.headers["set-cookie"].split(";", 1)[0]
+        return cookie, r.json()["csrf_token"], r
+
+    def request(self, method, path, body=None, headers=None, timeout=60, auth=True,
+                insecure=False):
+        """One request. With auth, as the admin: the session cookie, and for
+        writes an Origin and the CSRF token (a header given in headers wins;
+        one given as None is left out)."""
+        if auth and self.session is None:
+            cookie, csrf, r = self.login()
+            if cookie is None:
+                raise RuntimeError(f"admin login failed: {r}")
+            self.session = (cookie, csrf)
+        conn = self.connect(timeout, insecure)
+        try:
+            h = {}
+            if auth:
+                h["Cookie"] = self.session[0]
+                if method not in ("GET", "HEAD"):
+                    h["Origin"] = self.origin
+                    h["X-CSRF-Token"] = self.session[1]
+            h.update(headers or {})
+            h = {k: v for k, v in h.items() if v is not None}
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+
+class Stack(AdminClient):
+    admin_password = ADMIN_PASSWORD
+
     def __init__(self, binary, processes=2, seed=10000, extra_env=None, replicas=0):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="paintstudio-test-")
@@ -138,47 +212,13 @@ class Stack:
     def origin(self):
         return f"https://127.0.0.1:{self.https_port}"
 
-    def login(self, username="admin", password=ADMIN_PASSWORD):
-        """Log in; returns (cookie header value, csrf token, response)."""
-        r = self.request("POST", "/auth/login", body={"username": username, "password": password},
-                         auth=False, headers={"Origin": self.origin})
-        if r.status != 200:
-            return None, None, r
-        cookie = r.headers["set-cookie"].split(";", 1)[0]
-        return cookie, r.json()["csrf_token"], r
+    def connect(self, timeout, insecure=False):
+        return http.client.HTTPSConnection("127.0.0.1", self.https_port, context=self.ctx,
+                                           timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, timeout=60, auth=True):
-        """One HTTPS request through nginx. With auth, as the admin: the
-        session cookie, and for writes an Origin and the CSRF token (a
-        header given in headers wins)."""
-        if auth and self.session is None:
-            cookie, csrf, r = self.login()
-            if cookie is None:
-                raise RuntimeError(f"admin login failed: {r}")
-            self.session = (cookie, csrf)
-        conn = http.client.HTTPSConnection("127.0.0.1", self.https_port,
-                                           context=self.ctx, timeout=timeout)
-        try:
-            h = {}
-            if auth:
-                h["Cookie"] = self.session[0]
-                if method not in ("GET", "HEAD"):
-                    h["Origin"] = self.origin
-                    h["X-CSRF-Token"] = self.session[1]
-            h.update(headers or {})
-            h = {k: v for k, v in h.items() if v is not None}
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body).encode()
-                h.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            data = r.read()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
-        finally:
-            conn.close()
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
+    def hold_paints_lock(self):
+        """A HeldLock on this stack's paints table (release() it)."""
+        return HeldLock(["psql", self.settings["DATABASE_URL"], "-qAtX"])
 
     # -- PostgreSQL ---------------------------------------------------------
     def psql(self, sql, admin=False, db="paintstudio"):

@@ -17,7 +17,6 @@ import urllib.request
 import uuid
 
 from harness import REPO, free_port, stack
-from test_zz_shutdown import HeldLock
 
 
 class Compose(unittest.TestCase):
@@ -90,7 +89,7 @@ class RailwayEntrypoint(unittest.TestCase):
         # an in-flight request (held by a table lock) completes across SIGTERM
         cookie, csrf, r = stack().login()
         self.assertEqual(r.status, 200)
-        lock = HeldLock(stack())
+        lock = stack().hold_paints_lock()
         result = {}
 
         def slow():

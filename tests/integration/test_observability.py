@@ -10,7 +10,6 @@ import uuid
 
 from harness import REPO, stack
 from test_basics import assert_problem
-from test_zz_shutdown import HeldLock
 
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})? '
@@ -190,7 +189,7 @@ class Alerts(unittest.TestCase):
                      what="an earlier test's alert to clear")
         # Only this test's log lines count (earlier load tests cross too).
         before = {p: len(text) for p, text in s.logs()}
-        lock = HeldLock(s)
+        lock = s.hold_paints_lock()
         results = []
         try:
             def one(i):

@@ -7,7 +7,6 @@ import unittest
 import uuid
 
 from harness import stack
-from test_zz_shutdown import HeldLock
 
 POOL_TIMEOUT = 1
 
@@ -59,7 +58,7 @@ class PoolUnderLock(unittest.TestCase):
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        lock = HeldLock(s)
+        lock = s.hold_paints_lock()
         results = []
         try:
             threads = burst(s, 50, uncached, results)

@@ -1,32 +1,11 @@
 """SIGTERM drains: accepting stops, requests in flight finish, the process
 exits cleanly, and the stack comes back with app-start."""
 import os
-import subprocess
 import threading
 import time
 import unittest
 
 from harness import stack
-
-
-class HeldLock:
-    """A psql session holding an exclusive lock on paints until released."""
-
-    def __init__(self, s):
-        self.p = subprocess.Popen(["psql", s.settings["DATABASE_URL"], "-qAtX"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        self.p.stdin.write("BEGIN; LOCK TABLE paints IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-        self.p.stdin.flush()
-        line = self.p.stdout.readline().strip()
-        if line != "locked":
-            raise RuntimeError("could not lock paints: " + line + self.p.stderr.read())
-
-    def release(self):
-        if self.p.poll() is None:
-            self.p.stdin.write("COMMIT;\n\\q\n")
-            self.p.stdin.flush()
-            self.p.wait(timeout=30)
 
 
 class Shutdown(unittest.TestCase):
@@ -36,7 +15,7 @@ class Shutdown(unittest.TestCase):
         for i in range(1, s.processes + 1):
             with open(os.path.join(s.dir, "run", f"app-{i}.pid")) as f:
                 pids.append(int(f.read()))
-        lock = HeldLock(s)
+        lock = s.hold_paints_lock()
         results = []
         try:
             def fetch(i):  # unique queries: never served from the cache
