@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "context.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "sessions.h"
 #include "cache.h"
+#include "fcgi_reply.h"
 #include "log.h"
 #include "metrics.h"
 #include "replicas.h"
@@ -539,9 +541,13 @@ void ctx_handle(struct app *app, FCGX_Request *r)
 	/* The head from a small buffer, the body from where it lies: no copy of it. */
 	strbuf_init(&out);
 	with_body = http_resp_head(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
-	FCGX_PutStr(out.buf, (int)out.len, r->out);
-	if (with_body)
-		FCGX_PutStr(c.resp.body.buf, (int)c.resp.body.len, r->out);
+	{
+		struct fcgi_part parts[2] = { { out.buf, out.len },
+					      { c.resp.body.buf, c.resp.body.len } };
+
+		if (fcgi_reply(r, parts, with_body ? 2 : 1) != 0)
+			log_msg(LOG_DEBUG, "the answer was not delivered: %s", strerror(errno));
+	}
 	strbuf_free(&out);
 	{
 		double total = now_mono() - c.t_start;
