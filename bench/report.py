@@ -2,7 +2,9 @@
 """Turn bench/results/results.jsonl into report.md and chart.svg, and print
 the table. Each service scenario is compared with its ceiling from the same
 run: nginx serving a static file of the same size over the same TLS (a
-paint's, or a list page's), at the same number of connections. pgbench -S
+paint's, or a list page's), at the same number of connections, measured
+just before the row (the machine drifts over minutes) and in the ceiling
+rows at the start. pgbench -S
 -M prepared is listed as PostgreSQL's own ceiling."""
 import json
 import os
@@ -29,16 +31,18 @@ def fmt(v, unit=""):
 
 def table(rows):
     head = ("| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | "
-            "socket errors | peak db conns | conns opened | vs ceiling |")
-    lines = [head, "|" + "---|" * 12]
+            "socket errors | peak db conns | conns opened | vs ceiling just before | vs ceiling row |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         c = ceiling_for(r, rows)
         ratio = f"{r['rps'] / c['rps']:.2f} of {c['scenario']}" if c else "(ceiling)"
+        a = r.get("adjacent_ceiling")
+        adjacent = f"{r['rps'] / a['rps']:.2f} (static {a['rps']:,.0f} req/s)" if a else "–"
         opened = "–" if r.get("opened") is None else str(r["opened"])
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())) or "–"
         lines.append(f"| {r['scenario']} | {r['connections']} | {r['rps']:,.0f} | {fmt(r['p50'])} | "
                      f"{fmt(r['p90'])} | {fmt(r['p99'])} | {fmt(r['max'])} | {statuses} | "
-                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {opened} | {ratio} |")
+                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {opened} | {adjacent} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -91,16 +91,32 @@ peak_conns() { # sample the service's connections until the file $1 exists
 	echo "$peak"
 }
 
+# The static file each ceiling row serves.
+static_file() {
+	case $1 in
+	"static paint-sized file") echo bench-paint.json ;;
+	"static list-page-sized file") echo bench-list.json ;;
+	*) echo "bench: no static file for '$1'" >&2; exit 1 ;;
+	esac
+}
+
 run() { # name ceiling connections script [env...]
-	local name=$1 ceiling=$2 c=$3 script=$4 stop line peak opened0 opened1
+	local name=$1 ceiling=$2 c=$3 script=$4 stop line peak opened0 opened1 adjacent=null
 	shift 4
 	if [ -n "${BENCH_ONLY:-}" ] && [ -n "$ceiling" ] && ! [[ $name =~ $BENCH_ONLY ]]; then
 		return 0
 	fi
-	say "$name, $c connections, ${SECONDS_EACH}s (after a ${WARM_SECONDS}s warm-up)"
 	# The same load briefly first, so the pool and caches reach steady state.
 	env "$@" wrk -t2 -c"$c" -d"${WARM_SECONDS}s" --timeout 30s \
 		-s "$REPO/bench/wrk/$script" "$BASE" >/dev/null
+	# The ceiling again just before the row: this machine drifts by 20 %
+	# over minutes, so a row is compared with nginx at that very moment.
+	if [ -n "$ceiling" ]; then
+		say "$ceiling again, $c connections, ${SECONDS_EACH}s (the ceiling next to the row below)"
+		adjacent=$(BENCH_STATIC=$(static_file "$ceiling") wrk -t2 -c"$c" -d"${SECONDS_EACH}s" \
+			--timeout 30s --latency -s "$REPO/bench/wrk/static.lua" "$BASE" | sed -n 's/^BENCH //p')
+	fi
+	say "$name, $c connections, ${SECONDS_EACH}s (warmed up for ${WARM_SECONDS}s before)"
 	opened0=$(pool_opened)
 	stop=$(mktemp -u)
 	peak_conns "$stop" >"$stop.peak" &
@@ -111,20 +127,24 @@ run() { # name ceiling connections script [env...]
 	opened1=$(pool_opened)
 	peak=$(cat "$stop.peak")
 	rm -f "$stop" "$stop.peak"
-	python3 - "$name" "$ceiling" "$c" "$peak" "$((opened1 - opened0))" "$line" \
+	python3 - "$name" "$ceiling" "$c" "$peak" "$((opened1 - opened0))" "$line" "$adjacent" \
 		>>"$OUT/results.jsonl" <<-'PY'
 		import json, sys
-		name, ceiling, conns, peak, opened, line = sys.argv[1:7]
+		name, ceiling, conns, peak, opened, line, adjacent = sys.argv[1:8]
 		r = json.loads(line)
+		adj = json.loads(adjacent)
 		r.update(scenario=name, ceiling=ceiling or None, connections=int(conns),
-		         peak_db_connections=int(peak), opened=int(opened))
+		         peak_db_connections=int(peak), opened=int(opened),
+		         adjacent_ceiling={"rps": adj["rps"], "p99": adj["p99"]} if adj else None)
 		print(json.dumps(r))
 	PY
 	tail -1 "$OUT/results.jsonl" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("    %.0f req/s, p99 %.1f ms, statuses %s, peak db connections %d, opened %s"
-      % (r["rps"], r["p99"], r["statuses"], r["peak_db_connections"], r["opened"]))'
+a = r.get("adjacent_ceiling")
+print("    %.0f req/s, p99 %.1f ms, statuses %s, peak db connections %d, opened %s%s"
+      % (r["rps"], r["p99"], r["statuses"], r["peak_db_connections"], r["opened"],
+         ", %.2f of the static file just before (%.0f req/s, p99 %.1f ms)" % (r["rps"] / a["rps"], a["rps"], a["p99"]) if a else ""))'
 }
 
 warm() { # read every paint once (twice over, to be sure) so the cache is hot
