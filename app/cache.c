@@ -30,10 +30,19 @@
  *     succeeds only while its own lease is still there (one Lua script).
  *     So after an invalidation is applied, a value can only be stored by a
  *     reader who took its lease after it, hence read PostgreSQL after it,
- *     hence after W committed. Pages: the generation is read (with the
- *     page, atomically) before the database, and stored under that
- *     generation; an invalidation bumps it, so a page computed before the
- *     bump is never found after it.
+ *     hence after W committed. Pages: a reader reads the generation
+ *     before the database and stores its page under the generation it
+ *     read; an invalidation bumps it (INCR: it only grows within a key
+ *     space). So a page stored under generation g was computed from a
+ *     database read that began after its reader read gen == g. A lookup
+ *     reads gen, then the page under the gen it read, on one connection,
+ *     in that order (one pipeline; a second round trip when the gen is not
+ *     the one the connection read last). If W's bump was applied before
+ *     R started, the gen g that R reads is at least the bump's, and a page
+ *     under g was computed after a reader read g, i.e. after the bump,
+ *     hence after W committed. No atomicity between the two reads is
+ *     needed: a bump between them only makes the page found older than
+ *     the newest, never older than W.
  *  O. Outbox. W inserts its cache_outbox row in its own statement, so the
  *     row commits with W. A row is deleted only after its invalidation was
  *     applied to a Redis server X, and only by CACHE_OUTBOX_DONE_SQL, which
@@ -90,16 +99,17 @@
  *    a drainer in the statement that read its outbox snapshot (a row is
  *    in the snapshot only if its write committed). A reader takes its
  *    lease, then reads <prefix>wal (pipelined after the SET NX; for pages
- *    in the script that reads the generation). If W's invalidation was
- *    applied before the lease, its ZADD was too, so the value read is
- *    >= W's commit position: the fill reads a replica only if the
- *    housekeeper saw it replay at least that far (replica positions only
- *    grow while it runs; a lost or restarted replica fails its pooled
- *    connections and is left out until sampled again; README's "Read
- *    replicas" names the sub-second window this leaves), otherwise the
- *    primary; a missing value (a new key space) means the primary. If
- *    the invalidation comes after the lease, it deletes the lease and the
- *    store is refused, as before. A request that read a replica chosen
+ *    right after the GET of the generation, in the same round trip, the
+ *    generation read standing for the lease). If W's invalidation was
+ *    applied before the lease (or that GET), its ZADD was too, so the
+ *    value read is >= W's commit position: the fill reads a replica
+ *    only if the housekeeper saw it replay at least that far (replica
+ *    positions only grow while it runs; a lost or restarted replica
+ *    fails its pooled connections and is left out until sampled again;
+ *    README's "Read replicas" names the sub-second window this leaves),
+ *    otherwise the primary; a missing value (a new key space) means
+ *    the primary. If the invalidation comes after the lease, it deletes
+ *    the lease and the store is refused, as before. A request that read a replica chosen
  *    for less than its fill needs stores nothing (store_allowed). So (L)
  *    holds with replicas. Every process sharing the Redis must have the
  *    same replica setting: one without replicas records no position.
@@ -420,45 +430,74 @@ static void query_hash(const char *query, char out[33])
  * gen is "<generation>.<connection>": a page is stored only through the
  * connection its generation was read on, so never into another key space
  * (the thread may reconnect in between, even to another server).
+ *
+ * One pipeline, in this order: GET <prefix>gen, ZSCORE <prefix>wal w
+ * (with replicas, piece R), GET of the page under the generation this
+ * connection read last. When the generation read is that one, the page
+ * reply is the answer; when a write bumped it since, a second round trip
+ * reads the page under the new one (another thread may have filled it
+ * already: after a write, each connection pays one extra round trip, not
+ * a miss). Nothing here needs the two GETs to be atomic: see piece L.
  */
 enum cache_result cache_page_get(const char *kind, const char *query, struct strbuf *value,
 				 char gen[24])
 {
 	struct cache_conn *t = cache_conn_get(1);
-	char prefix[96], hash[33];
-	redisReply *r;
-	enum cache_result res = CACHE_MISS;
+	char hash[33], g[CACHE_GEN_LEN];
+	redisReply *r[3] = { NULL, NULL, NULL }, *page, *fetched = NULL;
+	int wal_on = cache_conn_wal_on(), n = 0, i;
+	unsigned glen;
+	enum cache_result res = CACHE_BYPASS;
 
 	gen[0] = '\0';
-	if (t == NULL) {
-		atomic_fetch_add(&cache_n.bypasses, 1);
-		return CACHE_BYPASS;
-	}
-	snprintf(prefix, sizeof(prefix), "%s%s:", t->prefix, kind);
+	if (t == NULL)
+		goto out;
 	query_hash(query, hash);
-	r = cache_conn_command(t, "EVALSHA %s 2 %sgen %swal %s %s", t->page_sha, t->prefix, t->prefix,
-			       prefix, hash);
-	if (r == NULL) {
-		atomic_fetch_add(&cache_n.bypasses, 1);
-		return CACHE_BYPASS;
+	redisAppendCommand(t->rc, "GET %sgen", t->prefix);
+	if (wal_on)
+		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
+	if (t->last_gen_len > 0)
+		redisAppendCommand(t->rc, "GET %s%s:%b:%s", t->prefix, kind, t->last_gen,
+				   (size_t)t->last_gen_len, hash);
+	n = 1 + wal_on + (t->last_gen_len > 0);
+	if (cache_conn_replies(t, r, n) != 0) {
+		n = 0;	/* freed */
+		goto out;
 	}
-	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len <= 14) {
-		snprintf(gen, 24, "%.*s.%x", (int)r->element[0]->len, r->element[0]->str,
-			 t->conn_no);
-		if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING) {
-			strbuf_append(value, r->element[2]->str, r->element[2]->len);
-			res = CACHE_HIT;
-		} else if (r->elements >= 2) {
-			fill_lsn = wal_reply(r->element[1]);
-		} else {
-			fill_lsn = UINT64_MAX;
-		}
+	/* A missing generation is 0 (a new key space); one too long for gen[] is not ours. */
+	if (r[0]->type == REDIS_REPLY_NIL) {
+		g[0] = '0';
+		glen = 1;
+	} else if (r[0]->type == REDIS_REPLY_STRING && r[0]->len >= 1 && r[0]->len <= CACHE_GEN_LEN) {
+		memcpy(g, r[0]->str, r[0]->len);
+		glen = (unsigned)r[0]->len;
 	} else {
 		atomic_fetch_add(&cache_n.errors, 1);
-		res = CACHE_BYPASS;
+		goto out;
 	}
-	freeReplyObject(r);
+	if (t->last_gen_len == glen && memcmp(t->last_gen, g, glen) == 0) {
+		page = r[n - 1];
+	} else {
+		memcpy(t->last_gen, g, glen);
+		t->last_gen_len = glen;
+		fetched = cache_conn_command(t, "GET %s%s:%b:%s", t->prefix, kind, g, (size_t)glen, hash);
+		if (fetched == NULL)
+			goto out;
+		page = fetched;
+	}
+	snprintf(gen, 24, "%.*s.%x", (int)glen, g, t->conn_no);
+	if (page->type == REDIS_REPLY_STRING) {
+		strbuf_append(value, page->str, page->len);
+		res = CACHE_HIT;
+	} else {
+		fill_lsn = wal_reply(wal_on ? r[1] : NULL);
+		res = CACHE_MISS;
+	}
+out:
+	if (fetched)
+		freeReplyObject(fetched);
+	for (i = 0; i < n; i++)
+		freeReplyObject(r[i]);
 	atomic_fetch_add(res == CACHE_HIT ? &cache_n.hits : res == CACHE_MISS ? &cache_n.misses : &cache_n.bypasses, 1);
 	return res;
 }

@@ -34,15 +34,6 @@ static const char store_script[] =
 	"end "
 	"return 0";
 
-/*
- * The generation, the WAL position of the last invalidation (piece R;
- * false when unknown) and the page under the generation, in one round trip.
- */
-static const char page_script[] =
-	"local g = redis.call('GET', KEYS[1]) or '0' "
-	"return {g, redis.call('ZSCORE', KEYS[2], 'w') or false, "
-	"redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
-
 /* Set once by cache_conn_setup before threads start; read-only afterwards. */
 static const struct config *cfg;
 static pthread_key_t conn_key;
@@ -278,12 +269,12 @@ static int connect_thread(struct cache_conn *t)
 	if ((r = cache_conn_command(t, "CLIENT SETNAME paintstudio-%d", (int)getpid())) == NULL)
 		return -1;
 	freeReplyObject(r);
-	if (load_script(t, store_script, t->store_sha) != 0 ||
-	    load_script(t, page_script, t->page_sha) != 0)
+	if (load_script(t, store_script, t->store_sha) != 0)
 		return -1;
 	if (read_identity(t, t->ident) != 0)
 		return -1;
 	cache_key_prefix(t->ident, t->prefix);
+	t->last_gen_len = 0;	/* a generation read in another key space means nothing here */
 	t->conn_no++;
 	t->seen_seq = 0;	/* compare with the trusted identity on first use */
 	return 0;

@@ -15,6 +15,7 @@
 #include "config.h"
 
 #define CACHE_DRAIN_BATCH 500	/* outbox rows one drain step applies */
+#define CACHE_GEN_LEN 14	/* longest page generation served: gen[24] of cache_page_get holds it, ".", conn_no */
 
 /* A thread's own connection (hiredis contexts are not thread-safe). */
 struct cache_conn {
@@ -25,13 +26,22 @@ struct cache_conn {
 	int matches;			/* ident == trusted_ident as of seen_seq */
 	unsigned conn_no;		/* counts this thread's connections */
 	/*
-	 * SHA1s of the store and page scripts, loaded on this connection
-	 * when it opened: EVALSHA spares Redis the script's text and hash on
-	 * every call. A server that lost them (SCRIPT FLUSH) answers NOSCRIPT,
-	 * an error reply like any other: the connection is dropped and the
-	 * next one loads them again.
+	 * SHA1 of the store script, loaded on this connection when it
+	 * opened: EVALSHA spares Redis the script's text and hash on every
+	 * call. A server that lost it (SCRIPT FLUSH) answers NOSCRIPT, an
+	 * error reply like any other: the connection is dropped and the next
+	 * one loads it again.
 	 */
-	char store_sha[41], page_sha[41];
+	char store_sha[41];
+	/*
+	 * The page generation this connection read last (not terminated;
+	 * last_gen_len 0: none yet). cache_page_get asks for the page under
+	 * it in the same round trip as the generation itself, and needs a
+	 * second one only when they differ. Emptied at every connect (a new
+	 * connection may be to another key space).
+	 */
+	char last_gen[CACHE_GEN_LEN];
+	unsigned last_gen_len;
 };
 
 /* The figures of cache_get_stats: relaxed atomics, bumped anywhere. */

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,6 +378,134 @@ static void test_pages_follow_the_generation(void **state)
 	strbuf_free(&v);
 }
 
+/*
+ * Whether the page of kind and query is stored under the generation of
+ * gen ("<generation>.<connection>"), read on a connection of the test's
+ * own: the key layout <prefix><kind>:<generation>:<hash of query>.
+ */
+static int page_stored(const char *kind, const char *query, const char *gen)
+{
+	redisContext *rc = redisConnect(cfg.redis.host, cfg.redis.port);
+	redisReply *a, *b, *r;
+	char ident[CACHE_IDENT_LEN], prefix[CACHE_PREFIX_LEN], hash[33];
+	unsigned char h[16];
+	const char *dot = strchr(gen, '.');
+	int found;
+
+	assert_non_null(dot);
+	assert_non_null(rc);
+	assert_int_equal(rc->err, 0);
+	a = redisCommand(rc, "INFO server");
+	b = redisCommand(rc, "INFO replication");
+	assert_int_equal(cache_identity_parse(a->str, b->str, ident), 0);
+	cache_key_prefix(ident, prefix);
+	crypto_generichash(h, sizeof(h), (const unsigned char *)query, strlen(query), NULL, 0);
+	sodium_bin2hex(hash, sizeof(hash), h, sizeof(h));
+	r = redisCommand(rc, "EXISTS %s%s:%b:%s", prefix, kind, gen, (size_t)(dot - gen), hash);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	found = r->integer == 1;
+	freeReplyObject(r);
+	freeReplyObject(a);
+	freeReplyObject(b);
+	redisFree(rc);
+	return found;
+}
+
+/*
+ * A connection asks for the page under the generation it read last, in
+ * the same round trip as the generation: after a bump, that page is still
+ * there but must not be served.
+ */
+static void test_a_page_under_an_old_generation_is_not_served(void **state)
+{
+	struct strbuf v;
+	char query[64], gen[24], gen2[24];
+	int64_t id = next_id++;
+
+	(void)state;
+	snprintf(query, sizeof(query), "q=old-gen-%lld", (long long)id);
+	strbuf_init(&v);
+	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_MISS);
+	cache_page_store("list", query, gen, "\"g\"\n[1]", 7);
+	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);	/* remembers g */
+	assert_string_equal(gen, gen2);
+	assert_true(page_stored("list", query, gen));
+	assert_int_equal(cache_invalidate(&id, 1), 0);	/* a write: the generation moves on */
+	assert_true(page_stored("list", query, gen));	/* the old page is still in Redis... */
+	strbuf_reset(&v);
+	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_MISS);	/* ...unseen */
+	assert_string_not_equal(gen, gen2);
+	assert_int_equal(v.len, 0);
+	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_MISS);	/* and again */
+	assert_int_equal(v.len, 0);
+	strbuf_free(&v);
+}
+
+struct page_filler {
+	const char *query;
+	enum cache_result got;
+};
+
+/* Another thread, so another connection: it fills the page under the current generation. */
+static void *fill_page(void *arg)
+{
+	struct page_filler *f = arg;
+	struct strbuf v;
+	char gen[24];
+
+	strbuf_init(&v);
+	f->got = cache_page_get("list", f->query, &v, gen);
+	if (f->got == CACHE_MISS)
+		cache_page_store("list", f->query, gen, "\"n\"\n[2]", 7);
+	strbuf_free(&v);
+	return NULL;
+}
+
+/*
+ * After a bump, a page stored under the new generation is a hit: on a
+ * connection that still remembers the old generation (its second round
+ * trip), then on the one that stored it.
+ */
+static void test_a_page_under_the_new_generation_is_a_hit(void **state)
+{
+	struct strbuf v;
+	char query[64], gen[24], gen2[24];
+	struct page_filler f;
+	pthread_t th;
+	int64_t id = next_id++;
+
+	(void)state;
+	snprintf(query, sizeof(query), "q=new-gen-%lld", (long long)id);
+	strbuf_init(&v);
+	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_MISS);
+	cache_page_store("list", query, gen, "\"g\"\n[1]", 7);
+	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);	/* remembers g */
+	assert_int_equal(cache_invalidate(&id, 1), 0);
+	f.query = query;
+	assert_int_equal(pthread_create(&th, NULL, fill_page, &f), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(f.got, CACHE_MISS);
+	strbuf_reset(&v);
+	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);	/* g+1: looked up again */
+	assert_string_equal(v.buf, "\"n\"\n[2]");
+	assert_string_not_equal(gen, gen2);
+	assert_true(page_stored("list", query, gen2));
+	strbuf_reset(&v);
+	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_HIT);	/* remembered: one trip */
+	assert_string_equal(v.buf, "\"n\"\n[2]");
+	assert_string_equal(gen, gen2);
+	/* and on this thread: a bump, a miss, a store under the new generation, a hit */
+	assert_int_equal(cache_invalidate(&id, 1), 0);
+	strbuf_reset(&v);
+	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_MISS);
+	cache_page_store("list", query, gen, "\"t\"\n[3]", 7);
+	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);
+	assert_string_equal(v.buf, "\"t\"\n[3]");
+	assert_string_equal(gen, gen2);
+	strbuf_free(&v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +515,8 @@ int main(void)
 		cmocka_unit_test(test_one_lease_for_a_herd),
 		cmocka_unit_test(test_drain_applies_the_outbox),
 		cmocka_unit_test(test_pages_follow_the_generation),
+		cmocka_unit_test(test_a_page_under_an_old_generation_is_not_served),
+		cmocka_unit_test(test_a_page_under_the_new_generation_is_a_hit),
 		cmocka_unit_test(test_an_error_reply_withdraws_trust),
 		cmocka_unit_test(test_a_write_waits_only_during_a_fault),
 	};
