@@ -413,6 +413,20 @@ static int page_stored(const char *kind, const char *query, const char *gen)
 }
 
 /*
+ * Store a page for query under the current generation (into gen) and read
+ * it back: afterwards this thread's connection remembers that generation.
+ */
+static void page_stored_and_read(const char *query, struct strbuf *v, char gen[24])
+{
+	char gen2[24];
+
+	assert_int_equal(cache_page_get("list", query, v, gen), CACHE_MISS);
+	cache_page_store("list", query, gen, "\"g\"\n[1]", 7);
+	assert_int_equal(cache_page_get("list", query, v, gen2), CACHE_HIT);
+	assert_string_equal(gen, gen2);
+}
+
+/*
  * A connection asks for the page under the generation it read last, in
  * the same round trip as the generation: after a bump, that page is still
  * there but must not be served.
@@ -426,10 +440,7 @@ static void test_a_page_under_an_old_generation_is_not_served(void **state)
 	(void)state;
 	snprintf(query, sizeof(query), "q=old-gen-%lld", (long long)id);
 	strbuf_init(&v);
-	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_MISS);
-	cache_page_store("list", query, gen, "\"g\"\n[1]", 7);
-	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);	/* remembers g */
-	assert_string_equal(gen, gen2);
+	page_stored_and_read(query, &v, gen);
 	assert_true(page_stored("list", query, gen));
 	assert_int_equal(cache_invalidate(&id, 1), 0);	/* a write: the generation moves on */
 	assert_true(page_stored("list", query, gen));	/* the old page is still in Redis... */
@@ -478,9 +489,7 @@ static void test_a_page_under_the_new_generation_is_a_hit(void **state)
 	(void)state;
 	snprintf(query, sizeof(query), "q=new-gen-%lld", (long long)id);
 	strbuf_init(&v);
-	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_MISS);
-	cache_page_store("list", query, gen, "\"g\"\n[1]", 7);
-	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);	/* remembers g */
+	page_stored_and_read(query, &v, gen);
 	assert_int_equal(cache_invalidate(&id, 1), 0);
 	f.query = query;
 	assert_int_equal(pthread_create(&th, NULL, fill_page, &f), 0);
