@@ -529,10 +529,8 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 
 void cache_get_stats(struct cache_stats *st)
 {
-	const struct config *cfg = cache_conn_config();
-
 	memset(st, 0, sizeof(*st));
-	st->enabled = cfg && cfg->redis.host;
+	st->enabled = cache_conn_enabled();
 	st->hits = atomic_load(&cache_n.hits);
 	st->misses = atomic_load(&cache_n.misses);
 	st->bypasses = atomic_load(&cache_n.bypasses);

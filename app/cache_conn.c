@@ -87,6 +87,11 @@ const struct config *cache_conn_config(void)
 	return cfg;
 }
 
+int cache_conn_enabled(void)
+{
+	return cfg != NULL && redis_url_given(&cfg->redis);
+}
+
 long long cache_now_ms(void)
 {
 	return (long long)(now_mono() * 1000.0);
@@ -241,29 +246,64 @@ static int load_script(struct cache_conn *t, const char *script, char sha[41])
 	return 0;
 }
 
+/* One command on a fresh connection: 0, or -1 with the reason in err. */
+static int setup_command(redisContext *rc, char *err, size_t errlen, const char *what,
+			 const char *fmt, ...)
+{
+	redisReply *r;
+	va_list ap;
+	int rc_ok;
+
+	va_start(ap, fmt);
+	r = redisvCommand(rc, fmt, ap);
+	va_end(ap);
+	rc_ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+	if (!rc_ok)
+		snprintf(err, errlen, "%s: %s", what,
+			 r ? r->str : rc->err ? rc->errstr : "no answer");
+	if (r)
+		freeReplyObject(r);
+	return rc_ok ? 0 : -1;
+}
+
+redisContext *cache_redis_connect(const struct redis_url *u, int timeout_ms,
+				  char *err, size_t errlen)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	redisContext *rc;
+
+	rc = u->path ? redisConnectUnixWithTimeout(u->path, tv)
+		     : redisConnectWithTimeout(u->host, u->port, tv);
+	if (rc == NULL || rc->err) {
+		snprintf(err, errlen, "%s", rc ? rc->errstr : "out of memory");
+		goto fail;
+	}
+	if (redisSetTimeout(rc, tv) != REDIS_OK) {
+		snprintf(err, errlen, "cannot set the command timeout");
+		goto fail;
+	}
+	if (u->password &&
+	    (u->username ? setup_command(rc, err, errlen, "AUTH", "AUTH %s %s", u->username, u->password)
+			 : setup_command(rc, err, errlen, "AUTH", "AUTH %s", u->password)))
+		goto fail;
+	if (u->db && setup_command(rc, err, errlen, "SELECT", "SELECT %d", u->db))
+		goto fail;
+	return rc;
+fail:
+	if (rc)
+		redisFree(rc);
+	return NULL;
+}
+
 static int connect_thread(struct cache_conn *t)
 {
-	struct timeval tv = { cfg->cache_timeout_ms / 1000, (cfg->cache_timeout_ms % 1000) * 1000 };
+	char why[160];
 	redisReply *r;
 
-	t->rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
-	if (t->rc == NULL || t->rc->err) {
-		cache_conn_failed(t, t->rc ? t->rc->errstr : "out of memory");
+	t->rc = cache_redis_connect(&cfg->redis, cfg->cache_timeout_ms, why, sizeof(why));
+	if (t->rc == NULL) {
+		cache_conn_failed(t, why);
 		return -1;
-	}
-	redisSetTimeout(t->rc, tv);
-	if (cfg->redis.password) {
-		r = cfg->redis.username
-			? cache_conn_command(t, "AUTH %s %s", cfg->redis.username, cfg->redis.password)
-			: cache_conn_command(t, "AUTH %s", cfg->redis.password);
-		if (r == NULL)
-			return -1;
-		freeReplyObject(r);
-	}
-	if (cfg->redis.db) {
-		if ((r = cache_conn_command(t, "SELECT %d", cfg->redis.db)) == NULL)
-			return -1;
-		freeReplyObject(r);
 	}
 	/* A name per process: operators (and the fault tests) can tell them apart. */
 	if ((r = cache_conn_command(t, "CLIENT SETNAME paintstudio-%d", (int)getpid())) == NULL)
@@ -302,7 +342,7 @@ struct cache_conn *cache_conn_get(int need_trust)
 	struct cache_conn *t;
 	long long until, now = 0;
 
-	if (cfg == NULL || cfg->redis.host == NULL)
+	if (!cache_conn_enabled())
 		return NULL;
 	until = atomic_load(&down_until_ms);
 	if (until && (now = cache_now_ms()) < until)

@@ -54,13 +54,6 @@ void cache_outbox_setup(void)
 	snprintf(holder, sizeof(holder), "%.60s/%d/%s", host, (int)getpid(), hex);
 }
 
-static int cache_enabled(void)
-{
-	const struct config *cfg = cache_conn_config();
-
-	return cfg != NULL && cfg->redis.host != NULL;
-}
-
 void cache_set_pool(struct pool *p)
 {
 	drain_pool = p;
@@ -203,7 +196,7 @@ int cache_drain(struct pool *p)
 
 	if (p == NULL)
 		p = drain_pool;
-	if (p == NULL || !cache_enabled())
+	if (p == NULL || !cache_conn_enabled())
 		return -1;
 	if (pool_checkout(p, 1.0, "cache.drain", &c, &err) != 0)
 		return -1;
@@ -370,7 +363,7 @@ static void *drainer_main(void *arg)
 
 void cache_start(const struct pool_settings *ps)
 {
-	if (!cache_enabled() || drainer_running)
+	if (!cache_conn_enabled() || drainer_running)
 		return;
 	pgconnect_side_settings(&drainer_settings, ps, "cache", drainer_app_name,
 				sizeof(drainer_app_name), DRAIN_STATEMENT_MS);

@@ -3,7 +3,7 @@
  * reads it), given the profile's default, validated with a one-line
  * message that names the variable, and stored in struct config. One small
  * loader per section (database, cache, server, auth, observability); the
- * redis:// URL parser lives here too.
+ * REDIS_URL parser (redis:// and unix://) lives here too.
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -433,9 +433,26 @@ void config_free(struct config *cfg)
 void redis_url_free(struct redis_url *u)
 {
 	free(u->host);
+	free(u->path);
 	free(u->username);
 	free(u->password);
 	memset(u, 0, sizeof(*u));
+}
+
+int redis_url_given(const struct redis_url *u)
+{
+	return u->host != NULL || u->path != NULL;
+}
+
+const char *redis_url_where(const struct redis_url *u, char *buf, size_t len)
+{
+	if (u->path)
+		snprintf(buf, len, "unix:%s", u->path);
+	else if (u->host && strchr(u->host, ':'))
+		snprintf(buf, len, "[%s]:%d", u->host, u->port);
+	else
+		snprintf(buf, len, "%s:%d", u->host ? u->host : "", u->port);
+	return buf;
 }
 
 /*
@@ -524,32 +541,109 @@ static int url_port(const char *p, const char *slash, struct redis_url *out,
 	return 0;
 }
 
-int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen)
+/* "db=N" pairs after a unix socket's path (q: just past the '?'). */
+static int url_query(const char *q, struct redis_url *out, char *err, size_t errlen)
 {
-	const char *p, *slash;
+	while (*q) {
+		size_t len = strcspn(q, "&");
+		char num[8];
+		int64_t n;
+
+		if (len >= 3 && strncmp(q, "db=", 3) == 0) {
+			if (len - 3 == 0 || len - 3 >= sizeof(num)) {
+				snprintf(err, errlen, "database must be a number from 0 to 999");
+				return -1;
+			}
+			memcpy(num, q + 3, len - 3);
+			num[len - 3] = '\0';
+			if (parse_int64(num, 0, 999, &n)) {
+				snprintf(err, errlen, "database must be a number from 0 to 999");
+				return -1;
+			}
+			out->db = (int)n;
+		} else if (len != 0) {
+			/* (not quoted: it could hold a secret) */
+			snprintf(err, errlen, "unknown parameter after the socket's path: only ?db=N is accepted");
+			return -1;
+		}
+		q += len;
+		if (*q == '&')
+			q++;
+	}
+	return 0;
+}
+
+/* redis://[[user]:password@]host[:port][/db], from just past the scheme. */
+static int parse_tcp(const char *p, struct redis_url *out, char *err, size_t errlen)
+{
+	const char *slash;
 	int64_t n;
 
-	memset(out, 0, sizeof(*out));
 	out->port = 6379;
-	if (strncmp(url, "redis://", 8) != 0) {
-		snprintf(err, errlen, "expected redis://[:password@]host:port[/db]");
-		return -1;
-	}
-	p = url + 8;
 	if ((slash = strchr(p, '/')) == NULL)
 		slash = p + strlen(p);
 	if (url_userinfo(&p, slash, out, err, errlen) || url_host(&p, slash, out, err, errlen) ||
 	    url_port(p, slash, out, err, errlen))
-		goto fail;
+		return -1;
 	if (*slash == '/' && slash[1] != '\0') {
 		if (parse_int64(slash + 1, 0, 999, &n)) {
 			snprintf(err, errlen, "database must be a number from 0 to 999");
-			goto fail;
+			return -1;
 		}
 		out->db = (int)n;
 	}
 	return 0;
-fail:
-	redis_url_free(out);
-	return -1;
+}
+
+/* unix://[[user]:password@]/absolute/path[?db=N], from just past the scheme. */
+static int parse_unix(const char *p, struct redis_url *out, char *err, size_t errlen)
+{
+	const char *slash, *q;
+	size_t len;
+
+	if ((slash = strchr(p, '/')) == NULL)
+		slash = p + strlen(p);
+	if (url_userinfo(&p, slash, out, err, errlen))
+		return -1;
+	if (*p == '\0' || *p == '?') {
+		snprintf(err, errlen, "missing the socket's path: unix:///path/to/redis.sock");
+		return -1;
+	}
+	if (p != slash) {
+		snprintf(err, errlen, "the socket's path must be absolute: unix:///path/to/redis.sock");
+		return -1;
+	}
+	q = strchr(slash, '?');
+	len = q ? (size_t)(q - slash) : strlen(slash);
+	if (pct_decode(slash, len, 0, &out->path) != 0) {
+		snprintf(err, errlen, "bad %%-escape in the socket's path");
+		return -1;
+	}
+	if (strlen(out->path) > REDIS_URL_PATH_MAX) {
+		snprintf(err, errlen, "the socket's path is longer than %d bytes", REDIS_URL_PATH_MAX);
+		return -1;
+	}
+	if (out->path[strlen(out->path) - 1] == '/') {
+		snprintf(err, errlen, "the socket's path names a directory");
+		return -1;
+	}
+	return q ? url_query(q + 1, out, err, errlen) : 0;
+}
+
+int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (strncmp(url, "redis://", 8) == 0) {
+		rc = parse_tcp(url + 8, out, err, errlen);
+	} else if (strncmp(url, "unix://", 7) == 0) {
+		rc = parse_unix(url + 7, out, err, errlen);
+	} else {
+		snprintf(err, errlen, "expected redis://[:password@]host:port[/db] or unix://[:password@]/path/to/redis.sock[?db=N]");
+		rc = -1;
+	}
+	if (rc != 0)
+		redis_url_free(out);
+	return rc;
 }

@@ -240,30 +240,25 @@ static int check_database(const struct config *cfg, const char *dir)
 /* The check's Redis line; returns the failures. */
 static int check_redis(const struct config *cfg)
 {
-	struct timeval tv = { 2, 0 };
 	redisContext *rc;
 	redisReply *rep = NULL;
+	char where[160], why[200] = "";
 	int failed = 0;
 
-	if (cfg->redis.host == NULL) {
+	if (!redis_url_given(&cfg->redis)) {
 		printf("%-12s SKIP  REDIS_URL is empty: cache disabled\n", "redis");
 		return 0;
 	}
-	rc = redisConnectWithTimeout(cfg->redis.host, cfg->redis.port, tv);
-	if (rc && !rc->err) {
-		redisSetTimeout(rc, tv);
-		if (cfg->redis.password)
-			freeReplyObject(cfg->redis.username
-				? redisCommand(rc, "AUTH %s %s", cfg->redis.username, cfg->redis.password)
-				: redisCommand(rc, "AUTH %s", cfg->redis.password));
+	redis_url_where(&cfg->redis, where, sizeof(where));
+	rc = cache_redis_connect(&cfg->redis, 2000, why, sizeof(why));
+	if (rc)
 		rep = redisCommand(rc, "PING");
-	}
 	if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {
-		printf("%-12s OK    %s:%d\n", "redis", cfg->redis.host, cfg->redis.port);
+		printf("%-12s OK    %s\n", "redis", where);
 	} else {
-		printf("%-12s FAIL  %s:%d: %s\n", "redis", cfg->redis.host, cfg->redis.port,
-		       rc && rc->err ? rc->errstr
-				     : rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no answer");
+		printf("%-12s FAIL  %s: %s\n", "redis", where,
+		       rc == NULL ? why : rc->err ? rc->errstr
+			     : rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no answer");
 		failed++;
 	}
 	if (rep)

@@ -54,6 +54,8 @@
 struct config;
 struct pool;
 struct pool_settings;
+struct redis_url;
+struct redisContext;
 
 enum cache_result {
 	CACHE_UNUSED = -1,	/* the request did not look in the cache */
@@ -89,6 +91,16 @@ struct cache_stats {
 #define CACHE_OUTBOX_DONE_SQL \
 	"DELETE FROM cache_outbox WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM cache_leases " \
 	"WHERE until > clock_timestamp() AND redis <> $2) RETURNING id"
+
+/*
+ * Open a connection to the Redis that u names (unix socket or TCP) with
+ * timeout_ms for the connect and for every command, authenticated and on
+ * u's database: the one way every part of the service (and its tests)
+ * connects. Returns the context (caller redisFree's it), or NULL with the
+ * reason in err (never the password).
+ */
+struct redisContext *cache_redis_connect(const struct redis_url *u, int timeout_ms,
+					 char *err, size_t errlen);
 
 /* Read cfg's REDIS_URL, TTL and timeouts. Call once before threads start. */
 void cache_setup(const struct config *cfg);

@@ -58,6 +58,9 @@ void cache_outbox_setup(void);
 /* The settings given to cache_setup; NULL before. */
 const struct config *cache_conn_config(void);
 
+/* Whether the cache is in use: set up, with a REDIS_URL that names a server. */
+int cache_conn_enabled(void);
+
 /*
  * This thread's usable connection, or NULL to bypass Redis (disabled,
  * backing off, failed to connect, or, with need_trust, not trusted now or

@@ -12,10 +12,15 @@
 
 enum app_env { APP_ENV_DEVELOPMENT, APP_ENV_PRODUCTION };
 
-/* A parsed redis:// URL. host is NULL when the cache is disabled. */
+/*
+ * A parsed REDIS_URL: a TCP server (host, port) or a unix socket (path).
+ * Both are NULL when the cache is disabled (redis_url_given).
+ */
+#define REDIS_URL_PATH_MAX 107	/* bytes: sun_path holds 108 with its NUL */
 struct redis_url {
-	char *host;
+	char *host;	/* NULL for a unix socket */
 	int port;
+	char *path;	/* the unix socket's absolute path; NULL for TCP */
 	char *username;	/* NULL: none (Redis 6 ACL user) */
 	char *password;	/* NULL: none */
 	int db;
@@ -90,12 +95,23 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 void config_free(struct config *cfg);
 
 /*
- * Parse redis://[[user]:password@]host[:port][/db] (host may be [v6]).
+ * Parse redis://[[user]:password@]host[:port][/db] (host may be [v6]) or
+ * unix://[[user]:password@]/absolute/path[?db=N] (redis-py's and Lettuce's
+ * form; the path at most REDIS_URL_PATH_MAX bytes once %-decoded).
  * Returns 0 and fills out (caller frees with redis_url_free), or -1 with
- * the reason in err.
+ * the reason in err (never the password).
  */
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen);
 void redis_url_free(struct redis_url *u);
+
+/* Whether u names a server (TCP or unix socket): else the cache is off. */
+int redis_url_given(const struct redis_url *u);
+
+/*
+ * Where u points, for people: "unix:/path" or "host:port" ([v6]:port),
+ * never the password. Writes at most len bytes into buf; returns buf.
+ */
+const char *redis_url_where(const struct redis_url *u, char *buf, size_t len);
 
 /*
  * Check DATABASE_REPLICA_URLS: empty, or postgres:// URLs separated by

@@ -56,7 +56,7 @@ static int setup(void **state)
 	next_id = 1000000000000LL + (int64_t)(now_wall() * 1000.0) % 1000000000LL * 100;
 	if (config_load(&cfg, environ, err, sizeof(err)) != 0)
 		fail_msg("config: %s", err);
-	if (cfg.redis.host == NULL)
+	if (!redis_url_given(&cfg.redis))
 		fail_msg("REDIS_URL is not set: run through tests/run.py");
 	memset(&ps, 0, sizeof(ps));
 	ps.database_url = cfg.database_url;
@@ -258,12 +258,12 @@ static void test_drain_applies_the_outbox(void **state)
 /* A command on a connection of the test's own, in the service's key space. */
 static void redis_raw(const char *fmt, const char *arg)
 {
-	redisContext *rc = redisConnect(cfg.redis.host, cfg.redis.port);
+	char ident[CACHE_IDENT_LEN], prefix[CACHE_PREFIX_LEN], key[128], why[200];
+	redisContext *rc = cache_redis_connect(&cfg.redis, 2000, why, sizeof(why));
 	redisReply *a, *b, *r;
-	char ident[CACHE_IDENT_LEN], prefix[CACHE_PREFIX_LEN], key[128];
 
-	assert_non_null(rc);
-	assert_int_equal(rc->err, 0);
+	if (rc == NULL)
+		fail_msg("cannot connect to Redis: %s", why);
 	a = redisCommand(rc, "INFO server");
 	b = redisCommand(rc, "INFO replication");
 	assert_int_equal(cache_identity_parse(a->str, b->str, ident), 0);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -212,6 +213,111 @@ static void test_redis_url_forms(void **state)
 	assert_int_equal(redis_url_parse("redis://h o/", &u, e, sizeof(e)), -1);
 }
 
+static void test_redis_unix_socket_forms(void **state)
+{
+	/* 107 bytes: the longest path sun_path holds with its NUL */
+	char longest[200] = "unix:///", too_long[sizeof(longest) + 1];
+	struct redis_url u;
+	char e[200], where[160];
+
+	(void)state;
+	assert_int_equal(redis_url_parse("unix:///run/redis/redis.sock", &u, e, sizeof(e)), 0);
+	assert_string_equal(u.path, "/run/redis/redis.sock");
+	assert_null(u.host);
+	assert_null(u.password);
+	assert_null(u.username);
+	assert_int_equal(u.db, 0);
+	assert_true(redis_url_given(&u));
+	assert_string_equal(redis_url_where(&u, where, sizeof(where)), "unix:/run/redis/redis.sock");
+	redis_url_free(&u);
+
+	assert_int_equal(redis_url_parse("unix://:s%40cret@/tmp/r%20s.sock?db=3", &u, e, sizeof(e)), 0);
+	assert_string_equal(u.path, "/tmp/r s.sock");
+	assert_string_equal(u.password, "s@cret");
+	assert_null(u.username);
+	assert_int_equal(u.db, 3);
+	redis_url_free(&u);
+
+	assert_int_equal(redis_url_parse("unix://app:pw@/var/run/redis.sock?db=0", &u, e, sizeof(e)), 0);
+	assert_string_equal(u.username, "app");
+	assert_string_equal(u.password, "pw");
+	assert_string_equal(u.path, "/var/run/redis.sock");
+	redis_url_free(&u);
+
+	memset(longest + 8, 'a', REDIS_URL_PATH_MAX - 1);
+	assert_int_equal(redis_url_parse(longest, &u, e, sizeof(e)), 0);
+	assert_int_equal(strlen(u.path), REDIS_URL_PATH_MAX);
+	redis_url_free(&u);
+	snprintf(too_long, sizeof(too_long), "%sa", longest);
+	assert_int_equal(redis_url_parse(too_long, &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "longer than 107 bytes"));
+	assert_null(u.path);
+
+	assert_int_equal(redis_url_parse("unix://", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "missing the socket's path"));
+	assert_int_equal(redis_url_parse("unix://:pw@", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "missing the socket's path"));
+	assert_null(u.password);	/* freed on failure */
+	assert_int_equal(redis_url_parse("unix://?db=1", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "missing the socket's path"));
+	assert_int_equal(redis_url_parse("unix://var/run/redis.sock", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "must be absolute"));
+	assert_int_equal(redis_url_parse("unix://redis.sock", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "must be absolute"));
+	assert_int_equal(redis_url_parse("unix:///", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "names a directory"));
+	assert_int_equal(redis_url_parse("unix:///tmp/r.sock?password=x", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "only ?db=N"));
+	assert_null(strstr(e, "password=x"));
+	assert_int_equal(redis_url_parse("unix:///tmp/r.sock?db=1&timeout=2", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "only ?db=N"));
+	assert_int_equal(redis_url_parse("unix:///tmp/r.sock?db=", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "0 to 999"));
+	assert_int_equal(redis_url_parse("unix:///tmp/r.sock?db=1000", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("unix:///tmp/r.sock?db=x", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("unix:///tmp/r%zz.sock", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "%-escape"));
+	assert_int_equal(redis_url_parse("unix:///tmp/r%00.sock", &u, e, sizeof(e)), -1);
+	assert_int_equal(redis_url_parse("unix:/tmp/r.sock", &u, e, sizeof(e)), -1);
+	assert_non_null(strstr(e, "unix://"));
+	assert_int_equal(redis_url_parse("rediss://h", &u, e, sizeof(e)), -1);
+}
+
+static void test_redis_unix_url_from_the_environment(void **state)
+{
+	char good[] = "REDIS_URL=unix:///srv/stack/run/redis.sock?db=2";
+	char bad[] = "REDIS_URL=unix://run/redis.sock";
+	char *env_good[] = { good, NULL }, *env_bad[] = { bad, NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env_good), 0);
+	assert_string_equal(cfg.redis.path, "/srv/stack/run/redis.sock");
+	assert_null(cfg.redis.host);
+	assert_int_equal(cfg.redis.db, 2);
+	assert_true(redis_url_given(&cfg.redis));
+	config_free(&cfg);
+
+	assert_int_equal(load(&cfg, env_bad), -1);
+	assert_non_null(strstr(err, "REDIS_URL is invalid"));
+	assert_non_null(strstr(err, "must be absolute"));
+}
+
+static void test_redis_where_tcp(void **state)
+{
+	struct redis_url u;
+	char e[200], where[160];
+
+	(void)state;
+	assert_int_equal(redis_url_parse("redis://:pw@cache:6380/1", &u, e, sizeof(e)), 0);
+	assert_null(u.path);
+	assert_string_equal(redis_url_where(&u, where, sizeof(where)), "cache:6380");
+	redis_url_free(&u);
+	assert_int_equal(redis_url_parse("redis://[::1]:6379", &u, e, sizeof(e)), 0);
+	assert_string_equal(redis_url_where(&u, where, sizeof(where)), "[::1]:6379");
+	redis_url_free(&u);
+}
+
 static void test_empty_redis_disables_cache(void **state)
 {
 	char *env[] = { "REDIS_URL=", NULL };
@@ -220,6 +326,8 @@ static void test_empty_redis_disables_cache(void **state)
 	(void)state;
 	assert_int_equal(load(&cfg, env), 0);
 	assert_null(cfg.redis.host);
+	assert_null(cfg.redis.path);
+	assert_false(redis_url_given(&cfg.redis));
 	config_free(&cfg);
 }
 
@@ -266,6 +374,9 @@ int main(void)
 		cmocka_unit_test(test_range_in_message),
 		cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_redis_url_forms),
+		cmocka_unit_test(test_redis_unix_socket_forms),
+		cmocka_unit_test(test_redis_unix_url_from_the_environment),
+		cmocka_unit_test(test_redis_where_tcp),
 		cmocka_unit_test(test_empty_redis_disables_cache),
 		cmocka_unit_test(test_metrics_token_and_peers),
 	};
