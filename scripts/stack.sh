@@ -18,6 +18,12 @@
 # PG_PORT+1, PG_PORT+2, ...; the service reads from them). Every
 # paintstudio variable (WORKERS, DB_POOL_SIZE, LOG_FORMAT, ...) passes
 # through to the service.
+#
+# The service reaches PostgreSQL and Redis over unix sockets (everything
+# runs on one machine: a loopback TCP round trip cost about three times
+# the CPU of a unix socket one, measured in issue 13); both still listen on
+# 127.0.0.1 too, for the tools, the tests and the replicas. DATABASE_URL
+# and REDIS_URL given in the environment win.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,6 +66,27 @@ pg_data_dir() {
 	echo "$d"
 }
 PGDATA=$(pg_data_dir)
+
+# Unix socket paths hold at most 107 bytes (sun_path): a longer one falls
+# back to TCP.
+sock_fits() { [ "$(LC_ALL=C; echo "${#1}")" -le 107 ]; }
+# PostgreSQL's socket folder: beside its data, where its user may write.
+PG_SOCK_DIR=$(dirname "$PGDATA")/pg-sock
+pg_sock_ok() { sock_fits "$PG_SOCK_DIR/.s.PGSQL.$PG_PORT"; }
+REDIS_SOCK=$RUN/redis.sock
+
+# s with every byte outside [A-Za-z0-9/._~-] %-escaped (for a URL).
+pct() {
+	local LC_ALL=C s=$1 out="" c i
+	for ((i = 0; i < ${#s}; i++)); do
+		c=${s:i:1}
+		case $c in
+		[A-Za-z0-9/._~-]) out+=$c ;;
+		*) printf -v c '%%%02X' "'$c"; out+=$c ;;
+		esac
+	done
+	echo "$out"
+}
 
 secret() { # name: a random secret kept in $SECRETS, made once
 	local f=$SECRETS/$1
@@ -128,8 +155,48 @@ stop_replicas() {
 }
 
 pg_admin_url() { echo "postgresql://postgres:$(secret pg-superuser)@127.0.0.1:$PG_PORT/postgres"; }
-database_url() { echo "postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$PG_PORT/paintstudio"; }
-redis_url() { echo "redis://127.0.0.1:$REDIS_PORT/0"; }
+database_url() {
+	if pg_sock_ok; then
+		echo "postgresql://paintstudio:$(secret pg-app)@/paintstudio?host=$(pct "$PG_SOCK_DIR")&port=$PG_PORT"
+	else
+		echo "postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$PG_PORT/paintstudio"
+	fi
+}
+redis_url() {
+	if sock_fits "$REDIS_SOCK"; then
+		echo "unix://$(pct "$REDIS_SOCK")"
+	else
+		echo "redis://127.0.0.1:$REDIS_PORT/0"
+	fi
+}
+
+# The primary's unix socket, for clusters made before it had one too:
+# its folder (owned by the PostgreSQL user, 0700), the setting (the last
+# one in postgresql.conf wins) and a pg_hba.conf line letting the app role
+# in with its password, ahead of initdb's "local all all peer". Run before
+# PostgreSQL starts, so nothing needs reloading; idempotent.
+pg_socket_setup() {
+	local want="''" conf=$PGDATA/postgresql.conf hba=$PGDATA/pg_hba.conf tmp
+	local line="local   all             paintstudio                             scram-sha-256"
+	if pg_sock_ok; then
+		mkdir -p "$PG_SOCK_DIR"
+		chmod 700 "$PG_SOCK_DIR"
+		is_root && chown "$(pg_user):" "$PG_SOCK_DIR"
+		want="'${PG_SOCK_DIR//\'/\'\'}'"
+	fi
+	if [ "$(grep -E '^[[:space:]]*unix_socket_directories[[:space:]]*=' "$conf" | tail -1 |
+		sed -E 's/^[^=]*=[[:space:]]*//; s/[[:space:]]*(#.*)?$//')" != "$want" ]; then
+		# appended as root: the file keeps its owner
+		echo "unix_socket_directories = $want	# paintstudio local stack" >>"$conf"
+	fi
+	if ! grep -qE '^local[[:space:]]+all[[:space:]]+paintstudio[[:space:]]+scram-sha-256' "$hba"; then
+		tmp=$(mktemp)
+		awk -v line="$line" '!done && /^local[[:space:]]/ { print line; done = 1 } { print }
+			END { if (!done) print line }' "$hba" >"$tmp"
+		cat "$tmp" >"$hba"	# rewritten in place: it keeps its owner and mode
+		rm -f "$tmp"
+	fi
+}
 
 start_pg() {
 	local pw
@@ -148,14 +215,14 @@ start_pg() {
 		cat >>"$PGDATA/postgresql.conf" <<-EOF
 			# paintstudio local stack
 			listen_addresses = '127.0.0.1'
-			unix_socket_directories = ''
 			max_connections = 200
 			shared_buffers = 128MB
 			shared_preload_libraries = 'pg_stat_statements'
 			fsync = on
 		EOF
 	fi
-	say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+	pg_socket_setup
+	say "starting PostgreSQL on 127.0.0.1:$PG_PORT$(pg_sock_ok && echo " and in $PG_SOCK_DIR")"
 	as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" -l "$PGDATA/server.log" -w -t 60 start >/dev/null ||
 		fail "PostgreSQL did not start: see $PGDATA/server.log"
 }
@@ -180,6 +247,7 @@ start_redis() {
 	cat >"$STACK_DIR/redis/redis.conf" <<-EOF
 		bind 127.0.0.1
 		port $REDIS_PORT
+		$(sock_fits "$REDIS_SOCK" && printf 'unixsocket %s\nunixsocketperm 700' "$REDIS_SOCK")
 		protected-mode yes
 		daemonize yes
 		pidfile $RUN/redis.pid
@@ -193,7 +261,7 @@ start_redis() {
 		# DEBUG SLEEP from loopback only (the cache fault tests)
 		enable-debug-command local
 	EOF
-	say "starting Redis on 127.0.0.1:$REDIS_PORT"
+	say "starting Redis on 127.0.0.1:$REDIS_PORT$(sock_fits "$REDIS_SOCK" && echo " and $REDIS_SOCK")"
 	redis-server "$STACK_DIR/redis/redis.conf"
 	for _ in $(seq 100); do
 		redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0

@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STACK = None  # set by tests/run.py
@@ -26,6 +27,16 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pg_url(url, db=None, **params):
+    """A postgresql:// URL with its database replaced by db and params
+    added to its query, whether it names a TCP host or, as the local
+    stack's does, a socket folder in ?host=...&port=..."""
+    u = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(u.query, keep_blank_values=True) + list(params.items())
+    query = urllib.parse.urlencode(query, safe="/", quote_via=urllib.parse.quote)
+    return urllib.parse.urlunsplit(u._replace(path="/" + db if db else u.path, query=query))
 
 
 class Response:

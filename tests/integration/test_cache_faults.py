@@ -41,7 +41,8 @@ def app_pid(i):
 
 def kill_clients_of(pid):
     """CLIENT KILL every Redis connection of one service process: by its
-    client name, or by the local ports ss(8) shows for that process."""
+    client name, or, over TCP, by the local ports ss(8) shows for that
+    process (the local stack's unix socket clients go by name only)."""
     ports = set()
     out = subprocess.run(["ss", "-Htnp", "dst", f"127.0.0.1:{stack().redis_port}"],
                          capture_output=True, text=True, timeout=10).stdout

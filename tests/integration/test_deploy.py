@@ -16,7 +16,7 @@ import unittest
 import urllib.request
 import uuid
 
-from harness import REPO, free_port, stack
+from harness import REPO, free_port, pg_url, stack
 
 
 class Compose(unittest.TestCase):
@@ -60,7 +60,7 @@ class RailwayEntrypoint(unittest.TestCase):
                    WEB_ROOT=os.path.join(REPO, "build", "web"), PAINTSTUDIO=s.binary,
                    DATABASE_URL=s.settings["DATABASE_URL"], REDIS_URL=s.settings["REDIS_URL"],
                    APP_ENV="production", DB_POOL_SIZE="2", DB_POOL_TIMEOUT="5")
-        env["DATABASE_URL"] += "?sslmode=disable"  # the local server has no TLS
+        env["DATABASE_URL"] = pg_url(env["DATABASE_URL"], sslmode="disable")  # the local server has no TLS
         p = subprocess.Popen([os.path.join(REPO, "scripts", "railway-entrypoint.sh")], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))

@@ -6,12 +6,12 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import REPO, stack
+from harness import REPO, pg_url, stack
 
 
 class Migrations(unittest.TestCase):
     def db_url(self, db):
-        return stack().settings["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db
+        return pg_url(stack().settings["DATABASE_URL"], db)
 
     def fresh_db(self, name):
         s = stack()

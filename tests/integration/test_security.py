@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 
 import fcgi
-from harness import REPO, free_port, stack
+from harness import REPO, free_port, pg_url, stack
 from test_auth import as_user, login_from, make_user, token_of
 from test_basics import assert_problem
 
@@ -366,7 +366,7 @@ class RailwayProxy(unittest.TestCase):
         cls.token = secrets.token_hex(32)
         env = dict(s.env, PORT=str(cls.port), APP_DIR=REPO, RUN_DIR=cls.run_dir,
                    WEB_ROOT=os.path.join(REPO, "build", "web"), PAINTSTUDIO=s.binary,
-                   DATABASE_URL=s.settings["DATABASE_URL"] + "?sslmode=disable",
+                   DATABASE_URL=pg_url(s.settings["DATABASE_URL"], sslmode="disable"),
                    REDIS_URL=s.settings["REDIS_URL"], APP_ENV="production",
                    DB_POOL_SIZE="2", DB_POOL_TIMEOUT="5", DB_APPLICATION_NAME="railway-sec",
                    METRICS_TOKEN=cls.token, LOGIN_MAX_FAILURES="2")
