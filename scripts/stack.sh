@@ -19,11 +19,11 @@
 # paintstudio variable (WORKERS, DB_POOL_SIZE, LOG_FORMAT, ...) passes
 # through to the service.
 #
-# The service reaches PostgreSQL and Redis over unix sockets (everything
-# runs on one machine: a loopback TCP round trip cost about three times
-# the CPU of a unix socket one, measured in issue 13); both still listen on
-# 127.0.0.1 too, for the tools, the tests and the replicas. DATABASE_URL
-# and REDIS_URL given in the environment win.
+# The service reaches PostgreSQL and Redis over unix sockets: everything
+# runs on one machine, and a round trip over loopback TCP costs more CPU
+# (README.md, "make run", has the figures). Both still listen on 127.0.0.1
+# too, for the tools, the tests and the replicas. DATABASE_URL and
+# REDIS_URL given in the environment win.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -440,7 +440,7 @@ banner() {
 		  admin login   ${ADMIN_SHOWN}
 		  DATABASE_URL  $DATABASE_URL
 		  replicas      ${REPLICAS} ${DATABASE_REPLICA_URLS:+(DATABASE_REPLICA_URLS in stack.env)}
-		  REDIS_URL     $REDIS_URL
+		  REDIS_URL     $REDIS_URL   (redis-cli -s $REDIS_SOCK, or -p $REDIS_PORT)
 		  settings      $STACK_DIR/stack.env   (source it for psql/redis-cli)
 		  data          $PGDATA (PostgreSQL), $STACK_DIR/redis
 		  logs          $LOG/
