@@ -255,25 +255,41 @@ static void test_drain_applies_the_outbox(void **state)
 	strbuf_free(&v);
 }
 
-/* A command on a connection of the test's own, in the service's key space. */
-static void redis_raw(const char *fmt, const char *arg)
+/*
+ * A connection of the test's own (cache_redis_connect: REDIS_URL's TCP or
+ * unix socket) and, into prefix, the service's key space on that server.
+ * The caller redisFree's it.
+ */
+static redisContext *own_redis(char prefix[CACHE_PREFIX_LEN])
 {
-	char ident[CACHE_IDENT_LEN], prefix[CACHE_PREFIX_LEN], key[128], why[200];
+	char ident[CACHE_IDENT_LEN], why[200];
 	redisContext *rc = cache_redis_connect(&cfg.redis, 2000, why, sizeof(why));
-	redisReply *a, *b, *r;
+	redisReply *a, *b;
 
 	if (rc == NULL)
 		fail_msg("cannot connect to Redis: %s", why);
 	a = redisCommand(rc, "INFO server");
 	b = redisCommand(rc, "INFO replication");
+	assert_non_null(a);
+	assert_non_null(b);
 	assert_int_equal(cache_identity_parse(a->str, b->str, ident), 0);
 	cache_key_prefix(ident, prefix);
+	freeReplyObject(a);
+	freeReplyObject(b);
+	return rc;
+}
+
+/* A command on a connection of the test's own, in the service's key space. */
+static void redis_raw(const char *fmt, const char *arg)
+{
+	char prefix[CACHE_PREFIX_LEN], key[128];
+	redisContext *rc = own_redis(prefix);
+	redisReply *r;
+
 	snprintf(key, sizeof(key), "%sgen", prefix);
 	r = redisCommand(rc, fmt, key, arg);
 	assert_non_null(r);
 	freeReplyObject(r);
-	freeReplyObject(a);
-	freeReplyObject(b);
 	redisFree(rc);
 }
 
@@ -385,20 +401,14 @@ static void test_pages_follow_the_generation(void **state)
  */
 static int page_stored(const char *kind, const char *query, const char *gen)
 {
-	redisContext *rc = redisConnect(cfg.redis.host, cfg.redis.port);
-	redisReply *a, *b, *r;
-	char ident[CACHE_IDENT_LEN], prefix[CACHE_PREFIX_LEN], hash[33];
+	char prefix[CACHE_PREFIX_LEN], hash[33];
+	redisContext *rc = own_redis(prefix);
+	redisReply *r;
 	unsigned char h[16];
 	const char *dot = strchr(gen, '.');
 	int found;
 
 	assert_non_null(dot);
-	assert_non_null(rc);
-	assert_int_equal(rc->err, 0);
-	a = redisCommand(rc, "INFO server");
-	b = redisCommand(rc, "INFO replication");
-	assert_int_equal(cache_identity_parse(a->str, b->str, ident), 0);
-	cache_key_prefix(ident, prefix);
 	crypto_generichash(h, sizeof(h), (const unsigned char *)query, strlen(query), NULL, 0);
 	sodium_bin2hex(hash, sizeof(hash), h, sizeof(h));
 	r = redisCommand(rc, "EXISTS %s%s:%b:%s", prefix, kind, gen, (size_t)(dot - gen), hash);
@@ -406,8 +416,6 @@ static int page_stored(const char *kind, const char *query, const char *gen)
 	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
 	found = r->integer == 1;
 	freeReplyObject(r);
-	freeReplyObject(a);
-	freeReplyObject(b);
 	redisFree(rc);
 	return found;
 }
