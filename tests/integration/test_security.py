@@ -373,7 +373,10 @@ class RailwayProxy(unittest.TestCase):
         # a file, not a pipe: a flood's log lines would fill a pipe no one
         # reads until the end, and the service would block writing them
         cls.log = os.path.join(cls.run_dir + "-log")
-        with open(cls.log, "w") as out:
+        # O_APPEND: nginx reopens /dev/stdout (appending) while the service
+        # writes through the inherited descriptor; without it the service's
+        # next line lands at its own offset, over nginx's access log lines
+        with open(cls.log, "a") as out:
             cls.proc = subprocess.Popen([os.path.join(REPO, "scripts", "railway-entrypoint.sh")],
                                         env=env, stdout=out, stderr=subprocess.STDOUT)
         cls.base = f"http://127.0.0.1:{cls.port}"
