@@ -90,3 +90,25 @@ class KeptConnections(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PassedParameters(unittest.TestCase):
+    def test_nginx_passes_every_parameter_the_service_reads(self):
+        """nginx/fastcgi.conf passes only named parameters (not every
+        request header): each name the service reads with http_param must
+        be among them, or the service would silently never see it."""
+        import glob
+        import re
+        from harness import REPO
+        read = set()
+        for path in glob.glob(os.path.join(REPO, "app", "*.c")):
+            with open(path) as f:
+                read |= set(re.findall(r'http_param\([^,]+,\s*"([A-Z_]+)"\)', f.read()))
+        passed = set()
+        for name in ("fastcgi.conf", "locations.conf"):
+            with open(os.path.join(REPO, "nginx", name)) as f:
+                passed |= set(re.findall(r"^\s*fastcgi_param\s+([A-Z_]+)\s", f.read(), re.M))
+        self.assertGreaterEqual(len(read), 10, read)
+        self.assertEqual(read - passed, set(), "read by the service but not passed by nginx")
+        with open(os.path.join(REPO, "nginx", "fastcgi.conf")) as f:
+            self.assertRegex(f.read(), r"(?m)^fastcgi_pass_request_headers off;")
