@@ -179,14 +179,9 @@ static void cursor_make(struct strbuf *out, const char *id)
 
 int audit_cursor_decode(const char *text, char id[24])
 {
-	struct json_object *o = cursor_decode(text, 80), *a;
-	int rc = -1;
+	struct json_object *o = cursor_decode(text, 80);
+	int rc = o ? cursor_get_id(o, "a", id) : -1;
 
-	if (o && json_object_object_get_ex(o, "a", &a) && json_object_is_type(a, json_type_int) &&
-	    json_object_get_int64(a) > 0) {
-		snprintf(id, 24, "%lld", (long long)json_object_get_int64(a));
-		rc = 0;
-	}
 	if (o)
 		json_object_put(o);
 	return rc;

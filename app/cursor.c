@@ -6,6 +6,7 @@
 #include "cursor.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,4 +45,15 @@ struct json_object *cursor_decode(const char *text, size_t max_len)
 	}
 	free(bin);
 	return o;
+}
+
+int cursor_get_id(struct json_object *o, const char *key, char id[24])
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) <= 0)
+		return -1;
+	snprintf(id, 24, "%lld", (long long)json_object_get_int64(v));
+	return 0;
 }

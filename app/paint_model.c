@@ -416,7 +416,7 @@ const struct paint_sort *paint_sort_default(void)
 /* A cursor is base64url(JSON {"s": sort, "v": value, "i": id}). */
 int paint_cursor_read(const char *text, const struct paint_sort *sort, char **value, char id[24])
 {
-	struct json_object *o = cursor_decode(text, 1300), *s, *v, *i;
+	struct json_object *o = cursor_decode(text, 1300), *s, *v;
 	int rc = -1;
 
 	if (o && json_object_object_get_ex(o, "s", &s) && json_object_is_type(s, json_type_string) &&
@@ -424,10 +424,8 @@ int paint_cursor_read(const char *text, const struct paint_sort *sort, char **va
 	    json_object_object_get_ex(o, "v", &v) && json_object_is_type(v, json_type_string) &&
 	    json_object_get_string_len(v) < 300 &&
 	    strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v) &&
-	    json_object_object_get_ex(o, "i", &i) && json_object_is_type(i, json_type_int) &&
-	    json_object_get_int64(i) > 0) {
+	    cursor_get_id(o, "i", id) == 0) {
 		*value = xstrdup(json_object_get_string(v));
-		snprintf(id, 24, "%lld", (long long)json_object_get_int64(i));
 		rc = 0;
 	}
 	if (o)

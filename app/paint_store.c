@@ -97,6 +97,13 @@ static PGresult *run(PGconn *pg, const char *name, int n, const char *const *par
 	return PQexecPrepared(pg, name, n, params, NULL, NULL, 0);
 }
 
+/* The acting user's id as a statement parameter, in buf. */
+static const char *actor_param(const struct paint_actor *who, char buf[24])
+{
+	snprintf(buf, 24, "%lld", (long long)who->id);
+	return buf;
+}
+
 /* Fill params with the writable fields in enum paint_field order. */
 static void field_params(const struct paint_input *in, const char **params)
 {
@@ -112,9 +119,8 @@ PGresult *paint_store_insert(PGconn *pg, const struct paint_input *in,
 	const char *params[PF_COUNT + 2];
 	char actor[24];
 
-	snprintf(actor, sizeof(actor), "%lld", (long long)who->id);
 	field_params(in, params);
-	params[PF_COUNT] = actor;
+	params[PF_COUNT] = actor_param(who, actor);
 	params[PF_COUNT + 1] = who->name;
 	return run(pg, "paint_insert", PF_COUNT + 2, params);
 }
@@ -126,11 +132,10 @@ PGresult *paint_store_update(PGconn *pg, const struct paint_input *in, const cha
 	const char *params[PF_COUNT + 5];
 	char actor[24];
 
-	snprintf(actor, sizeof(actor), "%lld", (long long)who->id);
 	field_params(in, params);
 	params[PF_COUNT] = id;
 	params[PF_COUNT + 1] = version;
-	params[PF_COUNT + 2] = actor;
+	params[PF_COUNT + 2] = actor_param(who, actor);
 	params[PF_COUNT + 3] = who->name;
 	params[PF_COUNT + 4] = action;
 	return run(pg, "paint_update", PF_COUNT + 5, params);
@@ -140,9 +145,8 @@ PGresult *paint_store_delete(PGconn *pg, const char *id, const char *version,
 			     const struct paint_actor *who)
 {
 	char actor[24];
-	const char *params[4] = { id, version, actor, who->name };
+	const char *params[4] = { id, version, actor_param(who, actor), who->name };
 
-	snprintf(actor, sizeof(actor), "%lld", (long long)who->id);
 	return run(pg, "paint_delete", 4, params);
 }
 
@@ -150,9 +154,8 @@ PGresult *paint_store_stock(PGconn *pg, const char *id, int64_t delta,
 			    const struct paint_actor *who)
 {
 	char actor[24], delta_text[24];
-	const char *params[4] = { id, delta_text, actor, who->name };
+	const char *params[4] = { id, delta_text, actor_param(who, actor), who->name };
 
-	snprintf(actor, sizeof(actor), "%lld", (long long)who->id);
 	snprintf(delta_text, sizeof(delta_text), "%lld", (long long)delta);
 	return run(pg, "paint_stock", 4, params);
 }

@@ -19,4 +19,10 @@ char *cursor_encode(struct json_object *o);
  */
 struct json_object *cursor_decode(const char *text, size_t max_len);
 
+/*
+ * The member key of a decoded cursor o when it is a positive integer (a
+ * row id), as decimal text in id: 0, or -1 when absent or not one.
+ */
+int cursor_get_id(struct json_object *o, const char *key, char id[24]);
+
 #endif
