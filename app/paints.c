@@ -275,23 +275,28 @@ void paints_put(struct ctx *c)
 	paint_input_free(&in);
 }
 
-void paints_patch(struct ctx *c)
+/*
+ * One attempt at a PATCH: read the row, merge the body into it, write it on
+ * condition that its version is still the one read. Unlocked, the attempt
+ * costs two statements; a writer in between makes the conditional write
+ * miss and PATCH_RACED is returned with nothing answered. Locked, it runs
+ * in a transaction under the row lock (three more round trips) and cannot
+ * race. Otherwise the answer is set and PATCH_DONE returned.
+ */
+enum patch_result { PATCH_DONE, PATCH_RACED };
+
+static enum patch_result patch_once(struct ctx *c, PGconn *pg, const char *id,
+				    struct json_object *body, const char *version, int locked)
 {
-	char id[24], vbuf[24];
-	const char *version;
-	struct json_object *body, *base = NULL, *errors;
 	struct paint_actor who = actor(c);
 	struct paint_input in = { { NULL } };
+	struct json_object *base = NULL, *errors;
 	PGresult *r = NULL, *u = NULL;
-	PGconn *pg;
+	enum patch_result res = PATCH_DONE;
 
-	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &version) != 0 ||
-	    (body = ctx_json_body(c, 1)) == NULL || (pg = ctx_db(c, 0)) == NULL)
-		return;
-	/* Read, merge and write under the row lock: no lost update. */
-	if (ctx_db_exec(c, "BEGIN") != 0)
-		return;
-	r = paint_store_get(pg, id, 1);
+	if (locked && ctx_db_exec(c, "BEGIN") != 0)
+		return PATCH_DONE;
+	r = paint_store_get(pg, id, locked);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		goto out;
@@ -310,23 +315,43 @@ void paints_patch(struct ctx *c)
 		goto out;
 	}
 	u = paint_store_update(pg, &in, id, PQgetvalue(r, 0, COL_VERSION), "patch", &who);
+	if (!locked && PQresultStatus(u) == PGRES_TUPLES_OK && PQntuples(u) == 0) {
+		res = PATCH_RACED;
+		goto out;
+	}
 	if (PQresultStatus(u) != PGRES_TUPLES_OK || PQntuples(u) != 1) {
 		ctx_db_error(c, u);
 		goto out;
 	}
-	if (ctx_db_exec(c, "COMMIT") != 0)
+	if (locked && ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
 	send_paint(c, 200, u);
 	after_write(pg, id, PQgetvalue(u, 0, PAINT_COL_OUTBOX));
 out:
-	/* Any failure above leaves the transaction open: the pool rolls it back. */
-	if (PQtransactionStatus(pg) != PQTRANS_IDLE)
+	/* A failure above leaves the transaction open: the pool rolls it back. */
+	if (locked && PQtransactionStatus(pg) != PQTRANS_IDLE)
 		PQclear(PQexec(pg, "ROLLBACK"));
 	PQclear(r);
 	PQclear(u);
 	if (base)
 		json_object_put(base);
 	paint_input_free(&in);
+	return res;
+}
+
+/* Optimistic first; if another writer came in between, again under the lock. */
+void paints_patch(struct ctx *c)
+{
+	char id[24], vbuf[24];
+	const char *version;
+	struct json_object *body;
+	PGconn *pg;
+
+	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &version) != 0 ||
+	    (body = ctx_json_body(c, 1)) == NULL || (pg = ctx_db(c, 0)) == NULL)
+		return;
+	if (patch_once(c, pg, id, body, version, 0) == PATCH_RACED)
+		patch_once(c, pg, id, body, version, 1);
 }
 
 void paints_delete(struct ctx *c)

@@ -218,6 +218,38 @@ class Conditional(unittest.TestCase):
 
 
 class Updates(unittest.TestCase):
+    def test_concurrent_patches_of_other_fields_lose_nothing(self):
+        """Four writers PATCH one paint at once, each its own field. A PATCH
+        merges into the row it read; had one written a stale row, it would
+        have put back another writer's old value: a final field not its
+        writer's last value, or an audit entry changing two fields."""
+        p = new_paint()
+        url = f"/admin/paints/{p['id']}"
+        fields, rounds, failures = ("name", "brand", "color_code", "description"), 15, []
+
+        def writer(field):
+            for k in range(rounds):
+                r = stack().request("PATCH", url, body={field: f"{field}-{k}"}, timeout=30)
+                if r.status != 200:
+                    failures.append((field, k, r.status, r.body[:200]))
+
+        threads = [threading.Thread(target=writer, args=(f,)) for f in fields]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+        got = stack().get(url).json()
+        for f in fields:
+            self.assertEqual(got[f], f"{f}-{rounds - 1}", f)
+        self.assertEqual(got["version"], p["version"] + len(fields) * rounds)
+        changed = stack().psql("SELECT string_agg((SELECT string_agg(k, ',') FROM "
+                               "jsonb_object_keys(changes) k), ';' ORDER BY id) FROM audit_log "
+                               f"WHERE entity = 'paint' AND entity_id = {p['id']} AND action = 'patch'")
+        entries = changed.split(";")
+        self.assertEqual(len(entries), len(fields) * rounds)
+        self.assertEqual([e for e in entries if e not in fields], [], "an entry changed two fields")
+
     def test_put_replaces_everything(self):
         p = new_paint(description="old", image_url="https://x.example/i.png")
         r = stack().request("PUT", f"/admin/paints/{p['id']}", body={"name": "Replaced"})
