@@ -17,8 +17,16 @@
 #include "context.h"
 #include "util.h"
 
-/* How long a process trusts what it read about a session. */
+/*
+ * How long a process trusts what it read about a session; from
+ * SESSION_REFRESH_SECONDS on, the first request to see an entry reads it
+ * again while the others go on being served from it. Under steady load an
+ * entry is refreshed before it expires, by one request, not by every
+ * request that arrives while it is being read (a stampede that took up to
+ * a connection per worker thread once a second).
+ */
 #define SESSION_CACHE_SECONDS 1.0
+#define SESSION_REFRESH_SECONDS 0.75
 #define SESSION_CACHE_SLOTS 1024
 /* last_seen_at is written at most this often per session. */
 #define LAST_SEEN_EVERY "60"
@@ -47,6 +55,7 @@ struct session_entry {
 	unsigned char hash[32];
 	int used;
 	int valid;		/* 0: a cached "no such session" */
+	int refreshing;		/* a request is reading it again */
 	double fetched;		/* monotonic */
 	int64_t user_id;
 	int is_admin;
@@ -88,7 +97,18 @@ static struct session_entry *session_cache_slot(const unsigned char hash[32])
 	return &session_cache[h % SESSION_CACHE_SLOTS];
 }
 
-/* Copy a fresh cached entry for hash into out; 1 if found. */
+int sessions_cache_serves(double age, int *refreshing)
+{
+	if (age < 0 || age >= SESSION_CACHE_SECONDS)
+		return 0;
+	if (age >= SESSION_REFRESH_SECONDS && !*refreshing) {
+		*refreshing = 1;
+		return 0;	/* this caller reads it again */
+	}
+	return 1;
+}
+
+/* Copy a cached entry for hash that may be served into out; 1 if found. */
 static int session_cache_get(const unsigned char hash[32], struct session_entry *out)
 {
 	struct session_entry *e = session_cache_slot(hash);
@@ -96,7 +116,7 @@ static int session_cache_get(const unsigned char hash[32], struct session_entry 
 
 	pthread_mutex_lock(&session_cache_mu);
 	hit = e->used && memcmp(e->hash, hash, 32) == 0 &&
-	      now_mono() - e->fetched < SESSION_CACHE_SECONDS;
+	      sessions_cache_serves(now_mono() - e->fetched, &e->refreshing);
 	if (hit)
 		*out = *e;
 	pthread_mutex_unlock(&session_cache_mu);

@@ -66,4 +66,14 @@ int sessions_end(struct ctx *c);
  */
 void sessions_forget_user(int64_t user_id);
 
+/*
+ * The session cache's rule, for an entry read age seconds ago (exposed for
+ * its unit test): 1 if it may be served; 0 if it must be read again. An
+ * entry is never served at SESSION_CACHE_SECONDS or older; from
+ * SESSION_REFRESH_SECONDS on, the first caller gets 0 and *refreshing is
+ * set, so the callers after it are served until the new read replaces the
+ * entry (a failed read leaves the entry to expire).
+ */
+int sessions_cache_serves(double age, int *refreshing);
+
 #endif

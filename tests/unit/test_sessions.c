@@ -1,0 +1,56 @@
+/* Unit tests of the session cache's rule: served, refreshed by one caller, expired. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "sessions.h"
+
+static void test_fresh_entry_is_served(void **state)
+{
+	int refreshing = 0;
+
+	(void)state;
+	assert_int_equal(sessions_cache_serves(0.0, &refreshing), 1);
+	assert_int_equal(sessions_cache_serves(0.74, &refreshing), 1);
+	assert_int_equal(refreshing, 0);
+}
+
+static void test_one_caller_refreshes_the_others_are_served(void **state)
+{
+	int refreshing = 0, i, readers = 0;
+
+	(void)state;
+	/* 16 callers see an entry 0.8 s old: one reads it again, 15 are served. */
+	for (i = 0; i < 16; i++)
+		readers += !sessions_cache_serves(0.8, &refreshing);
+	assert_int_equal(readers, 1);
+	assert_int_equal(refreshing, 1);
+	assert_int_equal(sessions_cache_serves(0.99, &refreshing), 1);
+}
+
+static void test_expired_entry_is_never_served(void **state)
+{
+	int refreshing, i;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		refreshing = i;	/* whether or not a refresh is under way */
+		assert_int_equal(sessions_cache_serves(1.0, &refreshing), 0);
+		assert_int_equal(sessions_cache_serves(5.0, &refreshing), 0);
+		/* a clock that went backwards is no reason to trust an entry */
+		assert_int_equal(sessions_cache_serves(-0.5, &refreshing), 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fresh_entry_is_served),
+		cmocka_unit_test(test_one_caller_refreshes_the_others_are_served),
+		cmocka_unit_test(test_expired_entry_is_never_served),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
