@@ -31,18 +31,20 @@ def fmt(v, unit=""):
 
 def table(rows):
     head = ("| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | "
-            "socket errors | peak db conns | conns opened | vs ceiling just before | vs ceiling row |")
-    lines = [head, "|" + "---|" * 13]
+            "socket errors | peak db conns | conns opened | db checkouts per request | "
+            "vs ceiling just before | vs ceiling row |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         c = ceiling_for(r, rows)
         ratio = f"{r['rps'] / c['rps']:.2f} of {c['scenario']}" if c else "(ceiling)"
         a = r.get("adjacent_ceiling")
         adjacent = f"{r['rps'] / a['rps']:.2f} (static {a['rps']:,.0f} req/s)" if a else "–"
         opened = "–" if r.get("opened") is None else str(r["opened"])
+        checkouts = "–" if r.get("checkouts") is None else f"{r['checkouts'] / max(r['requests'], 1):.3f}"
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())) or "–"
         lines.append(f"| {r['scenario']} | {r['connections']} | {r['rps']:,.0f} | {fmt(r['p50'])} | "
                      f"{fmt(r['p90'])} | {fmt(r['p99'])} | {fmt(r['max'])} | {statuses} | "
-                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {opened} | {adjacent} | {ratio} |")
+                     f"{r.get('socket_errors', 0)} | {r['peak_db_connections']} | {opened} | {checkouts} | {adjacent} | {ratio} |")
     return "\n".join(lines)
 
 

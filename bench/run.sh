@@ -75,10 +75,10 @@ static_like() { # url file
 static_like /admin/paints/1 bench-paint.json
 static_like "/admin/paints?limit=50&brand=Golden" bench-list.json
 
-# PostgreSQL connections the pool has opened so far.
-pool_opened() {
+# The pool's counters so far: connections opened, then checkouts.
+pool_counts() {
 	curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool" |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["opened"])'
+		python3 -c 'import json,sys; p = json.load(sys.stdin); print(p["opened"], p["checkouts"])'
 }
 
 peak_conns() { # sample the service's connections until the file $1 exists
@@ -101,7 +101,7 @@ static_file() {
 }
 
 run() { # name ceiling connections script [env...]
-	local name=$1 ceiling=$2 c=$3 script=$4 stop line peak opened0 opened1 adjacent=null
+	local name=$1 ceiling=$2 c=$3 script=$4 stop line peak counts0 counts1 adjacent=null
 	shift 4
 	if [ -n "${BENCH_ONLY:-}" ] && [ -n "$ceiling" ] && ! [[ $name =~ $BENCH_ONLY ]]; then
 		return 0
@@ -117,24 +117,26 @@ run() { # name ceiling connections script [env...]
 			--timeout 30s --latency -s "$REPO/bench/wrk/static.lua" "$BASE" | sed -n 's/^BENCH //p')
 	fi
 	say "$name, $c connections, ${SECONDS_EACH}s (warmed up for ${WARM_SECONDS}s before)"
-	opened0=$(pool_opened)
+	counts0=$(pool_counts)
 	stop=$(mktemp -u)
 	peak_conns "$stop" >"$stop.peak" &
 	line=$(env "$@" wrk -t2 -c"$c" -d"${SECONDS_EACH}s" --timeout 30s --latency \
 		-s "$REPO/bench/wrk/$script" "$BASE" | sed -n 's/^BENCH //p')
 	touch "$stop"
 	wait
-	opened1=$(pool_opened)
+	counts1=$(pool_counts)
 	peak=$(cat "$stop.peak")
 	rm -f "$stop" "$stop.peak"
-	python3 - "$name" "$ceiling" "$c" "$peak" "$((opened1 - opened0))" "$line" "$adjacent" \
+	python3 - "$name" "$ceiling" "$c" "$peak" "$counts0" "$counts1" "$line" "$adjacent" \
 		>>"$OUT/results.jsonl" <<-'PY'
 		import json, sys
-		name, ceiling, conns, peak, opened, line, adjacent = sys.argv[1:8]
+		name, ceiling, conns, peak, counts0, counts1, line, adjacent = sys.argv[1:9]
+		(opened0, checkouts0), (opened1, checkouts1) = (map(int, c.split()) for c in (counts0, counts1))
 		r = json.loads(line)
 		adj = json.loads(adjacent)
 		r.update(scenario=name, ceiling=ceiling or None, connections=int(conns),
-		         peak_db_connections=int(peak), opened=int(opened),
+		         peak_db_connections=int(peak), opened=opened1 - opened0,
+		         checkouts=checkouts1 - checkouts0,
 		         adjacent_ceiling={"rps": adj["rps"], "p99": adj["p99"]} if adj else None)
 		print(json.dumps(r))
 	PY
@@ -142,8 +144,8 @@ run() { # name ceiling connections script [env...]
 import json, sys
 r = json.load(sys.stdin)
 a = r.get("adjacent_ceiling")
-print("    %.0f req/s, p99 %.1f ms, statuses %s, peak db connections %d, opened %s%s"
-      % (r["rps"], r["p99"], r["statuses"], r["peak_db_connections"], r["opened"],
+print("    %.0f req/s, p99 %.1f ms, statuses %s, peak db connections %d, opened %s, checkouts %s%s"
+      % (r["rps"], r["p99"], r["statuses"], r["peak_db_connections"], r["opened"], r["checkouts"],
          ", %.2f of the static file just before (%.0f req/s, p99 %.1f ms)" % (r["rps"] / a["rps"], a["rps"], a["p99"]) if a else ""))'
 }
 
