@@ -87,9 +87,17 @@ struct cache_stats {
  * serve from another Redis (its lease names another key space). Returns
  * the row when deleted. Every deletion of an outbox row goes through this
  * condition; cache.c's header says why.
+ *
+ * Run on its own (autocommit), it commits without waiting for its WAL
+ * flush (synchronous_commit off for its own transaction): a deletion lost
+ * in a crash brings the row back, to be applied again, which is harmless,
+ * and the write it follows was flushed before. That is one disk flush less
+ * per write.
  */
 #define CACHE_OUTBOX_DONE_SQL \
-	"DELETE FROM cache_outbox WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM cache_leases " \
+	"WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) " \
+	"DELETE FROM cache_outbox WHERE id = $1 AND EXISTS (SELECT FROM no_flush) " \
+	"AND NOT EXISTS (SELECT 1 FROM cache_leases " \
 	"WHERE until > clock_timestamp() AND redis <> $2) RETURNING id"
 
 /*
