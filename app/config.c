@@ -331,6 +331,7 @@ static int load_server(struct config *cfg, char *const *envp, char *err, size_t 
 	    check_peer_list(cfg->web_server_addrs, err, errlen))
 		return -1;
 	if (get_int(envp, "WORKERS", 16, 1, 1024, &cfg->workers, err, errlen) ||
+	    get_int(envp, "WORKERS_ACTIVE", 0, 0, 1024, &cfg->workers_active, err, errlen) ||
 	    get_int(envp, "SHUTDOWN_TIMEOUT", 25, 0, 3600, &cfg->shutdown_timeout, err, errlen) ||
 	    get_int(envp, "MAX_BODY_KB", 64, 1, 10240, &max_body_kb, err, errlen))
 		return -1;

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pgconnect.h"
 #include "util.h"
+#include "workers.h"
 
 /* Statements of varying shape prepared lazily on one connection. */
 #define POOL_DYN_MAX 64
@@ -167,10 +168,12 @@ static int wait_turn_locked(struct pool *p, double deadline, double timeout,
 		p->head = &w;
 	p->tail = &w;
 	p->waiting++;
+	workers_block_begin();
 	while (w.conn == NULL && !w.slot && !p->closing) {
 		if (pthread_cond_timedwait(&w.cv, &p->mu, &ts) == ETIMEDOUT)
 			break;
 	}
+	workers_block_end();
 	pthread_cond_destroy(&w.cv);
 	if (w.conn) {
 		*c = w.conn;

@@ -34,6 +34,7 @@
 #include "peers.h"
 #include "replicas.h"
 #include "util.h"
+#include "workers.h"
 
 struct worker {
 	pthread_t thread;
@@ -237,6 +238,7 @@ static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 		if (atomic_load(&stopping) || !registered)
 			req->keepConnection = 0;	/* FCGX_Finish_r closes it */
 		FCGX_Finish_r(req);
+		workers_request_done();
 		fd = req->ipcFd;
 		req->ipcFd = -1;
 		if (fd >= 0) {
@@ -307,7 +309,10 @@ static void *worker_main(void *arg)
 		die("FCGX_InitRequest failed");
 	for (;;) {
 		struct epoll_event ev;
-		int n = epoll_wait(epfd, &ev, 1, -1), fd;
+		int n, fd;
+
+		workers_settle();	/* a surplus thread parks here */
+		n = epoll_wait(epfd, &ev, 1, -1);
 
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
@@ -506,6 +511,7 @@ int server_run(struct app *app, int listen_fd)
 {
 	const struct config *cfg = app->cfg;
 	struct worker *workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
+	int active = cfg->workers_active ? cfg->workers_active : workers_default_active();
 	sigset_t set;
 	pthread_t housekeeper;
 	int i, sig, left, stuck;
@@ -517,6 +523,9 @@ int server_run(struct app *app, int listen_fd)
 	metrics_set_inflight_source(inflight_now);
 	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)
 		die("cannot start the housekeeping thread");
+	if (active > cfg->workers)
+		active = cfg->workers;
+	workers_start(cfg->workers, active, inflight_now);
 	for (i = 0; i < cfg->workers; i++) {
 		workers[i].app = app;
 		workers[i].index = i;
@@ -524,8 +533,8 @@ int server_run(struct app *app, int listen_fd)
 		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
 			die("cannot start worker thread %d", i);
 	}
-	log_msg(LOG_INFO, "serving on %s with %d workers (%s profile, pool %d+%d)",
-		cfg->fcgi_listen, cfg->workers, config_env_name(cfg->env),
+	log_msg(LOG_INFO, "serving on %s with %d workers, %d of them active (%s profile, pool %d+%d)",
+		cfg->fcgi_listen, cfg->workers, active, config_env_name(cfg->env),
 		cfg->pool_size, cfg->max_overflow);
 
 	sig = wait_for_stop(&set);
@@ -540,6 +549,7 @@ int server_run(struct app *app, int listen_fd)
 	pthread_join(housekeeper, NULL);
 	if ((left = drain_requests(listen_fd, cfg->shutdown_timeout)) > 0)
 		log_msg(LOG_WARN, "shutdown timeout: %d requests still running", left);
+	workers_stop();	/* parked threads wake and leave */
 	stuck = stop_workers(workers, cfg->workers);
 	close(listen_fd);
 	if (stuck == 0)

@@ -56,6 +56,7 @@ struct config {
 	char *fcgi_listen;	/* "unix:/path" or "host:port" */
 	char *web_server_addrs;	/* FCGI_WEB_SERVER_ADDRS: TCP peers allowed; "" any */
 	int workers;
+	int workers_active;	/* of them taking requests at once; 0: two per CPU */
 	int shutdown_timeout;	/* seconds in-flight requests get on SIGTERM */
 	size_t max_body;	/* bytes */
 

@@ -83,6 +83,49 @@ class PoolUnderLock(unittest.TestCase):
         self.assertEqual(s.get("/admin/paints/1").status, 200)
 
 
+class StuckDatabase(unittest.TestCase):
+    """Two active worker threads per process, every one of them stuck in a
+    statement behind a lock: the parked threads must take over, so /healthz
+    and cached reads go on answering while the database is stuck."""
+    ACTIVE = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.restore = stack().restart_apps(WORKERS_ACTIVE=cls.ACTIVE, DB_POOL_TIMEOUT=30,
+                                           DB_STATEMENT_TIMEOUT_MS=30000)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.restore()
+
+    def test_parked_threads_take_over_from_stuck_ones(self):
+        s = stack()
+        self.assertEqual(s.get("/admin/paints/1").status, 200)  # cached from now on
+        stuck = 3 * self.ACTIVE * s.processes  # nginx spreads them over the processes
+        lock = s.hold_paints_lock()
+        results = []
+        try:
+            threads = burst(s, stuck, uncached, results)
+            # More statements wait for the lock than there are active threads
+            # (the pool, 3+5, may hold back a few if nginx sent many to one process).
+            s.wait_until(lambda: int(s.psql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                            "wait_event_type = 'Lock'", admin=True))
+                         >= (self.ACTIVE + 1) * s.processes,
+                         timeout=30, what="the statements to wait for the lock")
+            for path in ("/healthz", "/admin/paints/1") * 5:
+                t0 = time.monotonic()
+                r = s.get(path, timeout=20)
+                took = time.monotonic() - t0
+                self.assertEqual(r.status, 200, path)
+                self.assertLess(took, 2.0, f"{path} took {took:.1f} s with the database stuck")
+            self.assertEqual(results, [], "a stuck request was answered before the lock went")
+        finally:
+            lock.release()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertEqual(sorted(st for st, _, _ in results), [200] * stuck)
+
+
 class PoolStatus(unittest.TestCase):
     def test_admin_pool_figures(self):
         st = stack().get("/admin/pool").json()

@@ -108,6 +108,9 @@ static void test_bad_values_name_the_variable(void **state)
 		{ "DB_POOL_SIZE=", NULL },	/* empty means default: accepted */
 		{ "WORKERS=0", "WORKERS" },
 		{ "WORKERS=16x", "WORKERS" },
+		{ "WORKERS_ACTIVE=-1", "WORKERS_ACTIVE" },
+		{ "WORKERS_ACTIVE=two", "WORKERS_ACTIVE" },
+		{ "WORKERS_ACTIVE=", NULL },
 		{ "DB_POOL_TIMEOUT=-1", "DB_POOL_TIMEOUT" },
 		{ "DB_POOL_RECYCLE=-5", "DB_POOL_RECYCLE" },
 		{ "DB_MAX_OVERFLOW=-1", "DB_MAX_OVERFLOW" },
