@@ -21,6 +21,7 @@
 
 #include "cache.h"
 #include "config.h"
+#include "db_test.h"
 #include "log.h"
 #include "pool.h"
 #include "util.h"
@@ -58,18 +59,8 @@ static int setup(void **state)
 		fail_msg("config: %s", err);
 	if (!redis_url_given(&cfg.redis))
 		fail_msg("REDIS_URL is not set: run through tests/run.py");
-	memset(&ps, 0, sizeof(ps));
-	ps.database_url = cfg.database_url;
-	ps.application_name = "cachetest";
-	ps.size = 2;
-	ps.max_overflow = 0;
-	ps.timeout = 5;
-	ps.recycle = 3600;
-	ps.connect_timeout = 5;
+	db_test_pool_settings(&ps, cfg.database_url, "cachetest", 2, 0, 5, stmts, 1);
 	ps.statement_timeout_ms = 5000;
-	ps.leak_threshold = 60;
-	ps.stmts = stmts;
-	ps.nstmts = 1;
 	pool = pool_create(&ps);
 	cache_setup(&cfg);
 	cache_set_pool(pool);

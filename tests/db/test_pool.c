@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "pool.h"
+#include "db_test.h"
 #include "util.h"
 
 static const struct pool_stmt stmts[] = {
@@ -36,20 +36,7 @@ static void settings(struct pool_settings *s, const char *name, int size, int ov
 	if (url == NULL)
 		fail_msg("DATABASE_URL is not set: run through tests/run.py");
 	snprintf(appname, sizeof(appname), "pooltest_%s_%d", name, (int)getpid());
-	memset(s, 0, sizeof(*s));
-	s->database_url = url;
-	s->application_name = appname;
-	s->size = size;
-	s->max_overflow = overflow;
-	s->timeout = timeout;
-	s->recycle = 3600;
-	s->pre_ping = 0;
-	s->connect_timeout = 5;
-	s->statement_timeout_ms = 10000;
-	s->leak_threshold = 60;
-	s->idle_timeout = 60;
-	s->stmts = stmts;
-	s->nstmts = 2;
+	db_test_pool_settings(s, url, appname, size, overflow, timeout, stmts, 2);
 }
 
 static PGconn *admin(void)

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include "db_test.h"
 #include "util.h"
 #include "workers.h"
 
@@ -87,19 +87,9 @@ static void test_parked_threads_serve_while_active_ones_wait(void **state)
 	int i;
 
 	(void)state;
-	memset(&s, 0, sizeof(s));
-	s.database_url = getenv("DATABASE_URL");
-	s.application_name = "test_workers";
-	s.size = 1;	/* 'w' must wait for the connection 's' holds */
-	s.timeout = 10;
-	s.recycle = 3600;
-	s.connect_timeout = 5;
-	s.statement_timeout_ms = 10000;
-	s.leak_threshold = 60;
-	s.idle_timeout = 60;
-	s.stmts = stmts;
-	s.nstmts = 1;
-	assert_non_null(s.database_url);
+	assert_non_null(getenv("DATABASE_URL"));
+	/* one connection: 'w' must wait for the one 's' holds */
+	db_test_pool_settings(&s, getenv("DATABASE_URL"), "test_workers", 1, 0, 10, stmts, 1);
 	assert_non_null(pool = pool_create(&s));
 	assert_int_equal(pipe(jobs), 0);
 
