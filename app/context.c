@@ -23,6 +23,7 @@
 #include "resource.h"
 #include "strbuf.h"
 #include "util.h"
+#include "workers.h"
 
 static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
@@ -454,13 +455,21 @@ static void release_all(struct ctx *c)
  * Run the admitted request's handler. A read-only route may be served by a
  * replica: the session lookup's primary connection is returned first, and
  * when the replica fails the request, the handler (which only reads) runs
- * again on the primary.
+ * again on the primary. Any other route writes, and a write waits for
+ * PostgreSQL's disk flush at its commit (milliseconds): a parked worker
+ * thread takes this one's place meanwhile (workers.h).
  */
 static void run_handler(struct ctx *c)
 {
 	c->admitted = 1;
 	if (c->match.route->read_only && replicas_count() > 0)
 		ctx_db_release(c);
+	if (!c->match.route->read_only) {
+		workers_block_begin();
+		c->match.route->handler(c);
+		workers_block_end();
+		return;
+	}
 	c->match.route->handler(c);
 	if (c->replica_failed) {
 		ctx_db_release(c);
