@@ -18,6 +18,7 @@
 #include "replicas.h"
 #include "strbuf.h"
 #include "util.h"
+#include "workers.h"
 
 static void ops_live(struct ctx *c);
 static void ops_ready(struct ctx *c);
@@ -456,6 +457,23 @@ static struct json_object *alerts_json(const struct metrics_snapshot *m)
 	return al;
 }
 
+/* The worker threads: how many take requests, parked, lent, unparked by the watcher. */
+static struct json_object *workers_json(void)
+{
+	struct workers_stats st;
+	struct json_object *o = json_object_new_object();
+
+	workers_get_stats(&st);
+	add_count(o, "threads", (uint64_t)st.threads);
+	add_count(o, "active_wanted", (uint64_t)st.base);
+	add_count(o, "active", (uint64_t)st.active);
+	add_count(o, "parked", (uint64_t)st.parked);
+	add_count(o, "lent", (uint64_t)st.lent);
+	add_count(o, "extra", (uint64_t)st.extra);
+	add_count(o, "unparked_by_watcher", st.unparks);
+	return o;
+}
+
 static void ops_admin_metrics(struct ctx *c)
 {
 	struct json_object *o = json_object_new_object(), *mem, *cache, *reqs;
@@ -479,6 +497,7 @@ static void ops_admin_metrics(struct ctx *c)
 	json_object_object_add(o, "memory", mem);
 	json_object_object_add(o, "cpu_percent", json_object_new_double(m.cpu_percent));
 	json_object_object_add(o, "pool", ops_pool_json(c->app->pool));
+	json_object_object_add(o, "workers", workers_json());
 	lookups = t->cache_hits + t->cache_misses;
 	cache = json_object_new_object();
 	json_object_object_add(cache, "up", json_object_new_boolean(cs.up));

@@ -35,7 +35,7 @@ static atomic_int parked;
 static atomic_int blocked;		/* threads between workers_block_begin and _end */
 static atomic_int boost;		/* unparked by the watcher */
 static atomic_ullong completed;		/* requests answered */
-static unsigned long long unparks;	/* by the watcher (its thread only) */
+static atomic_ullong unparks;		/* by the watcher */
 static int (*inflight_fn)(void);
 static pthread_t watcher;
 static _Thread_local int is_worker;	/* set at a worker's first settle */
@@ -77,6 +77,17 @@ void workers_settle(void)
 int workers_parked(void)
 {
 	return atomic_load(&parked);
+}
+
+void workers_get_stats(struct workers_stats *st)
+{
+	st->threads = atomic_load(&on) ? total : 0;
+	st->base = atomic_load(&on) ? base : 0;
+	st->active = atomic_load(&active);
+	st->parked = atomic_load(&parked);
+	st->lent = atomic_load(&blocked);
+	st->extra = atomic_load(&boost);
+	st->unparks = atomic_load(&unparks);
 }
 
 void workers_request_done(void)
@@ -140,7 +151,7 @@ static void *watch_main(void *arg)
 			continue;
 		atomic_store(&boost, nb);
 		if (nb > b) {
-			unparks++;
+			atomic_fetch_add(&unparks, 1);
 			pthread_cond_signal(&park_cv);
 			if (now_mono() - last_logged >= 1.0) {
 				last_logged = now_mono();
@@ -182,7 +193,8 @@ void workers_stop(void)
 	pthread_mutex_unlock(&mu);
 	pthread_join(watcher, NULL);
 	pthread_cond_destroy(&watch_cv);
-	log_msg(LOG_INFO, "workers: the watcher unparked a thread %llu times", unparks);
+	log_msg(LOG_INFO, "workers: the watcher unparked a thread %llu times",
+		(unsigned long long)atomic_load(&unparks));
 }
 
 int workers_default_active(void)

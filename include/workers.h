@@ -48,6 +48,18 @@ void workers_block_end(void);
 /* Threads parked now. */
 int workers_parked(void);
 
+/* The figures /admin/metrics shows (all 0 before workers_start). */
+struct workers_stats {
+	int threads;		/* WORKERS */
+	int base;		/* WORKERS_ACTIVE as applied */
+	int active;		/* not parked now */
+	int parked;
+	int lent;		/* in a long wait, their place lent */
+	int extra;		/* unparked by the watcher now */
+	unsigned long long unparks;	/* by the watcher since start */
+};
+void workers_get_stats(struct workers_stats *st);
+
 /* The default WORKERS_ACTIVE: two per CPU this process may run on (its affinity and cgroup quota). */
 int workers_default_active(void);
 

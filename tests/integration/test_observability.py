@@ -162,6 +162,10 @@ class AdminMetrics(unittest.TestCase):
             self.assertIn(k, m["indicators"])
             self.assertIn(m["indicators"][k]["pass"], (True, False))
         self.assertRegex(m["timestamp"], r"Z$")
+        w = m["workers"]
+        self.assertEqual(w["threads"], 16)  # WORKERS' default
+        self.assertTrue(1 <= w["active_wanted"] <= w["threads"], w)
+        self.assertEqual(w["active"] + w["parked"], w["threads"], w)
 
 
 class Alerts(unittest.TestCase):
