@@ -22,7 +22,6 @@
 #include "sessions.h"
 #include "strbuf.h"
 #include "util.h"
-#include "workers.h"
 
 int auth_init(void)
 {
@@ -281,10 +280,8 @@ static int login_delay(struct ctx *c, double seconds)
 	}
 	ts.tv_sec = (time_t)seconds;
 	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-	workers_block_begin();
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
-	workers_block_end();
 	pthread_mutex_lock(&hashing_mu);
 	delayed--;
 	pthread_mutex_unlock(&hashing_mu);
@@ -295,21 +292,17 @@ static int login_delay(struct ctx *c, double seconds)
 static int hashing_enter(void)
 {
 	struct timespec ts;
-	int ok = 1, waited;
+	int ok = 1;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += (time_t)HASHING_WAIT;
 	pthread_mutex_lock(&hashing_mu);
-	if ((waited = hashing >= MAX_HASHING))
-		workers_block_begin();
 	while (hashing >= MAX_HASHING) {
 		if (pthread_cond_timedwait(&hashing_cv, &hashing_mu, &ts) == ETIMEDOUT) {
 			ok = 0;
 			break;
 		}
 	}
-	if (waited)
-		workers_block_end();
 	if (ok)
 		hashing++;
 	pthread_mutex_unlock(&hashing_mu);

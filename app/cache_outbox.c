@@ -24,7 +24,6 @@
 #include "replicas.h"
 #include "strbuf.h"
 #include "util.h"
-#include "workers.h"
 
 #define CLAIM_MARGIN_MS 100	/* an announced lease outlasts the local one by this */
 #define ACK_MARGIN_MS 50	/* the writer's last-resort wait adds this... */
@@ -244,7 +243,6 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 
 	/* A fault: let the other processes drain it now, then wait for a way out. */
 	atomic_fetch_add(&cache_n.ack_waits, 1);
-	workers_block_begin();
 	PQclear(PQexec(pg, "NOTIFY " NOTIFY_CHANNEL));
 	deadline = w + CACHE_TRUST_MS + CACHE_TRUST_MS * ACK_DRIFT_PPM / 1000000 + ACK_MARGIN_MS;
 	while (cache_now_ms() < deadline) {
@@ -275,7 +273,6 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 			break;
 		cache_sleep_ms(ACK_POLL_MS);
 	}
-	workers_block_end();
 	waited = cache_now_ms() - w;
 	atomic_fetch_add(&cache_n.ack_wait_ms, (unsigned long long)(waited > 0 ? waited : 0));
 }

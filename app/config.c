@@ -542,26 +542,33 @@ static int url_port(const char *p, const char *slash, struct redis_url *out,
 	return 0;
 }
 
+/* The database number: the len bytes at s. */
+static int url_db(const char *s, size_t len, struct redis_url *out, char *err, size_t errlen)
+{
+	char num[8];
+	int64_t n;
+
+	if (len > 0 && len < sizeof(num)) {
+		memcpy(num, s, len);
+		num[len] = '\0';
+		if (parse_int64(num, 0, 999, &n) == 0) {
+			out->db = (int)n;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "database must be a number from 0 to 999");
+	return -1;
+}
+
 /* "db=N" pairs after a unix socket's path (q: just past the '?'). */
 static int url_query(const char *q, struct redis_url *out, char *err, size_t errlen)
 {
 	while (*q) {
 		size_t len = strcspn(q, "&");
-		char num[8];
-		int64_t n;
 
 		if (len >= 3 && strncmp(q, "db=", 3) == 0) {
-			if (len - 3 == 0 || len - 3 >= sizeof(num)) {
-				snprintf(err, errlen, "database must be a number from 0 to 999");
+			if (url_db(q + 3, len - 3, out, err, errlen))
 				return -1;
-			}
-			memcpy(num, q + 3, len - 3);
-			num[len - 3] = '\0';
-			if (parse_int64(num, 0, 999, &n)) {
-				snprintf(err, errlen, "database must be a number from 0 to 999");
-				return -1;
-			}
-			out->db = (int)n;
 		} else if (len != 0) {
 			/* (not quoted: it could hold a secret) */
 			snprintf(err, errlen, "unknown parameter after the socket's path: only ?db=N is accepted");
@@ -578,7 +585,6 @@ static int url_query(const char *q, struct redis_url *out, char *err, size_t err
 static int parse_tcp(const char *p, struct redis_url *out, char *err, size_t errlen)
 {
 	const char *slash;
-	int64_t n;
 
 	out->port = 6379;
 	if ((slash = strchr(p, '/')) == NULL)
@@ -586,13 +592,8 @@ static int parse_tcp(const char *p, struct redis_url *out, char *err, size_t err
 	if (url_userinfo(&p, slash, out, err, errlen) || url_host(&p, slash, out, err, errlen) ||
 	    url_port(p, slash, out, err, errlen))
 		return -1;
-	if (*slash == '/' && slash[1] != '\0') {
-		if (parse_int64(slash + 1, 0, 999, &n)) {
-			snprintf(err, errlen, "database must be a number from 0 to 999");
-			return -1;
-		}
-		out->db = (int)n;
-	}
+	if (*slash == '/' && slash[1] != '\0')
+		return url_db(slash + 1, strlen(slash + 1), out, err, errlen);
 	return 0;
 }
 

@@ -302,7 +302,18 @@ static void accept_some(struct worker *w, FCGX_Request *req)
 {
 	int fd = accept4(listen_sock, NULL, NULL, SOCK_CLOEXEC), err = errno, more, n;
 
-	for (n = 0; fd >= 0 && n < ACCEPT_BATCH; n++) {
+	/* Let another worker take the next connection while this one serves. */
+	if (!atomic_load(&stopping) && arm(listen_sock, EPOLL_CTL_MOD) != 0)
+		log_msg(LOG_ERROR, "worker %d: cannot re-arm the listening socket: %s",
+			w->index, strerror(errno));
+	if (fd < 0) {
+		if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+			log_msg(LOG_WARN, "worker %d: accept failed: %s", w->index, strerror(err));
+			nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);	/* do not spin */
+		}
+		return;	/* EAGAIN (another worker took it), ECONNABORTED, shutdown */
+	}
+	for (n = 0; n < ACCEPT_BATCH; n++) {
 		if ((more = accept4(listen_sock, NULL, NULL, SOCK_CLOEXEC)) < 0)
 			break;
 		if (admit(more) != 0)
@@ -314,17 +325,6 @@ static void accept_some(struct worker *w, FCGX_Request *req)
 		atomic_store(&idle[more], 1);
 		if (arm(more, EPOLL_CTL_ADD) != 0 && atomic_exchange(&idle[more], 0))
 			close(more);
-	}
-	/* Let another worker take the next connection while this one serves. */
-	if (!atomic_load(&stopping) && arm(listen_sock, EPOLL_CTL_MOD) != 0)
-		log_msg(LOG_ERROR, "worker %d: cannot re-arm the listening socket: %s",
-			w->index, strerror(errno));
-	if (fd < 0) {
-		if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-			log_msg(LOG_WARN, "worker %d: accept failed: %s", w->index, strerror(err));
-			nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);	/* do not spin */
-		}
-		return;	/* EAGAIN (another worker took it), ECONNABORTED, shutdown */
 	}
 	if (admit(fd) == 0)
 		serve_connection(w, req, fd);
@@ -542,7 +542,7 @@ int server_run(struct app *app, int listen_fd)
 {
 	const struct config *cfg = app->cfg;
 	struct worker *workers = xcalloc((size_t)cfg->workers, sizeof(*workers));
-	int active = cfg->workers_active ? cfg->workers_active : workers_default_active();
+	int active;
 	sigset_t set;
 	pthread_t housekeeper;
 	int i, sig, left, stuck;
@@ -554,9 +554,9 @@ int server_run(struct app *app, int listen_fd)
 	metrics_set_inflight_source(inflight_now);
 	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)
 		die("cannot start the housekeeping thread");
-	if (active > cfg->workers)
-		active = cfg->workers;
-	workers_start(cfg->workers, active, inflight_now);
+	active = workers_start(cfg->workers, cfg->workers_active ? cfg->workers_active
+							       : workers_default_active(),
+			       inflight_now);
 	for (i = 0; i < cfg->workers; i++) {
 		workers[i].app = app;
 		workers[i].index = i;

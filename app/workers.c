@@ -39,6 +39,7 @@ static atomic_ullong unparks;		/* by the watcher */
 static int (*inflight_fn)(void);
 static pthread_t watcher;
 static _Thread_local int is_worker;	/* set at a worker's first settle */
+static _Thread_local int lending;	/* this thread's nested block_begin calls */
 
 static int wanted(void)
 {
@@ -74,11 +75,6 @@ void workers_settle(void)
 	pthread_mutex_unlock(&mu);
 }
 
-int workers_parked(void)
-{
-	return atomic_load(&parked);
-}
-
 void workers_get_stats(struct workers_stats *st)
 {
 	st->threads = atomic_load(&on) ? total : 0;
@@ -95,10 +91,13 @@ void workers_request_done(void)
 	atomic_fetch_add_explicit(&completed, 1, memory_order_relaxed);
 }
 
-/* Only a worker's wait counts: the drainer's or a sampler's takes no worker's place. */
+/*
+ * Only a worker's wait counts (the drainer's or a sampler's takes no
+ * worker's place), and only its outermost one (a pool wait inside a write).
+ */
 void workers_block_begin(void)
 {
-	if (!is_worker)
+	if (!is_worker || lending++ > 0)
 		return;
 	atomic_fetch_add(&blocked, 1);
 	if (atomic_load(&on))
@@ -108,7 +107,7 @@ void workers_block_begin(void)
 void workers_block_end(void)
 {
 	/* A surplus thread parks at the top of its loop, after its request. */
-	if (is_worker)
+	if (is_worker && --lending == 0)
 		atomic_fetch_sub(&blocked, 1);
 }
 
@@ -165,7 +164,7 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-void workers_start(int total_threads, int active_threads, int (*inflight)(void))
+int workers_start(int total_threads, int active_threads, int (*inflight)(void))
 {
 	pthread_condattr_t ca;
 
@@ -180,6 +179,7 @@ void workers_start(int total_threads, int active_threads, int (*inflight)(void))
 	atomic_store(&on, 1);
 	if (pthread_create(&watcher, NULL, watch_main, NULL) != 0)
 		die("cannot start the workers' watcher thread");
+	return base;
 }
 
 void workers_stop(void)

@@ -10,8 +10,9 @@
  * about 25 % and an uncached one about 30 % faster than 16.
  *
  * The parked threads are there for waits. A thread going into a wait that
- * may be long (workers_block_begin: a pool wait, a login's slow-down, the
- * cache's acknowledgement wait during a Redis fault) lends its place to a
+ * may be long (workers_block_begin: a write's handler, which waits for the
+ * commit's disk flush and may wait for a login's slow-down or the cache's
+ * acknowledgement during a Redis fault; a pool wait) lends its place to a
  * parked one until it returns. And when no request has finished for
  * WORKERS_WATCH_MS while every active thread is inside one (statements
  * stuck behind a lock, say), a watcher unparks one more, again at each
@@ -25,12 +26,12 @@
 #define WORKERS_WATCH_MS 5
 
 /*
- * Start with total threads of which active take requests (1 <= active <=
- * total), and the watcher thread; inflight tells the requests in progress.
- * Until then, and in programs that never call it, every call below is a
- * no-op.
+ * Start with total threads of which active take requests (brought within
+ * 1..total; returned), and the watcher thread; inflight tells the requests
+ * in progress. Until then, and in programs that never call it, every call
+ * below is a no-op.
  */
-void workers_start(int total, int active, int (*inflight)(void));
+int workers_start(int total, int active, int (*inflight)(void));
 
 /* Wake every parked thread and stop the watcher: the process is stopping. */
 void workers_stop(void);
@@ -41,12 +42,12 @@ void workers_settle(void);
 /* A request was answered (the watcher's sign of progress). */
 void workers_request_done(void);
 
-/* Around a wait that may be long: another thread takes this one's place meanwhile. */
+/*
+ * Around a wait that may be long: another thread takes this one's place
+ * meanwhile. Nested calls count once; outside a worker thread, no-ops.
+ */
 void workers_block_begin(void);
 void workers_block_end(void);
-
-/* Threads parked now. */
-int workers_parked(void);
 
 /* The figures /admin/metrics shows (all 0 before workers_start). */
 struct workers_stats {

@@ -32,11 +32,45 @@ static int jobs[2] = { -1, -1 };	/* a pipe: one byte per job, as epoll hands out
 static atomic_int inflight;
 static atomic_int quick_done;
 static double stuck_done_at, wait_done_at, quick_all_done_at;
+static int lent_nested = -1;	/* lent, seen inside two nested block_begins */
 static pthread_mutex_t times_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int inflight_now(void)
 {
 	return atomic_load(&inflight);
+}
+
+static int wait_done(void)
+{
+	return wait_done_at > 0;
+}
+
+static int nested_seen(void)
+{
+	return lent_nested >= 0;
+}
+
+/* Wait at most 2 s for ready() (read under times_mu); return with times_mu held. */
+static void lock_when(int (*ready)(void))
+{
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		pthread_mutex_lock(&times_mu);
+		if (ready())
+			return;
+		pthread_mutex_unlock(&times_mu);
+		usleep(10 * 1000);
+	}
+	pthread_mutex_lock(&times_mu);
+}
+
+static int parked_now(void)
+{
+	struct workers_stats st;
+
+	workers_get_stats(&st);
+	return st.parked;
 }
 
 static void run_sleep(const char *seconds)
@@ -63,6 +97,21 @@ static void *worker(void *arg)
 		if (read(jobs[0], &job, 1) != 1 || job == 'x')
 			break;
 		atomic_fetch_add(&inflight, 1);
+		if (job == 'n') {	/* a pool wait inside a write: its place is lent once */
+			struct workers_stats st;
+
+			workers_block_begin();
+			workers_block_begin();
+			workers_get_stats(&st);
+			workers_block_end();
+			workers_block_end();
+			pthread_mutex_lock(&times_mu);
+			lent_nested = st.lent;
+			pthread_mutex_unlock(&times_mu);
+			atomic_fetch_sub(&inflight, 1);
+			workers_request_done();
+			continue;
+		}
 		if (job == 's' || job == 'w')	/* stuck in a statement; waiting for the pool */
 			run_sleep(job == 's' ? "0.8" : "0");
 		pthread_mutex_lock(&times_mu);
@@ -93,12 +142,12 @@ static void test_parked_threads_serve_while_active_ones_wait(void **state)
 	assert_non_null(pool = pool_create(&s));
 	assert_int_equal(pipe(jobs), 0);
 
-	workers_start(THREADS, ACTIVE, inflight_now);
+	assert_int_equal(workers_start(THREADS, ACTIVE, inflight_now), ACTIVE);
 	for (i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, worker, NULL), 0);
-	for (i = 0; i < 100 && workers_parked() < THREADS - ACTIVE; i++)
+	for (i = 0; i < 100 && parked_now() < THREADS - ACTIVE; i++)
 		usleep(10 * 1000);
-	assert_int_equal(workers_parked(), THREADS - ACTIVE);	/* the surplus parked */
+	assert_int_equal(parked_now(), THREADS - ACTIVE);	/* the surplus parked */
 	/* One stuck, one waiting for the pool: both active threads are taken. */
 	assert_int_equal(write(jobs[1], "s", 1), 1);
 	usleep(100 * 1000);
@@ -106,7 +155,7 @@ static void test_parked_threads_serve_while_active_ones_wait(void **state)
 	usleep(100 * 1000);
 	memset(all, 'q', sizeof(all));
 	assert_int_equal(write(jobs[1], all, QUICK), QUICK);
-	assert_true(workers_parked() < THREADS - ACTIVE);	/* someone took over */
+	assert_true(parked_now() < THREADS - ACTIVE);	/* someone took over */
 	for (i = 0; i < 400 && atomic_load(&quick_done) < QUICK; i++)
 		usleep(5 * 1000);
 	assert_int_equal(atomic_load(&quick_done), QUICK);
@@ -114,18 +163,22 @@ static void test_parked_threads_serve_while_active_ones_wait(void **state)
 	assert_true(stuck_done_at == 0);	/* served while the statement was still stuck */
 	pthread_mutex_unlock(&times_mu);
 
-	for (i = 0; i < 200; i++) {
-		pthread_mutex_lock(&times_mu);
-		if (wait_done_at > 0)
-			break;	/* with times_mu held */
-		pthread_mutex_unlock(&times_mu);
-		usleep(10 * 1000);
-	}
-	if (i == 200)
-		pthread_mutex_lock(&times_mu);
+	lock_when(wait_done);
 	assert_true(stuck_done_at > 0 && wait_done_at >= stuck_done_at);
 	assert_true(quick_all_done_at < stuck_done_at);
 	pthread_mutex_unlock(&times_mu);
+
+	/* Nested lending counts once, and ends. */
+	assert_int_equal(write(jobs[1], "n", 1), 1);
+	lock_when(nested_seen);
+	assert_int_equal(lent_nested, 1);
+	pthread_mutex_unlock(&times_mu);
+	{
+		struct workers_stats st;
+
+		workers_get_stats(&st);
+		assert_int_equal(st.lent, 0);
+	}
 
 	/* Stop: parked threads wake too, and every thread leaves. */
 	memset(all, 'x', sizeof(all));
