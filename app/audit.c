@@ -48,7 +48,7 @@ int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_ent
 	params[0] = actor_id > 0 ? actor_text : NULL;
 	params[1] = actor;
 	params[2] = audit_entity_name(entity);
-	params[3] = id_text;
+	params[3] = entity_id > 0 ? id_text : NULL;
 	params[4] = action;
 	params[5] = json_or_null(old_row);
 	params[6] = json_or_null(new_row);

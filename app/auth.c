@@ -1,12 +1,14 @@
 /*
  * auth: passwords and logins. Argon2id hashing and the password policy,
- * the /auth/ routes (login, logout, me), login throttling (attempts
- * counted in PostgreSQL before a password is checked, a bounded number of
- * threads and of hashing slots per process), the create-admin helper and
- * the periodic cleanup of sessions and counters. Sessions are sessions.c's.
+ * the /auth/ routes (login, logout, me), the login policy (see "logins"
+ * below: attempts counted in PostgreSQL before a password is checked, per
+ * account, address and known device; a bounded number of threads and of
+ * hashing slots per process), the create-admin helper and the periodic
+ * cleanup of sessions and counters. Sessions are sessions.c's.
  */
 #include "auth.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
@@ -16,11 +18,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include "audit.h"
 #include "config.h"
 #include "context.h"
 #include "log.h"
 #include "sessions.h"
-#include "strbuf.h"
 #include "util.h"
 
 int auth_init(void)
@@ -128,60 +130,53 @@ out:
 
 /* ---- logins ---------------------------------------------------------------- */
 
+/*
+ * The login policy (OWASP's: slow guessing down per account, never lock
+ * the owner out). Counted in PostgreSQL, shared by every process
+ * (migration 0010, login_gate):
+ * - an account (from every address and unknown device) has
+ *   LOGIN_MAX_FAILURES free failures per window; past them it takes one
+ *   attempt per slow-down interval, 1 s doubling per further failure up to
+ *   LOGIN_DELAY_MAX, and answers 429 with Retry-After in between;
+ * - an address (IPv6: its /64) may fail ADDR_FAILURE_FACTOR times
+ *   LOGIN_MAX_FAILURES in the window; good logins are never counted;
+ * - a known device (a browser that logged in to this account before: a
+ *   signed cookie) has a budget of its own, DEVICE_FAILURE_FACTOR times
+ *   LOGIN_MAX_FAILURES, and is not slowed by the account's or address's
+ *   counts, so someone hammering an account does not lock its owner out.
+ * In the process: at most login_threads worker threads inside logins, at
+ * most half of them for one address, and MAX_HASHING Argon2id at once.
+ */
+
 /* Argon2id verifications at once per process (64 MiB each). */
 #define MAX_HASHING 2
 #define HASHING_WAIT 10.0
 /*
  * Worker threads that may be inside a login at once per process (waiting
- * for a hashing slot, hashing, or slowed down): a quarter of WORKERS,
- * between 1 and LOGIN_THREADS_MAX. Beyond, logins get 503 at once, so a
- * flood of logins never takes the threads that serve everyone else.
+ * for a hashing slot or hashing): a quarter of WORKERS, between 1 and
+ * LOGIN_THREADS_MAX, and for one address at most half of them (at least
+ * one). Beyond, logins get 503 at once, so a flood of logins never takes
+ * the threads that serve everyone else, and one address cannot fill them.
  */
 #define LOGIN_THREADS_MAX 4
-/* An address may fail this many times the per-(address, user) limit. */
 #define ADDR_FAILURE_FACTOR 4
-/* The per-user slow-down: 250 ms, doubling per further failure, up to 8 s. */
-#define USER_DELAY_BASE 0.25
-#define USER_DELAY_MAX 8.0
-
-/* One counter of login_failures, bumped in a fixed window of $4 seconds. */
-#define BUMP_WINDOW \
-	"failures = CASE WHEN f.window_start > now() - make_interval(secs => $4::int) " \
-	"  THEN least(f.failures + 1, 1000000) ELSE 1 END, " \
-	"window_start = CASE WHEN f.window_start > now() - make_interval(secs => $4::int) " \
-	"  THEN f.window_start ELSE now() END"
-#define COUNT_ATTEMPT(key) \
-	"INSERT INTO login_failures AS f (key, failures, window_start) VALUES (" key ", 1, now()) " \
-	"ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures, window_start"
+#define DEVICE_FAILURE_FACTOR 2
+#define LOGIN_DELAY_MAX 60
 
 static const struct pool_stmt statements[] = {
 	/*
-	 * One login attempt, counted before its password is checked: bumps the
-	 * (address, user) and address counters, and the user's counter only
-	 * when neither of those refuses the attempt; returns the three counts,
-	 * the seconds left in the refusing windows and the user's row. Row
-	 * locks make concurrent attempts count one after another.
-	 * $1 pair key, $2 address key, $3 user key, $4 window seconds,
-	 * $5 pair limit, $6 address limit, $7 username.
+	 * One login attempt, counted before its password is checked; returns
+	 * the verdict, the seconds to wait when refused, and the user's row.
+	 * $1 username, $2 the known device's user id, $3 its key (or NULL),
+	 * $4 address key, $5 window seconds, $6 free account failures,
+	 * $7 address limit, $8 device limit, $9 longest slow-down in seconds.
 	 */
 	{ "auth_attempt",
-	  "WITH pair AS (" COUNT_ATTEMPT("$1::text") "), addr AS (" COUNT_ATTEMPT("$2::text") "), "
-	  "usr AS (INSERT INTO login_failures AS f (key, failures, window_start) "
-	  "  SELECT $3::text, 1, now() FROM pair, addr WHERE pair.failures <= $5::int AND addr.failures <= $6::int "
-	  "  ON CONFLICT (key) DO UPDATE SET " BUMP_WINDOW " RETURNING failures) "
-	  "SELECT pair.failures, addr.failures, coalesce((SELECT failures FROM usr), 0), "
-	  "  ceil(extract(epoch FROM pair.window_start + make_interval(secs => $4::int) - now()))::int, "
-	  "  ceil(extract(epoch FROM addr.window_start + make_interval(secs => $4::int) - now()))::int, "
-	  "  u.id, u.password_hash, u.is_admin, u.disabled "
-	  "FROM pair CROSS JOIN addr LEFT JOIN users u ON u.username = $7::text" },
-	/*
-	 * A good password: forget the (address, user) and user counts ($1, a
-	 * text[]) and note the login on the user ($2). last_login_at is not
-	 * a column the session-ending trigger watches.
-	 */
-	{ "auth_login_done",
-	  "WITH f AS (DELETE FROM login_failures WHERE key = ANY($1::text[])) "
-	  "UPDATE users SET last_login_at = now() WHERE id = $2::int8" },
+	  "SELECT g.verdict, g.retry, u.id, u.password_hash, u.is_admin, u.disabled "
+	  "FROM login_gate($1::text, $2::int8, $3::text, $4::text, $5::int, $6::int, $7::int, "
+	  "  $8::int, $9::int) g LEFT JOIN users u ON u.username = $1::text" },
+	/* A good password: $1 verdict, $2 user id, $3 username, $4 device key, $5 address key. */
+	{ "auth_login_done", "SELECT login_succeeded($1::text, $2::int8, $3::text, $4::text, $5::text)" },
 };
 
 static const struct route routes[] = {
@@ -196,14 +191,15 @@ const struct resource auth_resource = {
 
 /*
  * Bounds concurrent Argon2 work and the threads logins occupy. hashing_mu
- * guards hashing (threads verifying now, <= MAX_HASHING), in_login
- * (threads inside auth_login past the gate, <= login_threads) and delayed
- * (threads sleeping in the per-user slow-down, <= login_threads / 2).
+ * guards hashing (threads verifying now, <= MAX_HASHING) and in_login_addr
+ * (the address key of each thread inside auth_login past the gate, "" for
+ * a free place; at most login_threads places, at most per_addr of one key).
  */
 static pthread_mutex_t hashing_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hashing_cv = PTHREAD_COND_INITIALIZER;
-static int hashing, in_login, delayed;
-static int login_threads = 1;
+static int hashing;
+static char in_login_addr[LOGIN_THREADS_MAX][AUTH_ADDR_KEY_LEN];
+static int login_threads = 1, per_addr = 1;
 
 /* Verified against when the user does not exist: same cost, same answer. */
 static char dummy_hash[AUTH_HASH_LEN];
@@ -220,10 +216,39 @@ void auth_setup(const struct config *cfg)
 		login_threads = 1;
 	if (login_threads > LOGIN_THREADS_MAX)
 		login_threads = LOGIN_THREADS_MAX;
+	per_addr = login_threads / 2 > 1 ? login_threads / 2 : 1;
 	auth_generate_password(pw, sizeof(pw));
 	if (auth_hash_password(pw, dummy_hash) != 0)
 		die("auth: cannot compute the dummy hash");
 	sodium_memzero(pw, sizeof(pw));
+}
+
+int auth_addr_key(const char *addr, char out[AUTH_ADDR_KEY_LEN])
+{
+	unsigned char a6[16];
+	struct in_addr a4;
+	char text[INET6_ADDRSTRLEN];
+
+	if (addr && inet_pton(AF_INET, addr, &a4) == 1) {
+		inet_ntop(AF_INET, &a4, text, sizeof(text));
+	} else if (addr && inet_pton(AF_INET6, addr, a6) == 1) {
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+		if (memcmp(a6, mapped, sizeof(mapped)) == 0) {
+			memcpy(&a4, a6 + 12, 4);
+			inet_ntop(AF_INET, &a4, text, sizeof(text));
+		} else {
+			memset(a6 + 8, 0, 8);	/* one /64 is one client */
+			inet_ntop(AF_INET6, a6, text, sizeof(text));
+			snprintf(out, AUTH_ADDR_KEY_LEN, "addr:%s/64", text);
+			return 0;
+		}
+	} else {
+		snprintf(out, AUTH_ADDR_KEY_LEN, "addr:unknown");
+		return -1;
+	}
+	snprintf(out, AUTH_ADDR_KEY_LEN, "addr:%s", text);
+	return 0;
 }
 
 /* 503 with Retry-After: too many logins in this process right now. */
@@ -235,57 +260,35 @@ static void logins_busy(struct ctx *c)
 
 /*
  * Enter the login gate without waiting: at most login_threads worker
- * threads are inside a login at once. -1 with 503 set when it is full.
+ * threads inside a login at once, at most per_addr of them for addr.
+ * Returns the place taken, or -1 with 503 set when there is none.
  */
-static int login_enter(struct ctx *c)
+static int login_enter(struct ctx *c, const char *addr)
 {
-	int ok;
+	int i, place = -1, same = 0;
 
 	pthread_mutex_lock(&hashing_mu);
-	ok = in_login < login_threads;
-	if (ok)
-		in_login++;
-	pthread_mutex_unlock(&hashing_mu);
-	if (!ok)
-		logins_busy(c);
-	return ok ? 0 : -1;
-}
-
-static void login_leave(void)
-{
-	pthread_mutex_lock(&hashing_mu);
-	assert(in_login > 0);
-	in_login--;
-	pthread_mutex_unlock(&hashing_mu);
-}
-
-/*
- * The per-user slow-down: sleep seconds (no lock, no connection held),
- * if fewer than half the login threads are already sleeping; else -1
- * with 503 set, so sleeping logins never fill the gate.
- */
-static int login_delay(struct ctx *c, double seconds)
-{
-	struct timespec ts;
-	int ok;
-
-	pthread_mutex_lock(&hashing_mu);
-	ok = delayed < (login_threads + 1) / 2;
-	if (ok)
-		delayed++;
-	pthread_mutex_unlock(&hashing_mu);
-	if (!ok) {
-		logins_busy(c);
-		return -1;
+	for (i = 0; i < login_threads; i++) {
+		if (in_login_addr[i][0] == '\0')
+			place = place < 0 ? i : place;
+		else if (strcmp(in_login_addr[i], addr) == 0)
+			same++;
 	}
-	ts.tv_sec = (time_t)seconds;
-	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-	pthread_mutex_lock(&hashing_mu);
-	delayed--;
+	if (same >= per_addr)
+		place = -1;
+	if (place >= 0)
+		snprintf(in_login_addr[place], AUTH_ADDR_KEY_LEN, "%s", addr);
 	pthread_mutex_unlock(&hashing_mu);
-	return 0;
+	if (place < 0)
+		logins_busy(c);
+	return place;
+}
+
+static void login_leave(int place)
+{
+	pthread_mutex_lock(&hashing_mu);
+	in_login_addr[place][0] = '\0';
+	pthread_mutex_unlock(&hashing_mu);
 }
 
 /* Wait for a hashing slot (bounded); -1 when none came (no response set). */
@@ -354,94 +357,65 @@ int auth_verify_bounded(struct ctx *c, const char *hash, const char *password)
 	return ok;
 }
 
-/* The throttling keys of a login attempt (login_failures.key). */
-struct login_keys {
-	char pair[128];		/* "pair:<address>/<username>" */
-	char addr[64];		/* "addr:<address>" */
-	char user[80];		/* "user:<username>" */
-};
-
-static void login_keys_make(struct ctx *c, const char *username, struct login_keys *k)
-{
-	const char *addr = http_param(&c->req, "REMOTE_ADDR");
-
-	if (addr == NULL || strlen(addr) > 50)
-		addr = "";
-	/* username <= 64 bytes and addr <= 50 (checked): nothing is cut. */
-	snprintf(k->pair, sizeof(k->pair), "pair:%s/%s", addr, username);
-	snprintf(k->addr, sizeof(k->addr), "addr:%s", addr);
-	snprintf(k->user, sizeof(k->user), "user:%s", username);
-}
-
-/* s as an element of a PostgreSQL text[] literal, appended to sb. */
-static void array_elem(struct strbuf *sb, const char *s)
-{
-	strbuf_putc(sb, sb->len > 1 ? ',' : '{');
-	strbuf_putc(sb, '"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			strbuf_putc(sb, '\\');
-		strbuf_putc(sb, *s);
-	}
-	strbuf_putc(sb, '"');
-}
-
-/* What counting an attempt found (see the auth_attempt statement). */
+/* One login attempt: who it names, where it comes from, what the gate said. */
 struct attempt {
-	int pair, addr, user;		/* counts in their windows, this attempt included */
-	int retry;			/* seconds until a refusing window ends */
-	int found;			/* the user exists */
+	const char *username;
+	char addr[AUTH_ADDR_KEY_LEN];		/* login_failures key of the address */
+	const char *addr_text;			/* REMOTE_ADDR, for the audit trail */
+	int64_t device_user;			/* the device cookie's user, 0: none */
+	char device[SESSIONS_DEVICE_KEY_LEN + 4];	/* "dev:<id>", "" when none */
+	char verdict[16];			/* login_gate's */
+	int retry;
+	int found;				/* the user exists */
 	int64_t user_id;
 	int is_admin, disabled;
 	char hash[AUTH_HASH_LEN];
 };
 
 /*
- * Count the attempt (before any password is checked) and read the user,
- * on a connection held only for this statement. -1 with the response set
- * on a fault.
+ * Pass the attempt through login_gate (counted before any password is
+ * checked) and read the user, on a connection held only for this
+ * statement. -1 with the response set on a fault.
  */
-static int attempt_count(struct ctx *c, const char *username, const struct login_keys *k,
-			 struct attempt *a)
+static int attempt_count(struct ctx *c, struct attempt *a)
 {
-	char window[16], pair_max[16], addr_max[16];
-	const char *params[7];
+	char window[16], free_max[16], addr_max[16], device_max[16], delay_max[16], duser[24];
+	const char *params[9];
 	PGconn *pg;
 	PGresult *r;
 	int rc = -1;
 
-	memset(a, 0, sizeof(*a));
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return -1;
 	snprintf(window, sizeof(window), "%d", auth_cfg->login_window);
-	snprintf(pair_max, sizeof(pair_max), "%d", auth_cfg->login_max_failures);
+	snprintf(free_max, sizeof(free_max), "%d", auth_cfg->login_max_failures);
 	snprintf(addr_max, sizeof(addr_max), "%d", auth_cfg->login_max_failures * ADDR_FAILURE_FACTOR);
-	params[0] = k->pair;
-	params[1] = k->addr;
-	params[2] = k->user;
-	params[3] = window;
-	params[4] = pair_max;
-	params[5] = addr_max;
-	params[6] = username;
-	r = PQexecPrepared(pg, "auth_attempt", 7, params, NULL, NULL, 0);
+	snprintf(device_max, sizeof(device_max), "%d",
+		 auth_cfg->login_max_failures * DEVICE_FAILURE_FACTOR);
+	snprintf(delay_max, sizeof(delay_max), "%d", LOGIN_DELAY_MAX);
+	snprintf(duser, sizeof(duser), "%lld", (long long)a->device_user);
+	params[0] = a->username;
+	params[1] = duser;
+	params[2] = a->device[0] ? a->device : NULL;
+	params[3] = a->addr;
+	params[4] = window;
+	params[5] = free_max;
+	params[6] = addr_max;
+	params[7] = device_max;
+	params[8] = delay_max;
+	r = PQexecPrepared(pg, "auth_attempt", 9, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		ctx_db_error(c, r);
 		goto out;
 	}
-	a->pair = atoi(PQgetvalue(r, 0, 0));
-	a->addr = atoi(PQgetvalue(r, 0, 1));
-	a->user = atoi(PQgetvalue(r, 0, 2));
-	if (a->pair > auth_cfg->login_max_failures)
-		a->retry = atoi(PQgetvalue(r, 0, 3));
-	if (a->addr > auth_cfg->login_max_failures * ADDR_FAILURE_FACTOR &&
-	    atoi(PQgetvalue(r, 0, 4)) > a->retry)
-		a->retry = atoi(PQgetvalue(r, 0, 4));
-	a->found = !PQgetisnull(r, 0, 5);
+	snprintf(a->verdict, sizeof(a->verdict), "%s", PQgetvalue(r, 0, 0));
+	a->retry = atoi(PQgetvalue(r, 0, 1));
+	a->found = !PQgetisnull(r, 0, 2);
 	if (a->found) {
-		a->user_id = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
-		snprintf(a->hash, sizeof(a->hash), "%s", PQgetvalue(r, 0, 6));
-		a->is_admin = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
-		a->disabled = strcmp(PQgetvalue(r, 0, 8), "t") == 0;
+		a->user_id = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+		snprintf(a->hash, sizeof(a->hash), "%s", PQgetvalue(r, 0, 3));
+		a->is_admin = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+		a->disabled = strcmp(PQgetvalue(r, 0, 5), "t") == 0;
 	}
 	rc = 0;
 out:
@@ -451,22 +425,27 @@ out:
 }
 
 /*
- * The per-user slow-down for this attempt, in seconds: none until the
- * user has LOGIN_MAX_FAILURES failures in the window from all addresses,
- * none for an address's first attempt at this user (the real user, from
- * a fresh address, is never slowed), else USER_DELAY_BASE doubling per
- * further failure up to USER_DELAY_MAX.
+ * The attempt's entry in the audit trail (action login or login_failed,
+ * with the client's address): bookkeeping on its own statement, so a
+ * failure to write it is logged and the login's answer stands.
  */
-static double attempt_delay(const struct attempt *a)
+static void attempt_audit(struct ctx *c, const struct attempt *a, const char *action)
 {
-	int over = a->user - auth_cfg->login_max_failures;
-	double d = USER_DELAY_BASE;
+	struct json_object *extra = json_object_new_object(), *addr = json_object_new_object();
+	PGresult *failed = NULL;
+	PGconn *pg;
 
-	if (over <= 0 || a->pair <= 1)
-		return 0.0;
-	while (--over > 0 && d < USER_DELAY_MAX)
-		d *= 2;
-	return d < USER_DELAY_MAX ? d : USER_DELAY_MAX;
+	json_object_object_add(addr, "new", json_object_new_string(a->addr_text));
+	json_object_object_add(extra, "address", addr);
+	if ((pg = ctx_db(c, 0)) != NULL &&
+	    audit_record(pg, a->found ? a->user_id : 0,
+			 auth_username_ok(a->username) ? a->username : "(invalid)", AUDIT_USER,
+			 a->found ? a->user_id : 0, action, NULL, NULL, extra, &failed) != 0) {
+		log_msg(LOG_WARN, "auth: the %s entry of the audit trail was not written: %s", action,
+			PQresultErrorField(failed, PG_DIAG_SQLSTATE) ? PQresultErrorField(failed, PG_DIAG_SQLSTATE) : "?");
+		PQclear(failed);
+	}
+	json_object_put(extra);
 }
 
 static void login_refused(struct ctx *c)
@@ -475,38 +454,32 @@ static void login_refused(struct ctx *c)
 }
 
 /*
- * After a good password: forget its counts, note the login, open a
- * session, answer 200.
+ * After a good password: take the attempt's count back, note the login,
+ * open a session, remember the device, audit, answer 200.
  */
-static void login_succeeded(struct ctx *c, const char *username, const struct login_keys *k,
-			    const struct attempt *a)
+static void login_succeeded(struct ctx *c, const struct attempt *a)
 {
 	char csrf[SESSIONS_CSRF_LEN], uid[24];
-	const char *params[2];
+	const char *params[5] = { a->verdict, uid, a->username, a->device[0] ? a->device : NULL,
+				  a->addr };
 	struct json_object *o, *u;
-	struct strbuf keys;
 	PGconn *pg;
 
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return;
-	/* The address's own count stays: one good login must not clear it. */
-	strbuf_init(&keys);
-	array_elem(&keys, k->pair);
-	array_elem(&keys, k->user);
-	strbuf_putc(&keys, '}');
 	snprintf(uid, sizeof(uid), "%lld", (long long)a->user_id);
-	params[0] = keys.buf;
-	params[1] = uid;
 	/* Bookkeeping only: the login stands even if this fails. */
-	PQclear(PQexecPrepared(pg, "auth_login_done", 2, params, NULL, NULL, 0));
-	strbuf_free(&keys);
-	if (sessions_open(c, pg, a->user_id, csrf) != 0)
+	PQclear(PQexecPrepared(pg, "auth_login_done", 5, params, NULL, NULL, 0));
+	/* The session's cookie first: clients that read one Set-Cookie read it. */
+	if (sessions_open(c, pg, a->user_id, csrf) != 0 ||
+	    sessions_device_remember(c, a->user_id) != 0)
 		return;
 	c->user_id = a->user_id;
+	attempt_audit(c, a, "login");
 	o = json_object_new_object();
 	u = json_object_new_object();
 	json_object_object_add(u, "id", json_object_new_int64(a->user_id));
-	json_object_object_add(u, "username", json_object_new_string(username));
+	json_object_object_add(u, "username", json_object_new_string(a->username));
 	json_object_object_add(u, "is_admin", json_object_new_boolean(a->is_admin));
 	json_object_object_add(o, "user", u);
 	json_object_object_add(o, "csrf_token", json_object_new_string(csrf));
@@ -515,21 +488,47 @@ static void login_succeeded(struct ctx *c, const char *username, const struct lo
 	sodium_memzero(csrf, sizeof(csrf));
 }
 
+/* 429 with Retry-After: the gate refused the attempt (verdict addr or account). */
+static void login_throttled(struct ctx *c, const struct attempt *a)
+{
+	http_resp_header(&c->resp, "Retry-After", "%d", a->retry > 0 ? a->retry : 1);
+	if (strcmp(a->verdict, "addr") == 0)
+		http_problem(&c->resp, 429,
+			     "too many failed logins from this address: wait before trying again", NULL);
+	else
+		http_problem(&c->resp, 429,
+			     "too many failed logins for this account: wait before trying again", NULL);
+	log_msg(LOG_WARN, "login throttled (%s) for user %s", a->verdict,
+		auth_username_ok(a->username) ? a->username : "(invalid)");
+}
+
+/* Read the request's known-device cookie into a. -1 with the response set. */
+static int attempt_device(struct ctx *c, struct attempt *a)
+{
+	char id[SESSIONS_DEVICE_KEY_LEN];
+	int rc = sessions_device(c, &a->device_user, id);
+
+	if (rc < 0)
+		return -1;
+	if (rc == 1)
+		snprintf(a->device, sizeof(a->device), "dev:%s", id);
+	return 0;
+}
+
 /*
- * POST /auth/login. In order: the gate (a bounded number of threads per
- * process), the attempt counted in PostgreSQL (so concurrent attempts
- * cannot all pass a limit read before any was recorded), the hard limits
- * (429), the per-user slow-down, a hashing slot, Argon2id with no
- * connection held, and on success the counts cleared and a session made.
+ * POST /auth/login. In order: the body, the gate (a bounded number of
+ * threads per process and per address), the attempt counted in
+ * PostgreSQL (so concurrent attempts cannot all pass a limit read before
+ * any was recorded), 429 when the policy says wait, a hashing slot,
+ * Argon2id with no connection held, and on success the count taken back,
+ * a session and a known-device cookie; every checked attempt is audited.
  */
 void auth_login(struct ctx *c)
 {
 	struct json_object *body = ctx_json_body(c, 0), *u = NULL, *p = NULL;
-	const char *username, *password;
-	struct login_keys k;
+	const char *password;
 	struct attempt a;
-	double delay;
-	int ok = 0;
+	int ok = 0, place;
 
 	if (body == NULL)
 		return;
@@ -543,28 +542,25 @@ void auth_login(struct ctx *c)
 		http_problem(&c->resp, 422, "send exactly {\"username\": \"...\", \"password\": \"...\"}", NULL);
 		return;
 	}
-	username = json_object_get_string(u);
+	memset(&a, 0, sizeof(a));
+	a.username = json_object_get_string(u);
 	password = json_object_get_string(p);
-	if (strlen(username) > 64 || strlen(password) > 1024) {
+	if (strlen(a.username) > 64 || strlen(password) > 1024) {
 		login_refused(c);
 		return;
 	}
-	if (login_enter(c) != 0)
+	a.addr_text = http_param(&c->req, "REMOTE_ADDR");
+	if (a.addr_text == NULL || strlen(a.addr_text) > 64)
+		a.addr_text = "";
+	auth_addr_key(a.addr_text, a.addr);
+	if ((place = login_enter(c, a.addr)) < 0)
 		return;
-	login_keys_make(c, username, &k);
-	if (attempt_count(c, username, &k, &a) != 0)
+	if (attempt_device(c, &a) != 0 || attempt_count(c, &a) != 0)
 		goto out;
-	if (a.pair > auth_cfg->login_max_failures ||
-	    a.addr > auth_cfg->login_max_failures * ADDR_FAILURE_FACTOR) {
-		http_resp_header(&c->resp, "Retry-After", "%d", a.retry > 0 ? a.retry : 1);
-		http_problem(&c->resp, 429, "too many failed logins: wait before trying again", NULL);
-		log_msg(LOG_WARN, "login throttled for user %s",
-			auth_username_ok(username) ? username : "(invalid)");
+	if (strcmp(a.verdict, "ok") != 0 && strcmp(a.verdict, "device") != 0) {
+		login_throttled(c, &a);
 		goto out;
 	}
-	delay = attempt_delay(&a);
-	if (delay > 0 && login_delay(c, delay) != 0)
-		goto out;
 	if (hashing_enter() != 0) {
 		logins_busy(c);
 		goto out;
@@ -574,13 +570,15 @@ void auth_login(struct ctx *c)
 	else
 		(void)auth_verify_password(dummy_hash, password);	/* same cost */
 	hashing_leave();
-	if (ok)
-		login_succeeded(c, username, &k, &a);
-	else
+	if (ok) {
+		login_succeeded(c, &a);
+	} else {
+		attempt_audit(c, &a, "login_failed");
 		login_refused(c);	/* the attempt stays counted */
+	}
 out:
 	sodium_memzero(a.hash, sizeof(a.hash));
-	login_leave();
+	login_leave(place);
 }
 
 void auth_logout(struct ctx *c)

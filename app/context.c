@@ -295,7 +295,11 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 			replicas_failed(c->db_replica);
 	}
 	http_resp_reset(&c->resp);
-	if (transient) {
+	if (state && strcmp(state, "PSA01") == 0) {
+		/* Migration 0010: the actor lost its admin rights while the write ran. */
+		http_problem(&c->resp, 403,
+			     "your admin rights were withdrawn: the change was not made", NULL);
+	} else if (transient) {
 		struct log_line l;
 
 		log_begin(&l, LOG_WARN, "database fault");

@@ -8,6 +8,7 @@
 #include "ops.h"
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,23 +42,57 @@ static void ops_live(struct ctx *c)
 	json_object_put(o);
 }
 
-static void ops_ready(struct ctx *c)
+/*
+ * What the last readiness probe found. ready_mu guards both; nothing
+ * blocks while it is held. One probe at a time per process: a request
+ * that comes while one runs is answered with the last probe's finding, so
+ * a flood of /readyz (which needs no login) holds at most one connection.
+ */
+static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
+static int ready_ok, ready_probing;
+
+/* One probe: 1 if "SELECT 1" answered, else 0 (the response is left set). */
+static int ready_probe(struct ctx *c)
 {
 	double timeout = c->app->cfg->pool_timeout < READY_TIMEOUT
 				 ? c->app->cfg->pool_timeout : READY_TIMEOUT;
-	struct json_object *o;
 	PGconn *pg = ctx_db(c, timeout);
 	PGresult *r;
+	int ok;
 
 	if (pg == NULL)
-		return;	/* 503 set by ctx_db */
+		return 0;	/* 503 set by ctx_db */
 	r = PQexec(pg, "SELECT 1");
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
 		ctx_db_error(c, r);
-		PQclear(r);
+	PQclear(r);
+	return ok;
+}
+
+static void ops_ready(struct ctx *c)
+{
+	struct json_object *o;
+	int probe, ok;
+
+	pthread_mutex_lock(&ready_mu);
+	probe = !ready_probing;
+	ready_probing |= probe;
+	ok = ready_ok;
+	pthread_mutex_unlock(&ready_mu);
+	if (probe) {
+		ok = ready_probe(c);
+		pthread_mutex_lock(&ready_mu);
+		ready_ok = ok;
+		ready_probing = 0;
+		pthread_mutex_unlock(&ready_mu);
+		if (!ok)
+			return;	/* the probe's own 503 */
+	} else if (!ok) {
+		http_resp_header(&c->resp, "Retry-After", "1");
+		http_problem(&c->resp, 503, "the database is unavailable; try again shortly", NULL);
 		return;
 	}
-	PQclear(r);
 	o = json_object_new_object();
 	json_object_object_add(o, "status", json_object_new_string("ready"));
 	json_object_object_add(o, "database", json_object_new_string("ok"));

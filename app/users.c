@@ -172,6 +172,39 @@ static void put(struct json_object *o)
 		json_object_put(o);
 }
 
+/*
+ * Lock every enabled admin's row, in id order, first thing in a user
+ * write's transaction, and check that the actor is still one of them (its
+ * session may have been read before its rights were withdrawn). A
+ * concurrent change of rights waits for this write or this write for it.
+ * Returns the rows (the caller PQclears), or NULL with the response set
+ * (403 when the actor is no longer an enabled admin).
+ */
+static PGresult *lock_admins(struct ctx *c, PGconn *pg)
+{
+	PGresult *r = PQexecPrepared(pg, "users_lock_admins", 0, NULL, NULL, NULL, 0);
+	char me[24];
+	int i;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		ctx_db_error(c, r);
+		PQclear(r);
+		return NULL;
+	}
+	/*
+	 * The actor among them, checked here, before the write: a write that
+	 * changes the actor's own row (a demoted admin promoting itself again)
+	 * would pass the audit entry's later check.
+	 */
+	snprintf(me, sizeof(me), "%lld", (long long)c->user_id);
+	for (i = 0; i < PQntuples(r); i++)
+		if (strcmp(PQgetvalue(r, i, 0), me) == 0)
+			return r;
+	http_problem(&c->resp, 403, "your admin rights were withdrawn: the change was not made", NULL);
+	PQclear(r);
+	return NULL;
+}
+
 /* ---- GET and POST /admin/users --------------------------------------------------- */
 
 void users_list(struct ctx *c)
@@ -208,9 +241,11 @@ static void create_in_transaction(struct ctx *c, PGconn *pg, const struct user_i
 {
 	const char *params[3] = { in->username, hash, in->is_admin ? "true" : "false" };
 	struct json_object *after = NULL;
-	PGresult *r, *row = NULL;
+	PGresult *admins, *r = NULL, *row = NULL;
 	char detail[128];
 
+	if ((admins = lock_admins(c, pg)) == NULL)
+		return;
 	r = PQexecPrepared(pg, "users_insert", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
@@ -231,6 +266,7 @@ static void create_in_transaction(struct ctx *c, PGconn *pg, const struct user_i
 	send_user(c, 201, row);
 out:
 	put(after);
+	PQclear(admins);
 	PQclear(row);
 	PQclear(r);
 }
@@ -300,11 +336,10 @@ static void patch_in_transaction(struct ctx *c, PGconn *pg, const char *id, int6
 	struct json_object *b = NULL, *a = NULL, *extra = NULL;
 	const char *params[4];
 
-	admins = PQexecPrepared(pg, "users_lock_admins", 0, NULL, NULL, NULL, 0);
-	if (PQresultStatus(admins) != PGRES_TUPLES_OK) {
-		ctx_db_error(c, admins);
-		goto out;
-	}
+	int revokes;
+
+	if ((admins = lock_admins(c, pg)) == NULL)
+		return;
 	if ((before = get_user(c, pg, "users_get_for_update", id)) == NULL ||
 	    patch_allowed(c, nid, admins, before, in) != 0)
 		goto out;
@@ -327,8 +362,12 @@ static void patch_in_transaction(struct ctx *c, PGconn *pg, const char *id, int6
 	extra = in->password ? password_changed() : NULL;
 	if (audit(c, pg, id, "update", b, a, extra) != 0 || ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
-	if (in->password || *PQgetvalue(after, 0, 3) == 't')
-		sessions_forget_user(nid);	/* this process refuses them at once */
+	/* A new password, a disable or a demotion: the old rights end everywhere first. */
+	revokes = in->password != NULL ||
+		  (*PQgetvalue(after, 0, 3) == 't' && *PQgetvalue(before, 0, 3) != 't') ||
+		  (*PQgetvalue(after, 0, 2) != 't' && *PQgetvalue(before, 0, 2) == 't');
+	if (revokes)
+		sessions_revoked(c, nid);
 	send_user(c, 200, after);
 out:
 	put(b);
@@ -396,7 +435,7 @@ void users_patch(struct ctx *c)
 void users_end_sessions(struct ctx *c)
 {
 	struct json_object *extra = NULL, *ended;
-	PGresult *user = NULL, *r = NULL;
+	PGresult *admins = NULL, *user = NULL, *r = NULL;
 	const char *params[1];
 	char id[24];
 	int64_t nid;
@@ -405,7 +444,8 @@ void users_end_sessions(struct ctx *c)
 	if (path_id(c, id, &nid) != 0 || (pg = ctx_db(c, 0)) == NULL ||
 	    ctx_db_exec(c, "BEGIN") != 0)
 		return;
-	if ((user = get_user(c, pg, "users_get_for_update", id)) == NULL)
+	if ((admins = lock_admins(c, pg)) == NULL ||
+	    (user = get_user(c, pg, "users_get_for_update", id)) == NULL)
 		goto out;
 	params[0] = id;
 	r = PQexecPrepared(pg, "users_end_sessions", 1, params, NULL, NULL, 0);
@@ -420,11 +460,12 @@ void users_end_sessions(struct ctx *c)
 	if (audit(c, pg, id, "end_sessions", NULL, NULL, extra) != 0 ||
 	    ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
-	sessions_forget_user(nid);
+	sessions_revoked(c, nid);
 	c->resp.status = 204;
 out:
 	rollback_open(c);
 	put(extra);
+	PQclear(admins);
 	PQclear(user);
 	PQclear(r);
 }
@@ -519,7 +560,7 @@ static void password_store(struct ctx *c, PGconn *pg, const char *key, const cha
 	    audit(c, pg, uid, "password", NULL, NULL, extra) != 0 ||
 	    ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
-	sessions_forget_user(c->user_id);	/* the old sessions: refused here at once */
+	sessions_revoked(c, c->user_id);	/* the old sessions; the new one is not cached yet */
 	o = json_object_new_object();
 	u = json_object_new_object();
 	json_object_object_add(u, "id", json_object_new_int64(c->user_id));

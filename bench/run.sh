@@ -47,7 +47,7 @@ say "starting a stack for the benchmark in $STACK_DIR"
 BASE=$BASE_URL
 login=$(curl -ks -i -H "Origin: $BASE" -H 'Content-Type: application/json' \
 	-d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "$BASE/auth/login")
-export BENCH_COOKIE=$(grep -i '^set-cookie:' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
+export BENCH_COOKIE=$(grep -i '^set-cookie: __Host-ps_session=' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
 export BENCH_CSRF=$(tail -1 <<<"$login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')
 export BENCH_ORIGIN=$BASE BENCH_WRK_DIR=$REPO/bench/wrk BENCH_MAX_ID=10000
 [ -n "$BENCH_COOKIE" ] || { echo "bench: login failed" >&2; exit 1; }

@@ -1,6 +1,6 @@
 /*
- * audit: the audit trail of writes to paints and users (audit_log,
- * migrations/0007_audit.sql). An entry names the actor, the entity, the
+ * audit: the audit trail of writes to paints and users, and of logins,
+ * failed logins and logouts (audit_log, migrations/0007_audit.sql, 0010). An entry names the actor, the entity, the
  * action and the changed fields with their old and new values; it is
  * written in the transaction of the write it describes, so it exists
  * exactly when the write committed.
@@ -27,7 +27,9 @@ extern const struct resource audit_resource;
  * (BEGIN ... COMMIT by the caller). old_row and new_row are the entity
  * before and after as JSON objects (NULL for none: a create, a delete);
  * extra, when not NULL, is merged into the changes as given (e.g.
- * {"password": {"changed": true}}). Uses the prepared statement
+ * {"password": {"changed": true}}). actor_id and entity_id 0 stand for
+ * none (an actor from the command line, a failed login naming no user).
+ * Uses the prepared statement
  * "audit_insert". Returns 0, or -1 with the failed PGresult in *failed
  * (caller hands it to ctx_db_error and PQclears it).
  */

@@ -25,6 +25,17 @@ struct config;
 #define AUTH_PASSWORD_MIN_CHARS 12
 #define AUTH_PASSWORD_MAX_BYTES 256
 
+/* A client address's key in login_failures: "addr:" and the address. */
+#define AUTH_ADDR_KEY_LEN 64
+
+/*
+ * The login policy's key of a client address into out: "addr:1.2.3.4",
+ * IPv6 by its /64 ("addr:2001:db8:1:2::/64"; an IPv4-mapped address as
+ * IPv4). Returns 0, or -1 with "addr:unknown" in out when addr is NULL or
+ * not an address.
+ */
+int auth_addr_key(const char *addr, char out[AUTH_ADDR_KEY_LEN]);
+
 /* Call once at start-up; -1 if libsodium cannot initialise. */
 int auth_init(void);
 

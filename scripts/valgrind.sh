@@ -26,7 +26,7 @@ BIN=$wrapper "$REPO/scripts/stack.sh" start | sed 's/^/    /'
 . "$STACK_DIR/stack.env"
 login=$(curl -ks -i -H "Origin: $BASE_URL" -H 'Content-Type: application/json' \
 	-d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "$BASE_URL/auth/login")
-export BENCH_COOKIE=$(grep -i '^set-cookie:' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
+export BENCH_COOKIE=$(grep -i '^set-cookie: __Host-ps_session=' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
 export BENCH_CSRF=$(tail -1 <<<"$login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')
 export BENCH_ORIGIN=$BASE_URL BENCH_WRK_DIR=$REPO/bench/wrk BENCH_MAX_ID=2000
 echo "==> 20 s of load: reads (cache hits and misses), writes, lists"

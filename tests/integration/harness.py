@@ -5,6 +5,8 @@ paintstudio processes, started by scripts/stack.sh in a temporary folder on
 free loopback ports, and stopped afterwards. Tests reach the service only
 through nginx over HTTPS, as a client would.
 """
+import base64
+import hashlib
 import http.client
 import json
 import os
@@ -39,11 +41,24 @@ def pg_url(url, db=None, **params):
     return urllib.parse.urlunsplit(u._replace(path="/" + db if db else u.path, query=query))
 
 
+def b64url(raw):
+    """base64url without padding, as the service writes tokens."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 class Response:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, set_cookies=()):
         self.status = status
-        self.headers = headers
+        self.headers = headers  # lower-cased names; of repeated headers, the last
         self.body = body
+        self.set_cookies = list(set_cookies)  # every Set-Cookie, in order
+
+    def cookie(self, name):
+        """The "name=value" of the Set-Cookie for name, or None."""
+        for c in self.set_cookies:
+            if c.startswith(name + "="):
+                return c.split(";", 1)[0]
+        return None
 
     def json(self):
         return json.loads(self.body)
@@ -87,7 +102,7 @@ class AdminClient:
                          auth=False, headers={"Origin": self.origin})
         if r.status != 200:
             return None, None, r
-        cookie = r.headers["set-cookie"].split(";", 1)[0]
+        cookie = r.cookie("__Host-ps_session")
         return cookie, r.json()["csrf_token"], r
 
     def request(self, method, path, body=None, headers=None, timeout=60, auth=True,
@@ -116,7 +131,8 @@ class AdminClient:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
             data = r.read()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data,
+                            [v for k, v in r.getheaders() if k.lower() == "set-cookie"])
         finally:
             conn.close()
 
@@ -241,6 +257,32 @@ class Stack(AdminClient):
         if p.returncode != 0:
             raise RuntimeError(f"psql failed: {p.stderr}")
         return p.stdout.strip()
+
+    def cookie_key(self):
+        """The service's cookie-signing key (service_keys, migration 0010);
+        a request first makes sure a process has stored it."""
+        self.get("/auth/me")
+        return bytes.fromhex(self.psql(
+            "SELECT encode(key, 'hex') FROM service_keys WHERE name = 'cookies'"))
+
+    def mint_sessions(self, user_ids, ttl=3600):
+        """Open a session for each user id straight in PostgreSQL (no login,
+        no Argon2id): a list of (cookie header value, csrf token), signed
+        as the service signs them (keyed BLAKE2b, sessions.c)."""
+        key = self.cookie_key()
+        out, rows = [], []
+        for uid in user_ids:
+            token = os.urandom(32)
+            rows.append(f"('\\x{hashlib.sha256(token).hexdigest()}', {int(uid)}, "
+                        f"now() + interval '{int(ttl)} seconds')")
+            mac = hashlib.blake2b(b"paintstudio session\0" + token, key=key,
+                                  digest_size=16).digest()
+            csrf = hashlib.blake2b(b"paintstudio csrf", key=token, digest_size=32).digest()
+            out.append(("__Host-ps_session=" + b64url(token + mac), b64url(csrf)))
+        if rows:
+            self.psql("INSERT INTO sessions (token_hash, user_id, expires_at) VALUES "
+                      + ", ".join(rows))
+        return out
 
     def replica_psql(self, i, sql):
         """Run sql as the superuser on replica i (1-based)."""

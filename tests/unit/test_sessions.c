@@ -13,7 +13,7 @@ static void test_fresh_entry_is_served(void **state)
 
 	(void)state;
 	assert_int_equal(sessions_cache_serves(0.0, &refreshing), 1);
-	assert_int_equal(sessions_cache_serves(0.74, &refreshing), 1);
+	assert_int_equal(sessions_cache_serves(0.37, &refreshing), 1);
 	assert_int_equal(refreshing, 0);
 }
 
@@ -22,12 +22,12 @@ static void test_one_caller_refreshes_the_others_are_served(void **state)
 	int refreshing = 0, i, readers = 0;
 
 	(void)state;
-	/* 16 callers see an entry 0.8 s old: one reads it again, 15 are served. */
+	/* 16 callers see an entry 0.4 s old: one reads it again, 15 are served. */
 	for (i = 0; i < 16; i++)
-		readers += !sessions_cache_serves(0.8, &refreshing);
+		readers += !sessions_cache_serves(0.4, &refreshing);
 	assert_int_equal(readers, 1);
 	assert_int_equal(refreshing, 1);
-	assert_int_equal(sessions_cache_serves(0.99, &refreshing), 1);
+	assert_int_equal(sessions_cache_serves(0.49, &refreshing), 1);
 }
 
 static void test_expired_entry_is_never_served(void **state)
@@ -37,7 +37,7 @@ static void test_expired_entry_is_never_served(void **state)
 	(void)state;
 	for (i = 0; i < 2; i++) {
 		refreshing = i;	/* whether or not a refresh is under way */
-		assert_int_equal(sessions_cache_serves(1.0, &refreshing), 0);
+		assert_int_equal(sessions_cache_serves(0.5, &refreshing), 0);
 		assert_int_equal(sessions_cache_serves(5.0, &refreshing), 0);
 		/* a clock that went backwards is no reason to trust an entry */
 		assert_int_equal(sessions_cache_serves(-0.5, &refreshing), 0);
