@@ -401,5 +401,40 @@ class ChangeOwnPassword(unittest.TestCase):
         self.assertEqual(len(audit_rows(uid)), 1)
 
 
+class CreateAdminIsAudited(unittest.TestCase):
+    """The create-admin command records its change in the audit trail, in
+    the transaction of the change, as the actor "(cli)" without a user id."""
+
+    def cli(self, name, *flags):
+        r = stack().run_binary("create-admin", name, *flags, env={"ADMIN_PASSWORD": new_password()})
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def entries(self, uid):
+        return json.loads(stack().psql(
+            "SELECT coalesce(json_agg(json_build_array(action, actor, actor_id, changes) "
+            f"ORDER BY id), '[]') FROM audit_log WHERE entity = 'user' AND entity_id = {uid}"))
+
+    def test_create_and_reset_are_recorded(self):
+        name = new_name()
+        self.cli(name)
+        uid = int(stack().psql(f"SELECT id FROM users WHERE username = '{name}'"))
+        self.assertEqual(self.entries(uid), [
+            ["create", "(cli)", None, {"username": {"old": None, "new": name},
+                                       "is_admin": {"old": None, "new": True},
+                                       "disabled": {"old": None, "new": False}}]])
+        stack().psql(f"UPDATE users SET is_admin = false, disabled = true WHERE id = {uid}")
+        self.cli(name)
+        self.assertEqual(self.entries(uid)[1:], [
+            ["reset", "(cli)", None, {"is_admin": {"old": False, "new": True},
+                                      "disabled": {"old": True, "new": False},
+                                      "password": {"changed": True}}]])
+        self.cli(name, "--if-missing")  # left unchanged: nothing to record
+        self.assertEqual(len(self.entries(uid)), 2)
+        r = stack().get(f"/admin/audit?user={uid}")
+        self.assertEqual([(e["action"], e["actor"]) for e in r.json()["items"]],
+                         [("reset", {"id": None, "username": "(cli)"}),
+                          ("create", {"id": None, "username": "(cli)"})])
+
+
 if __name__ == "__main__":
     unittest.main()
