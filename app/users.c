@@ -84,6 +84,9 @@ const struct resource users_resource = {
 
 /* ---- helpers ------------------------------------------------------------------ */
 
+static int password_check(struct ctx *c, const struct user_input *in, const char *key,
+			  char hash[AUTH_HASH_LEN]);
+
 static void invalid(struct ctx *c, struct json_object *errors)
 {
 	http_problem(&c->resp, 422, users_errors_detail(errors), errors);
@@ -342,17 +345,21 @@ out:
 
 /*
  * Validate the body against the target (the password policy needs its
- * username). 0 with in filled, or -1 with the response set.
+ * username); your own password also needs the current one
+ * (users_own_password_errors). 0 with in filled, or -1 with the response set.
  */
-static int patch_input(struct ctx *c, struct json_object *body, const char *id,
+static int patch_input(struct ctx *c, struct json_object *body, const char *id, int64_t nid,
 		       struct user_input *in)
 {
+	unsigned allowed = USER_PASSWORD | USER_IS_ADMIN | USER_DISABLED;
 	const char *params[1] = { id };
 	struct json_object *errors;
 	PGconn *pg;
 	PGresult *r;
 	int rc = -1;
 
+	if (nid == c->user_id)
+		allowed |= USER_CURRENT_PASSWORD;
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return -1;
 	r = PQexecPrepared(pg, "users_username", 1, params, NULL, NULL, 0);
@@ -360,8 +367,9 @@ static int patch_input(struct ctx *c, struct json_object *body, const char *id,
 		ctx_db_error(c, r);
 	else if (PQntuples(r) != 1)
 		http_problem(&c->resp, 404, "no user has this id", NULL);
-	else if (users_validate(body, USER_PASSWORD | USER_IS_ADMIN | USER_DISABLED, 0,
-				PQgetvalue(r, 0, 0), in, &errors) != 0)
+	else if (users_validate(body, allowed, 0, PQgetvalue(r, 0, 0), in, &errors) != 0)
+		invalid(c, errors);
+	else if (nid == c->user_id && (errors = users_own_password_errors(in)) != NULL)
 		invalid(c, errors);
 	else
 		rc = 0;
@@ -369,25 +377,58 @@ static int patch_input(struct ctx *c, struct json_object *body, const char *id,
 	return rc;
 }
 
+/*
+ * Clear the count of wrong current passwords, on the write's transaction:
+ * they are forgotten exactly when the change commits. 0, or -1 with the
+ * response set.
+ */
+static int forget_attempts(struct ctx *c, PGconn *pg, const char *key)
+{
+	const char *params[1] = { key };
+	PGresult *r = PQexecPrepared(pg, "users_forget_attempts", 1, params, NULL, NULL, 0);
+	int rc = 0;
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		ctx_db_error(c, r);
+		rc = -1;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * An admin's own new password goes through password_check first, as on
+ * POST /auth/password: the attempt is counted under the same key, 429 past
+ * the limit, 403 when the current password is wrong. Another user's reset
+ * needs no current password.
+ */
 void users_patch(struct ctx *c)
 {
 	struct json_object *body;
 	struct user_input in;
-	char id[24], hash[AUTH_HASH_LEN];
+	char id[24], key[40], checked[AUTH_HASH_LEN], hash[AUTH_HASH_LEN];
 	int64_t nid;
 	PGconn *pg;
+	int own;
 
 	if (path_id(c, id, &nid) != 0 || (body = ctx_json_body(c, 1)) == NULL ||
-	    patch_input(c, body, id, &in) != 0)
+	    patch_input(c, body, id, nid, &in) != 0)
 		return;
+	own = in.password && nid == c->user_id;
+	snprintf(key, sizeof(key), "password:%lld", (long long)nid);
+	if (own && password_check(c, &in, key, checked) != 0)
+		goto out;
 	if (in.password) {
 		ctx_db_release(c);	/* no connection held while hashing */
 		if (auth_hash_bounded(c, in.password, hash) != 0)
-			return;
+			goto out;
 	}
-	if ((pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0)
+	if ((pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0 &&
+	    (!own || forget_attempts(c, pg, key) == 0))
 		patch_in_transaction(c, pg, id, nid, &in, hash);
 	rollback_open(c);
+out:
+	sodium_memzero(checked, sizeof(checked));
 	sodium_memzero(hash, sizeof(hash));
 }
 

@@ -115,6 +115,23 @@ int users_validate(struct json_object *body, unsigned allowed, unsigned required
 	return -1;
 }
 
+struct json_object *users_own_password_errors(const struct user_input *in)
+{
+	struct json_object *e = json_object_new_object();
+
+	if (in->password && !in->current_password)
+		field_error(e, "current_password", "is required to change your own password");
+	else if (!in->password && in->current_password)
+		field_error(e, "current_password", "is sent only with a new password");
+	else if (in->password && strcmp(in->password, in->current_password) == 0)
+		field_error(e, "password", "must differ from the current password");
+	if (json_object_object_length(e) == 0) {
+		json_object_put(e);
+		return NULL;
+	}
+	return e;
+}
+
 const char *users_errors_detail(struct json_object *errors)
 {
 	if (json_object_object_length(errors) == 1) {

@@ -41,6 +41,15 @@ int users_validate(struct json_object *body, unsigned allowed, unsigned required
 		   const char *policy_username, struct user_input *in,
 		   struct json_object **errors);
 
+/*
+ * The rules of a change to your own password through PATCH /admin/users:
+ * with "password" comes "current_password" (as POST /auth/password asks),
+ * and the new one differs from it; "current_password" comes only with
+ * "password". in is a validated body. NULL when it passes, else a new JSON
+ * object of per-field messages (caller owns it; http_problem consumes it).
+ */
+struct json_object *users_own_password_errors(const struct user_input *in);
+
 /* The detail line for a 422 with these errors: the one message, or a summary. */
 const char *users_errors_detail(struct json_object *errors);
 

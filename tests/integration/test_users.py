@@ -401,6 +401,63 @@ class ChangeOwnPassword(unittest.TestCase):
         self.assertEqual(len(audit_rows(uid)), 1)
 
 
+class OwnPasswordThroughPatch(unittest.TestCase):
+    """PATCH /admin/users/{own id} with a password asks for the current one,
+    as POST /auth/password does, and counts wrong ones with its attempts;
+    another user's reset does not ask for it."""
+
+    def test_own_password_needs_the_current_one(self):
+        uid, name, pw = create(is_admin=True)
+        cookie, csrf = login(name, pw)
+        path, new_pw = f"/admin/users/{uid}", new_password()
+        r = as_user(cookie, csrf, "PATCH", path, body={"password": new_pw})
+        self.assertIn("current_password", assert_problem(self, r, 422)["errors"])
+        r = as_user(cookie, csrf, "PATCH", path,
+                    body={"password": new_pw, "current_password": "not-the-password"})
+        body = assert_problem(self, r, 403)
+        self.assertEqual(body["detail"], "the current password is wrong")
+        self.assertIn("current_password", body["errors"])
+        self.assertEqual(stack().psql("SELECT failures FROM login_failures "
+                                      f"WHERE key = 'password:{uid}'"), "1")
+        r = as_user(cookie, csrf, "PATCH", path, body={"password": pw, "current_password": pw})
+        self.assertIn("password", assert_problem(self, r, 422)["errors"])
+        self.assertEqual(as_user(cookie, csrf, "GET", "/auth/me").status, 200)
+        self.assertEqual([a[0] for a in audit_rows(uid)], ["create"])
+        # a change of your own that is not a password needs no current password
+        r = as_user(cookie, csrf, "PATCH", path, body={"is_admin": True})
+        self.assertEqual(r.status, 200, r)
+        r = as_user(cookie, csrf, "PATCH", path, body={"password": new_pw, "current_password": pw})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(stack().psql("SELECT count(*) FROM login_failures "
+                                      f"WHERE key = 'password:{uid}'"), "0")
+        self.assertIsNone(stack().login(name, pw)[0])
+        self.assertIsNotNone(stack().login(name, new_pw)[0])
+        action, actor, changes = audit_rows(uid)[-1]
+        self.assertEqual((action, actor, changes), ("update", name, {"password": {"changed": True}}))
+
+    def test_own_password_attempts_are_throttled(self):
+        uid, name, pw = create(is_admin=True)
+        cookie, csrf = login(name, pw)
+        stack().psql("INSERT INTO login_failures (key, failures, window_start) "
+                     f"VALUES ('password:{uid}', 100000, now())")
+        self.addCleanup(stack().psql, f"DELETE FROM login_failures WHERE key = 'password:{uid}'")
+        r = as_user(cookie, csrf, "PATCH", f"/admin/users/{uid}",
+                    body={"password": new_password(), "current_password": pw})
+        assert_problem(self, r, 429)
+        self.assertGreater(int(r.headers["retry-after"]), 0)
+        self.assertIsNotNone(stack().login(name, pw)[0])
+
+    def test_another_users_reset_needs_no_current_password(self):
+        uid, name, _ = create()
+        new_pw = new_password()
+        r = stack().request("PATCH", f"/admin/users/{uid}", body={"password": new_pw})
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNotNone(stack().login(name, new_pw)[0])
+        r = stack().request("PATCH", f"/admin/users/{uid}",
+                            body={"password": new_password(), "current_password": new_pw})
+        self.assertIn("current_password", assert_problem(self, r, 422)["errors"])
+
+
 class CreateAdminIsAudited(unittest.TestCase):
     """The create-admin command records its change in the audit trail, in
     the transaction of the change, as the actor "(cli)" without a user id."""

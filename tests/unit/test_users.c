@@ -124,6 +124,40 @@ static void test_patch_and_change_bodies(void **state)
 	json_object_put(body);
 }
 
+/* PATCH of your own password: the current one is required, sent only with it, and differs. */
+static void test_own_password_rules(void **state)
+{
+	const unsigned own = USER_PASSWORD | USER_IS_ADMIN | USER_DISABLED | USER_CURRENT_PASSWORD;
+	static const struct {
+		const char *body, *field, *words;	/* field NULL: passes */
+	} cases[] = {
+		{ "{\"password\":\"a-new-password\"}", "current_password", "required" },
+		{ "{\"current_password\":\"an-old-password\",\"disabled\":false}",
+		  "current_password", "only with" },
+		{ "{\"password\":\"the-same-password\",\"current_password\":\"the-same-password\"}",
+		  "password", "differ" },
+		{ "{\"password\":\"a-new-password\",\"current_password\":\"x\"}", NULL, NULL },
+		{ "{\"is_admin\":true}", NULL, NULL },
+	};
+	struct json_object *body, *errors;
+	struct user_input in;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(check(cases[i].body, own, 0, "me", &in, &body, &errors), 0);
+		errors = users_own_password_errors(&in);
+		if (cases[i].field) {
+			assert_error(errors, cases[i].field, cases[i].words);
+			assert_int_equal(json_object_object_length(errors), 1);
+			json_object_put(errors);
+		} else {
+			assert_null(errors);
+		}
+		json_object_put(body);
+	}
+}
+
 static void test_ids(void **state)
 {
 	int64_t id;
@@ -145,6 +179,7 @@ int main(void)
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_create_body),
 		cmocka_unit_test(test_patch_and_change_bodies),
+		cmocka_unit_test(test_own_password_rules),
 		cmocka_unit_test(test_ids),
 	};
 
