@@ -26,8 +26,9 @@
 	"  THEN f.window_start ELSE now() END"
 
 static const struct pool_stmt statements[] = {
-	/* $1 idle limit in seconds (active sessions), $2 id */
-	{ "users_list", "SELECT " USERS_COLUMNS " FROM users u ORDER BY u.id LIMIT 1000" },
+	/* $1 idle limit in seconds (active sessions), $2 id; users_list: $2 after this id, $3 rows */
+	{ "users_list",
+	  "SELECT " USERS_COLUMNS " FROM users u WHERE u.id > $2::int8 ORDER BY u.id LIMIT $3::int8" },
 	{ "users_get", "SELECT " USERS_COLUMNS " FROM users u WHERE u.id = $2::int8" },
 	/*
 	 * Row locks are FOR NO KEY UPDATE, the lock an UPDATE of a user takes:
@@ -177,19 +178,48 @@ static void put(struct json_object *o)
 
 /* ---- GET and POST /admin/users --------------------------------------------------- */
 
+/* The parameters GET /admin/users takes (a table for http_query_reject_unknown). */
+static const struct {
+	const char *name;
+} list_params[] = { { "limit" }, { "cursor" } };
+
+/* The page's parameters from the query; 0, or -1 with the 400 set. */
+static int list_page(struct ctx *c, struct users_page *page)
+{
+	struct json_object *errors = json_object_new_object();
+	const struct http_query *q = &c->req.query;
+
+	http_query_reject_unknown(q, &list_params[0].name, RESOURCE_ARRAY_LEN(list_params),
+				  sizeof(list_params[0]), errors);
+	if (users_page_parse(http_query_get(q, "limit"), http_query_get(q, "cursor"), page,
+			     errors) == 0 && json_object_object_length(errors) == 0) {
+		json_object_put(errors);
+		return 0;
+	}
+	http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errors);
+	return -1;
+}
+
+/*
+ * {"items": [...], "next_cursor": ...}: users by id, keyset pages (one row
+ * more than the page is read to know whether another follows).
+ */
 void users_list(struct ctx *c)
 {
-	char idle[16];
-	const char *params[1] = { idle };
+	char idle[16], after[24], rows[24], *next;
+	const char *params[3] = { idle, after, rows };
 	struct json_object *o, *items;
+	struct users_page page;
 	PGconn *pg;
 	PGresult *r;
 	int i;
 
-	if ((pg = ctx_db(c, 0)) == NULL)
+	if (list_page(c, &page) != 0 || (pg = ctx_db(c, 0)) == NULL)
 		return;
 	snprintf(idle, sizeof(idle), "%d", c->app->cfg->session_idle);
-	r = PQexecPrepared(pg, "users_list", 1, params, NULL, NULL, 0);
+	snprintf(after, sizeof(after), "%lld", (long long)page.after);
+	snprintf(rows, sizeof(rows), "%lld", (long long)page.limit + 1);
+	r = PQexecPrepared(pg, "users_list", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		PQclear(r);
@@ -197,9 +227,16 @@ void users_list(struct ctx *c)
 	}
 	o = json_object_new_object();
 	items = json_object_new_array();
-	for (i = 0; i < PQntuples(r); i++)
+	for (i = 0; i < PQntuples(r) && i < page.limit; i++)
 		json_object_array_add(items, users_row_json(r, i));
 	json_object_object_add(o, "items", items);
+	if (PQntuples(r) > page.limit) {
+		next = users_cursor_make(strtoll(PQgetvalue(r, (int)page.limit - 1, 0), NULL, 10));
+		json_object_object_add(o, "next_cursor", json_object_new_string(next));
+		free(next);
+	} else {
+		json_object_object_add(o, "next_cursor", NULL);
+	}
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 	PQclear(r);

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.parse
 import uuid
 
 from harness import stack
@@ -49,10 +50,25 @@ def audit_rows(uid):
     return json.loads(out)
 
 
+def all_users(limit=None):
+    """Every user through GET /admin/users, following next_cursor."""
+    out, cursor = [], None
+    while True:
+        q = {}
+        if limit:
+            q["limit"] = limit
+        if cursor:
+            q["cursor"] = cursor
+        r = stack().get("/admin/users" + ("?" + urllib.parse.urlencode(q) if q else ""))
+        assert r.status == 200, r
+        out += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return out
+
+
 def listed(uid):
-    r = stack().get("/admin/users")
-    assert r.status == 200, r
-    return next((u for u in r.json()["items"] if u["id"] == uid), None)
+    return next((u for u in all_users(limit=200) if u["id"] == uid), None)
 
 
 def still_refused(test, cookie, csrf, path="/auth/me"):
@@ -491,6 +507,62 @@ class CreateAdminIsAudited(unittest.TestCase):
         self.assertEqual([(e["action"], e["actor"]) for e in r.json()["items"]],
                          [("reset", {"id": None, "username": "(cli)"}),
                           ("create", {"id": None, "username": "(cli)"})])
+
+
+class ListPages(unittest.TestCase):
+    """GET /admin/users pages like the other lists (limit 1..200, default
+    50, next_cursor, keyset on the id), with no silent cut at 1,000 users."""
+
+    @classmethod
+    def setUpClass(cls):
+        s = stack()
+        cls.prefix = "page" + uuid.uuid4().hex[:8]
+        need = max(0, 1010 - int(s.psql("SELECT count(*) FROM users")))
+        s.psql("INSERT INTO users (username, password_hash) "  # in SQL: no hashing
+               f"SELECT '{cls.prefix}-' || i, 'not-a-hash' FROM generate_series(1, {need}) i")
+
+    @classmethod
+    def tearDownClass(cls):
+        stack().psql(f"DELETE FROM users WHERE username LIKE '{cls.prefix}-%'")
+
+    def every_id(self):
+        return [int(x) for x in stack().psql("SELECT id FROM users ORDER BY id").split()]
+
+    def test_every_user_over_the_pages(self):
+        r = stack().get("/admin/users")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json()["items"]), 50)
+        self.assertIsInstance(r.json()["next_cursor"], str)
+        want = self.every_id()
+        self.assertGreater(len(want), 1000)
+        for limit in (None, 200):
+            with self.subTest(limit=limit):
+                self.assertEqual([u["id"] for u in all_users(limit)], want)
+        last = stack().get("/admin/users?limit=200")
+        self.assertEqual(len(last.json()["items"]), 200)
+
+    def test_a_user_made_meanwhile_comes_last(self):
+        first = stack().get("/admin/users?limit=3").json()
+        self.assertEqual(len(first["items"]), 3)
+        uid, _, _ = create()
+        rest = []
+        cursor = first["next_cursor"]
+        while cursor:
+            page = stack().get("/admin/users?" + urllib.parse.urlencode(
+                {"limit": 200, "cursor": cursor})).json()
+            rest += page["items"]
+            cursor = page["next_cursor"]
+        ids = [u["id"] for u in first["items"] + rest]
+        self.assertEqual(ids, self.every_id())
+        self.assertEqual(ids[-1], uid)
+
+    def test_bad_parameters_are_400_naming_each(self):
+        audit_cursor = stack().get("/admin/audit?limit=1").json()["next_cursor"]
+        for k, v in [("limit", "0"), ("limit", "201"), ("limit", "x"), ("cursor", ""),
+                     ("cursor", "bm90LWEtY3Vyc29y"), ("cursor", audit_cursor), ("sort", "id")]:
+            with self.subTest(param=k, value=v):
+                r = stack().get("/admin/users?" + urllib.parse.urlencode({k: v}))
+                self.assertEqual(list(assert_problem(self, r, 400)["errors"]), [k])
 
 
 if __name__ == "__main__":
