@@ -17,12 +17,14 @@
 #include "strbuf.h"
 #include "util.h"
 
+/* $1 actor id, $2 actor, $3 entity, $4 entity id, $5 action, $6 old, $7 new, $8 extra */
+#define AUDIT_INSERT \
+	"INSERT INTO audit_log (actor_id, actor, entity, entity_id, action, changes) " \
+	"VALUES ($1::int8, $2, $3, $4::int8, $5, " \
+	"audit_diff($6::jsonb, $7::jsonb, " AUDIT_SKIP ") || coalesce($8::jsonb, '{}'))"
+
 static const struct pool_stmt statements[] = {
-	/* $1 actor id, $2 actor, $3 entity, $4 entity id, $5 action, $6 old, $7 new, $8 extra */
-	{ "audit_insert",
-	  "INSERT INTO audit_log (actor_id, actor, entity, entity_id, action, changes) "
-	  "VALUES ($1::int8, $2, $3, $4::int8, $5, "
-	  "audit_diff($6::jsonb, $7::jsonb, " AUDIT_SKIP ") || coalesce($8::jsonb, '{}'))" },
+	{ "audit_insert", AUDIT_INSERT },
 };
 
 const char *audit_entity_name(enum audit_entity e)
@@ -54,6 +56,19 @@ int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_ent
 	params[6] = json_or_null(new_row);
 	params[7] = json_or_null(extra);
 	r = PQexecPrepared(pg, "audit_insert", 8, params, NULL, NULL, 0);
+	*failed = NULL;
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		*failed = r;
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
+int audit_prepare(PGconn *pg, PGresult **failed)
+{
+	PGresult *r = PQprepare(pg, "audit_insert", AUDIT_INSERT, 0, NULL);
+
 	*failed = NULL;
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		*failed = r;

@@ -17,6 +17,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "cache.h"
 #include "config.h"
@@ -32,6 +33,7 @@
 #include "router.h"
 #include "server.h"
 #include "status.h"
+#include "users_model.h"
 #include "util.h"
 
 extern char **environ;
@@ -160,6 +162,110 @@ static int prompt_secret(const char *prompt, char *buf, size_t len)
 	return 0;
 }
 
+/* The actor of create-admin's audit entries: no user id, and no username looks like it. */
+#define CLI_ACTOR "(cli)"
+
+/* Copy the first line of r's error into err, then PQclear r. Returns -1. */
+static int pg_failed(PGresult *r, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", r ? PQresultErrorMessage(r) : "out of memory");
+	err[strcspn(err, "\n")] = '\0';
+	PQclear(r);
+	return -1;
+}
+
+static int exec_command(PGconn *pg, const char *sql, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(pg, sql);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		return pg_failed(r, err, errlen);
+	PQclear(r);
+	return 0;
+}
+
+/*
+ * The user named username as audit entries compare it (id, username,
+ * is_admin, disabled), its row locked: a result of 0 or 1 row, or NULL
+ * with err filled.
+ */
+static PGresult *admin_row(PGconn *pg, const char *username, char *err, size_t errlen)
+{
+	const char *params[1] = { username };
+	PGresult *r = PQexecParams(pg, "SELECT id, username, is_admin, disabled FROM users "
+				   "WHERE username = $1 FOR NO KEY UPDATE", 1, NULL, params,
+				   NULL, NULL, 0);
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_failed(r, err, errlen);
+		return NULL;
+	}
+	return r;
+}
+
+/*
+ * Record create-admin's change: "create" for a new user, "reset" for an
+ * existing one (a new password, made an enabled admin again). before is
+ * the row before the change (0 rows: none). 0, or -1 with err filled.
+ */
+static int audit_admin(PGconn *pg, const char *username, int created, const PGresult *before,
+		       char *err, size_t errlen)
+{
+	struct json_object *b = NULL, *a = NULL, *extra = NULL;
+	PGresult *after, *failed;
+	int rc = -1;
+
+	if ((after = admin_row(pg, username, err, errlen)) == NULL)
+		return -1;
+	if (PQntuples(after) != 1) {
+		snprintf(err, errlen, "user %s vanished before its audit entry", username);
+		goto out;
+	}
+	b = PQntuples(before) == 1 ? users_audit_json(before, 0) : NULL;
+	a = users_audit_json(after, 0);
+	extra = created ? NULL : json_tokener_parse("{\"password\": {\"changed\": true}}");
+	if (audit_record(pg, 0, CLI_ACTOR, AUDIT_USER, strtoll(PQgetvalue(after, 0, 0), NULL, 10),
+			 created ? "create" : "reset", b, a, extra, &failed) != 0)
+		pg_failed(failed, err, errlen);
+	else
+		rc = 0;
+out:
+	if (b)
+		json_object_put(b);
+	if (a)
+		json_object_put(a);
+	if (extra)
+		json_object_put(extra);
+	PQclear(after);
+	return rc;
+}
+
+/*
+ * auth_create_admin and its audit entry in one transaction: both commit
+ * or neither. Nothing is recorded when --if-missing left the user as it
+ * was. 0, or -1 with err filled.
+ */
+static int create_admin_audited(PGconn *pg, const char *username, const char *password,
+				int if_missing, int *created, char *err, size_t errlen)
+{
+	PGresult *before = NULL, *failed;
+	int rc = -1;
+
+	*created = 0;
+	if (audit_prepare(pg, &failed) != 0)
+		return pg_failed(failed, err, errlen);
+	if (exec_command(pg, "BEGIN", err, errlen) != 0)
+		return -1;
+	if ((before = admin_row(pg, username, err, errlen)) != NULL &&
+	    auth_create_admin(pg, username, password, if_missing, created, err, errlen) == 0 &&
+	    ((if_missing && !*created) || audit_admin(pg, username, *created, before, err, errlen) == 0))
+		rc = exec_command(pg, "COMMIT", err, errlen);
+	if (rc != 0)
+		PQclear(PQexec(pg, "ROLLBACK"));
+	PQclear(before);
+	return rc;
+}
+
 static int cmd_create_admin(const struct config *cfg, const char *username, int if_missing)
 {
 	const char *given = getenv("ADMIN_PASSWORD");
@@ -187,7 +293,7 @@ static int cmd_create_admin(const struct config *cfg, const char *username, int 
 	pg = connect_direct(cfg, "create-admin");
 	if (pg == NULL)
 		return 1;
-	rc = auth_create_admin(pg, username, password, if_missing, &created, err, sizeof(err));
+	rc = create_admin_audited(pg, username, password, if_missing, &created, err, sizeof(err));
 	PQfinish(pg);
 	if (rc != 0) {
 		fprintf(stderr, "create-admin: %s\n", err);

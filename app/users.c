@@ -26,8 +26,9 @@
 	"  THEN f.window_start ELSE now() END"
 
 static const struct pool_stmt statements[] = {
-	/* $1 idle limit in seconds (active sessions), $2 id */
-	{ "users_list", "SELECT " USERS_COLUMNS " FROM users u ORDER BY u.id LIMIT 1000" },
+	/* $1 idle limit in seconds (active sessions), $2 id; users_list: $2 after this id, $3 rows */
+	{ "users_list",
+	  "SELECT " USERS_COLUMNS " FROM users u WHERE u.id > $2::int8 ORDER BY u.id LIMIT $3::int8" },
 	{ "users_get", "SELECT " USERS_COLUMNS " FROM users u WHERE u.id = $2::int8" },
 	/*
 	 * Row locks are FOR NO KEY UPDATE, the lock an UPDATE of a user takes:
@@ -83,6 +84,9 @@ const struct resource users_resource = {
 };
 
 /* ---- helpers ------------------------------------------------------------------ */
+
+static int password_check(struct ctx *c, const struct user_input *in, const char *key,
+			  char hash[AUTH_HASH_LEN]);
 
 static void invalid(struct ctx *c, struct json_object *errors)
 {
@@ -207,19 +211,48 @@ static PGresult *lock_admins(struct ctx *c, PGconn *pg)
 
 /* ---- GET and POST /admin/users --------------------------------------------------- */
 
+/* The parameters GET /admin/users takes (a table for http_query_reject_unknown). */
+static const struct {
+	const char *name;
+} list_params[] = { { "limit" }, { "cursor" } };
+
+/* The page's parameters from the query; 0, or -1 with the 400 set. */
+static int list_page(struct ctx *c, struct users_page *page)
+{
+	struct json_object *errors = json_object_new_object();
+	const struct http_query *q = &c->req.query;
+
+	http_query_reject_unknown(q, &list_params[0].name, RESOURCE_ARRAY_LEN(list_params),
+				  sizeof(list_params[0]), errors);
+	if (users_page_parse(http_query_get(q, "limit"), http_query_get(q, "cursor"), page,
+			     errors) == 0 && json_object_object_length(errors) == 0) {
+		json_object_put(errors);
+		return 0;
+	}
+	http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errors);
+	return -1;
+}
+
+/*
+ * {"items": [...], "next_cursor": ...}: users by id, keyset pages (one row
+ * more than the page is read to know whether another follows).
+ */
 void users_list(struct ctx *c)
 {
-	char idle[16];
-	const char *params[1] = { idle };
+	char idle[16], after[24], rows[24], *next;
+	const char *params[3] = { idle, after, rows };
 	struct json_object *o, *items;
+	struct users_page page;
 	PGconn *pg;
 	PGresult *r;
 	int i;
 
-	if ((pg = ctx_db(c, 0)) == NULL)
+	if (list_page(c, &page) != 0 || (pg = ctx_db(c, 0)) == NULL)
 		return;
 	snprintf(idle, sizeof(idle), "%d", c->app->cfg->session_idle);
-	r = PQexecPrepared(pg, "users_list", 1, params, NULL, NULL, 0);
+	snprintf(after, sizeof(after), "%lld", (long long)page.after);
+	snprintf(rows, sizeof(rows), "%lld", (long long)page.limit + 1);
+	r = PQexecPrepared(pg, "users_list", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		PQclear(r);
@@ -227,9 +260,16 @@ void users_list(struct ctx *c)
 	}
 	o = json_object_new_object();
 	items = json_object_new_array();
-	for (i = 0; i < PQntuples(r); i++)
+	for (i = 0; i < PQntuples(r) && i < page.limit; i++)
 		json_object_array_add(items, users_row_json(r, i));
 	json_object_object_add(o, "items", items);
+	if (PQntuples(r) > page.limit) {
+		next = users_cursor_make(strtoll(PQgetvalue(r, (int)page.limit - 1, 0), NULL, 10));
+		json_object_object_add(o, "next_cursor", json_object_new_string(next));
+		free(next);
+	} else {
+		json_object_object_add(o, "next_cursor", NULL);
+	}
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 	PQclear(r);
@@ -381,17 +421,21 @@ out:
 
 /*
  * Validate the body against the target (the password policy needs its
- * username). 0 with in filled, or -1 with the response set.
+ * username); your own password also needs the current one
+ * (users_own_password_errors). 0 with in filled, or -1 with the response set.
  */
-static int patch_input(struct ctx *c, struct json_object *body, const char *id,
+static int patch_input(struct ctx *c, struct json_object *body, const char *id, int64_t nid,
 		       struct user_input *in)
 {
+	unsigned allowed = USER_PASSWORD | USER_IS_ADMIN | USER_DISABLED;
 	const char *params[1] = { id };
 	struct json_object *errors;
 	PGconn *pg;
 	PGresult *r;
 	int rc = -1;
 
+	if (nid == c->user_id)
+		allowed |= USER_CURRENT_PASSWORD;
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return -1;
 	r = PQexecPrepared(pg, "users_username", 1, params, NULL, NULL, 0);
@@ -399,8 +443,9 @@ static int patch_input(struct ctx *c, struct json_object *body, const char *id,
 		ctx_db_error(c, r);
 	else if (PQntuples(r) != 1)
 		http_problem(&c->resp, 404, "no user has this id", NULL);
-	else if (users_validate(body, USER_PASSWORD | USER_IS_ADMIN | USER_DISABLED, 0,
-				PQgetvalue(r, 0, 0), in, &errors) != 0)
+	else if (users_validate(body, allowed, 0, PQgetvalue(r, 0, 0), in, &errors) != 0)
+		invalid(c, errors);
+	else if (nid == c->user_id && (errors = users_own_password_errors(in)) != NULL)
 		invalid(c, errors);
 	else
 		rc = 0;
@@ -408,25 +453,58 @@ static int patch_input(struct ctx *c, struct json_object *body, const char *id,
 	return rc;
 }
 
+/*
+ * Clear the count of wrong current passwords, on the write's transaction:
+ * they are forgotten exactly when the change commits. 0, or -1 with the
+ * response set.
+ */
+static int forget_attempts(struct ctx *c, PGconn *pg, const char *key)
+{
+	const char *params[1] = { key };
+	PGresult *r = PQexecPrepared(pg, "users_forget_attempts", 1, params, NULL, NULL, 0);
+	int rc = 0;
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		ctx_db_error(c, r);
+		rc = -1;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * An admin's own new password goes through password_check first, as on
+ * POST /auth/password: the attempt is counted under the same key, 429 past
+ * the limit, 403 when the current password is wrong. Another user's reset
+ * needs no current password.
+ */
 void users_patch(struct ctx *c)
 {
 	struct json_object *body;
 	struct user_input in;
-	char id[24], hash[AUTH_HASH_LEN];
+	char id[24], key[40], checked[AUTH_HASH_LEN], hash[AUTH_HASH_LEN];
 	int64_t nid;
 	PGconn *pg;
+	int own;
 
 	if (path_id(c, id, &nid) != 0 || (body = ctx_json_body(c, 1)) == NULL ||
-	    patch_input(c, body, id, &in) != 0)
+	    patch_input(c, body, id, nid, &in) != 0)
 		return;
+	own = in.password && nid == c->user_id;
+	snprintf(key, sizeof(key), "password:%lld", (long long)nid);
+	if (own && password_check(c, &in, key, checked) != 0)
+		goto out;
 	if (in.password) {
 		ctx_db_release(c);	/* no connection held while hashing */
 		if (auth_hash_bounded(c, in.password, hash) != 0)
-			return;
+			goto out;
 	}
-	if ((pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0)
+	if ((pg = ctx_db(c, 0)) != NULL && ctx_db_exec(c, "BEGIN") == 0 &&
+	    (!own || forget_attempts(c, pg, key) == 0))
 		patch_in_transaction(c, pg, id, nid, &in, hash);
 	rollback_open(c);
+out:
+	sodium_memzero(checked, sizeof(checked));
 	sodium_memzero(hash, sizeof(hash));
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "cursor.h"
 #include "util.h"
 
 /* The members a body may name, with their bit. */
@@ -115,6 +116,23 @@ int users_validate(struct json_object *body, unsigned allowed, unsigned required
 	return -1;
 }
 
+struct json_object *users_own_password_errors(const struct user_input *in)
+{
+	struct json_object *e = json_object_new_object();
+
+	if (in->password && !in->current_password)
+		field_error(e, "current_password", "is required to change your own password");
+	else if (!in->password && in->current_password)
+		field_error(e, "current_password", "is sent only with a new password");
+	else if (in->password && strcmp(in->password, in->current_password) == 0)
+		field_error(e, "password", "must differ from the current password");
+	if (json_object_object_length(e) == 0) {
+		json_object_put(e);
+		return NULL;
+	}
+	return e;
+}
+
 const char *users_errors_detail(struct json_object *errors)
 {
 	if (json_object_object_length(errors) == 1) {
@@ -135,6 +153,43 @@ int users_parse_id(const char *s, size_t len, int64_t *id)
 	memcpy(buf, s, len);
 	buf[len] = '\0';
 	return parse_int64(buf, 1, INT64_MAX, id);
+}
+
+int users_page_parse(const char *limit, const char *cursor, struct users_page *p,
+		     struct json_object *errors)
+{
+	struct json_object *o;
+	char id[24];
+	int rc = 0;
+
+	p->after = 0;
+	p->limit = USERS_PAGE_DEFAULT;
+	if (limit && parse_int64(limit, 1, USERS_PAGE_MAX, &p->limit) != 0) {
+		field_error(errors, "limit", "must be a whole number from 1 to " PS_STR(USERS_PAGE_MAX));
+		rc = -1;
+	}
+	if (cursor) {
+		o = cursor_decode(cursor, 80);
+		if (o == NULL || cursor_get_id(o, "u", id) != 0 ||
+		    parse_int64(id, 1, INT64_MAX, &p->after) != 0) {
+			field_error(errors, "cursor", "is not a cursor of this list (it was altered)");
+			rc = -1;
+		}
+		if (o)
+			json_object_put(o);
+	}
+	return rc;
+}
+
+char *users_cursor_make(int64_t id)
+{
+	struct json_object *o = json_object_new_object();
+	char *enc;
+
+	json_object_object_add(o, "u", json_object_new_int64(id));
+	enc = cursor_encode(o);
+	json_object_put(o);
+	return enc;
 }
 
 struct json_object *users_row_json(const PGresult *r, int row)

@@ -37,6 +37,13 @@ int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_ent
 		 int64_t entity_id, const char *action, struct json_object *old_row,
 		 struct json_object *new_row, struct json_object *extra, PGresult **failed);
 
+/*
+ * Prepare "audit_insert" on pg, a connection of no pool (the pools prepare
+ * it on each of theirs), for audit_record in a one-shot command. Returns 0,
+ * or -1 with the failed PGresult in *failed (caller PQclears it).
+ */
+int audit_prepare(PGconn *pg, PGresult **failed);
+
 /* "paint", "user" */
 const char *audit_entity_name(enum audit_entity e);
 

@@ -41,6 +41,15 @@ int users_validate(struct json_object *body, unsigned allowed, unsigned required
 		   const char *policy_username, struct user_input *in,
 		   struct json_object **errors);
 
+/*
+ * The rules of a change to your own password through PATCH /admin/users:
+ * with "password" comes "current_password" (as POST /auth/password asks),
+ * and the new one differs from it; "current_password" comes only with
+ * "password". in is a validated body. NULL when it passes, else a new JSON
+ * object of per-field messages (caller owns it; http_problem consumes it).
+ */
+struct json_object *users_own_password_errors(const struct user_input *in);
+
 /* The detail line for a 422 with these errors: the one message, or a summary. */
 const char *users_errors_detail(struct json_object *errors);
 
@@ -49,6 +58,27 @@ const char *users_errors_detail(struct json_object *errors);
  * spaces. 0 and *id set, or -1.
  */
 int users_parse_id(const char *s, size_t len, int64_t *id);
+
+/* GET /admin/users pages: limit 1..USERS_PAGE_MAX, USERS_PAGE_DEFAULT when absent. */
+#define USERS_PAGE_DEFAULT 50
+#define USERS_PAGE_MAX 200
+
+/* One page of the list: the users whose id is above after (0: the first), at most limit. */
+struct users_page {
+	int64_t after;
+	int64_t limit;
+};
+
+/*
+ * Read the list's parameters, limit and cursor (the next_cursor of the
+ * previous page), each NULL when absent, into p. Returns 0, or -1 after
+ * adding a message for each bad one to errors (a JSON object the caller owns).
+ */
+int users_page_parse(const char *limit, const char *cursor, struct users_page *p,
+		     struct json_object *errors);
+
+/* The next_cursor of a page whose last user has id: base64url of {"u": id}. Caller frees. */
+char *users_cursor_make(int64_t id);
 
 /*
  * The SQL columns of a user as users_row_json reads them; $1 is the idle

@@ -149,6 +149,7 @@ def run_browser(tally, stack):
     """The admin UI in headless Chromium (node --test, TAP output)."""
     env = dict(os.environ,
                BASE_URL=stack.settings["BASE_URL"],
+               DATABASE_URL=stack.settings["DATABASE_URL"],
                ADMIN_PASSWORD=harness.ADMIN_PASSWORD,
                STACK_DIR=stack.dir,
                ARTIFACTS=os.path.join(REPO, "tests", "artifacts"),

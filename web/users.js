@@ -4,7 +4,8 @@
 // 409 "you cannot disable yourself", "last enabled admin") is shown as sent.
 "use strict";
 
-const users = { items: [], resetting: null };
+const users = { items: [], resetting: null, loads: 0 };
+const USERS_PAGE = 200; // the list's largest page
 const encoder = new TextEncoder();
 
 // The server's password policy, checked before sending (the server decides).
@@ -29,9 +30,23 @@ function showError(id, message) {
   el.hidden = !message;
 }
 
+const isMe = (u) => Boolean(state.user) && u.id === state.user.id;
+
+// Every user: the list comes in keyset pages, followed by next_cursor to
+// the end. A load started later wins over one still under way.
 async function loadUsers() {
+  const load = ++users.loads;
   try {
-    users.items = (await api("GET", "/admin/users")).body.items;
+    let items = [], cursor = null;
+    do {
+      const q = new URLSearchParams({ limit: String(USERS_PAGE) });
+      if (cursor) q.set("cursor", cursor);
+      const page = (await api("GET", `/admin/users?${q}`)).body;
+      if (load !== users.loads) return;
+      items = items.concat(page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    users.items = items;
     renderUsers();
   } catch (e) {
     if (e.status !== 401) showError("users-error", problemText(e));
@@ -42,7 +57,7 @@ function renderUsers() {
   const rows = users.items.map((u) => {
     const tr = document.createElement("tr");
     tr.dataset.username = u.username;
-    if (state.user && u.id === state.user.id) tr.className = "me";
+    if (isMe(u)) tr.className = "me";
     tr.append(text("td", u.username), text("td", u.is_admin ? "admin" : "—"),
       text("td", u.disabled ? "disabled" : "active", u.disabled ? "fail" : ""),
       text("td", formatDate(u.created_at)),
@@ -107,25 +122,40 @@ async function onCreateUser(ev) {
   }
 }
 
+// Your own row asks for your current password too (the server requires it).
 function openReset(u) {
+  const mine = isMe(u);
   users.resetting = u;
-  $("reset-title").textContent = `Reset the password of ${u.username}`;
+  $("reset-title").textContent = mine ? "Set my password" : `Reset the password of ${u.username}`;
+  $("reset-note").textContent = mine
+    ? "Every session of yours ends, this one too: log in again with the new password."
+    : "The user's sessions end: they log in again with the new password.";
+  $("reset-current").hidden = $("reset-current").labels[0].hidden = !mine;
+  $("reset-current").value = "";
   $("reset-password").value = "";
   showError("reset-error", "");
   $("reset-dialog").showModal();
-  $("reset-password").focus();
+  $(mine ? "reset-current" : "reset-password").focus();
 }
 
 async function onReset(ev) {
   ev.preventDefault();
   const u = users.resetting;
   const password = $("reset-password").value;
-  const local = passwordProblem(u.username, password);
+  const mine = isMe(u);
+  const body = mine ? { password, current_password: $("reset-current").value } : { password };
+  const local = mine && !body.current_password ? "current_password: is required to change your own password"
+    : passwordProblem(u.username, password);
   showError("reset-error", local);
   if (local) return;
   try {
-    await api("PATCH", `/admin/users/${u.id}`, { password });
+    await api("PATCH", `/admin/users/${u.id}`, body);
     $("reset-dialog").close();
+    if (mine) { // this session ended with the others
+      showLogin();
+      flash("Password changed: log in with the new one.");
+      return;
+    }
     flash(`New password set for ${u.username}; their sessions ended.`);
     loadUsers();
   } catch (e) {

@@ -1,7 +1,9 @@
 // The admin UI in a real headless Chromium (Debian's package), driven by
 // playwright-core, against the test stack that tests/run.py started.
-// Env: BASE_URL, ADMIN_PASSWORD, STACK_DIR, ARTIFACTS (screenshots).
+// Env: BASE_URL, ADMIN_PASSWORD, STACK_DIR, ARTIFACTS (screenshots),
+// DATABASE_URL (the service's role, for rows made in SQL).
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
@@ -50,6 +52,12 @@ function list304s() {
 function listRequests() {
   const log = readFileSync(`${STACK_DIR}/log/nginx-access.log`, "utf8");
   return log.split("\n").filter((l) => l.includes('"GET /admin/paints?')).length;
+}
+
+// Run sql as the service's database role; its output, trimmed.
+function psql(sql) {
+  return execFileSync("psql", [process.env.DATABASE_URL, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
+    { encoding: "utf8" }).trim();
 }
 
 const cells = (col) => page.$$eval(`#paints tbody tr td:nth-child(${col})`, (tds) => tds.map((t) => t.textContent));
@@ -335,6 +343,23 @@ test("disabling or demoting yourself is refused with the reason shown (409)", as
   assert.match(await page.textContent(me), /admin/);
 });
 
+test("the Users page shows every user, past the list's first page", async () => {
+  const prefix = "uipage" + Date.now();
+  psql(`INSERT INTO users (username, password_hash) SELECT '${prefix}-' || i, 'not-a-hash' ` +
+    "FROM generate_series(1, 260) i"); // more than one page of 200, in SQL: no hashing
+  try {
+    await page.click("#tab-paints");
+    await page.click("#tab-users");
+    await page.waitForFunction((p) => document.querySelectorAll(`#users tbody tr[data-username^="${p}-"]`).length === 260,
+      prefix);
+    const total = Number(psql("SELECT count(*) FROM users"));
+    assert.ok(total > 260);
+    assert.equal((await page.$$("#users tbody tr")).length, total);
+  } finally {
+    psql(`DELETE FROM users WHERE username LIKE '${prefix}-%'`);
+  }
+});
+
 test("resetting a password and changing my own", async () => {
   const row = `#users tbody tr[data-username="${uiUser}"]`;
   await page.click(`${row} button.u-reset`);
@@ -363,6 +388,40 @@ test("resetting a password and changing my own", async () => {
   // still logged in, with a working CSRF token: a write goes through
   await page.click(`${row} button.u-logout`);
   await page.waitForFunction(() => /logged out everywhere/.test(document.getElementById("flash").textContent));
+  await page.click("#tab-paints");
+});
+
+test("resetting my own password asks for my current one, then logs me out", async () => {
+  await page.click("#tab-users");
+  const me = '#users tbody tr[data-username="admin"]';
+  await page.waitForSelector(me);
+  await page.click(`${me} button.u-reset`);
+  await page.waitForSelector("#reset-dialog[open] #reset-current:visible");
+  await page.fill("#reset-current", "not-my-password");
+  await page.fill("#reset-password", "a-patched-password");
+  await page.click("#reset-save");
+  await page.waitForFunction(() => /current password is wrong/.test(document.getElementById("reset-error").textContent));
+  await shot("11-reset-own-password");
+  await page.fill("#reset-current", PASSWORD);
+  await page.click("#reset-save");
+  await page.waitForSelector("#login-view:not([hidden])");
+  await page.fill("#login-username", "admin");
+  await page.fill("#login-password", "a-patched-password");
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#paints tbody tr");
+  // back to the suite's password, through "Change my password"
+  await page.click("#change-password");
+  await page.waitForSelector("#password-dialog[open]");
+  await page.fill("#pw-current", "a-patched-password");
+  await page.fill("#pw-new", PASSWORD);
+  await page.click("#pw-save");
+  await page.waitForSelector("#password-dialog", { state: "hidden" });
+  // another user's reset still asks for no current password
+  await page.click("#tab-users");
+  await page.click(`#users tbody tr[data-username="${uiUser}"] button.u-reset`);
+  await page.waitForSelector("#reset-dialog[open]");
+  assert.equal(await page.isVisible("#reset-current"), false);
+  await page.click("#reset-cancel");
   await page.click("#tab-paints");
 });
 

@@ -288,5 +288,54 @@ class Crash(unittest.TestCase):
             self.assertEqual(sum(1 for k, _ in logged if k == "stock"), stock)
 
 
+
+class AppendOnly(unittest.TestCase):
+    """As the service's own database role (the stack's DATABASE_URL, not a
+    superuser) entries can be added and read, never changed, deleted or
+    truncated (migration 0011's trigger); deleting a user keeps the entries
+    they made, with their actor id."""
+
+    def refused(self, sql):
+        """sql fails in a transaction rolled back anyway (so that, were it
+        allowed, the test would fail without changing the trail)."""
+        with self.assertRaises(RuntimeError) as cm:
+            stack().psql(f"BEGIN; {sql}; ROLLBACK;")
+        self.assertIn("audit_log is append-only", str(cm.exception))
+
+    def test_update_delete_and_truncate_are_refused(self):
+        s = stack()
+        self.assertEqual(s.psql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"), "f")
+        pid = new_paint()["id"]
+        (e,) = entries(pid)
+        one = f"SELECT actor_id, actor, entity_id, action, changes::text FROM audit_log WHERE id = {e['id']}"
+        before, total = s.psql(one), s.psql("SELECT count(*) FROM audit_log")
+        for sql in (f"UPDATE audit_log SET action = 'forged' WHERE id = {e['id']}",
+                    f"UPDATE audit_log SET actor_id = NULL WHERE id = {e['id']}",
+                    f"DELETE FROM audit_log WHERE id = {e['id']}",
+                    "DELETE FROM audit_log",
+                    "TRUNCATE audit_log"):
+            with self.subTest(sql=sql):
+                self.refused(sql)
+        self.assertEqual(s.psql(one), before)
+        self.assertEqual(s.psql("SELECT count(*) FROM audit_log"), total)
+        r = s.request("POST", f"/admin/paints/{pid}/stock", body={"delta": 1})
+        self.assertEqual(r.status, 200, r)  # and the service still writes it
+        self.assertEqual([x["action"] for x in entries(pid)], ["create", "stock"])
+
+    def test_deleting_a_user_keeps_their_entries(self):
+        s = stack()
+        name, pw = make_user(admin=True)
+        cookie, csrf, r = s.login(name, pw)
+        self.assertIsNotNone(cookie, r)
+        uid = int(s.psql(f"SELECT id FROM users WHERE username = '{name}'"))
+        r = s.request("POST", "/admin/paints", auth=False, body={"name": "by " + name},
+                      headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": s.origin})
+        self.assertEqual(r.status, 201, r)
+        s.psql(f"DELETE FROM users WHERE id = {uid}")  # the service's role may delete a user
+        self.assertEqual(s.psql(f"SELECT count(*) FROM audit_log WHERE actor_id = {uid}"), "1")
+        (e,) = audit(actor=uid)["items"]
+        self.assertEqual((e["entity_id"], e["actor"]), (r.json()["id"], {"id": uid, "username": name}))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.parse
 import uuid
 
 from harness import stack
@@ -51,10 +52,25 @@ def audit_rows(uid):
     return json.loads(out)
 
 
+def all_users(limit=None):
+    """Every user through GET /admin/users, following next_cursor."""
+    out, cursor = [], None
+    while True:
+        q = {}
+        if limit:
+            q["limit"] = limit
+        if cursor:
+            q["cursor"] = cursor
+        r = stack().get("/admin/users" + ("?" + urllib.parse.urlencode(q) if q else ""))
+        assert r.status == 200, r
+        out += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return out
+
+
 def listed(uid):
-    r = stack().get("/admin/users")
-    assert r.status == 200, r
-    return next((u for u in r.json()["items"] if u["id"] == uid), None)
+    return next((u for u in all_users(limit=200) if u["id"] == uid), None)
 
 
 def still_refused(test, cookie, csrf, path="/auth/me"):
@@ -402,6 +418,154 @@ class ChangeOwnPassword(unittest.TestCase):
                                              headers={"Origin": stack().origin}), 401)
         assert_problem(self, as_user(cookie, csrf, "POST", "/auth/password", body=body, token=False), 403)
         self.assertEqual(len(audit_rows(uid)), 1)
+
+
+class OwnPasswordThroughPatch(unittest.TestCase):
+    """PATCH /admin/users/{own id} with a password asks for the current one,
+    as POST /auth/password does, and counts wrong ones with its attempts;
+    another user's reset does not ask for it."""
+
+    def test_own_password_needs_the_current_one(self):
+        uid, name, pw = create(is_admin=True)
+        cookie, csrf = login(name, pw)
+        path, new_pw = f"/admin/users/{uid}", new_password()
+        r = as_user(cookie, csrf, "PATCH", path, body={"password": new_pw})
+        self.assertIn("current_password", assert_problem(self, r, 422)["errors"])
+        r = as_user(cookie, csrf, "PATCH", path,
+                    body={"password": new_pw, "current_password": "not-the-password"})
+        body = assert_problem(self, r, 403)
+        self.assertEqual(body["detail"], "the current password is wrong")
+        self.assertIn("current_password", body["errors"])
+        self.assertEqual(stack().psql("SELECT failures FROM login_failures "
+                                      f"WHERE key = 'password:{uid}'"), "1")
+        r = as_user(cookie, csrf, "PATCH", path, body={"password": pw, "current_password": pw})
+        self.assertIn("password", assert_problem(self, r, 422)["errors"])
+        self.assertEqual(as_user(cookie, csrf, "GET", "/auth/me").status, 200)
+        self.assertEqual([a[0] for a in audit_rows(uid)], ["create"])
+        # a change of your own that is not a password needs no current password
+        r = as_user(cookie, csrf, "PATCH", path, body={"is_admin": True})
+        self.assertEqual(r.status, 200, r)
+        r = as_user(cookie, csrf, "PATCH", path, body={"password": new_pw, "current_password": pw})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(stack().psql("SELECT count(*) FROM login_failures "
+                                      f"WHERE key = 'password:{uid}'"), "0")
+        self.assertIsNone(stack().login(name, pw)[0])
+        self.assertIsNotNone(stack().login(name, new_pw)[0])
+        action, actor, changes = audit_rows(uid)[-1]
+        self.assertEqual((action, actor, changes), ("update", name, {"password": {"changed": True}}))
+
+    def test_own_password_attempts_are_throttled(self):
+        uid, name, pw = create(is_admin=True)
+        cookie, csrf = login(name, pw)
+        stack().psql("INSERT INTO login_failures (key, failures, window_start) "
+                     f"VALUES ('password:{uid}', 100000, now())")
+        self.addCleanup(stack().psql, f"DELETE FROM login_failures WHERE key = 'password:{uid}'")
+        r = as_user(cookie, csrf, "PATCH", f"/admin/users/{uid}",
+                    body={"password": new_password(), "current_password": pw})
+        assert_problem(self, r, 429)
+        self.assertGreater(int(r.headers["retry-after"]), 0)
+        self.assertIsNotNone(stack().login(name, pw)[0])
+
+    def test_another_users_reset_needs_no_current_password(self):
+        uid, name, _ = create()
+        new_pw = new_password()
+        r = stack().request("PATCH", f"/admin/users/{uid}", body={"password": new_pw})
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNotNone(stack().login(name, new_pw)[0])
+        r = stack().request("PATCH", f"/admin/users/{uid}",
+                            body={"password": new_password(), "current_password": new_pw})
+        self.assertIn("current_password", assert_problem(self, r, 422)["errors"])
+
+
+class CreateAdminIsAudited(unittest.TestCase):
+    """The create-admin command records its change in the audit trail, in
+    the transaction of the change, as the actor "(cli)" without a user id."""
+
+    def cli(self, name, *flags):
+        r = stack().run_binary("create-admin", name, *flags, env={"ADMIN_PASSWORD": new_password()})
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def entries(self, uid):
+        return json.loads(stack().psql(
+            "SELECT coalesce(json_agg(json_build_array(action, actor, actor_id, changes) "
+            f"ORDER BY id), '[]') FROM audit_log WHERE entity = 'user' AND entity_id = {uid}"))
+
+    def test_create_and_reset_are_recorded(self):
+        name = new_name()
+        self.cli(name)
+        uid = int(stack().psql(f"SELECT id FROM users WHERE username = '{name}'"))
+        self.assertEqual(self.entries(uid), [
+            ["create", "(cli)", None, {"username": {"old": None, "new": name},
+                                       "is_admin": {"old": None, "new": True},
+                                       "disabled": {"old": None, "new": False}}]])
+        stack().psql(f"UPDATE users SET is_admin = false, disabled = true WHERE id = {uid}")
+        self.cli(name)
+        self.assertEqual(self.entries(uid)[1:], [
+            ["reset", "(cli)", None, {"is_admin": {"old": False, "new": True},
+                                      "disabled": {"old": True, "new": False},
+                                      "password": {"changed": True}}]])
+        self.cli(name, "--if-missing")  # left unchanged: nothing to record
+        self.assertEqual(len(self.entries(uid)), 2)
+        r = stack().get(f"/admin/audit?user={uid}")
+        self.assertEqual([(e["action"], e["actor"]) for e in r.json()["items"]],
+                         [("reset", {"id": None, "username": "(cli)"}),
+                          ("create", {"id": None, "username": "(cli)"})])
+
+
+class ListPages(unittest.TestCase):
+    """GET /admin/users pages like the other lists (limit 1..200, default
+    50, next_cursor, keyset on the id), with no silent cut at 1,000 users."""
+
+    @classmethod
+    def setUpClass(cls):
+        s = stack()
+        cls.prefix = "page" + uuid.uuid4().hex[:8]
+        need = max(0, 1010 - int(s.psql("SELECT count(*) FROM users")))
+        s.psql("INSERT INTO users (username, password_hash) "  # in SQL: no hashing
+               f"SELECT '{cls.prefix}-' || i, 'not-a-hash' FROM generate_series(1, {need}) i")
+
+    @classmethod
+    def tearDownClass(cls):
+        stack().psql(f"DELETE FROM users WHERE username LIKE '{cls.prefix}-%'")
+
+    def every_id(self):
+        return [int(x) for x in stack().psql("SELECT id FROM users ORDER BY id").split()]
+
+    def test_every_user_over_the_pages(self):
+        r = stack().get("/admin/users")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json()["items"]), 50)
+        self.assertIsInstance(r.json()["next_cursor"], str)
+        want = self.every_id()
+        self.assertGreater(len(want), 1000)
+        for limit in (None, 200):
+            with self.subTest(limit=limit):
+                self.assertEqual([u["id"] for u in all_users(limit)], want)
+        last = stack().get("/admin/users?limit=200")
+        self.assertEqual(len(last.json()["items"]), 200)
+
+    def test_a_user_made_meanwhile_comes_last(self):
+        first = stack().get("/admin/users?limit=3").json()
+        self.assertEqual(len(first["items"]), 3)
+        uid, _, _ = create()
+        rest = []
+        cursor = first["next_cursor"]
+        while cursor:
+            page = stack().get("/admin/users?" + urllib.parse.urlencode(
+                {"limit": 200, "cursor": cursor})).json()
+            rest += page["items"]
+            cursor = page["next_cursor"]
+        ids = [u["id"] for u in first["items"] + rest]
+        self.assertEqual(ids, self.every_id())
+        self.assertEqual(ids[-1], uid)
+
+    def test_bad_parameters_are_400_naming_each(self):
+        audit_cursor = stack().get("/admin/audit?limit=1").json()["next_cursor"]
+        for k, v in [("limit", "0"), ("limit", "201"), ("limit", "x"), ("cursor", ""),
+                     ("cursor", "bm90LWEtY3Vyc29y"), ("cursor", audit_cursor), ("sort", "id")]:
+            with self.subTest(param=k, value=v):
+                r = stack().get("/admin/users?" + urllib.parse.urlencode({k: v}))
+                self.assertEqual(list(assert_problem(self, r, 400)["errors"]), [k])
 
 
 if __name__ == "__main__":

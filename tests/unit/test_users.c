@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
@@ -124,6 +125,78 @@ static void test_patch_and_change_bodies(void **state)
 	json_object_put(body);
 }
 
+/* PATCH of your own password: the current one is required, sent only with it, and differs. */
+static void test_own_password_rules(void **state)
+{
+	const unsigned own = USER_PASSWORD | USER_IS_ADMIN | USER_DISABLED | USER_CURRENT_PASSWORD;
+	static const struct {
+		const char *body, *field, *words;	/* field NULL: passes */
+	} cases[] = {
+		{ "{\"password\":\"a-new-password\"}", "current_password", "required" },
+		{ "{\"current_password\":\"an-old-password\",\"disabled\":false}",
+		  "current_password", "only with" },
+		{ "{\"password\":\"the-same-password\",\"current_password\":\"the-same-password\"}",
+		  "password", "differ" },
+		{ "{\"password\":\"a-new-password\",\"current_password\":\"x\"}", NULL, NULL },
+		{ "{\"is_admin\":true}", NULL, NULL },
+	};
+	struct json_object *body, *errors;
+	struct user_input in;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(check(cases[i].body, own, 0, "me", &in, &body, &errors), 0);
+		errors = users_own_password_errors(&in);
+		if (cases[i].field) {
+			assert_error(errors, cases[i].field, cases[i].words);
+			assert_int_equal(json_object_object_length(errors), 1);
+			json_object_put(errors);
+		} else {
+			assert_null(errors);
+		}
+		json_object_put(body);
+	}
+}
+
+/* The list's limit and cursor: defaults, bounds, and a cursor made by the list or not. */
+static void test_list_page(void **state)
+{
+	static const struct {
+		const char *limit, *cursor, *bad;	/* bad: the one field refused, or NULL */
+	} cases[] = {
+		{ "0", NULL, "limit" }, { "201", NULL, "limit" }, { "5x", NULL, "limit" },
+		{ "", NULL, "limit" }, { NULL, "", "cursor" }, { NULL, "bm90LWEtY3Vyc29y", "cursor" },
+		{ NULL, "eyJhIjo5fQ", "cursor" },	/* {"a":9}: the audit list's */
+		{ NULL, "eyJ1IjowfQ", "cursor" },	/* {"u":0} */
+		{ NULL, "eyJ1IjoiOSJ9", "cursor" },	/* {"u":"9"} */
+	};
+	struct json_object *errors;
+	struct users_page p;
+	char *next;
+	size_t i;
+
+	(void)state;
+	errors = json_object_new_object();
+	assert_int_equal(users_page_parse(NULL, NULL, &p, errors), 0);
+	assert_true(p.after == 0 && p.limit == 50);
+	assert_int_equal(users_page_parse("200", NULL, &p, errors), 0);
+	assert_int_equal(p.limit, 200);
+	next = users_cursor_make(9223372036854775807LL);
+	assert_int_equal(users_page_parse("1", next, &p, errors), 0);
+	assert_true(p.after == 9223372036854775807LL && p.limit == 1);
+	free(next);
+	assert_int_equal(json_object_object_length(errors), 0);
+	json_object_put(errors);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		errors = json_object_new_object();
+		assert_int_equal(users_page_parse(cases[i].limit, cases[i].cursor, &p, errors), -1);
+		assert_int_equal(json_object_object_length(errors), 1);
+		assert_true(json_object_object_get_ex(errors, cases[i].bad, NULL));
+		json_object_put(errors);
+	}
+}
+
 static void test_ids(void **state)
 {
 	int64_t id;
@@ -145,6 +218,8 @@ int main(void)
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_create_body),
 		cmocka_unit_test(test_patch_and_change_bodies),
+		cmocka_unit_test(test_own_password_rules),
+		cmocka_unit_test(test_list_page),
 		cmocka_unit_test(test_ids),
 	};
 
