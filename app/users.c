@@ -33,8 +33,8 @@ static const struct pool_stmt statements[] = {
 	/*
 	 * Row locks are FOR NO KEY UPDATE, the lock an UPDATE of a user takes:
 	 * they serialise user writes but not the key-share locks of foreign
-	 * keys (a login inserting a session, an audit entry naming its actor),
-	 * so those neither wait here nor deadlock with a write.
+	 * keys (a login inserting a session names its user), so those neither
+	 * wait here nor deadlock with a write.
 	 */
 	{ "users_get_for_update",
 	  "SELECT " USERS_COLUMNS " FROM users u WHERE u.id = $2::int8 FOR NO KEY UPDATE OF u" },
