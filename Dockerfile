@@ -26,7 +26,9 @@ COPY migrations migrations
 COPY nginx nginx
 COPY scripts/railway-entrypoint.sh scripts/railway-entrypoint.sh
 USER paintstudio
-ENV APP_ENV=production FCGI_LISTEN=0.0.0.0:9000
+# FastCGI on every interface, for nginx (compose's "nginx") and the
+# container's own healthcheck only: the service refuses any other peer.
+ENV APP_ENV=production FCGI_LISTEN=0.0.0.0:9000 FCGI_WEB_SERVER_ADDRS=nginx,127.0.0.1
 EXPOSE 9000
 # The process answers over its own socket (no nginx needed for the check).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \

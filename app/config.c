@@ -173,11 +173,19 @@ static int check_token(const char *s, char *err, size_t errlen)
 
 /*
  * FCGI_WEB_SERVER_ADDRS (libfcgi's convention): comma-separated IPv4 or
- * IPv6 addresses, or host names (resolved when a peer is checked).
+ * IPv6 addresses, or host names (resolved when a peer is checked); empty
+ * means loopback only, and "*" alone means any peer (peers.h).
  */
 static int check_peer_list(const char *s, char *err, size_t errlen)
 {
 	const char *p = s;
+
+	if (strcmp(s, "*") == 0)
+		return 0;
+	if (strchr(s, '*')) {
+		snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS is invalid: \"*\" (any peer) must stand alone");
+		return -1;
+	}
 
 	while (*p) {
 		size_t len = strcspn(p, ","), i;

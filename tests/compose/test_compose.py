@@ -29,9 +29,10 @@ def setUpModule():
         "LOG_LEVEL": "info",
         # The suite speaks FastCGI to each replica from this machine (to know
         # which one answers), through the project's bridge, whose address is
-        # not known before `up`: let every peer in. test_security checks the
+        # not known before `up`: let every peer in ("*"; empty would be
+        # the default, nginx and loopback). test_security checks the
         # restriction itself with real TCP peers.
-        "FCGI_WEB_SERVER_ADDRS": "",
+        "FCGI_WEB_SERVER_ADDRS": "*",
     }, port_var="HTTPS_PORT")
     P.down()  # what an interrupted run may have left
     t0 = time.monotonic()

@@ -19,22 +19,51 @@ import uuid
 from harness import REPO, free_port, pg_url, stack
 
 
+def env_as_the_readme_says():
+    """The .env README's compose section makes: .env.example copied, the
+    passwords it asks for filled in."""
+    return (open(os.path.join(REPO, ".env.example")).read()
+            .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=x"))
+
+
+def compose_config(env_text):
+    """docker-compose config with env_text as .env: (process, parsed YAML or None)."""
+    import yaml  # docker-compose's own dependency
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as env:
+        env.write(env_text)
+        env.flush()
+        p = subprocess.run(["docker-compose", "--env-file", env.name, "-f",
+                            os.path.join(REPO, "docker-compose.yml"), "config"],
+                           capture_output=True, text=True, timeout=60)
+    return p, (yaml.safe_load(p.stdout) if p.returncode == 0 else None)
+
+
 class Compose(unittest.TestCase):
-    def test_compose_file_is_valid(self):
+    def setUp(self):
         if shutil.which("docker-compose") is None:
             self.fail("docker-compose is not installed (scripts/deps.sh installs it)")
-        with tempfile.NamedTemporaryFile("w", suffix=".env") as env:
-            env.write(open(os.path.join(REPO, ".env.example")).read()
-                      .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=x"))
-            env.flush()
-            p = subprocess.run(["docker-compose", "--env-file", env.name, "-f",
-                                os.path.join(REPO, "docker-compose.yml"), "config"],
-                               capture_output=True, text=True, timeout=60)
+
+    def test_compose_file_is_valid(self):
+        p, _ = compose_config(env_as_the_readme_says())
         self.assertEqual(p.returncode, 0, p.stderr)
         for service in ("db:", "redis:", "migrate:", "app:", "nginx:"):
             self.assertIn(service, p.stdout)
         self.assertIn("service_completed_successfully", p.stdout)
         self.assertIn("pg_isready", p.stdout)
+
+    def test_only_nginx_and_loopback_speak_fastcgi(self):
+        # issue 24: .env.example's empty value used to replace compose's list
+        # (${VAR-default}) and an empty list let any peer in
+        _, cfg = compose_config(env_as_the_readme_says())
+        self.assertEqual(cfg["services"]["app"]["environment"]["FCGI_WEB_SERVER_ADDRS"],
+                         "nginx,127.0.0.1")
+        for empty in ("", "FCGI_WEB_SERVER_ADDRS=\n"):
+            text = re.sub(r"(?m)^FCGI_WEB_SERVER_ADDRS=.*\n", empty, env_as_the_readme_says())
+            _, cfg = compose_config(text)
+            self.assertEqual(cfg["services"]["app"]["environment"]["FCGI_WEB_SERVER_ADDRS"],
+                             "nginx,127.0.0.1", repr(empty))
+        dockerfile = open(os.path.join(REPO, "Dockerfile")).read()
+        self.assertRegex(dockerfile, r"(?m)^ENV .*FCGI_WEB_SERVER_ADDRS=nginx,127\.0\.0\.1\b")
 
     def test_every_variable_the_service_reads_is_in_env_example(self):
         names = set()

@@ -260,12 +260,17 @@ def fcgi_get(family, addr, port, path, source=None, timeout=10):
 
 class FastCGIListener(unittest.TestCase):
     def serve(self, listen, allowed, wait_for):
+        """The service on listen with FCGI_WEB_SERVER_ADDRS=allowed (None:
+        unset); returns the process. self.log names its output."""
         s = stack()
         log = tempfile.NamedTemporaryFile(prefix="peers-", suffix=".log", delete=False)
         self.addCleanup(os.unlink, log.name)
+        self.log = log.name
         env = dict(s.env, DATABASE_URL=s.settings["DATABASE_URL"], REDIS_URL="",
-                   FCGI_LISTEN=listen, FCGI_WEB_SERVER_ADDRS=allowed, WORKERS="2",
-                   DB_APPLICATION_NAME="peers-test")
+                   FCGI_LISTEN=listen, WORKERS="2", DB_APPLICATION_NAME="peers-test")
+        env.pop("FCGI_WEB_SERVER_ADDRS", None)
+        if allowed is not None:
+            env["FCGI_WEB_SERVER_ADDRS"] = allowed
         p = subprocess.Popen([s.binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
         def finish():
@@ -320,6 +325,31 @@ class FastCGIListener(unittest.TestCase):
                                       source="127.0.0.1"))
         self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
                                    source="127.0.0.2"))
+
+    def test_no_list_means_loopback_only(self):
+        # fail closed (issue 24): unset or empty is this machine only, not anyone
+        for allowed in (None, ""):
+            with self.subTest(allowed=allowed):
+                port = free_port()
+                self.serve(f"127.0.0.1:{port}", allowed,
+                           self.listening(socket.AF_INET, "127.0.0.1", port))
+                self.assertIsNotNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                              source="127.0.0.1"))
+                for other in ("127.0.0.2", "127.0.0.3"):
+                    self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                               source=other), other)
+
+    def test_any_peer_must_be_spelled_out_and_is_warned_about(self):
+        port = free_port()
+        self.serve(f"127.0.0.1:{port}", "*", self.listening(socket.AF_INET, "127.0.0.1", port))
+        self.assertIsNotNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                      source="127.0.0.2"))
+        def warned():
+            with open(self.log, errors="replace") as f:
+                lines = [json.loads(x) for x in f if x.startswith("{")]
+            return [x for x in lines if x.get("level") == "warn"
+                    and "FCGI_WEB_SERVER_ADDRS=*" in x.get("msg", "")]
+        stack().wait_until(warned, timeout=10, what="a warning about FCGI_WEB_SERVER_ADDRS=*")
 
     def test_a_bad_list_stops_start_up_naming_it(self):
         r = stack().run_binary("serve", env={"FCGI_LISTEN": f"127.0.0.1:{free_port()}",

@@ -365,6 +365,22 @@ static void test_metrics_token_and_peers(void **state)
 	assert_non_null(strstr(err, "FCGI_WEB_SERVER_ADDRS"));
 }
 
+/* "*" (any peer) is accepted only alone: it must be asked for on purpose. */
+static void test_any_peer_is_spelled_out(void **state)
+{
+	char *star[] = { "FCGI_WEB_SERVER_ADDRS=*", NULL };
+	char *mixed[] = { "FCGI_WEB_SERVER_ADDRS=nginx,*", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, star), 0);
+	assert_string_equal(cfg.web_server_addrs, "*");
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, mixed), -1);
+	assert_non_null(strstr(err, "FCGI_WEB_SERVER_ADDRS"));
+	assert_non_null(strstr(err, "stand alone"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_redis_where_tcp),
 		cmocka_unit_test(test_empty_redis_disables_cache),
 		cmocka_unit_test(test_metrics_token_and_peers),
+		cmocka_unit_test(test_any_peer_is_spelled_out),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
