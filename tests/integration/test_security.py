@@ -8,6 +8,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -377,6 +378,66 @@ class FastCGIListener(unittest.TestCase):
             self.assertEqual(r.stdout.strip(), "PermissionError", r.stdout + r.stderr)
         # nginx still reaches it
         self.assertEqual(s.get("/readyz", auth=False).status, 200)
+
+
+# -- Redis: a password, and bounds that never evict what correctness needs ----
+
+def redis_cli(*args, auth=True):
+    """redis-cli against the stack's Redis (REDISCLI_AUTH from the harness)."""
+    env = dict(os.environ)
+    if not auth:
+        env.pop("REDISCLI_AUTH", None)
+    p = subprocess.run(["redis-cli", "-p", str(stack().redis_port), *args], env=env,
+                       capture_output=True, text=True, timeout=60)
+    return (p.stdout + p.stderr).strip()
+
+
+# The keys app/cache.c writes with no TTL, because the never-stale argument
+# rests on them (its pieces L and R): a page generation and the last
+# invalidation's WAL position, per key space.
+CORRECTNESS_KEY = re.compile(r"^ps:[0-9a-f]{24}:(gen|wal)$")
+NO_TTL_KEYS = ("local r = {} for _, k in ipairs(redis.call('KEYS', '*')) do "
+               "if redis.call('TTL', k) == -1 then table.insert(r, k) end end return r")
+
+
+class RedisBounds(unittest.TestCase):
+    def test_redis_asks_for_a_password_and_the_service_has_it(self):
+        s = stack()
+        self.assertIn("NOAUTH", redis_cli("PING", auth=False))
+        self.assertEqual(redis_cli("PING"), "PONG")
+        pw = s.settings.get("REDIS_PASSWORD", "")
+        self.assertGreaterEqual(len(pw), 24)
+        self.assertIn(f":{pw}@", s.settings["REDIS_URL"])
+        mode = os.stat(os.path.join(s.dir, "redis", "redis.conf")).st_mode & 0o777
+        self.assertEqual(mode & 0o077, 0, oct(mode))
+
+    def test_only_keys_with_a_ttl_can_be_evicted(self):
+        s = stack()
+        self.assertEqual(redis_cli("CONFIG", "GET", "maxmemory-policy").split(),
+                         ["maxmemory-policy", "volatile-lru"])
+        self.assertGreater(int(redis_cli("CONFIG", "GET", "maxmemory").split()[1]), 0)
+        # traffic that makes every kind of key: paints (hit, miss, absent),
+        # leases, list and stats pages, invalidations
+        pid = s.request("POST", "/admin/paints", body={"name": "Keys " + uuid.uuid4().hex[:8],
+                                                       "brand": "KeyBrand"}).json()["id"]
+        for path in (f"/admin/paints/{pid}", "/admin/paints/1", "/admin/paints/999999999",
+                     "/admin/paints?limit=5&brand=KeyBrand", "/admin/paints/stats"):
+            for _ in range(2):
+                self.assertIn(s.get(path).status, (200, 404), path)
+        self.assertEqual(s.request("PATCH", f"/admin/paints/{pid}", body={"stock": 2}).status, 200)
+        s.get(f"/admin/paints/{pid}")
+        s.get("/admin/paints?limit=5&brand=KeyBrand")
+        keys = redis_cli("KEYS", "*").split()
+        with_ttl = [k for k in keys if not CORRECTNESS_KEY.match(k)]
+        self.assertTrue(any(k.endswith(f":paint:{pid}") for k in keys), keys[:20])
+        self.assertTrue(with_ttl)
+        for k in [k for k in with_ttl if k.endswith(f":paint:{pid}")] + with_ttl[:20]:
+            ttl = int(redis_cli("TTL", k))
+            self.assertTrue(ttl > 0 or ttl == -2, f"{k}: TTL {ttl}")  # -2: gone meanwhile
+        no_ttl = redis_cli("EVAL", NO_TTL_KEYS, "0").split()
+        self.assertTrue(no_ttl, "no generation key: is the cache in use?")
+        self.assertEqual([k for k in no_ttl if not CORRECTNESS_KEY.match(k)], [],
+                         "keys without a TTL that correctness does not need")
 
 
 # -- Railway: the rendered configuration in front of the service ---------------
