@@ -11,14 +11,18 @@ COPY scripts/build-web.sh scripts/build-web.sh
 RUN make -j"$(nproc)"
 
 # Runtime stage: shared libraries, nginx, the binary, migrations, the UI
-# and the nginx templates; runs as an unprivileged user.
+# and the nginx templates; runs as an unprivileged user (nginx too: compose
+# runs it from this image, with its configuration and certificate in the
+# folders made here for that user).
 FROM debian:bookworm-slim
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       libfcgi0ldbl libpq5 libjson-c5 libhiredis0.14 libsodium23 \
       nginx openssl ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home /app --shell /usr/sbin/nologin paintstudio
+ && useradd --system --home /app --shell /usr/sbin/nologin paintstudio \
+ && install -d -o paintstudio -g paintstudio -m 0750 /etc/paintstudio/nginx \
+ && install -d -o paintstudio -g paintstudio -m 0700 /etc/paintstudio/tls
 WORKDIR /app
 COPY --from=build /src/build/paintstudio /usr/local/bin/paintstudio
 COPY --from=build /src/build/web web
