@@ -7,8 +7,10 @@ COPY Makefile ./
 COPY include include
 COPY app app
 COPY web web
-COPY scripts/build-web.sh scripts/build-web.sh
-RUN make -j"$(nproc)"
+COPY scripts/build-web.sh scripts/checksec.sh scripts/
+# The Makefile's hardened build (PIE, full RELRO, stack protector,
+# FORTIFY_SOURCE), checked before it goes into the image.
+RUN make -j"$(nproc)" && scripts/checksec.sh build/paintstudio
 
 # Runtime stage: shared libraries, nginx, the binary, migrations, the UI
 # and the nginx templates; runs as an unprivileged user (nginx too: compose
