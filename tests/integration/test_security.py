@@ -6,6 +6,7 @@ sessions ended by a password reset or by disabling the user, and JSON
 escapes that are not Unicode."""
 import concurrent.futures
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -440,6 +441,97 @@ class RedisBounds(unittest.TestCase):
                          "keys without a TTL that correctness does not need")
 
 
+# -- nginx's limits: a flood from one address ----------------------------------
+
+class Flood(unittest.TestCase):
+    """Issue 24: 2,000 requests with forged session cookies to /auth/me
+    over 64 kept-alive connections from one address. nginx refuses most of
+    them (429 with Retry-After: /auth/ allows a burst of 100, then 20 a
+    second, per address), and an admin's GET /admin/paints/1 answers 200
+    within a second throughout."""
+    ATTACKER = "127.0.0.9"  # this machine too, but an address of its own
+    REQUESTS, CONNECTIONS = 2000, 64
+
+    def test_forged_cookies_on_auth_me_leave_the_admin_answering(self):
+        s = stack()
+        self.assertEqual(s.get("/admin/paints/1").status, 200)  # a session, a warm cache
+        lock = threading.Lock()
+        left = [self.REQUESTS]
+        statuses, retry_after, errors, reads = {}, set(), [], []
+        flooding = threading.Event()
+        flooding.set()
+
+        def attacker():
+            conn = None
+            while True:
+                with lock:
+                    if left[0] == 0:
+                        break
+                    left[0] -= 1
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPSConnection(
+                            "127.0.0.1", s.https_port, context=s.ctx, timeout=30,
+                            source_address=(self.ATTACKER, 0))
+                    conn.request("GET", "/auth/me", headers={
+                        "Cookie": "__Host-ps_session=" + secrets.token_urlsafe(32)})
+                    r = conn.getresponse()
+                    r.read()
+                    with lock:
+                        statuses[r.status] = statuses.get(r.status, 0) + 1
+                        if r.status == 429:
+                            retry_after.add(r.getheader("Retry-After"))
+                    if r.will_close:
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(repr(e))
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+        def admin():
+            while flooding.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = s.get("/admin/paints/1", timeout=10)
+                    reads.append((r.status, time.monotonic() - t0))
+                except OSError as e:
+                    reads.append((repr(e), time.monotonic() - t0))
+                time.sleep(0.05)
+
+        reader = threading.Thread(target=admin)
+        reader.start()
+        threads = [threading.Thread(target=attacker) for _ in range(self.CONNECTIONS)]
+        t0 = time.monotonic()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=180)
+        finally:
+            took = time.monotonic() - t0
+            flooding.clear()
+            reader.join(timeout=30)
+        self.assertFalse(any(t.is_alive() for t in threads), "the flood did not end in 180 s")
+        print(f"\n    {self.REQUESTS} forged /auth/me at {self.CONNECTIONS} connections in "
+              f"{took:.1f} s: {statuses}; {len(reads)} admin reads, slowest "
+              f"{max((t for _, t in reads), default=0):.3f} s", flush=True)
+        self.assertEqual(errors, [])
+        self.assertEqual(sum(statuses.values()), self.REQUESTS)
+        self.assertEqual(set(statuses) - {401, 429}, set(), statuses)
+        # nginx let through its burst and the rate, no more, and said when to retry
+        self.assertGreater(statuses.get(429, 0), 0, statuses)
+        self.assertLessEqual(statuses.get(401, 0), 100 + 20 * took + 10, (statuses, took))
+        self.assertEqual(retry_after, {"1"})
+        # the admin was answered, quickly, all along
+        self.assertGreater(len(reads), 3)
+        slow = [(st, round(t, 2)) for st, t in reads if st != 200 or t >= 1.0]
+        self.assertEqual(slow, [], f"admin reads not 200 within 1 s (of {len(reads)})")
+
+
 # -- Railway: the rendered configuration in front of the service ---------------
 
 class RailwayProxy(unittest.TestCase):
@@ -566,6 +658,70 @@ class RailwayProxy(unittest.TestCase):
         # loopback (benchmarks, local tools) is not limited
         local = in_parallel(300, lambda i: forged(i, None), workers=16)
         self.assertEqual(set(local), {401})
+
+    @classmethod
+    def answer(cls, path, xff, headers=None):
+        """(status, Retry-After) of one GET from the address xff."""
+        req = urllib.request.Request(cls.base + path, headers=dict(headers or {},
+                                                                   **{"X-Forwarded-For": xff}))
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+                return r.status, r.headers.get("Retry-After")
+        except urllib.error.HTTPError as e:
+            e.read()
+            return e.code, e.headers.get("Retry-After")
+
+    def test_unauthenticated_routes_are_rate_limited_per_address(self):
+        # issue 24: each in its own zone, /admin/ in none of them
+        forged = {"Cookie": "__Host-ps_session=" + secrets.token_urlsafe(32)}
+        for i, (path, n, passed) in enumerate((("/auth/me", 300, {401}), ("/readyz", 150, {200}),
+                                               ("/metrics", 150, {401}), ("/healthz", 400, {200}))):
+            with self.subTest(path=path):
+                xff = f"203.0.113.{40 + i}"
+                flood = in_parallel(n, lambda _: self.answer(path, xff, forged), workers=16)
+                st = [a for a, _ in flood]
+                self.assertEqual(set(st) - passed - {429}, set(), flood[:20])
+                self.assertGreater(st.count(429), 0)
+                self.assertEqual({ra for a, ra in flood if a == 429}, {"1"})
+                # the same address is limited there only: /admin/ answers it
+                self.assertEqual(self.answer("/admin/paints/1", xff, forged)[0], 401)
+                # and another address is not limited by it
+                self.assertIn(self.answer(path, f"203.0.113.{140 + i}", forged)[0], passed)
+
+    def test_requests_in_progress_are_limited_per_address(self):
+        # 70 requests whose bodies never come: 64 are held (nginx reads a
+        # body before passing it on), the others refused at once
+        socks = []
+
+        def hold(xff):
+            c = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            socks.append(c)
+            c.sendall(b"POST /auth/logout HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: "
+                      + xff.encode() + b"\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{")
+            return c
+
+        def answered(c, wait):
+            c.settimeout(wait)
+            try:
+                return c.recv(4096)
+            except socket.timeout:
+                return b""
+        try:
+            held = [hold("203.0.113.60") for _ in range(70)]
+            time.sleep(0.5)
+            answers = [answered(c, 0.2) for c in held]
+            refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
+            self.assertEqual(len(refused), 6, [a[:40] for a in answers if a])
+            self.assertTrue(all(b"\r\nRetry-After: 1\r\n" in a for a in refused))
+            self.assertEqual(answers.count(b""), 64)
+            # meanwhile another address, and /admin/ from this one, are served
+            self.assertEqual(self.answer("/healthz", "203.0.113.61")[0], 200)
+            self.assertEqual(self.answer("/admin/paints/1", "203.0.113.60")[0], 401)
+        finally:
+            for c in socks:
+                c.close()
 
 
 if __name__ == "__main__":
