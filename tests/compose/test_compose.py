@@ -168,9 +168,9 @@ class Hardening(unittest.TestCase):
         nginx = P.containers("nginx")[0][0]
         self.assertNotIn(docker("inspect", "-f", "{{.Config.User}}", nginx).strip(),
                          ("", "root", "0"))
-        procs = docker("top", nginx, "-eo", "uid,args").splitlines()[1:]
+        procs = docker("top", nginx, "-eo", "pid,uid,args").splitlines()[1:]
         self.assertTrue(any("nginx: worker" in line for line in procs), procs)
-        self.assertEqual([line for line in procs if line.split()[0] == "0"], [], procs)
+        self.assertEqual([line for line in procs if line.split()[1] == "0"], [], procs)
 
 
 class Stack(unittest.TestCase):
