@@ -39,6 +39,9 @@ static int check_database_url(const char *url, char *err, size_t errlen);
 static int check_listen(const char *s, char *err, size_t errlen);
 static int check_token(const char *s, char *err, size_t errlen);
 static int check_peer_list(const char *s, char *err, size_t errlen);
+static int is_placeholder(const char *password);
+static int check_pg_password(const char *name, const char *url, char *err, size_t errlen);
+static int check_placeholders(const struct config *cfg, char *err, size_t errlen);
 
 const char *config_env_name(enum app_env env)
 {
@@ -173,11 +176,19 @@ static int check_token(const char *s, char *err, size_t errlen)
 
 /*
  * FCGI_WEB_SERVER_ADDRS (libfcgi's convention): comma-separated IPv4 or
- * IPv6 addresses, or host names (resolved when a peer is checked).
+ * IPv6 addresses, or host names (resolved when a peer is checked); empty
+ * means loopback only, and "*" alone means any peer (peers.h).
  */
 static int check_peer_list(const char *s, char *err, size_t errlen)
 {
 	const char *p = s;
+
+	if (strcmp(s, "*") == 0)
+		return 0;
+	if (strchr(s, '*')) {
+		snprintf(err, errlen, "FCGI_WEB_SERVER_ADDRS is invalid: \"*\" (any peer) must stand alone");
+		return -1;
+	}
 
 	while (*p) {
 		size_t len = strcspn(p, ","), i;
@@ -195,6 +206,93 @@ static int check_peer_list(const char *s, char *err, size_t errlen)
 		}
 		p += strcspn(p, ",");
 		p += strspn(p, ", ");
+	}
+	return 0;
+}
+
+/*
+ * Whether password is one of the stand-ins that example files and guides
+ * carry (change-me, password, postgres, ...), compared without case and
+ * without punctuation, so Change_Me and CHANGEME count too.
+ */
+static int is_placeholder(const char *password)
+{
+	static const char *const exact[] = {
+		"changeme", "changeit", "password", "passwd", "postgres", "redis",
+		"example", "placeholder", "secret", "default", "admin", "paintstudio",
+	};
+	static const char *const within[] = { "changeme", "placeholder", "yourpassword", "xxxxxx" };
+	char norm[64];
+	size_t n = 0, i;
+
+	for (; *password; password++) {
+		unsigned char ch = (unsigned char)*password;
+
+		if (n + 1 >= sizeof(norm))
+			return 0;	/* long: not one of these */
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+			norm[n++] = (char)ch;
+		else if (ch >= 'A' && ch <= 'Z')
+			norm[n++] = (char)(ch - 'A' + 'a');
+	}
+	norm[n] = '\0';
+	for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (strcmp(norm, exact[i]) == 0)
+			return 1;
+	for (i = 0; i < sizeof(within) / sizeof(within[0]); i++)
+		if (strstr(norm, within[i]))
+			return 1;
+	return 0;
+}
+
+/* A postgres:// URL (already checked) whose password is a placeholder: -1. */
+static int check_pg_password(const char *name, const char *url, char *err, size_t errlen)
+{
+	PQconninfoOption *opts = PQconninfoParse(url, NULL);
+	int bad = 0;
+
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && is_placeholder(o->val))
+			bad = 1;
+	PQconninfoFree(opts);
+	if (bad)
+		/* (the password is not quoted: a near miss may be a real one) */
+		snprintf(err, errlen, "%s has a placeholder password (like change-me): production "
+			 "refuses it; set a generated one (openssl rand -hex 24)", name);
+	return bad ? -1 : 0;
+}
+
+/*
+ * The production profile refuses placeholder passwords in DATABASE_URL,
+ * each DATABASE_REPLICA_URLS entry and REDIS_URL: an example file copied
+ * as it is must not become a deployment.
+ */
+static int check_placeholders(const struct config *cfg, char *err, size_t errlen)
+{
+	const char *p = cfg->replica_urls;
+
+	if (check_pg_password("DATABASE_URL", cfg->database_url, err, errlen))
+		return -1;
+	while (*p) {
+		size_t len = strcspn(p, ","), keep = len;
+		char *one;
+		int rc;
+
+		while (keep > 0 && p[keep - 1] == ' ')
+			keep--;
+		one = xstrndup(p, keep);
+		rc = check_pg_password("DATABASE_REPLICA_URLS", one, err, errlen);
+
+		free(one);
+		if (rc)
+			return -1;
+		p += len;
+		p += strspn(p, ", ");
+	}
+	if (cfg->redis.password && is_placeholder(cfg->redis.password)) {
+		snprintf(err, errlen, "REDIS_URL has a placeholder password (like change-me): production "
+			 "refuses it; set a generated one (openssl rand -hex 24)");
+		return -1;
 	}
 	return 0;
 }
@@ -403,6 +501,8 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 	if (load_database(cfg, envp, pr, err, errlen) || load_cache(cfg, envp, err, errlen) ||
 	    load_server(cfg, envp, err, errlen) || load_auth(cfg, envp, err, errlen) ||
 	    load_observability(cfg, envp, err, errlen))
+		goto fail;
+	if (cfg->env == APP_ENV_PRODUCTION && check_placeholders(cfg, err, errlen))
 		goto fail;
 	if (parse_enum(envp, "LOG_LEVEL", "info", levels, 4, &v, err, errlen))
 		goto fail;

@@ -74,6 +74,22 @@ static PGconn *connect_direct(const struct config *cfg, const char *what)
 	return pg;
 }
 
+/*
+ * Say at start who may speak FastCGI on a TCP listener: "*" (any peer) is
+ * a warning, an empty list (this machine's loopback only) a notice.
+ */
+static void peers_announce(const struct config *cfg)
+{
+	if (strncmp(cfg->fcgi_listen, "unix:", 5) == 0)
+		return;	/* the socket file's mode guards it */
+	if (peers_any(cfg->web_server_addrs))
+		log_msg(LOG_WARN, "FCGI_WEB_SERVER_ADDRS=*: any peer that reaches %s may speak "
+			"FastCGI to the service; list nginx's addresses instead", cfg->fcgi_listen);
+	else if (cfg->web_server_addrs[0] == '\0')
+		log_msg(LOG_INFO, "FCGI_WEB_SERVER_ADDRS is empty: only 127.0.0.1 and ::1 may speak "
+			"FastCGI on %s", cfg->fcgi_listen);
+}
+
 static int cmd_serve(const struct config *cfg)
 {
 	struct pool_settings ps;
@@ -94,6 +110,7 @@ static int cmd_serve(const struct config *cfg)
 	 */
 	peers_setup(cfg->web_server_addrs);
 	unsetenv("FCGI_WEB_SERVER_ADDRS");
+	peers_announce(cfg);
 	auth_setup(cfg);
 	cache_setup(cfg);
 	{

@@ -2,6 +2,7 @@
  * peers: which FastCGI peers may connect (FCGI_WEB_SERVER_ADDRS, libfcgi's
  * convention, extended to IPv6 and host names). The server checks a peer
  * once, when it accepts the connection, before reading a byte from it.
+ * Fail closed: no list means this machine's loopback only; "*" means any.
  */
 #define _GNU_SOURCE
 #include "peers.h"
@@ -37,7 +38,7 @@ static void resolve_names(void);
  * does it) and the result is swapped in under it.
  */
 static pthread_mutex_t peers_mu = PTHREAD_MUTEX_INITIALIZER;
-static int enabled;			/* a list was given */
+static int any_peer;			/* the list was "*" */
 static char names[MAX_ENTRIES][254];	/* entries that are host names */
 static int nnames;
 static struct addr16 literal[MAX_ENTRIES];	/* entries that are addresses */
@@ -71,18 +72,27 @@ static int find(const struct addr16 *a)
 void peers_reset(void)
 {
 	pthread_mutex_lock(&peers_mu);
-	enabled = nnames = nliteral = nresolved = 0;
+	any_peer = nnames = nliteral = nresolved = 0;
 	last_resolve = -1e9;
 	pthread_mutex_unlock(&peers_mu);
 }
 
+/* The list an empty FCGI_WEB_SERVER_ADDRS stands for. */
+#define LOOPBACK_ONLY "127.0.0.1,::1"
+
+int peers_any(const char *list)
+{
+	return list != NULL && strcmp(list, "*") == 0;
+}
+
 void peers_setup(const char *list)
 {
-	const char *p = list;
+	const char *p = list && *list ? list : LOOPBACK_ONLY;
 
 	peers_reset();
 	pthread_mutex_lock(&peers_mu);
-	while (p && *p) {
+	any_peer = peers_any(list);
+	while (!any_peer && *p) {
 		size_t len = strcspn(p, ",");
 		char entry[254];
 		struct in_addr v4;
@@ -93,7 +103,6 @@ void peers_setup(const char *list)
 		if (len > 0 && len < sizeof(entry)) {
 			memcpy(entry, p, len);
 			entry[len] = '\0';
-			enabled = 1;
 			if (inet_pton(AF_INET, entry, &v4) == 1 && nliteral < MAX_ENTRIES) {
 				to16_v4(&v4, &literal[nliteral++]);
 			} else if (inet_pton(AF_INET6, entry, &v6) == 1 && nliteral < MAX_ENTRIES) {
@@ -158,14 +167,14 @@ int peers_allowed(int fd)
 	struct addr16 a;
 	int ok, has_names;
 
-	pthread_mutex_lock(&peers_mu);
-	ok = !enabled;
-	pthread_mutex_unlock(&peers_mu);
-	if (ok)
-		return 1;
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
 		return 0;
 	if (ss.ss_family == AF_UNIX)
+		return 1;
+	pthread_mutex_lock(&peers_mu);
+	ok = any_peer;
+	pthread_mutex_unlock(&peers_mu);
+	if (ok)
 		return 1;
 	if (ss.ss_family == AF_INET)
 		to16_v4(&((struct sockaddr_in *)&ss)->sin_addr, &a);

@@ -54,7 +54,7 @@ struct config {
 
 	/* Server */
 	char *fcgi_listen;	/* "unix:/path" or "host:port" */
-	char *web_server_addrs;	/* FCGI_WEB_SERVER_ADDRS: TCP peers allowed; "" any */
+	char *web_server_addrs;	/* FCGI_WEB_SERVER_ADDRS: TCP peers allowed; "" loopback, "*" any */
 	int workers;
 	int workers_active;	/* of them taking requests at once; 0: two per CPU */
 	int shutdown_timeout;	/* seconds in-flight requests get on SIGTERM */

@@ -5,16 +5,23 @@
  * "nginx" (resolved again, at most once a second, when an unknown peer
  * connects, so a restarted nginx with a new address is let in). A unix
  * socket peer is always allowed: the socket file's mode guards it.
+ *
+ * Fail closed (unlike libfcgi): an empty list allows this machine's
+ * loopback only (127.0.0.1 and ::1, also as ::ffff:127.0.0.1); any peer
+ * at all must be asked for with "*".
  */
 #ifndef PS_PEERS_H
 #define PS_PEERS_H
 
 /*
- * Take the list (validated by config_load; "" allows every peer). Call
- * once before serving; names that do not resolve yet are tried again
- * later. The string is copied.
+ * Take the list (validated by config_load; "" or NULL: loopback only; "*":
+ * every peer). Call once before serving; names that do not resolve yet
+ * are tried again later. The string is copied.
  */
 void peers_setup(const char *list);
+
+/* 1 when list is "*" (every peer allowed), else 0. */
+int peers_any(const char *list);
 
 /* 1 when the peer of the connected socket fd may be served, else 0. */
 int peers_allowed(int fd);

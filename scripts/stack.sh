@@ -162,13 +162,19 @@ database_url() {
 		echo "postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$PG_PORT/paintstudio"
 	fi
 }
+# Redis asks every client for its password (requirepass): the service
+# through REDIS_URL, the tools through REDISCLI_AUTH (stack.env has both).
+redis_password() { secret redis; }
 redis_url() {
+	local pw
+	pw=$(pct "$(redis_password)")
 	if sock_fits "$REDIS_SOCK"; then
-		echo "unix://$(pct "$REDIS_SOCK")"
+		echo "unix://:$pw@$(pct "$REDIS_SOCK")"
 	else
-		echo "redis://127.0.0.1:$REDIS_PORT/0"
+		echo "redis://:$pw@127.0.0.1:$REDIS_PORT/0"
 	fi
 }
+rcli() { REDISCLI_AUTH=$(redis_password) redis-cli "$@"; }
 
 # The primary's unix socket, for clusters made before it had one too:
 # its folder (owned by the PostgreSQL user, 0700), the setting (the last
@@ -243,12 +249,16 @@ setup_db() {
 }
 
 start_redis() {
+	local pw
+	pw=$(redis_password)
 	mkdir -p "$STACK_DIR/redis"
-	cat >"$STACK_DIR/redis/redis.conf" <<-EOF
+	# The file holds the password: for this user only.
+	(umask 077 && cat >"$STACK_DIR/redis/redis.conf") <<-EOF
 		bind 127.0.0.1
 		port $REDIS_PORT
 		$(sock_fits "$REDIS_SOCK" && printf 'unixsocket %s\nunixsocketperm 700' "$REDIS_SOCK")
 		protected-mode yes
+		requirepass $pw
 		daemonize yes
 		pidfile $RUN/redis.pid
 		logfile $LOG/redis.log
@@ -256,15 +266,29 @@ start_redis() {
 		appendonly yes
 		appendfsync everysec
 		save ""
+		# Bounded, and only keys with a TTL are ever evicted. The service's
+		# keys (app/cache.c), each under ps:<run_id><replid>: :
+		#   paint:<id>              a paint (CACHE_TTL, 5 s when absent)   TTL
+		#   lease:paint:<id>        a read lease (3 s)                     TTL
+		#   <kind>:<gen>:<hash>     a list or stats page (60 s)            TTL
+		#   gen                     the pages' generation (INCR)           none
+		#   wal                     last invalidation's WAL position       none
+		# gen and wal are what the never-stale argument rests on (pieces L
+		# and R): evicted, gen would fall back to 0 and find pages stored
+		# before the writes that bumped it. volatile-lru never touches a key
+		# without a TTL; when only those are left, writes fail with OOM,
+		# which the service treats as Redis failing (reads bypass it).
+		# tests/integration/test_security.py checks both.
 		maxmemory 256mb
-		maxmemory-policy allkeys-lru
+		maxmemory-policy volatile-lru
 		# DEBUG SLEEP from loopback only (the cache fault tests)
 		enable-debug-command local
 	EOF
+	chmod 600 "$STACK_DIR/redis/redis.conf"
 	say "starting Redis on 127.0.0.1:$REDIS_PORT$(sock_fits "$REDIS_SOCK" && echo " and $REDIS_SOCK")"
 	redis-server "$STACK_DIR/redis/redis.conf"
 	for _ in $(seq 100); do
-		redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+		rcli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
 		sleep 0.1
 	done
 	fail "Redis did not answer within 10 s: see $LOG/redis.log"
@@ -379,6 +403,8 @@ write_env() {
 		export BASE_URL='https://127.0.0.1:$HTTPS_PORT'
 		export DATABASE_URL='$DATABASE_URL'
 		export REDIS_URL='$REDIS_URL'
+		export REDIS_PASSWORD='$(redis_password)'
+		export REDISCLI_AUTH='$(redis_password)'
 		export PG_ADMIN_URL='$(pg_admin_url)'
 		export PGDATA='$PGDATA'
 		export STACK_DIR='$STACK_DIR'
@@ -440,7 +466,7 @@ banner() {
 		  admin login   ${ADMIN_SHOWN}
 		  DATABASE_URL  $DATABASE_URL
 		  replicas      ${REPLICAS} ${DATABASE_REPLICA_URLS:+(DATABASE_REPLICA_URLS in stack.env)}
-		  REDIS_URL     $REDIS_URL   (redis-cli -s $REDIS_SOCK, or -p $REDIS_PORT)
+		  REDIS_URL     $REDIS_URL   (redis-cli -s $REDIS_SOCK, or -p $REDIS_PORT, with REDISCLI_AUTH from stack.env)
 		  settings      $STACK_DIR/stack.env   (source it for psql/redis-cli)
 		  data          $PGDATA (PostgreSQL), $STACK_DIR/redis
 		  logs          $LOG/
@@ -481,7 +507,7 @@ stop_redis() {
 	if pidfile_alive "$RUN/redis.pid"; then
 		local pid
 		pid=$(cat "$RUN/redis.pid")
-		redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+		rcli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	fi
 }

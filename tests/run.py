@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run every test suite and total them on one closing line.
 
-1. C unit tests (cmocka, TAP output) from BUILD/tests/.
+1. C unit tests (cmocka, TAP output) from BUILD/tests/, the fuzzing
+   corpora replayed, and build/paintstudio's hardening (scripts/checksec.sh).
 2. Integration tests (tests/integration/test_*.py, unittest) against a
    throwaway stack: PostgreSQL, Redis, nginx and two paintstudio processes
    started on free loopback ports in a temporary folder, stopped afterwards.
@@ -126,6 +127,21 @@ def run_fuzz_replay(build, tally):
         print(f"fuzz replay {target}: {len(corpus)} inputs" + ("" if ok else " (FAILED)"), flush=True)
 
 
+def run_checksec(tally):
+    """The optimised build (build/paintstudio) carries the Makefile's
+    hardening: PIE, full RELRO, stack protector, fortified calls."""
+    binary = os.path.join(REPO, "build", "paintstudio")
+    if not os.path.exists(binary):
+        tally.add("hardening", "build/paintstudio", "skip")
+        print("hardening: build/paintstudio not built (make all): skipped", flush=True)
+        return
+    p = subprocess.run([os.path.join(REPO, "scripts", "checksec.sh"), binary],
+                       capture_output=True, text=True, timeout=60)
+    tally.add("hardening", "checksec build/paintstudio", "pass" if p.returncode == 0 else "fail",
+              p.stdout + p.stderr)
+    sys.stdout.write(p.stdout)
+
+
 def test_binaries_named(build, folder, prefix):
     return sorted(p for p in glob.glob(os.path.join(build, folder, prefix + "*"))
                   if os.access(p, os.X_OK) and "." not in os.path.basename(p))
@@ -244,6 +260,7 @@ def main():
     if args.only in (None, "unit"):
         run_cmocka(test_binaries(args.build, "tests"), tally, "unit")
         run_fuzz_replay(args.build, tally)
+        run_checksec(tally)
     if args.only in (None, "integration"):
         run_integration(args.build, tally, args.pattern, args.tsan_build,
                         db_tests=args.pattern == "test_*.py")

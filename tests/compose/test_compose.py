@@ -6,6 +6,7 @@ and scaling 3 -> 1 -> 3 under reads without restarting nginx; last, the
 optional read replica (--profile replica) made from db and used by the
 service."""
 import os
+import re
 import threading
 import time
 import unittest
@@ -21,6 +22,7 @@ def setUpModule():
     global P
     P = Project("paintstudio-compose-test", os.path.join(REPO, "docker-compose.yml"), {
         "POSTGRES_PASSWORD": "pw-" + uuid.uuid4().hex,
+        "REDIS_PASSWORD": uuid.uuid4().hex,
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "HTTPS_BIND": "127.0.0.1",
         "HTTPS_PORT": str(free_port()),
@@ -29,9 +31,10 @@ def setUpModule():
         "LOG_LEVEL": "info",
         # The suite speaks FastCGI to each replica from this machine (to know
         # which one answers), through the project's bridge, whose address is
-        # not known before `up`: let every peer in. test_security checks the
+        # not known before `up`: let every peer in ("*"; empty would be
+        # the default, nginx and loopback). test_security checks the
         # restriction itself with real TCP peers.
-        "FCGI_WEB_SERVER_ADDRS": "",
+        "FCGI_WEB_SERVER_ADDRS": "*",
     }, port_var="HTTPS_PORT")
     P.down()  # what an interrupted run may have left
     t0 = time.monotonic()
@@ -127,6 +130,47 @@ class Reader:
 
     def since(self, t):
         return [r for r in self.results if r[0] >= t]
+
+
+# The keys app/cache.c writes with no TTL (the never-stale argument's
+# generation and WAL position); every other key must have one.
+CORRECTNESS_KEY = re.compile(r"^ps:[0-9a-f]{24}:(gen|wal)$")
+NO_TTL_KEYS = ("local r = {} for _, k in ipairs(redis.call('KEYS', '*')) do "
+               "if redis.call('TTL', k) == -1 then table.insert(r, k) end end return r")
+
+
+class Hardening(unittest.TestCase):
+    """Issue 24: Redis with a password and bounds, nginx not root."""
+
+    def redis_cli(self, *args, auth=True):
+        pre = () if auth else ("env", "-u", "REDISCLI_AUTH")
+        return P.compose("exec", "-T", "redis", *pre, "redis-cli", *args, timeout=60,
+                         check=False).strip()
+
+    def test_redis_needs_its_password_and_evicts_only_keys_with_a_ttl(self):
+        self.assertIn("NOAUTH", self.redis_cli("PING", auth=False))
+        self.assertEqual(self.redis_cli("CONFIG", "GET", "maxmemory-policy").split(),
+                         ["maxmemory-policy", "volatile-lru"])
+        self.assertGreater(int(self.redis_cli("CONFIG", "GET", "maxmemory").split()[1]), 0)
+        # the service reaches it with the password from .env
+        wait_until(lambda: "paintstudio_redis_up 1" in P.get("/metrics").body.decode(),
+                   timeout=30, what="the cache in use")
+        p = new_paint()
+        P.get(f"/admin/paints/{p['id']}")
+        P.get("/admin/paints?limit=5")
+        self.assertTrue(any(k.endswith(f":paint:{p['id']}")
+                            for k in self.redis_cli("KEYS", "*").split()))
+        no_ttl = self.redis_cli("EVAL", NO_TTL_KEYS, "0").split()
+        self.assertTrue(no_ttl)
+        self.assertEqual([k for k in no_ttl if not CORRECTNESS_KEY.match(k)], [])
+
+    def test_nginx_runs_as_an_unprivileged_user(self):
+        nginx = P.containers("nginx")[0][0]
+        self.assertNotIn(docker("inspect", "-f", "{{.Config.User}}", nginx).strip(),
+                         ("", "root", "0"))
+        procs = docker("top", nginx, "-eo", "pid,uid,args").splitlines()[1:]
+        self.assertTrue(any("nginx: worker" in line for line in procs), procs)
+        self.assertEqual([line for line in procs if line.split()[1] == "0"], [], procs)
 
 
 class Stack(unittest.TestCase):

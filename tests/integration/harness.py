@@ -199,6 +199,9 @@ class Stack(AdminClient):
                 if line.startswith("export "):
                     k, v = line[7:].strip().split("=", 1)
                     self.settings[k] = v.strip("'")
+        # Redis asks for a password: every redis-cli the tests run finds it here.
+        if self.settings.get("REDISCLI_AUTH"):
+            os.environ["REDISCLI_AUTH"] = self.settings["REDISCLI_AUTH"]
         self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "tls", "cert.pem"))
         print(f"stack: started in {time.monotonic() - t0:.1f}s in {self.dir}", flush=True)
 

@@ -245,7 +245,7 @@ class CacheFaults(unittest.TestCase):
 
         def end():
             redis("CONFIG", "SET", "maxmemory", "256mb")
-            redis("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+            redis("CONFIG", "SET", "maxmemory-policy", "volatile-lru")  # scripts/stack.sh's
         self.race("OOM (maxmemory, noeviction)", start, end, after=end)
 
     def test_client_kill_of_one_process(self):
@@ -324,7 +324,7 @@ def ensure_redis():
     redis("CLIENT", "UNPAUSE")
     redis("REPLICAOF", "NO", "ONE")
     redis("CONFIG", "SET", "maxmemory", "256mb")
-    redis("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    redis("CONFIG", "SET", "maxmemory-policy", "volatile-lru")  # scripts/stack.sh's
 
 
 def prefix():

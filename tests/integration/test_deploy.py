@@ -19,22 +19,90 @@ import uuid
 from harness import REPO, free_port, pg_url, stack
 
 
+def env_as_the_readme_says():
+    """The .env README's compose section makes (scripts/compose-env.sh)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, ".env")
+        subprocess.run([os.path.join(REPO, "scripts", "compose-env.sh"), path], check=True,
+                       capture_output=True, timeout=30)
+        assert os.stat(path).st_mode & 0o077 == 0, "compose-env.sh: .env readable by others"
+        return open(path).read()
+
+
+def env_value(text, name):
+    return re.search(rf"(?m)^{name}=(.*)$", text).group(1)
+
+
+def compose_config(env_text):
+    """docker-compose config with env_text as .env: (process, parsed YAML or None)."""
+    import yaml  # docker-compose's own dependency
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as env:
+        env.write(env_text)
+        env.flush()
+        p = subprocess.run(["docker-compose", "--env-file", env.name, "-f",
+                            os.path.join(REPO, "docker-compose.yml"), "config"],
+                           capture_output=True, text=True, timeout=60)
+    return p, (yaml.safe_load(p.stdout) if p.returncode == 0 else None)
+
+
 class Compose(unittest.TestCase):
-    def test_compose_file_is_valid(self):
+    def setUp(self):
         if shutil.which("docker-compose") is None:
             self.fail("docker-compose is not installed (scripts/deps.sh installs it)")
-        with tempfile.NamedTemporaryFile("w", suffix=".env") as env:
-            env.write(open(os.path.join(REPO, ".env.example")).read()
-                      .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=x"))
-            env.flush()
-            p = subprocess.run(["docker-compose", "--env-file", env.name, "-f",
-                                os.path.join(REPO, "docker-compose.yml"), "config"],
-                               capture_output=True, text=True, timeout=60)
+
+    def test_compose_file_is_valid(self):
+        p, _ = compose_config(env_as_the_readme_says())
         self.assertEqual(p.returncode, 0, p.stderr)
         for service in ("db:", "redis:", "migrate:", "app:", "nginx:"):
             self.assertIn(service, p.stdout)
         self.assertIn("service_completed_successfully", p.stdout)
         self.assertIn("pg_isready", p.stdout)
+
+    def test_only_nginx_and_loopback_speak_fastcgi(self):
+        # issue 24: .env.example's empty value used to replace compose's list
+        # (${VAR-default}) and an empty list let any peer in
+        _, cfg = compose_config(env_as_the_readme_says())
+        self.assertEqual(cfg["services"]["app"]["environment"]["FCGI_WEB_SERVER_ADDRS"],
+                         "nginx,127.0.0.1")
+        for empty in ("", "FCGI_WEB_SERVER_ADDRS=\n"):
+            text = re.sub(r"(?m)^FCGI_WEB_SERVER_ADDRS=.*\n", empty, env_as_the_readme_says())
+            _, cfg = compose_config(text)
+            self.assertEqual(cfg["services"]["app"]["environment"]["FCGI_WEB_SERVER_ADDRS"],
+                             "nginx,127.0.0.1", repr(empty))
+        dockerfile = open(os.path.join(REPO, "Dockerfile")).read()
+        self.assertRegex(dockerfile, r"(?m)^ENV .*FCGI_WEB_SERVER_ADDRS=nginx,127\.0\.0\.1\b")
+
+    def test_passwords_are_generated_and_never_left_empty(self):
+        text = env_as_the_readme_says()
+        pg, rd = env_value(text, "POSTGRES_PASSWORD"), env_value(text, "REDIS_PASSWORD")
+        self.assertRegex(pg, r"^[0-9a-f]{48}$")
+        self.assertRegex(rd, r"^[0-9a-f]{48}$")
+        self.assertNotEqual(pg, rd)
+        _, cfg = compose_config(text)
+        app = cfg["services"]["app"]["environment"]
+        self.assertEqual(app["REDIS_URL"], f"redis://:{rd}@redis:6379/0")
+        self.assertIn(f":{pg}@db:", app["DATABASE_URL"])
+        # .env.example copied as it is: compose refuses, naming the password
+        for name in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):
+            p, _ = compose_config(re.sub(rf"(?m)^{name}=.*$", f"{name}=", text))
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn(name, p.stderr)
+
+    def test_redis_is_bounded_and_nginx_is_local_and_unprivileged(self):
+        text = env_as_the_readme_says()
+        _, cfg = compose_config(text)
+        cmd = cfg["services"]["redis"]["command"]
+        self.assertEqual(cmd[cmd.index("--maxmemory-policy") + 1], "volatile-lru")
+        self.assertRegex(cmd[cmd.index("--maxmemory") + 1], r"^[1-9][0-9]*[kmg]?b?$")
+        self.assertEqual(cmd[cmd.index("--requirepass") + 1], env_value(text, "REDIS_PASSWORD"))
+        nginx = cfg["services"]["nginx"]
+        self.assertNotIn(str(nginx.get("user", "")), ("root", "0"))
+        ports = nginx["ports"]
+        self.assertEqual(len(ports), 1)
+        port = ports[0]
+        host_ip = port.get("host_ip") if isinstance(port, dict) else port.rsplit(":", 2)[0]
+        self.assertEqual(host_ip, "127.0.0.1", ports)
+        self.assertNotIn("www-data", open(os.path.join(REPO, "nginx", "compose.conf.in")).read())
 
     def test_every_variable_the_service_reads_is_in_env_example(self):
         names = set()

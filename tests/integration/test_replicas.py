@@ -312,7 +312,7 @@ class Replicas(unittest.TestCase):
         s = self.s
         # Redis on, and a lag limit so large that the lagging replica stays in
         # use: only the fill rule (cache.c, piece R) keeps old values out.
-        restore = s.restart_apps(REDIS_URL=f"redis://127.0.0.1:{s.redis_port}/0",
+        restore = s.restart_apps(REDIS_URL=f"redis://:{s.settings['REDIS_PASSWORD']}@127.0.0.1:{s.redis_port}/0",
                                  DB_REPLICA_MAX_LAG_MS="600000")
         try:
             self.wait_usable()

@@ -6,8 +6,10 @@ sessions ended by a password reset or by disabling the user, and JSON
 escapes that are not Unicode."""
 import concurrent.futures
 import hashlib
+import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -252,12 +254,17 @@ def fcgi_get(family, addr, port, path, source=None, timeout=10):
 
 class FastCGIListener(unittest.TestCase):
     def serve(self, listen, allowed, wait_for):
+        """The service on listen with FCGI_WEB_SERVER_ADDRS=allowed (None:
+        unset); returns the process. self.log names its output."""
         s = stack()
         log = tempfile.NamedTemporaryFile(prefix="peers-", suffix=".log", delete=False)
         self.addCleanup(os.unlink, log.name)
+        self.log = log.name
         env = dict(s.env, DATABASE_URL=s.settings["DATABASE_URL"], REDIS_URL="",
-                   FCGI_LISTEN=listen, FCGI_WEB_SERVER_ADDRS=allowed, WORKERS="2",
-                   DB_APPLICATION_NAME="peers-test")
+                   FCGI_LISTEN=listen, WORKERS="2", DB_APPLICATION_NAME="peers-test")
+        env.pop("FCGI_WEB_SERVER_ADDRS", None)
+        if allowed is not None:
+            env["FCGI_WEB_SERVER_ADDRS"] = allowed
         p = subprocess.Popen([s.binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
         def finish():
@@ -313,6 +320,31 @@ class FastCGIListener(unittest.TestCase):
         self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
                                    source="127.0.0.2"))
 
+    def test_no_list_means_loopback_only(self):
+        # fail closed (issue 24): unset or empty is this machine only, not anyone
+        for allowed in (None, ""):
+            with self.subTest(allowed=allowed):
+                port = free_port()
+                self.serve(f"127.0.0.1:{port}", allowed,
+                           self.listening(socket.AF_INET, "127.0.0.1", port))
+                self.assertIsNotNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                              source="127.0.0.1"))
+                for other in ("127.0.0.2", "127.0.0.3"):
+                    self.assertIsNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                               source=other), other)
+
+    def test_any_peer_must_be_spelled_out_and_is_warned_about(self):
+        port = free_port()
+        self.serve(f"127.0.0.1:{port}", "*", self.listening(socket.AF_INET, "127.0.0.1", port))
+        self.assertIsNotNone(fcgi_get(socket.AF_INET, "127.0.0.1", port, "/healthz",
+                                      source="127.0.0.2"))
+        def warned():
+            with open(self.log, errors="replace") as f:
+                lines = [json.loads(x) for x in f if x.startswith("{")]
+            return [x for x in lines if x.get("level") == "warn"
+                    and "FCGI_WEB_SERVER_ADDRS=*" in x.get("msg", "")]
+        stack().wait_until(warned, timeout=10, what="a warning about FCGI_WEB_SERVER_ADDRS=*")
+
     def test_a_bad_list_stops_start_up_naming_it(self):
         r = stack().run_binary("serve", env={"FCGI_LISTEN": f"127.0.0.1:{free_port()}",
                                              "FCGI_WEB_SERVER_ADDRS": "10.0.0.1;10.0.0.2"},
@@ -339,6 +371,157 @@ class FastCGIListener(unittest.TestCase):
             self.assertEqual(r.stdout.strip(), "PermissionError", r.stdout + r.stderr)
         # nginx still reaches it
         self.assertEqual(s.get("/readyz", auth=False).status, 200)
+
+
+# -- Redis: a password, and bounds that never evict what correctness needs ----
+
+def redis_cli(*args, auth=True):
+    """redis-cli against the stack's Redis (REDISCLI_AUTH from the harness)."""
+    env = dict(os.environ)
+    if not auth:
+        env.pop("REDISCLI_AUTH", None)
+    p = subprocess.run(["redis-cli", "-p", str(stack().redis_port), *args], env=env,
+                       capture_output=True, text=True, timeout=60)
+    return (p.stdout + p.stderr).strip()
+
+
+# The keys app/cache.c writes with no TTL, because the never-stale argument
+# rests on them (its pieces L and R): a page generation and the last
+# invalidation's WAL position, per key space.
+CORRECTNESS_KEY = re.compile(r"^ps:[0-9a-f]{24}:(gen|wal)$")
+NO_TTL_KEYS = ("local r = {} for _, k in ipairs(redis.call('KEYS', '*')) do "
+               "if redis.call('TTL', k) == -1 then table.insert(r, k) end end return r")
+
+
+class RedisBounds(unittest.TestCase):
+    def test_redis_asks_for_a_password_and_the_service_has_it(self):
+        s = stack()
+        self.assertIn("NOAUTH", redis_cli("PING", auth=False))
+        self.assertEqual(redis_cli("PING"), "PONG")
+        pw = s.settings.get("REDIS_PASSWORD", "")
+        self.assertGreaterEqual(len(pw), 24)
+        self.assertIn(f":{pw}@", s.settings["REDIS_URL"])
+        mode = os.stat(os.path.join(s.dir, "redis", "redis.conf")).st_mode & 0o777
+        self.assertEqual(mode & 0o077, 0, oct(mode))
+
+    def test_only_keys_with_a_ttl_can_be_evicted(self):
+        s = stack()
+        self.assertEqual(redis_cli("CONFIG", "GET", "maxmemory-policy").split(),
+                         ["maxmemory-policy", "volatile-lru"])
+        self.assertGreater(int(redis_cli("CONFIG", "GET", "maxmemory").split()[1]), 0)
+        # traffic that makes every kind of key: paints (hit, miss, absent),
+        # leases, list and stats pages, invalidations
+        pid = s.request("POST", "/admin/paints", body={"name": "Keys " + uuid.uuid4().hex[:8],
+                                                       "brand": "KeyBrand"}).json()["id"]
+        for path in (f"/admin/paints/{pid}", "/admin/paints/1", "/admin/paints/999999999",
+                     "/admin/paints?limit=5&brand=KeyBrand", "/admin/paints/stats"):
+            for _ in range(2):
+                self.assertIn(s.get(path).status, (200, 404), path)
+        self.assertEqual(s.request("PATCH", f"/admin/paints/{pid}", body={"stock": 2}).status, 200)
+        s.get(f"/admin/paints/{pid}")
+        s.get("/admin/paints?limit=5&brand=KeyBrand")
+        keys = redis_cli("KEYS", "*").split()
+        with_ttl = [k for k in keys if not CORRECTNESS_KEY.match(k)]
+        self.assertTrue(any(k.endswith(f":paint:{pid}") for k in keys), keys[:20])
+        self.assertTrue(with_ttl)
+        for k in [k for k in with_ttl if k.endswith(f":paint:{pid}")] + with_ttl[:20]:
+            ttl = int(redis_cli("TTL", k))
+            self.assertTrue(ttl > 0 or ttl == -2, f"{k}: TTL {ttl}")  # -2: gone meanwhile
+        no_ttl = redis_cli("EVAL", NO_TTL_KEYS, "0").split()
+        self.assertTrue(no_ttl, "no generation key: is the cache in use?")
+        self.assertEqual([k for k in no_ttl if not CORRECTNESS_KEY.match(k)], [],
+                         "keys without a TTL that correctness does not need")
+
+
+# -- nginx's limits: a flood from one address ----------------------------------
+
+class Flood(unittest.TestCase):
+    """Issue 24: 2,000 requests with forged session cookies to /auth/me
+    over 64 kept-alive connections from one address. nginx refuses most of
+    them (429 with Retry-After: /auth/ allows a burst of 100, then 20 a
+    second, per address), and an admin's GET /admin/paints/1 answers 200
+    within a second throughout."""
+    ATTACKER = "127.0.0.9"  # this machine too, but an address of its own
+    REQUESTS, CONNECTIONS = 2000, 64
+
+    def test_forged_cookies_on_auth_me_leave_the_admin_answering(self):
+        s = stack()
+        self.assertEqual(s.get("/admin/paints/1").status, 200)  # a session, a warm cache
+        lock = threading.Lock()
+        left = [self.REQUESTS]
+        statuses, retry_after, errors, reads = {}, set(), [], []
+        flooding = threading.Event()
+        flooding.set()
+
+        def attacker():
+            conn = None
+            while True:
+                with lock:
+                    if left[0] == 0:
+                        break
+                    left[0] -= 1
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPSConnection(
+                            "127.0.0.1", s.https_port, context=s.ctx, timeout=30,
+                            source_address=(self.ATTACKER, 0))
+                    conn.request("GET", "/auth/me", headers={
+                        "Cookie": "__Host-ps_session=" + secrets.token_urlsafe(32)})
+                    r = conn.getresponse()
+                    r.read()
+                    with lock:
+                        statuses[r.status] = statuses.get(r.status, 0) + 1
+                        if r.status == 429:
+                            retry_after.add(r.getheader("Retry-After"))
+                    if r.will_close:
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(repr(e))
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+        def admin():
+            while flooding.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = s.get("/admin/paints/1", timeout=10)
+                    reads.append((r.status, time.monotonic() - t0))
+                except OSError as e:
+                    reads.append((repr(e), time.monotonic() - t0))
+                time.sleep(0.05)
+
+        reader = threading.Thread(target=admin)
+        reader.start()
+        threads = [threading.Thread(target=attacker) for _ in range(self.CONNECTIONS)]
+        t0 = time.monotonic()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=180)
+        finally:
+            took = time.monotonic() - t0
+            flooding.clear()
+            reader.join(timeout=30)
+        self.assertFalse(any(t.is_alive() for t in threads), "the flood did not end in 180 s")
+        print(f"\n    {self.REQUESTS} forged /auth/me at {self.CONNECTIONS} connections in "
+              f"{took:.1f} s: {statuses}; {len(reads)} admin reads, slowest "
+              f"{max((t for _, t in reads), default=0):.3f} s", flush=True)
+        self.assertEqual(errors, [])
+        self.assertEqual(sum(statuses.values()), self.REQUESTS)
+        self.assertEqual(set(statuses) - {401, 429}, set(), statuses)
+        # nginx let through its burst and the rate, no more, and said when to retry
+        self.assertGreater(statuses.get(429, 0), 0, statuses)
+        self.assertLessEqual(statuses.get(401, 0), 100 + 20 * took + 10, (statuses, took))
+        self.assertEqual(retry_after, {"1"})
+        # the admin was answered, quickly, all along
+        self.assertGreater(len(reads), 3)
+        slow = [(st, round(t, 2)) for st, t in reads if st != 200 or t >= 1.0]
+        self.assertEqual(slow, [], f"admin reads not 200 within 1 s (of {len(reads)})")
 
 
 # -- Railway: the rendered configuration in front of the service ---------------
@@ -467,6 +650,70 @@ class RailwayProxy(unittest.TestCase):
         # loopback (benchmarks, local tools) is not limited
         local = in_parallel(300, lambda i: forged(i, None), workers=16)
         self.assertEqual(set(local), {401})
+
+    @classmethod
+    def answer(cls, path, xff, headers=None):
+        """(status, Retry-After) of one GET from the address xff."""
+        req = urllib.request.Request(cls.base + path, headers=dict(headers or {},
+                                                                   **{"X-Forwarded-For": xff}))
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+                return r.status, r.headers.get("Retry-After")
+        except urllib.error.HTTPError as e:
+            e.read()
+            return e.code, e.headers.get("Retry-After")
+
+    def test_unauthenticated_routes_are_rate_limited_per_address(self):
+        # issue 24: each in its own zone, /admin/ in none of them
+        forged = {"Cookie": "__Host-ps_session=" + secrets.token_urlsafe(32)}
+        for i, (path, n, passed) in enumerate((("/auth/me", 300, {401}), ("/readyz", 150, {200}),
+                                               ("/metrics", 150, {401}), ("/healthz", 400, {200}))):
+            with self.subTest(path=path):
+                xff = f"203.0.113.{40 + i}"
+                flood = in_parallel(n, lambda _: self.answer(path, xff, forged), workers=16)
+                st = [a for a, _ in flood]
+                self.assertEqual(set(st) - passed - {429}, set(), flood[:20])
+                self.assertGreater(st.count(429), 0)
+                self.assertEqual({ra for a, ra in flood if a == 429}, {"1"})
+                # the same address is limited there only: /admin/ answers it
+                self.assertEqual(self.answer("/admin/paints/1", xff, forged)[0], 401)
+                # and another address is not limited by it
+                self.assertIn(self.answer(path, f"203.0.113.{140 + i}", forged)[0], passed)
+
+    def test_requests_in_progress_are_limited_per_address(self):
+        # 70 requests whose bodies never come: 64 are held (nginx reads a
+        # body before passing it on), the others refused at once
+        socks = []
+
+        def hold(xff):
+            c = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            socks.append(c)
+            c.sendall(b"POST /auth/logout HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: "
+                      + xff.encode() + b"\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{")
+            return c
+
+        def answered(c, wait):
+            c.settimeout(wait)
+            try:
+                return c.recv(4096)
+            except socket.timeout:
+                return b""
+        try:
+            held = [hold("203.0.113.60") for _ in range(70)]
+            time.sleep(0.5)
+            answers = [answered(c, 0.2) for c in held]
+            refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
+            self.assertEqual(len(refused), 6, [a[:40] for a in answers if a])
+            self.assertTrue(all(b"\r\nRetry-After: 1\r\n" in a for a in refused))
+            self.assertEqual(answers.count(b""), 64)
+            # meanwhile another address, and /admin/ from this one, are served
+            self.assertEqual(self.answer("/healthz", "203.0.113.61")[0], 200)
+            self.assertEqual(self.answer("/admin/paints/1", "203.0.113.60")[0], 401)
+        finally:
+            for c in socks:
+                c.close()
 
 
 if __name__ == "__main__":

@@ -365,6 +365,87 @@ static void test_metrics_token_and_peers(void **state)
 	assert_non_null(strstr(err, "FCGI_WEB_SERVER_ADDRS"));
 }
 
+/* "*" (any peer) is accepted only alone: it must be asked for on purpose. */
+static void test_any_peer_is_spelled_out(void **state)
+{
+	char *star[] = { "FCGI_WEB_SERVER_ADDRS=*", NULL };
+	char *mixed[] = { "FCGI_WEB_SERVER_ADDRS=nginx,*", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, star), 0);
+	assert_string_equal(cfg.web_server_addrs, "*");
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, mixed), -1);
+	assert_non_null(strstr(err, "FCGI_WEB_SERVER_ADDRS"));
+	assert_non_null(strstr(err, "stand alone"));
+}
+
+/* Production refuses the passwords example files carry, naming the variable. */
+static void test_production_refuses_placeholder_passwords(void **state)
+{
+	static const char *const placeholders[] = {
+		"change-me", "changeme", "CHANGE_ME", "password", "postgres", "example",
+		"placeholder", "your-password-here", "Change-Me-Now",
+	};
+	char db[256], redis[256], replicas[512];
+	struct config cfg;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++) {
+		char *env_db[] = { "APP_ENV=production", db, NULL };
+		char *env_redis[] = { "APP_ENV=production", redis, NULL };
+		char *env_dev[] = { db, redis, NULL };
+
+		snprintf(db, sizeof(db), "DATABASE_URL=postgresql://paintstudio:%s@db:5432/paintstudio",
+			 placeholders[i]);
+		snprintf(redis, sizeof(redis), "REDIS_URL=redis://:%s@redis:6379/0", placeholders[i]);
+		assert_int_equal(load(&cfg, env_db), -1);
+		assert_non_null(strstr(err, "DATABASE_URL"));
+		assert_non_null(strstr(err, "placeholder"));
+		if (i > 0 && strcmp(placeholders[i], "password") != 0 &&
+		    strcmp(placeholders[i], "placeholder") != 0)
+			assert_null(strstr(err, placeholders[i]));	/* never quoted */
+		assert_int_equal(load(&cfg, env_redis), -1);
+		assert_non_null(strstr(err, "REDIS_URL"));
+		/* development (the local stack, tests) lets them be */
+		assert_int_equal(load(&cfg, env_dev), 0);
+		config_free(&cfg);
+	}
+	/* the password as a parameter, the unix socket form, a replica */
+	{
+		char *param[] = { "RAILWAY_ENVIRONMENT=production",
+				  "DATABASE_URL=postgres://u@db/app?password=changeme", NULL };
+		char *sock[] = { "APP_ENV=production", "REDIS_URL=unix://:password@/run/redis.sock?db=1",
+				 NULL };
+		char *rep[] = { "APP_ENV=production", replicas, NULL };
+
+		assert_int_equal(load(&cfg, param), -1);
+		assert_non_null(strstr(err, "DATABASE_URL"));
+		assert_int_equal(load(&cfg, sock), -1);
+		assert_non_null(strstr(err, "REDIS_URL"));
+		snprintf(replicas, sizeof(replicas), "DATABASE_REPLICA_URLS=postgresql://u:9f1c2e@r1/app, "
+			 "postgresql://u:change-me@r2/app");
+		assert_int_equal(load(&cfg, rep), -1);
+		assert_non_null(strstr(err, "DATABASE_REPLICA_URLS"));
+	}
+	/* real passwords (and none at all) pass */
+	{
+		char *good[] = { "APP_ENV=production",
+				 "DATABASE_URL=postgresql://paintstudio:8b1d0c55e2a94f7c@db/paintstudio",
+				 "REDIS_URL=redis://:2f9e4a7b1c3d5e6f@redis:6379/0",
+				 "DATABASE_REPLICA_URLS=postgresql://u:5a6b7c8d@r1/app", NULL };
+		char *none[] = { "APP_ENV=production", "DATABASE_URL=postgresql://u@db/app",
+				 "REDIS_URL=unix:///run/redis.sock", NULL };
+
+		assert_int_equal(load(&cfg, good), 0);
+		config_free(&cfg);
+		assert_int_equal(load(&cfg, none), 0);
+		config_free(&cfg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +463,8 @@ int main(void)
 		cmocka_unit_test(test_redis_where_tcp),
 		cmocka_unit_test(test_empty_redis_disables_cache),
 		cmocka_unit_test(test_metrics_token_and_peers),
+		cmocka_unit_test(test_any_peer_is_spelled_out),
+		cmocka_unit_test(test_production_refuses_placeholder_passwords),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -62,8 +62,8 @@ static void test_ipv4_list(void **state)
 	int client, fd = accepted_from(AF_INET, "127.0.0.1", "127.0.0.3", &client);
 
 	(void)state;
-	peers_setup("");
-	assert_int_equal(peers_allowed(fd), 1);		/* no list: anyone */
+	peers_setup("*");
+	assert_int_equal(peers_allowed(fd), 1);		/* "*": anyone */
 	peers_setup("127.0.0.2");
 	assert_int_equal(peers_allowed(fd), 0);
 	peers_setup("127.0.0.2, 127.0.0.3");
@@ -104,6 +104,39 @@ static void test_names_resolve(void **state)
 	close(c3);
 }
 
+/* Fail closed: no list is this machine's loopback (127.0.0.1, ::1), not anyone. */
+static void test_empty_list_is_loopback_only(void **state)
+{
+	int c1, c3, c6, from1 = accepted_from(AF_INET, "127.0.0.1", "127.0.0.1", &c1);
+	int from3 = accepted_from(AF_INET, "127.0.0.1", "127.0.0.3", &c3);
+	int from6 = accepted_from(AF_INET6, "::1", NULL, &c6);
+
+	(void)state;
+	peers_setup("");
+	assert_int_equal(peers_allowed(from1), 1);
+	assert_int_equal(peers_allowed(from3), 0);
+	if (from6 >= 0)
+		assert_int_equal(peers_allowed(from6), 1);
+	peers_setup(NULL);
+	assert_int_equal(peers_allowed(from1), 1);
+	assert_int_equal(peers_allowed(from3), 0);
+	peers_setup("*");
+	assert_int_equal(peers_allowed(from3), 1);
+	assert_int_equal(peers_any("*"), 1);
+	assert_int_equal(peers_any(""), 0);
+	assert_int_equal(peers_any(NULL), 0);
+	assert_int_equal(peers_any("127.0.0.1"), 0);
+	close(from1);
+	close(from3);
+	close(c1);
+	close(c3);
+	if (from6 >= 0) {
+		close(from6);
+		close(c6);
+	}
+	peers_reset();
+}
+
 static void test_unix_sockets_pass(void **state)
 {
 	int sv[2];
@@ -124,6 +157,7 @@ int main(void)
 		cmocka_unit_test(test_ipv4_list),
 		cmocka_unit_test(test_ipv6_is_checked_too),
 		cmocka_unit_test(test_names_resolve),
+		cmocka_unit_test(test_empty_list_is_loopback_only),
 		cmocka_unit_test(test_unix_sockets_pass),
 	};
 
