@@ -2,7 +2,8 @@
  * server.c: the FastCGI listener, the worker threads' event loop over
  * kept-alive nginx connections, the housekeeping thread (leak reports,
  * idle-connection reaping, cache drain, metrics samples) and the drain on
- * SIGTERM. Design notes at the idle table below.
+ * SIGTERM. Design notes at the idle table below. Every request is read
+ * under one deadline (FCGI_REQUEST_TIMEOUT, fcgi_deadline.h).
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -29,6 +30,7 @@
 
 #include "auth.h"
 #include "cache.h"
+#include "fcgi_deadline.h"
 #include "log.h"
 #include "metrics.h"
 #include "peers.h"
@@ -227,15 +229,18 @@ static int peer_closed(int fd)
  */
 static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 {
-	int rc, registered = fd < nidle;
+	int rc, registered = fd < nidle, timeout = w->app->cfg->request_timeout;
+	char peer[64];
 
 	req->ipcFd = fd;
 	req->keepConnection = 1;
 	atomic_fetch_add(&inflight, 1);
+	/* From here to the request's end, no read waits past the deadline. */
+	fcgi_deadline_arm(now_mono() + timeout);
 	rc = FCGX_Accept_r(req);	/* 0, or -errno: libfcgi closed the socket */
 	if (rc == 0) {
 		ctx_handle(w->app, req);
-		if (atomic_load(&stopping) || !registered)
+		if (atomic_load(&stopping) || !registered || fcgi_deadline_expired())
 			req->keepConnection = 0;	/* FCGX_Finish_r closes it */
 		FCGX_Finish_r(req);
 		workers_request_done();
@@ -250,6 +255,11 @@ static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 					close(fd);
 			}
 		}
+	}
+	if (fcgi_deadline_disarm(peer, sizeof(peer))) {
+		metrics_fcgi_closed(METRICS_FCGI_REQUEST_TIMEOUT, 1);
+		log_msg(LOG_WARN, "worker %d: closed the FastCGI connection from %s: its request was "
+			"not read whole within FCGI_REQUEST_TIMEOUT (%d s)", w->index, peer, timeout);
 	}
 	if (atomic_fetch_sub(&inflight, 1) == 1 && atomic_load(&stopping)) {
 		pthread_mutex_lock(&drain_mu);
@@ -272,10 +282,14 @@ static void refuse_peer(int fd)
 	close(fd);
 }
 
-/* Settings of a newly accepted connection; 0, or -1 after refusing it. */
+/*
+ * Settings of a newly accepted connection; 0, or -1 after refusing it.
+ * Reads are bounded by the request's deadline (fcgi_deadline), each write
+ * by the send timeout; the receive timeout is a backstop.
+ */
 static int admit(int fd)
 {
-	struct timeval tv = { 30, 0 };	/* no read or write of a request waits longer */
+	struct timeval tv = { 30, 0 };
 	int one = 1;
 
 	if (!peers_allowed(fd)) {
@@ -550,6 +564,12 @@ int server_run(struct app *app, int listen_fd)
 
 	signals_setup(&set);
 	FCGX_Init();
+	{
+		char err[256];
+
+		if (fcgi_deadline_check(err, sizeof(err)) != 0)
+			die("%s", err);
+	}
 	events_setup(listen_fd);
 	metrics_set_inflight_source(inflight_now);
 	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)
