@@ -56,7 +56,7 @@ static struct histogram pool_acquire;
 static atomic_ullong pool_timeouts_total;
 static atomic_ullong fcgi_closed[METRICS_FCGI_NCLOSE];
 static const char *const fcgi_close_reasons[METRICS_FCGI_NCLOSE] = {
-	"request_timeout",
+	"request_timeout", "idle_timeout",
 };
 static struct slot window[WINDOW_SLOTS];
 /* Rolling a slot over to a new period is rare: a mutex keeps it simple. */

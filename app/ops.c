@@ -265,7 +265,7 @@ static void prom_fastcgi(struct strbuf *sb, const struct metrics_snapshot *m)
 	int i;
 
 	prom_head(sb, N, "counter", "FastCGI connections the service closed: a request not read "
-		  "whole within FCGI_REQUEST_TIMEOUT.");
+		  "whole within FCGI_REQUEST_TIMEOUT, or a kept one idle for FCGI_IDLE_TIMEOUT.");
 	for (i = 0; i < METRICS_FCGI_NCLOSE; i++)
 		strbuf_printf(sb, "%s{reason=\"%s\"} %llu\n", N, m->fcgi_closed[i].reason,
 			      m->fcgi_closed[i].count);

@@ -3,7 +3,8 @@
  * kept-alive nginx connections, the housekeeping thread (leak reports,
  * idle-connection reaping, cache drain, metrics samples) and the drain on
  * SIGTERM. Design notes at the idle table below. Every request is read
- * under one deadline (FCGI_REQUEST_TIMEOUT, fcgi_deadline.h).
+ * under one deadline (FCGI_REQUEST_TIMEOUT, fcgi_deadline.h); a kept
+ * connection idle for FCGI_IDLE_TIMEOUT is closed by the housekeeper.
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -63,13 +64,19 @@ static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
  * wake_fd (level-triggered, never re-armed) tells every worker to leave.
  *
  * idle[fd] is 1 while fd is armed in epfd and owned by nobody; whoever
- * swaps it to 0 (a worker given its event, or shutdown closing idle
- * connections) owns the socket. Sockets numbered past nidle are served
- * once and closed.
+ * swaps it to 0 (a worker given its event, or the housekeeper or shutdown
+ * closing idle connections) owns the socket. Sockets numbered past nidle
+ * are served once and closed. idle_since[fd] stamps (now_ms32) when fd
+ * last became idle; it is written before idle[fd] is set, so whoever
+ * swaps idle[fd] to 0 then reads the stamp of the idle spell it took, and
+ * written again once fd is armed. The housekeeper takes only spells
+ * FCGI_IDLE_TIMEOUT old, whose thread has long finished arming them; it
+ * reads the stamp with acquire, which tells ThreadSanitizer so.
  */
 static int epfd = -1, wake_fd = -1, listen_sock = -1;
 static int dead_sock = -1;	/* never listens: libfcgi's own accept fails at once */
 static atomic_char *idle;
+static atomic_uint *idle_since;
 static int nidle;
 
 static void *worker_main(void *arg);
@@ -82,12 +89,21 @@ static void accept_some(struct worker *w, FCGX_Request *req);
 static void refuse_peer(int fd);
 static int peer_closed(int fd);
 static void close_idle_connections(void);
+static void close_stale_connections(int timeout);
+static void give_back(int fd);
+static unsigned now_ms32(void);
 static void events_setup(int listen_fd);
 static void events_teardown(void);
 
 static int inflight_now(void)
 {
 	return atomic_load(&inflight);
+}
+
+/* Milliseconds on CLOCK_MONOTONIC modulo 2^32: idle spells are compared by difference. */
+static unsigned now_ms32(void)
+{
+	return (unsigned)(long long)(now_mono() * 1000.0);
 }
 
 /* SIGUSR1 only interrupts a blocking call (a slow read): no work here. */
@@ -247,12 +263,17 @@ static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 		fd = req->ipcFd;
 		req->ipcFd = -1;
 		if (fd >= 0) {
+			unsigned stamp = now_ms32();
+
+			atomic_store_explicit(&idle_since[fd], stamp, memory_order_relaxed);
 			atomic_store(&idle[fd], 1);
 			if (arm(fd, EPOLL_CTL_MOD) != 0 &&
 			    (errno != ENOENT || arm(fd, EPOLL_CTL_ADD) != 0)) {
 				log_msg(LOG_WARN, "worker %d: epoll_ctl: %s", w->index, strerror(errno));
 				if (atomic_exchange(&idle[fd], 0))
 					close(fd);
+			} else {
+				atomic_store_explicit(&idle_since[fd], stamp, memory_order_release);
 			}
 		}
 	}
@@ -315,6 +336,7 @@ static int admit(int fd)
 static void accept_some(struct worker *w, FCGX_Request *req)
 {
 	int fd = accept4(listen_sock, NULL, NULL, SOCK_CLOEXEC), err = errno, more, n;
+	unsigned stamp;
 
 	/* Let another worker take the next connection while this one serves. */
 	if (!atomic_load(&stopping) && arm(listen_sock, EPOLL_CTL_MOD) != 0)
@@ -336,9 +358,15 @@ static void accept_some(struct worker *w, FCGX_Request *req)
 			serve_connection(w, req, more);
 			continue;
 		}
+		stamp = now_ms32();
+		atomic_store_explicit(&idle_since[more], stamp, memory_order_relaxed);
 		atomic_store(&idle[more], 1);
-		if (arm(more, EPOLL_CTL_ADD) != 0 && atomic_exchange(&idle[more], 0))
-			close(more);
+		if (arm(more, EPOLL_CTL_ADD) != 0) {
+			if (atomic_exchange(&idle[more], 0))
+				close(more);
+		} else {
+			atomic_store_explicit(&idle_since[more], stamp, memory_order_release);
+		}
 	}
 	if (admit(fd) == 0)
 		serve_connection(w, req, fd);
@@ -394,9 +422,71 @@ static void close_idle_connections(void)
 	}
 }
 
+/* Whether bytes (a request) wait on fd. */
+static int has_input(int fd)
+{
+	char b;
+
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* Put fd, owned by the caller, back into epfd as idle (its stamp unchanged); closed if that fails. */
+static void give_back(int fd)
+{
+	atomic_store(&idle[fd], 1);
+	if (arm(fd, EPOLL_CTL_MOD) != 0 && atomic_exchange(&idle[fd], 0))
+		close(fd);
+}
+
 /*
- * Periodic chores that must not wait for a request: reporting connections
- * held past the leak threshold. Sleeps on drain_cv so shutdown wakes it.
+ * Whether an idle spell stamped since has lasted limit_ms at now (stamps
+ * modulo 2^32 ms; a stamp taken after now reads as a spell just begun).
+ */
+static int idle_over(unsigned since, unsigned now, unsigned limit_ms)
+{
+	unsigned spell = now - since;
+
+	return spell >= limit_ms && spell < 0x80000000u;
+}
+
+/*
+ * Close every kept connection idle for timeout seconds or more (nginx
+ * closes its own sooner, at its keepalive_timeout; this reaps the ones a
+ * vanished or misbehaving peer left). Taken as a worker takes one, by
+ * swapping its idle flag; one that a request has just reached is given
+ * back, so its event fires again for a worker. Each is counted as it is
+ * closed, before its peer can see the close.
+ */
+static void close_stale_connections(int timeout)
+{
+	unsigned now = now_ms32(), limit = (unsigned)timeout * 1000u;
+	int fd, closed = 0;
+
+	for (fd = 0; fd < nidle; fd++) {
+		if (!atomic_load_explicit(&idle[fd], memory_order_relaxed) ||
+		    !idle_over(atomic_load_explicit(&idle_since[fd], memory_order_relaxed), now, limit) ||
+		    !atomic_exchange(&idle[fd], 0))
+			continue;
+		/* Owned now; the stamp read again is the spell's taken (see idle_since). */
+		if (!idle_over(atomic_load_explicit(&idle_since[fd], memory_order_acquire), now, limit) ||
+		    has_input(fd)) {
+			give_back(fd);
+			continue;
+		}
+		metrics_fcgi_closed(METRICS_FCGI_IDLE_TIMEOUT, 1);
+		epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+		close(fd);
+		closed++;
+	}
+	if (closed > 0)
+		log_msg(LOG_INFO, "closed %d kept FastCGI connections idle for FCGI_IDLE_TIMEOUT (%d s)",
+			closed, timeout);
+}
+
+/*
+ * Periodic chores that must not wait for a request: closing kept
+ * connections idle too long, reporting connections held past the leak
+ * threshold. Sleeps on drain_cv so shutdown wakes it.
  */
 static void *housekeeping_main(void *arg)
 {
@@ -413,6 +503,7 @@ static void *housekeeping_main(void *arg)
 		if (atomic_load(&stopping))
 			break;
 		pthread_mutex_unlock(&drain_mu);
+		close_stale_connections(app->cfg->idle_timeout);	/* first: the chores below may wait */
 		pool_report_leaks(app->pool);
 		pool_reap_idle(app->pool);
 		metrics_sample(app->pool);
@@ -453,6 +544,7 @@ static void events_setup(int listen_fd)
 	nidle = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 			rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
 	idle = xcalloc((size_t)nidle, sizeof(*idle));
+	idle_since = xcalloc((size_t)nidle, sizeof(*idle_since));
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;	/* level-triggered: once written, wakes every worker */
 	ev.data.fd = wake_fd;
@@ -467,7 +559,9 @@ static void events_teardown(void)
 	close(wake_fd);
 	close(dead_sock);
 	free(idle);
+	free(idle_since);
 	idle = NULL;
+	idle_since = NULL;
 	epfd = wake_fd = dead_sock = listen_sock = -1;
 }
 

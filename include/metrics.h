@@ -47,6 +47,7 @@ void metrics_pool_wait(double seconds, int timed_out);
 /* Why the server closed a FastCGI connection of its own accord. */
 enum metrics_fcgi_close {
 	METRICS_FCGI_REQUEST_TIMEOUT,	/* not read whole within FCGI_REQUEST_TIMEOUT */
+	METRICS_FCGI_IDLE_TIMEOUT,	/* kept, and idle for FCGI_IDLE_TIMEOUT */
 	METRICS_FCGI_NCLOSE
 };
 
@@ -93,7 +94,7 @@ struct metrics_snapshot {
 	double pool_acquire_sum;
 	unsigned long long pool_timeouts_total;
 	struct {
-		const char *reason;	/* static: "request_timeout" */
+		const char *reason;	/* static: "request_timeout", "idle_timeout" */
 		unsigned long long count;
 	} fcgi_closed[METRICS_FCGI_NCLOSE];	/* by enum metrics_fcgi_close */
 	struct metrics_window window;

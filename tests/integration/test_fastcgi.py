@@ -92,7 +92,7 @@ class KeptConnections(unittest.TestCase):
             good.close()
 
 
-REQUEST_TIMEOUT = 2  # seconds, set for the Timeouts tests
+REQUEST_TIMEOUT, IDLE_TIMEOUT = 2, 3  # seconds, set for the Timeouts tests
 
 
 def closed_by_timeout(s, reason, i=1):
@@ -124,11 +124,12 @@ def trickle(sock, data, interval, limit):
 
 class Timeouts(unittest.TestCase):
     """FCGI_REQUEST_TIMEOUT bounds reading a whole request, however the
-    bytes trickle in."""
+    bytes trickle in; FCGI_IDLE_TIMEOUT closes kept connections left idle."""
 
     @classmethod
     def setUpClass(cls):
-        cls.restore = stack().restart_apps(FCGI_REQUEST_TIMEOUT=REQUEST_TIMEOUT)
+        cls.restore = stack().restart_apps(FCGI_REQUEST_TIMEOUT=REQUEST_TIMEOUT,
+                                           FCGI_IDLE_TIMEOUT=IDLE_TIMEOUT)
 
     @classmethod
     def tearDownClass(cls):
@@ -178,6 +179,36 @@ class Timeouts(unittest.TestCase):
         self.assertIn(f"closed the FastCGI connection from unix peer pid {os.getpid()}: its "
                       f"request was not read whole within FCGI_REQUEST_TIMEOUT", log)
         self.assertEqual(fcgi.request(socket_path(s), "GET", "/healthz").status, 200)
+
+    def test_idle_kept_connection_is_closed(self):
+        """A kept connection left idle is closed after FCGI_IDLE_TIMEOUT; one
+        in use stays open; nginx, whose kept connections are closed the
+        same way, opens new ones."""
+        s = stack()
+        before = closed_by_timeout(s, "idle_timeout") or 0
+        idle = Connection(socket_path(s), timeout=10)
+        busy = Connection(socket_path(s), timeout=10)
+        try:
+            self.assertEqual(idle.request("/healthz")[0], 200)
+            t0 = time.monotonic()
+            closed_at = None
+            while closed_at is None and time.monotonic() - t0 < IDLE_TIMEOUT + 5:
+                self.assertEqual(busy.request("/healthz")[0], 200)
+                if select.select([idle.sock], [], [], 0.5)[0]:
+                    closed_at = time.monotonic() - t0
+            self.assertIsNotNone(closed_at, f"still open {IDLE_TIMEOUT + 5} s on")
+            self.assertEqual(idle.sock.recv(1), b"")
+            self.assertGreater(closed_at, IDLE_TIMEOUT - 0.2)  # idle since just before t0
+            self.assertLess(closed_at, IDLE_TIMEOUT + 2.5)
+            self.assertEqual(busy.request("/healthz")[0], 200)  # used every 0.5 s: kept
+        finally:
+            idle.close()
+            busy.close()
+        self.assertGreaterEqual(closed_by_timeout(s, "idle_timeout") or 0, before + 1)
+        for _ in range(6):
+            self.assertEqual(s.get("/healthz", auth=False).status, 200)
+        closed = s.get("/admin/metrics").json()["fastcgi"]["connections_closed"]
+        self.assertEqual(set(closed), {"request_timeout", "idle_timeout"})
 
 
 if __name__ == "__main__":
