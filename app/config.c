@@ -431,6 +431,8 @@ static int load_server(struct config *cfg, char *const *envp, char *err, size_t 
 	if (get_int(envp, "WORKERS", 16, 1, 1024, &cfg->workers, err, errlen) ||
 	    get_int(envp, "WORKERS_ACTIVE", 0, 0, 1024, &cfg->workers_active, err, errlen) ||
 	    get_int(envp, "SHUTDOWN_TIMEOUT", 25, 0, 3600, &cfg->shutdown_timeout, err, errlen) ||
+	    get_int(envp, "FCGI_REQUEST_TIMEOUT", 30, 1, 3600, &cfg->request_timeout, err, errlen) ||
+	    get_int(envp, "FCGI_IDLE_TIMEOUT", 75, 1, 86400, &cfg->idle_timeout, err, errlen) ||
 	    get_int(envp, "MAX_BODY_KB", 64, 1, 10240, &max_body_kb, err, errlen))
 		return -1;
 	cfg->max_body = (size_t)max_body_kb * 1024;

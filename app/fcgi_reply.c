@@ -9,6 +9,8 @@
 #include <fastcgi.h>
 #include <sys/uio.h>
 
+#include "fcgi_deadline.h"
+
 #define BATCH 64		/* iovecs per writev: a header and its content per record */
 
 static void header(unsigned char h[FCGI_HEADER_LEN], int type, int req_id, size_t len)
@@ -83,7 +85,13 @@ int fcgi_reply_fd(int fd, int req_id, const struct fcgi_part *parts, int n)
 
 int fcgi_reply(FCGX_Request *r, const struct fcgi_part *parts, int n)
 {
-	int rc = fcgi_reply_fd(r->ipcFd, r->requestId, parts, n);
+	int rc = -1;
+
+	/* A request not read whole by its deadline is not answered: its connection closes. */
+	if (fcgi_deadline_expired())
+		errno = ETIMEDOUT;
+	else
+		rc = fcgi_reply_fd(r->ipcFd, r->requestId, parts, n);
 
 	/*
 	 * The request is answered and ended: make libfcgi's FCGX_FClose a

@@ -54,6 +54,10 @@ static size_t nroutes;
 static struct route_metrics *routes;	/* nroutes + 1 (unmatched) */
 static struct histogram pool_acquire;
 static atomic_ullong pool_timeouts_total;
+static atomic_ullong fcgi_closed[METRICS_FCGI_NCLOSE];
+static const char *const fcgi_close_reasons[METRICS_FCGI_NCLOSE] = {
+	"request_timeout", "idle_timeout",
+};
 static struct slot window[WINDOW_SLOTS];
 /* Rolling a slot over to a new period is rare: a mutex keeps it simple. */
 static pthread_mutex_t roll_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -100,6 +104,11 @@ void metrics_setup(const struct config *c, size_t n)
 	thresholds.memory_percent = c ? c->alert_memory_percent : 85;
 	thresholds.error_percent = c ? c->alert_error_percent : 5;
 	thresholds.pool_timeouts = c ? c->alert_pool_timeouts : 3;
+}
+
+void metrics_fcgi_closed(enum metrics_fcgi_close why, unsigned n)
+{
+	atomic_fetch_add_explicit(&fcgi_closed[why], n, memory_order_relaxed);
 }
 
 void metrics_set_inflight_source(int (*inflight)(void))
@@ -349,6 +358,10 @@ void metrics_snapshot(struct metrics_snapshot *s)
 	}
 	hist_copy(&pool_acquire, s->pool_acquire, &s->pool_acquire_sum);
 	s->pool_timeouts_total = atomic_load(&pool_timeouts_total);
+	for (a = 0; a < METRICS_FCGI_NCLOSE; a++) {
+		s->fcgi_closed[a].reason = fcgi_close_reasons[a];
+		s->fcgi_closed[a].count = atomic_load(&fcgi_closed[a]);
+	}
 	window_totals(&s->window);
 	s->window.seconds = WINDOW_SECONDS;
 	pthread_mutex_lock(&sample_mu);

@@ -293,6 +293,19 @@ static void prom_process(struct strbuf *sb, const struct metrics_snapshot *m)
 			      m->alerts[i].firing);
 }
 
+/* Connections the server closed on a timeout, one series per reason. */
+static void prom_fastcgi(struct strbuf *sb, const struct metrics_snapshot *m)
+{
+	static const char N[] = "paintstudio_fastcgi_connections_closed_total";
+	int i;
+
+	prom_head(sb, N, "counter", "FastCGI connections the service closed: a request not read "
+		  "whole within FCGI_REQUEST_TIMEOUT, or a kept one idle for FCGI_IDLE_TIMEOUT.");
+	for (i = 0; i < METRICS_FCGI_NCLOSE; i++)
+		strbuf_printf(sb, "%s{reason=\"%s\"} %llu\n", N, m->fcgi_closed[i].reason,
+			      m->fcgi_closed[i].count);
+}
+
 static void ops_prometheus(struct ctx *c)
 {
 	struct metrics_snapshot m;
@@ -311,6 +324,7 @@ static void ops_prometheus(struct ctx *c)
 	prom_replicas(sb);
 	prom_cache(sb, &cs);
 	prom_process(sb, &m);
+	prom_fastcgi(sb, &m);
 	metrics_snapshot_free(&m);
 	c->resp.status = 200;
 	c->resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -509,6 +523,18 @@ static struct json_object *workers_json(void)
 	return o;
 }
 
+/* FastCGI connections the server closed on a timeout, by reason. */
+static struct json_object *fastcgi_json(const struct metrics_snapshot *m)
+{
+	struct json_object *o = json_object_new_object(), *closed = json_object_new_object();
+	int i;
+
+	for (i = 0; i < METRICS_FCGI_NCLOSE; i++)
+		add_count(closed, m->fcgi_closed[i].reason, m->fcgi_closed[i].count);
+	json_object_object_add(o, "connections_closed", closed);
+	return o;
+}
+
 static void ops_admin_metrics(struct ctx *c)
 {
 	struct json_object *o = json_object_new_object(), *mem, *cache, *reqs;
@@ -533,6 +559,7 @@ static void ops_admin_metrics(struct ctx *c)
 	json_object_object_add(o, "cpu_percent", json_object_new_double(m.cpu_percent));
 	json_object_object_add(o, "pool", ops_pool_json(c->app->pool));
 	json_object_object_add(o, "workers", workers_json());
+	json_object_object_add(o, "fastcgi", fastcgi_json(&m));
 	lookups = t->cache_hits + t->cache_misses;
 	cache = json_object_new_object();
 	json_object_object_add(cache, "up", json_object_new_boolean(cs.up));

@@ -2,7 +2,9 @@
  * server.c: the FastCGI listener, the worker threads' event loop over
  * kept-alive nginx connections, the housekeeping thread (leak reports,
  * idle-connection reaping, cache drain, metrics samples) and the drain on
- * SIGTERM. Design notes at the idle table below.
+ * SIGTERM. Design notes at the idle table below. Every request is read
+ * under one deadline (FCGI_REQUEST_TIMEOUT, fcgi_deadline.h); a kept
+ * connection idle for FCGI_IDLE_TIMEOUT is closed by the housekeeper.
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -29,6 +31,7 @@
 
 #include "auth.h"
 #include "cache.h"
+#include "fcgi_deadline.h"
 #include "log.h"
 #include "metrics.h"
 #include "peers.h"
@@ -61,13 +64,19 @@ static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
  * wake_fd (level-triggered, never re-armed) tells every worker to leave.
  *
  * idle[fd] is 1 while fd is armed in epfd and owned by nobody; whoever
- * swaps it to 0 (a worker given its event, or shutdown closing idle
- * connections) owns the socket. Sockets numbered past nidle are served
- * once and closed.
+ * swaps it to 0 (a worker given its event, or the housekeeper or shutdown
+ * closing idle connections) owns the socket. Sockets numbered past nidle
+ * are served once and closed. idle_since[fd] stamps (now_ms32) when fd
+ * last became idle; it is written before idle[fd] is set, so whoever
+ * swaps idle[fd] to 0 then reads the stamp of the idle spell it took, and
+ * written again once fd is armed. The housekeeper takes only spells
+ * FCGI_IDLE_TIMEOUT old, whose thread has long finished arming them; it
+ * reads the stamp with acquire, which tells ThreadSanitizer so.
  */
 static int epfd = -1, wake_fd = -1, listen_sock = -1;
 static int dead_sock = -1;	/* never listens: libfcgi's own accept fails at once */
 static atomic_char *idle;
+static atomic_uint *idle_since;
 static int nidle;
 
 static void *worker_main(void *arg);
@@ -80,12 +89,21 @@ static void accept_some(struct worker *w, FCGX_Request *req);
 static void refuse_peer(int fd);
 static int peer_closed(int fd);
 static void close_idle_connections(void);
+static void close_stale_connections(int timeout);
+static void give_back(int fd);
+static unsigned now_ms32(void);
 static void events_setup(int listen_fd);
 static void events_teardown(void);
 
 static int inflight_now(void)
 {
 	return atomic_load(&inflight);
+}
+
+/* Milliseconds on CLOCK_MONOTONIC modulo 2^32: idle spells are compared by difference. */
+static unsigned now_ms32(void)
+{
+	return (unsigned)(long long)(now_mono() * 1000.0);
 }
 
 /* SIGUSR1 only interrupts a blocking call (a slow read): no work here. */
@@ -227,29 +245,42 @@ static int peer_closed(int fd)
  */
 static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 {
-	int rc, registered = fd < nidle;
+	int rc, registered = fd < nidle, timeout = w->app->cfg->request_timeout;
+	char peer[64];
 
 	req->ipcFd = fd;
 	req->keepConnection = 1;
 	atomic_fetch_add(&inflight, 1);
+	/* From here to the request's end, no read waits past the deadline. */
+	fcgi_deadline_arm(now_mono() + timeout);
 	rc = FCGX_Accept_r(req);	/* 0, or -errno: libfcgi closed the socket */
 	if (rc == 0) {
 		ctx_handle(w->app, req);
-		if (atomic_load(&stopping) || !registered)
+		if (atomic_load(&stopping) || !registered || fcgi_deadline_expired())
 			req->keepConnection = 0;	/* FCGX_Finish_r closes it */
 		FCGX_Finish_r(req);
 		workers_request_done();
 		fd = req->ipcFd;
 		req->ipcFd = -1;
 		if (fd >= 0) {
+			unsigned stamp = now_ms32();
+
+			atomic_store_explicit(&idle_since[fd], stamp, memory_order_relaxed);
 			atomic_store(&idle[fd], 1);
 			if (arm(fd, EPOLL_CTL_MOD) != 0 &&
 			    (errno != ENOENT || arm(fd, EPOLL_CTL_ADD) != 0)) {
 				log_msg(LOG_WARN, "worker %d: epoll_ctl: %s", w->index, strerror(errno));
 				if (atomic_exchange(&idle[fd], 0))
 					close(fd);
+			} else {
+				atomic_store_explicit(&idle_since[fd], stamp, memory_order_release);
 			}
 		}
+	}
+	if (fcgi_deadline_disarm(peer, sizeof(peer))) {
+		metrics_fcgi_closed(METRICS_FCGI_REQUEST_TIMEOUT, 1);
+		log_msg(LOG_WARN, "worker %d: closed the FastCGI connection from %s: its request was "
+			"not read whole within FCGI_REQUEST_TIMEOUT (%d s)", w->index, peer, timeout);
 	}
 	if (atomic_fetch_sub(&inflight, 1) == 1 && atomic_load(&stopping)) {
 		pthread_mutex_lock(&drain_mu);
@@ -272,10 +303,14 @@ static void refuse_peer(int fd)
 	close(fd);
 }
 
-/* Settings of a newly accepted connection; 0, or -1 after refusing it. */
+/*
+ * Settings of a newly accepted connection; 0, or -1 after refusing it.
+ * Reads are bounded by the request's deadline (fcgi_deadline), each write
+ * by the send timeout; the receive timeout is a backstop.
+ */
 static int admit(int fd)
 {
-	struct timeval tv = { 30, 0 };	/* no read or write of a request waits longer */
+	struct timeval tv = { 30, 0 };
 	int one = 1;
 
 	if (!peers_allowed(fd)) {
@@ -301,6 +336,7 @@ static int admit(int fd)
 static void accept_some(struct worker *w, FCGX_Request *req)
 {
 	int fd = accept4(listen_sock, NULL, NULL, SOCK_CLOEXEC), err = errno, more, n;
+	unsigned stamp;
 
 	/* Let another worker take the next connection while this one serves. */
 	if (!atomic_load(&stopping) && arm(listen_sock, EPOLL_CTL_MOD) != 0)
@@ -322,9 +358,15 @@ static void accept_some(struct worker *w, FCGX_Request *req)
 			serve_connection(w, req, more);
 			continue;
 		}
+		stamp = now_ms32();
+		atomic_store_explicit(&idle_since[more], stamp, memory_order_relaxed);
 		atomic_store(&idle[more], 1);
-		if (arm(more, EPOLL_CTL_ADD) != 0 && atomic_exchange(&idle[more], 0))
-			close(more);
+		if (arm(more, EPOLL_CTL_ADD) != 0) {
+			if (atomic_exchange(&idle[more], 0))
+				close(more);
+		} else {
+			atomic_store_explicit(&idle_since[more], stamp, memory_order_release);
+		}
 	}
 	if (admit(fd) == 0)
 		serve_connection(w, req, fd);
@@ -380,9 +422,71 @@ static void close_idle_connections(void)
 	}
 }
 
+/* Whether bytes (a request) wait on fd. */
+static int has_input(int fd)
+{
+	char b;
+
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* Put fd, owned by the caller, back into epfd as idle (its stamp unchanged); closed if that fails. */
+static void give_back(int fd)
+{
+	atomic_store(&idle[fd], 1);
+	if (arm(fd, EPOLL_CTL_MOD) != 0 && atomic_exchange(&idle[fd], 0))
+		close(fd);
+}
+
 /*
- * Periodic chores that must not wait for a request: reporting connections
- * held past the leak threshold. Sleeps on drain_cv so shutdown wakes it.
+ * Whether an idle spell stamped since has lasted limit_ms at now (stamps
+ * modulo 2^32 ms; a stamp taken after now reads as a spell just begun).
+ */
+static int idle_over(unsigned since, unsigned now, unsigned limit_ms)
+{
+	unsigned spell = now - since;
+
+	return spell >= limit_ms && spell < 0x80000000u;
+}
+
+/*
+ * Close every kept connection idle for timeout seconds or more (nginx
+ * closes its own sooner, at its keepalive_timeout; this reaps the ones a
+ * vanished or misbehaving peer left). Taken as a worker takes one, by
+ * swapping its idle flag; one that a request has just reached is given
+ * back, so its event fires again for a worker. Each is counted as it is
+ * closed, before its peer can see the close.
+ */
+static void close_stale_connections(int timeout)
+{
+	unsigned now = now_ms32(), limit = (unsigned)timeout * 1000u;
+	int fd, closed = 0;
+
+	for (fd = 0; fd < nidle; fd++) {
+		if (!atomic_load_explicit(&idle[fd], memory_order_relaxed) ||
+		    !idle_over(atomic_load_explicit(&idle_since[fd], memory_order_relaxed), now, limit) ||
+		    !atomic_exchange(&idle[fd], 0))
+			continue;
+		/* Owned now; the stamp read again is the spell's taken (see idle_since). */
+		if (!idle_over(atomic_load_explicit(&idle_since[fd], memory_order_acquire), now, limit) ||
+		    has_input(fd)) {
+			give_back(fd);
+			continue;
+		}
+		metrics_fcgi_closed(METRICS_FCGI_IDLE_TIMEOUT, 1);
+		epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+		close(fd);
+		closed++;
+	}
+	if (closed > 0)
+		log_msg(LOG_INFO, "closed %d kept FastCGI connections idle for FCGI_IDLE_TIMEOUT (%d s)",
+			closed, timeout);
+}
+
+/*
+ * Periodic chores that must not wait for a request: closing kept
+ * connections idle too long, reporting connections held past the leak
+ * threshold. Sleeps on drain_cv so shutdown wakes it.
  */
 static void *housekeeping_main(void *arg)
 {
@@ -399,6 +503,7 @@ static void *housekeeping_main(void *arg)
 		if (atomic_load(&stopping))
 			break;
 		pthread_mutex_unlock(&drain_mu);
+		close_stale_connections(app->cfg->idle_timeout);	/* first: the chores below may wait */
 		pool_report_leaks(app->pool);
 		pool_reap_idle(app->pool);
 		metrics_sample(app->pool);
@@ -439,6 +544,7 @@ static void events_setup(int listen_fd)
 	nidle = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 			rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
 	idle = xcalloc((size_t)nidle, sizeof(*idle));
+	idle_since = xcalloc((size_t)nidle, sizeof(*idle_since));
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;	/* level-triggered: once written, wakes every worker */
 	ev.data.fd = wake_fd;
@@ -453,7 +559,9 @@ static void events_teardown(void)
 	close(wake_fd);
 	close(dead_sock);
 	free(idle);
+	free(idle_since);
 	idle = NULL;
+	idle_since = NULL;
 	epfd = wake_fd = dead_sock = listen_sock = -1;
 }
 
@@ -550,6 +658,12 @@ int server_run(struct app *app, int listen_fd)
 
 	signals_setup(&set);
 	FCGX_Init();
+	{
+		char err[256];
+
+		if (fcgi_deadline_check(err, sizeof(err)) != 0)
+			die("%s", err);
+	}
 	events_setup(listen_fd);
 	metrics_set_inflight_source(inflight_now);
 	if (pthread_create(&housekeeper, NULL, housekeeping_main, app) != 0)

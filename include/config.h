@@ -58,6 +58,8 @@ struct config {
 	int workers;
 	int workers_active;	/* of them taking requests at once; 0: two per CPU */
 	int shutdown_timeout;	/* seconds in-flight requests get on SIGTERM */
+	int request_timeout;	/* FCGI_REQUEST_TIMEOUT: seconds to read a whole request */
+	int idle_timeout;	/* FCGI_IDLE_TIMEOUT: seconds a kept connection may stay idle */
 	size_t max_body;	/* bytes */
 
 	/* Authentication */

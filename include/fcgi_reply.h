@@ -22,7 +22,9 @@ struct fcgi_part {
  * libfcgi writes nothing more for r (FCGX_Finish_r still frees it and
  * keeps or closes the connection). Nothing may have been written to r->out
  * before. 0, or -1 with errno set when the socket failed or its send
- * timeout ran out; then r's connection is closed by FCGX_Finish_r.
+ * timeout ran out, or (ETIMEDOUT, nothing sent) when reading the request
+ * ran into its deadline (fcgi_deadline.h); then r's connection is closed
+ * by FCGX_Finish_r.
  */
 int fcgi_reply(FCGX_Request *r, const struct fcgi_part *parts, int n);
 

@@ -44,6 +44,16 @@ void metrics_request(size_t route, int status, double seconds, double db_seconds
 /* One pool checkout waited this long (timed_out: it gave up). */
 void metrics_pool_wait(double seconds, int timed_out);
 
+/* Why the server closed a FastCGI connection of its own accord. */
+enum metrics_fcgi_close {
+	METRICS_FCGI_REQUEST_TIMEOUT,	/* not read whole within FCGI_REQUEST_TIMEOUT */
+	METRICS_FCGI_IDLE_TIMEOUT,	/* kept, and idle for FCGI_IDLE_TIMEOUT */
+	METRICS_FCGI_NCLOSE
+};
+
+/* The server closed n FastCGI connections, for why. */
+void metrics_fcgi_closed(enum metrics_fcgi_close why, unsigned n);
+
 /* Requests being served right now (from the server). */
 void metrics_set_inflight_source(int (*inflight)(void));
 
@@ -83,6 +93,10 @@ struct metrics_snapshot {
 	unsigned long long pool_acquire[METRICS_NBUCKETS + 1];
 	double pool_acquire_sum;
 	unsigned long long pool_timeouts_total;
+	struct {
+		const char *reason;	/* static: "request_timeout", "idle_timeout" */
+		unsigned long long count;
+	} fcgi_closed[METRICS_FCGI_NCLOSE];	/* by enum metrics_fcgi_close */
 	struct metrics_window window;
 	struct metrics_alert alerts[METRICS_NALERTS];
 };

@@ -36,6 +36,8 @@ static void test_development_defaults(void **state)
 	assert_null(cfg.sslmode);
 	assert_int_equal(cfg.cache_ttl, 300);
 	assert_int_equal(cfg.workers, 16);
+	assert_int_equal(cfg.request_timeout, 30);
+	assert_int_equal(cfg.idle_timeout, 75);
 	assert_int_equal(cfg.log_level, LOG_INFO);
 	assert_int_equal(cfg.log_format, LOG_FORMAT_JSON);
 	assert_string_equal(cfg.redis.host, "127.0.0.1");
@@ -127,6 +129,8 @@ static void test_bad_values_name_the_variable(void **state)
 		{ "FCGI_LISTEN=nowhere", "FCGI_LISTEN" },
 		{ "FCGI_LISTEN=127.0.0.1:70000", "FCGI_LISTEN" },
 		{ "FCGI_LISTEN=unix:", "FCGI_LISTEN" },
+		{ "FCGI_REQUEST_TIMEOUT=0", "FCGI_REQUEST_TIMEOUT" },
+		{ "FCGI_IDLE_TIMEOUT=1.5", "FCGI_IDLE_TIMEOUT" },
 		{ "TARGET_POOL_USAGE=101", "TARGET_POOL_USAGE" },
 		{ "TARGET_QUERY_MS=0", "TARGET_QUERY_MS" },
 	};

@@ -97,6 +97,24 @@ static void test_status_reads_samples(void **state)
 	assert_true(status_metric(text, "missing") == -1);
 }
 
+/* Connections the server closed on a timeout reach the snapshot, each under its reason's name. */
+static void test_fcgi_closes_in_the_snapshot(void **state)
+{
+	struct metrics_snapshot m;
+
+	(void)state;
+	metrics_setup(NULL, 0);
+	metrics_fcgi_closed(METRICS_FCGI_IDLE_TIMEOUT, 2);
+	metrics_fcgi_closed(METRICS_FCGI_REQUEST_TIMEOUT, 1);
+	metrics_fcgi_closed(METRICS_FCGI_IDLE_TIMEOUT, 1);
+	metrics_snapshot(&m);
+	assert_string_equal(m.fcgi_closed[METRICS_FCGI_REQUEST_TIMEOUT].reason, "request_timeout");
+	assert_int_equal(m.fcgi_closed[METRICS_FCGI_REQUEST_TIMEOUT].count, 1);
+	assert_string_equal(m.fcgi_closed[METRICS_FCGI_IDLE_TIMEOUT].reason, "idle_timeout");
+	assert_int_equal(m.fcgi_closed[METRICS_FCGI_IDLE_TIMEOUT].count, 3);
+	metrics_snapshot_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -104,6 +122,7 @@ int main(void)
 		cmocka_unit_test(test_json_lines),
 		cmocka_unit_test(test_text_lines_and_levels),
 		cmocka_unit_test(test_status_reads_samples),
+		cmocka_unit_test(test_fcgi_closes_in_the_snapshot),
 	};
 
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
