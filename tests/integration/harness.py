@@ -199,7 +199,10 @@ class Stack(AdminClient):
                 if line.startswith("export "):
                     k, v = line[7:].strip().split("=", 1)
                     self.settings[k] = v.strip("'")
-        # Redis asks for a password: every redis-cli the tests run finds it here.
+        # Redis asks for a password: every redis-cli the tests run finds it
+        # here. A second stack (test_replicas starts one) gives the first's
+        # back when it stops.
+        self.saved_cli_auth = os.environ.get("REDISCLI_AUTH")
         if self.settings.get("REDISCLI_AUTH"):
             os.environ["REDISCLI_AUTH"] = self.settings["REDISCLI_AUTH"]
         self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "tls", "cert.pem"))
@@ -210,6 +213,10 @@ class Stack(AdminClient):
             self.script("stop", timeout=120, check=False)
         except subprocess.TimeoutExpired:
             pass
+        if getattr(self, "saved_cli_auth", None) is not None:
+            os.environ["REDISCLI_AUTH"] = self.saved_cli_auth
+        elif "saved_cli_auth" in vars(self):
+            os.environ.pop("REDISCLI_AUTH", None)
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
