@@ -121,6 +121,16 @@
  * is covered by (L) and (T): the outbox row is applied, deleting value
  * and lease, before anyone trusts that server again.
  *
+ * BAD VALUES. What Redis returns is input, checked before use (cache.h):
+ * a bad value is never served, it is a miss. For a paint, the reader
+ * deletes the value and its lease before taking the lease, as an
+ * invalidation of that one key would; a deletion can only refuse a store
+ * (L), never let an older value in. For a page, the fill stores under the
+ * generation it read, as any fill. A bad generation is never repaired: a
+ * reset could go back to a generation pages were stored under, so the
+ * probe keeps that key space out of trust (T), as for a Redis failure.
+ * What is stored in a bad value's place is stored by the rules above.
+ *
  * THE COST. Normal path: reads check two atomics and the clock; a write
  * does one Redis round trip and one statement, as before. Each process
  * drains four times a second (a probe, an upsert of its lease row, an empty
@@ -133,7 +143,6 @@
 #define _GNU_SOURCE
 #include "cache.h"
 
-#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,15 +200,64 @@ static int store_allowed(void)
 	return !read_replica || replica_at >= fill_lsn;
 }
 
-/* A ZSCORE reply of <prefix>wal as a position; UINT64_MAX when unknown. */
-static uint64_t wal_reply(const redisReply *r)
+int cache_wal_parse(const char *s, size_t len, uint64_t *lsn)
 {
+	char buf[32], *end;
 	double d;
 
-	if (!cache_conn_wal_on() || r == NULL || r->type != REDIS_REPLY_STRING)
+	if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	d = strtod(buf, &end);
+	/* (NaN fails every comparison; infinities the bounds.) */
+	if (end != buf + len || !(d >= 1.0 && d < 9007199254740992.0) || d != (double)(uint64_t)d)
+		return -1;
+	*lsn = (uint64_t)d;
+	return 0;
+}
+
+/*
+ * A ZSCORE reply of <prefix>wal on t as a position; UINT64_MAX when
+ * unknown (nothing recorded yet in this key space, or a bad value,
+ * counted): the fill then reads the primary.
+ */
+static uint64_t wal_reply(const struct cache_conn *t, const redisReply *r)
+{
+	char key[CACHE_PREFIX_LEN + 4];
+	uint64_t lsn;
+
+	if (!cache_conn_wal_on() || r == NULL || r->type == REDIS_REPLY_NIL)
 		return UINT64_MAX;
-	d = strtod(r->str, NULL);
-	return d > 0 && d < 9007199254740992.0 ? (uint64_t)d : UINT64_MAX;
+	if (r->type == REDIS_REPLY_STRING && cache_wal_parse(r->str, r->len, &lsn) == 0)
+		return lsn;
+	snprintf(key, sizeof(key), "%swal", t->prefix);
+	cache_bad_value("wal position", key);
+	return UINT64_MAX;
+}
+
+int cache_gen_valid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len < 1 || len > CACHE_GEN_LEN || (s[0] == '0' && len > 1))
+		return 0;
+	for (i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+/*
+ * Whether r (a GETRANGE reply, cache_conn_read_value) can hold a value
+ * at all: 1 a string of a length this cache stores; 0 none (a missing
+ * key reads as ""); -1 not one of ours (another type of key, too long).
+ */
+static int value_reply(const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_STRING || r->len > CACHE_VALUE_MAX)
+		return -1;
+	return r->len > 0;
 }
 
 const char *cache_result_name(enum cache_result r)
@@ -242,6 +300,12 @@ static int info_field(const char *info, const char *field, char *out, size_t out
 	return -1;
 }
 
+/* Whether s holds only letters and digits (ids that name keys and rows). */
+static int alnum(const char *s)
+{
+	return s[strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")] == '\0';
+}
+
 int cache_identity_parse(const char *info_server, const char *info_repl,
 			 char out[CACHE_IDENT_LEN])
 {
@@ -252,7 +316,8 @@ int cache_identity_parse(const char *info_server, const char *info_repl,
 	    info_field(info_server, "run_id", run_id, sizeof(run_id)) != 0 ||
 	    info_field(info_repl, "role", role, sizeof(role)) != 0 ||
 	    info_field(info_repl, "master_replid", replid, sizeof(replid)) != 0 ||
-	    strcmp(role, "master") != 0 || strlen(run_id) < 12 || strlen(replid) < 12)
+	    strcmp(role, "master") != 0 || strlen(run_id) < 12 || strlen(replid) < 12 ||
+	    !alnum(run_id) || !alnum(replid))
 		return -1;
 	snprintf(out, CACHE_IDENT_LEN, "%s/%s", run_id, replid);
 	return 0;
@@ -277,39 +342,68 @@ static void paint_keys(const struct cache_conn *t, int64_t id, char key[128], ch
 /*
  * Try to take the read lease lkey for this request (a new random token in
  * lease). With replicas, the last invalidation's position is read right
- * after it, in the same pipeline (piece R). 1: the lease is ours; 0:
- * someone else holds it (lease emptied); -1: Redis failed.
+ * after it, in the same pipeline (piece R). With bad_key (a bad value was
+ * found there), first delete it and lkey, as an invalidation of that one
+ * key would: the lease a fill left behind (it outlives the fill) would
+ * otherwise keep the bad value in place until it expires, and deleting
+ * a value or a lease only ever refuses a store, never lets an older one
+ * in. 1: the lease is ours; 0: someone else holds it (lease emptied); -1:
+ * Redis failed.
  */
-static int take_lease(struct cache_conn *t, const char *lkey, char lease[CACHE_LEASE_TOKEN])
+static int take_lease(struct cache_conn *t, const char *lkey, const char *bad_key,
+		      char lease[CACHE_LEASE_TOKEN])
 {
 	unsigned char raw[16];
-	redisReply *rr[2];
-	int wal_on = cache_conn_wal_on(), ours;
+	redisReply *rr[3];
+	int wal_on = cache_conn_wal_on(), first = bad_key != NULL, n = 1 + first + wal_on, i, ours;
 
 	randombytes_buf(raw, sizeof(raw));
 	sodium_bin2hex(lease, CACHE_LEASE_TOKEN, raw, sizeof(raw));
+	if (bad_key)
+		redisAppendCommand(t->rc, "DEL %s %s", bad_key, lkey);
 	redisAppendCommand(t->rc, "SET %s %s NX PX %d", lkey, lease, LEASE_MS);
 	if (wal_on)
 		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
-	if (cache_conn_replies(t, rr, wal_on ? 2 : 1) != 0)
+	if (cache_conn_replies(t, rr, n) != 0)
 		return -1;
-	ours = rr[0]->type == REDIS_REPLY_STATUS;	/* "OK" */
+	ours = rr[first]->type == REDIS_REPLY_STATUS && strcmp(rr[first]->str, "OK") == 0;
 	if (ours)
-		fill_lsn = wal_reply(wal_on ? rr[1] : NULL);
+		fill_lsn = wal_reply(t, wal_on ? rr[first + 1] : NULL);
 	else
 		lease[0] = '\0';
-	freeReplyObject(rr[0]);
-	if (wal_on)
-		freeReplyObject(rr[1]);
+	for (i = 0; i < n; i++)
+		freeReplyObject(rr[i]);
 	return ours;
 }
 
-enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[CACHE_LEASE_TOKEN])
+/*
+ * The paint value in r (read under key): 1 when there is one check
+ * accepts, appended to value; 0 when there is none; -1 when there is a
+ * bad one (counted unless *counted: once per lookup).
+ */
+static int paint_value(const redisReply *r, const char *key, int64_t id, cache_paint_check check,
+		       struct strbuf *value, int *counted)
+{
+	int got = value_reply(r);
+
+	if (got > 0 && check && check(r->str, r->len, id) != 0)
+		got = -1;
+	if (got > 0)
+		strbuf_append(value, r->str, r->len);
+	else if (got < 0 && !*counted) {
+		cache_bad_value("paint", key);
+		*counted = 1;
+	}
+	return got;
+}
+
+enum cache_result cache_paint_get(int64_t id, cache_paint_check check, struct strbuf *value,
+				  char lease[CACHE_LEASE_TOKEN])
 {
 	struct cache_conn *t = cache_conn_get(1);
 	char key[128], lkey[128];
 	redisReply *r;
-	int i;
+	int i, got, counted = 0;
 
 	lease[0] = '\0';
 	if (t == NULL) {
@@ -317,17 +411,17 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 		return CACHE_BYPASS;
 	}
 	paint_keys(t, id, key, lkey);
-	if ((r = cache_conn_command(t, "GET %s", key)) == NULL)
+	if ((r = cache_conn_read_value(t, key)) == NULL)
 		goto bypass;
-	if (r->type == REDIS_REPLY_STRING) {
-		strbuf_append(value, r->str, r->len);
-		freeReplyObject(r);
+	got = paint_value(r, key, id, check, value, &counted);
+	freeReplyObject(r);
+	if (got > 0) {
 		atomic_fetch_add(&cache_n.hits, 1);
 		return CACHE_HIT;
 	}
-	freeReplyObject(r);
+	/* Missing or bad alike: a miss, and the fill under a lease stores a good value. */
 	atomic_fetch_add(&cache_n.misses, 1);
-	switch (take_lease(t, lkey, lease)) {
+	switch (take_lease(t, lkey, got < 0 ? key : NULL, lease)) {
 	case 1:
 		return CACHE_MISS;
 	case -1:
@@ -338,15 +432,14 @@ enum cache_result cache_paint_get(int64_t id, struct strbuf *value, char lease[C
 	for (i = 0; i < LEASE_WAIT_STEPS; i++) {
 		cache_sleep_ms(LEASE_WAIT_STEP_MS);
 		/* The wait may outlive the trust: check it again. */
-		if ((t = cache_conn_get(1)) == NULL || (r = cache_conn_command(t, "GET %s", key)) == NULL)
+		if ((t = cache_conn_get(1)) == NULL || (r = cache_conn_read_value(t, key)) == NULL)
 			goto bypass;
-		if (r->type == REDIS_REPLY_STRING) {
-			strbuf_append(value, r->str, r->len);
-			freeReplyObject(r);
+		got = paint_value(r, key, id, check, value, &counted);
+		freeReplyObject(r);
+		if (got > 0) {
 			atomic_fetch_add(&cache_n.lease_wait_hits, 1);
 			return CACHE_HIT;
 		}
-		freeReplyObject(r);
 	}
 	return CACHE_MISS;
 bypass:
@@ -362,7 +455,8 @@ int cache_paint_store(int64_t id, const char *lease, const char *value, size_t l
 	redisReply *r;
 	int stored;
 
-	if (lease == NULL || lease[0] == '\0' || !store_allowed() || (t = cache_conn_get(1)) == NULL)
+	if (lease == NULL || lease[0] == '\0' || len > CACHE_VALUE_MAX || !store_allowed() ||
+	    (t = cache_conn_get(1)) == NULL)
 		return 0;
 	paint_keys(t, id, key, lkey);
 	snprintf(ttl, sizeof(ttl), "%d", len == 1 && value[0] == '-' ? NEGATIVE_TTL : cache_conn_config()->cache_ttl);
@@ -387,7 +481,11 @@ int cache_invalidate_on(struct cache_conn *t, const int64_t *ids, int n, uint64_
 	redisReply *r[CACHE_DRAIN_BATCH + 2];
 	int i, extra = 0;
 
-	assert(n >= 0 && n <= CACHE_DRAIN_BATCH);
+	/* n is a count of outbox rows (LIMIT CACHE_DRAIN_BATCH); r[] is sized by it. */
+	if (n < 0 || n > CACHE_DRAIN_BATCH) {
+		cache_trust_withdraw();
+		return -1;
+	}
 	if (cache_conn_wal_on() && lsn) {
 		redisAppendCommand(t->rc, "ZADD %swal GT %llu w", t->prefix, (unsigned long long)lsn);
 		extra = 1;
@@ -427,6 +525,50 @@ static void query_hash(const char *query, char out[33])
 }
 
 /*
+ * The generation in r (a read of <prefix>gen on t) into g: its length, 1
+ * for a missing one ("0": a new key space), 0 for a bad one (counted).
+ */
+static unsigned gen_reply(const struct cache_conn *t, const redisReply *r, char g[CACHE_GEN_LEN])
+{
+	char key[CACHE_PREFIX_LEN + 4];
+	int got = value_reply(r);
+
+	if (got == 0) {
+		g[0] = '0';
+		return 1;
+	}
+	if (got > 0 && cache_gen_valid(r->str, r->len)) {
+		memcpy(g, r->str, r->len);
+		return (unsigned)r->len;
+	}
+	snprintf(key, sizeof(key), "%sgen", t->prefix);
+	cache_bad_value("generation", key);
+	return 0;
+}
+
+/* As paint_value, for the page in r (read under key). */
+static int page_value(const redisReply *r, const char *key, cache_page_check check,
+		      struct strbuf *value)
+{
+	int got = value_reply(r);
+
+	if (got > 0 && check && check(r->str, r->len) != 0)
+		got = -1;
+	if (got > 0)
+		strbuf_append(value, r->str, r->len);
+	else if (got < 0)
+		cache_bad_value("page", key);
+	return got;
+}
+
+/* The key of page kind/hash under generation g[0..glen). */
+static void page_key(const struct cache_conn *t, const char *kind, const char *g, size_t glen,
+		     const char *hash, char key[192])
+{
+	snprintf(key, 192, "%s%s:%.*s:%s", t->prefix, kind, (int)glen, g, hash);
+}
+
+/*
  * gen is "<generation>.<connection>": a page is stored only through the
  * connection its generation was read on, so never into another key space
  * (the thread may reconnect in between, even to another server).
@@ -438,12 +580,14 @@ static void query_hash(const char *query, char out[33])
  * reads the page under the new one (another thread may have filled it
  * already: after a write, each connection pays one extra round trip, not
  * a miss). Nothing here needs the two GETs to be atomic: see piece L.
+ * (The GETs are GETRANGEs, cache_conn_read_value: bounded, and a key of
+ * another type is a bad value, not a Redis failure.)
  */
-enum cache_result cache_page_get(const char *kind, const char *query, struct strbuf *value,
-				 char gen[24])
+enum cache_result cache_page_get(const char *kind, const char *query, cache_page_check check,
+				 struct strbuf *value, char gen[24])
 {
 	struct cache_conn *t = cache_conn_get(1);
-	char hash[33], g[CACHE_GEN_LEN];
+	char hash[33], g[CACHE_GEN_LEN], key[192];
 	redisReply *r[3] = { NULL, NULL, NULL }, *page, *fetched = NULL;
 	int wal_on = cache_conn_wal_on(), n = 0, i;
 	unsigned glen;
@@ -453,44 +597,41 @@ enum cache_result cache_page_get(const char *kind, const char *query, struct str
 	if (t == NULL)
 		goto out;
 	query_hash(query, hash);
-	redisAppendCommand(t->rc, "GET %sgen", t->prefix);
+	snprintf(key, sizeof(key), "%sgen", t->prefix);
+	cache_conn_append_read_value(t, key);
 	if (wal_on)
 		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
-	if (t->last_gen_len > 0)
-		redisAppendCommand(t->rc, "GET %s%s:%b:%s", t->prefix, kind, t->last_gen,
-				   (size_t)t->last_gen_len, hash);
+	if (t->last_gen_len > 0) {
+		page_key(t, kind, t->last_gen, t->last_gen_len, hash, key);
+		cache_conn_append_read_value(t, key);
+	}
 	n = 1 + wal_on + (t->last_gen_len > 0);
-	if (cache_conn_replies(t, r, n) != 0) {
+	/* The generation and the page are values (input); the position read is Redis's own. */
+	if (cache_conn_replies_values(t, r, n, 1u | (t->last_gen_len > 0 ? 1u << (n - 1) : 0)) != 0) {
 		n = 0;	/* freed */
 		goto out;
 	}
-	/* A missing generation is 0 (a new key space); one too long for gen[] is not ours. */
-	if (r[0]->type == REDIS_REPLY_NIL) {
-		g[0] = '0';
-		glen = 1;
-	} else if (r[0]->type == REDIS_REPLY_STRING && r[0]->len >= 1 && r[0]->len <= CACHE_GEN_LEN) {
-		memcpy(g, r[0]->str, r[0]->len);
-		glen = (unsigned)r[0]->len;
-	} else {
-		atomic_fetch_add(&cache_n.errors, 1);
+	if ((glen = gen_reply(t, r[0], g)) == 0) {
+		/* Nothing to store under: a miss that stores nothing. */
+		fill_lsn = wal_reply(t, wal_on ? r[1] : NULL);
+		res = CACHE_MISS;
 		goto out;
 	}
+	page_key(t, kind, g, glen, hash, key);
 	if (t->last_gen_len == glen && memcmp(t->last_gen, g, glen) == 0) {
 		page = r[n - 1];
 	} else {
 		memcpy(t->last_gen, g, glen);
 		t->last_gen_len = glen;
-		fetched = cache_conn_command(t, "GET %s%s:%b:%s", t->prefix, kind, g, (size_t)glen, hash);
-		if (fetched == NULL)
+		if ((fetched = cache_conn_read_value(t, key)) == NULL)
 			goto out;
 		page = fetched;
 	}
 	snprintf(gen, 24, "%.*s.%x", (int)glen, g, t->conn_no);
-	if (page->type == REDIS_REPLY_STRING) {
-		strbuf_append(value, page->str, page->len);
+	if (page_value(page, key, check, value) > 0) {
 		res = CACHE_HIT;
-	} else {
-		fill_lsn = wal_reply(wal_on ? r[1] : NULL);
+	} else {	/* missing or bad: the fill stores over it, under the generation read */
+		fill_lsn = wal_reply(t, wal_on ? r[1] : NULL);
 		res = CACHE_MISS;
 	}
 out:
@@ -510,8 +651,8 @@ void cache_page_store(const char *kind, const char *query, const char *gen,
 	const char *dot;
 	redisReply *r;
 
-	if (!store_allowed() || gen == NULL || (dot = strrchr(gen, '.')) == NULL || dot == gen ||
-	    (t = cache_conn_get(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
+	if (!store_allowed() || gen == NULL || len > CACHE_VALUE_MAX || (dot = strrchr(gen, '.')) == NULL ||
+	    dot == gen || (t = cache_conn_get(1)) == NULL || strtoul(dot + 1, NULL, 16) != t->conn_no)
 		return;
 	query_hash(query, hash);
 	/*
@@ -544,5 +685,6 @@ void cache_get_stats(struct cache_stats *st)
 	st->drains = atomic_load(&cache_n.drains);
 	st->ack_waits = atomic_load(&cache_n.ack_waits);
 	st->ack_wait_ms = atomic_load(&cache_n.ack_wait_ms);
+	st->bad_values = atomic_load(&cache_n.bad_values);
 	st->up = st->enabled && cache_trust_up();
 }

@@ -160,7 +160,19 @@ static void note_success(void)
  * r[] freed). Every error reply counts: READONLY, OOM and MISCONF mean the
  * invalidations may not be landing.
  */
+int cache_reply_bad(const redisReply *r)
+{
+	return r != NULL && r->type == REDIS_REPLY_ERROR && r->str != NULL &&
+	       (strncmp(r->str, "WRONGTYPE", 9) == 0 || strstr(r->str, "not an integer") != NULL ||
+		strstr(r->str, "overflow") != NULL);
+}
+
 int cache_conn_replies(struct cache_conn *t, redisReply **r, int n)
+{
+	return cache_conn_replies_values(t, r, n, 0);
+}
+
+int cache_conn_replies_values(struct cache_conn *t, redisReply **r, int n, unsigned values)
 {
 	double t0 = now_mono();
 	int i, bad = -1;
@@ -176,7 +188,8 @@ int cache_conn_replies(struct cache_conn *t, redisReply **r, int n)
 			goto fail;
 		}
 		r[i] = reply;
-		if (r[i]->type == REDIS_REPLY_ERROR && bad < 0)
+		if (r[i]->type == REDIS_REPLY_ERROR && bad < 0 &&
+		    !(i < 32 && (values & (1u << i)) && cache_reply_bad(r[i])))
 			bad = i;
 	}
 	redis_time += now_mono() - t0;
@@ -210,6 +223,37 @@ redisReply *cache_conn_command(struct cache_conn *t, const char *fmt, ...)
 	return cache_conn_replies(t, &r, 1) == 0 ? r : NULL;
 }
 
+redisReply *cache_conn_read_value(struct cache_conn *t, const char *key)
+{
+	redisReply *r;
+
+	cache_conn_append_read_value(t, key);
+	return cache_conn_replies_values(t, &r, 1, 1u) == 0 ? r : NULL;
+}
+
+void cache_conn_append_read_value(struct cache_conn *t, const char *key)
+{
+	redisAppendCommand(t->rc, "GETRANGE %s 0 %d", key, CACHE_VALUE_MAX);
+}
+
+/* When the last bad value was logged: at most one line a minute (per process). */
+static atomic_llong bad_value_log_ms;
+
+void cache_bad_value(const char *what, const char *key)
+{
+	unsigned long long n = atomic_fetch_add(&cache_n.bad_values, 1) + 1;
+	struct log_line l;
+
+	if (!log_allowed(&bad_value_log_ms, 60.0))
+		return;
+	log_begin(&l, LOG_WARN, "cache: a value read from Redis is not one this service writes: "
+		  "treated as a miss (read from PostgreSQL)");
+	log_str(&l, "what", what);
+	log_str(&l, "key", key);
+	log_int(&l, "bad_values_total", (long long)n);
+	log_end(&l);
+}
+
 /* Ask the server who it is (t->ident); -1 after marking failed. */
 static int read_identity(struct cache_conn *t, char ident[CACHE_IDENT_LEN])
 {
@@ -236,7 +280,7 @@ static int load_script(struct cache_conn *t, const char *script, char sha[41])
 
 	if (r == NULL)
 		return -1;
-	if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+	if (r->type != REDIS_REPLY_STRING || r->len != 40 || strspn(r->str, "0123456789abcdef") != 40) {
 		freeReplyObject(r);
 		cache_conn_failed(t, "SCRIPT LOAD did not answer a SHA1");
 		return -1;
@@ -376,23 +420,49 @@ struct cache_conn *cache_conn_get(int need_trust)
  */
 int cache_conn_probe(struct cache_conn *t)
 {
-	redisReply *r[3];
+	redisReply *r[4] = { NULL, NULL, NULL, NULL };
 	char ident[CACHE_IDENT_LEN];
-	int rc = 0;
+	int rc = 0, i;
+	const char *why = "Redis is no longer the master it was when connected";
+	char key[CACHE_PREFIX_LEN + 4];	/* a key's name, for the log */
 
 	redisAppendCommand(t->rc, "INFO server");
 	redisAppendCommand(t->rc, "INFO replication");
 	redisAppendCommand(t->rc, "INCRBY %sgen 0", t->prefix);
-	if (cache_conn_replies(t, r, 3) != 0)
+	if (wal_on)	/* (another type there would fail every invalidation's ZADD) */
+		redisAppendCommand(t->rc, "ZSCORE %swal w", t->prefix);
+	if (cache_conn_replies_values(t, r, 3 + wal_on, 3u << 2) != 0)
 		return -1;
 	if (r[0]->type != REDIS_REPLY_STRING || r[1]->type != REDIS_REPLY_STRING ||
-	    cache_identity_parse(r[0]->str, r[1]->str, ident) != 0 || strcmp(ident, t->ident) != 0)
+	    cache_identity_parse(r[0]->str, r[1]->str, ident) != 0 || strcmp(ident, t->ident) != 0) {
 		rc = -1;
-	freeReplyObject(r[0]);
-	freeReplyObject(r[1]);
-	freeReplyObject(r[2]);
+	} else if (r[2]->type != REDIS_REPLY_INTEGER || r[2]->integer < 0 ||
+		   r[2]->integer >= CACHE_GEN_LIMIT) {
+		/*
+		 * The generation is not one INCR made of this key space's
+		 * (not an integer, below 0, near its limit): invalidations of
+		 * pages cannot be counted on to land, and resetting it could
+		 * take it back to a generation pages were stored under. The
+		 * key space stays out of use.
+		 */
+		snprintf(key, sizeof(key), "%sgen", t->prefix);
+		cache_bad_value("generation", key);
+		why = "the page generation in Redis is not a bounded decimal number: "
+		      "the cache stays off until Redis restarts (a new key space) or an operator "
+		      "sets it above every generation used before";
+		rc = -1;
+	} else if (wal_on && r[3]->type == REDIS_REPLY_ERROR) {
+		snprintf(key, sizeof(key), "%swal", t->prefix);
+		cache_bad_value("wal position", key);
+		why = "the WAL positions in Redis are not a sorted set: the cache stays off "
+		      "until Redis restarts (a new key space)";
+		rc = -1;
+	}
+	for (i = 0; i < 4; i++)
+		if (r[i])
+			freeReplyObject(r[i]);
 	if (rc != 0)
-		cache_conn_failed(t, "Redis is no longer the master it was when connected");
+		cache_conn_failed(t, why);
 	return rc;
 }
 

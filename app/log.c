@@ -136,3 +136,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	log_begin(&l, level, msg);
 	log_end(&l);
 }
+
+int log_allowed(atomic_llong *next_ms, double interval_s)
+{
+	long long now = (long long)(now_mono() * 1000.0), next = atomic_load(next_ms);
+
+	/* Of the threads that find the time passed, the one whose exchange lands logs. */
+	return now >= next &&
+	       atomic_compare_exchange_strong(next_ms, &next, now + (long long)(interval_s * 1000.0));
+}

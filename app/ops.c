@@ -30,6 +30,12 @@ static void ops_admin_metrics(struct ctx *c);
 static struct json_object *replicas_json(void);
 static void prom_replicas(struct strbuf *sb);
 
+/*
+ * Values read from Redis that were not what the service writes (cache.h):
+ * one name for /admin/cache and /admin/metrics' cache section.
+ */
+#define BAD_VALUES "bad_values"
+
 /* Readiness must answer quickly even when the pool is saturated. */
 #define READY_TIMEOUT 2.0
 
@@ -167,6 +173,7 @@ static void ops_cache(struct ctx *c)
 	add_count(o, "drains", st.drains);
 	add_count(o, "ack_waits", st.ack_waits);
 	add_count(o, "ack_wait_ms", st.ack_wait_ms);
+	add_count(o, BAD_VALUES, st.bad_values);
 	json_object_object_add(o, "hit_rate",
 			       json_object_new_double(lookups ? (double)st.hits / (double)lookups : 0.0));
 	http_resp_json(&c->resp, 200, o);
@@ -273,6 +280,9 @@ static void prom_cache(struct strbuf *sb, const struct cache_stats *cs)
 	prom_value(sb, "paintstudio_cache_bypasses_total", "counter",
 		   "Lookups that skipped Redis (down, disabled or not yet trusted).", (double)cs->bypasses);
 	prom_value(sb, "paintstudio_cache_errors_total", "counter", "Redis failures.", (double)cs->errors);
+	prom_value(sb, "paintstudio_cache_bad_values_total", "counter",
+		   "Values read from Redis that were not what the service writes: read as misses.",
+		   (double)cs->bad_values);
 	prom_value(sb, "paintstudio_cache_invalidations_total", "counter", "Paints invalidated.",
 		   (double)cs->invalidations);
 	prom_value(sb, "paintstudio_redis_up", "gauge", "1 when the cache is in use.", cs->up);
@@ -565,6 +575,7 @@ static void ops_admin_metrics(struct ctx *c)
 	json_object_object_add(cache, "up", json_object_new_boolean(cs.up));
 	json_object_object_add(cache, "hit_rate_percent", json_object_new_double(
 		lookups ? 100.0 * (double)t->cache_hits / (double)lookups : 0));
+	add_count(cache, BAD_VALUES, cs.bad_values);
 	json_object_object_add(o, "cache", cache);
 	reqs = json_object_new_object();
 	json_object_object_add(reqs, "window_seconds", json_object_new_int(t->seconds));

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "http.h"
+#include "json_scan.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -20,7 +22,7 @@ int paint_parse_id(const char *s, size_t len, int64_t *id)
 {
 	char buf[24];
 
-	if (len == 0 || len >= sizeof(buf) || s[0] == '0')
+	if (len == 0 || len >= sizeof(buf) || s[0] == '0' || memchr(s, '\0', len) != NULL)
 		return -1;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
@@ -454,4 +456,145 @@ struct json_object *paint_cursor_make(const struct paint_sort *sort, const char 
 	free(enc);
 	json_object_put(o);
 	return out;
+}
+
+/* ---- cached entries, read back from Redis ---------------------------------- */
+
+static int key_is(const char *key, size_t keylen, const char *name)
+{
+	return keylen == strlen(name) && memcmp(key, name, keylen) == 0;
+}
+
+int paint_cached_paint_check(const char *v, size_t len, int64_t id)
+{
+	const char *nl, *key;
+	size_t vlen, keylen;
+	struct json_scan js;
+	enum json_kind kind;
+	char idtext[24];
+	int64_t version;
+	int r, seen = 0;
+
+	if (len == 1 && v[0] == '-')
+		return 0;
+	if ((nl = memchr(v, '\n', len)) == NULL ||
+	    paint_parse_id(v, vlen = (size_t)(nl - v), &version) != 0)
+		return -1;
+	snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
+	json_scan_init(&js, nl + 1, len - vlen - 1);
+	if (json_scan_enter(&js, JSON_OBJECT) != 0)
+		return -1;
+	while ((r = json_scan_member(&js, &key, &keylen)) == 1) {
+		if ((kind = json_scan_value(&js)) == JSON_BAD)
+			return -1;
+		/* The id asked for, the version the entry says: as written, digit for digit. */
+		if (key_is(key, keylen, "id"))
+			seen |= kind == JSON_NUMBER && key_is(js.tok, js.toklen, idtext) ? 1 : 4;
+		else if (key_is(key, keylen, "version"))
+			seen |= kind == JSON_NUMBER && js.toklen == vlen && memcmp(js.tok, v, vlen) == 0 ? 2 : 4;
+	}
+	return r == 0 && json_scan_end(&js) == 0 && seen == 3 ? 0 : -1;
+}
+
+/* A page's "<etag>\n": the cursor entered into the body's object, or -1. */
+static int page_enter(const char *v, size_t len, struct json_scan *js)
+{
+	const char *nl = memchr(v, '\n', len);
+
+	if (nl == NULL || !http_etag_valid(v, (size_t)(nl - v)))
+		return -1;
+	json_scan_init(js, nl + 1, len - (size_t)(nl - v) - 1);
+	return json_scan_enter(js, JSON_OBJECT);
+}
+
+/* The items of a list page: an array of objects, each with a paint id. */
+static int list_items(struct json_scan *js)
+{
+	const char *key;
+	size_t keylen;
+	enum json_kind kind;
+	int64_t id;
+	int r, m, has_id;
+
+	if (json_scan_enter(js, JSON_ARRAY) != 0)
+		return -1;
+	while ((r = json_scan_element(js)) == 1) {
+		if (json_scan_enter(js, JSON_OBJECT) != 0)
+			return -1;
+		has_id = 0;
+		while ((m = json_scan_member(js, &key, &keylen)) == 1) {
+			if ((kind = json_scan_value(js)) == JSON_BAD)
+				return -1;
+			if (key_is(key, keylen, "id")) {
+				if (kind != JSON_NUMBER || paint_parse_id(js->tok, js->toklen, &id) != 0)
+					return -1;
+				has_id = 1;
+			}
+		}
+		if (m != 0 || !has_id)
+			return -1;
+	}
+	return r == 0 ? 0 : -1;
+}
+
+int paint_cached_list_check(const char *v, size_t len)
+{
+	struct json_scan js;
+	const char *key;
+	size_t keylen;
+	enum json_kind kind;
+	int r, seen = 0;
+
+	if (page_enter(v, len, &js) != 0)
+		return -1;
+	while ((r = json_scan_member(&js, &key, &keylen)) == 1) {
+		if (key_is(key, keylen, "items")) {
+			if (list_items(&js) != 0)
+				return -1;
+			seen |= 1;
+			continue;
+		}
+		if ((kind = json_scan_value(&js)) == JSON_BAD)
+			return -1;
+		if (key_is(key, keylen, "next_cursor"))
+			seen |= kind == JSON_STRING || kind == JSON_NULL ? 2 : 4;
+	}
+	return r == 0 && json_scan_end(&js) == 0 && seen == 3 ? 0 : -1;
+}
+
+/* The members of the stats page, of the kinds paints_stats writes. */
+static const struct {
+	const char *key;
+	enum json_kind kind;
+} stats_members[] = {
+	{ "total", JSON_NUMBER },
+	{ "in_stock", JSON_NUMBER },
+	{ "stock_value", JSON_NUMBER },
+	{ "by_brand", JSON_OBJECT },
+	{ "by_family", JSON_OBJECT },
+};
+#define NSTATS (sizeof(stats_members) / sizeof(stats_members[0]))
+
+int paint_cached_stats_check(const char *v, size_t len)
+{
+	struct json_scan js;
+	const char *key;
+	size_t keylen, i;
+	enum json_kind kind;
+	unsigned seen = 0;
+	int r;
+
+	if (page_enter(v, len, &js) != 0)
+		return -1;
+	while ((r = json_scan_member(&js, &key, &keylen)) == 1) {
+		if ((kind = json_scan_value(&js)) == JSON_BAD)
+			return -1;
+		for (i = 0; i < NSTATS; i++)
+			if (key_is(key, keylen, stats_members[i].key)) {
+				if (kind != stats_members[i].kind)
+					return -1;
+				seen |= 1u << i;
+			}
+	}
+	return r == 0 && json_scan_end(&js) == 0 && seen == (1u << NSTATS) - 1 ? 0 : -1;
 }

@@ -24,11 +24,14 @@ static void not_found(struct ctx *c)
 	http_problem(&c->resp, 404, PAINT_NOT_FOUND, NULL);
 }
 
-static void set_etag(struct ctx *c, const char *version)
+/* 0, or -1 when the version cannot make a header (then nothing was set). */
+static int set_etag(struct ctx *c, const char *version)
 {
-	http_resp_header(&c->resp, "ETag", "\"v%s\"", version);
+	if (http_resp_header(&c->resp, "ETag", "\"v%s\"", version) != 0)
+		return -1;
 	/* Clients may keep it, but must revalidate (If-None-Match) each time. */
 	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
+	return 0;
 }
 
 /* 412 for a write whose If-Match names an older version than current. */
@@ -140,8 +143,9 @@ static void after_write(PGconn *pg, const char *paint_id, const char *outbox_id)
 }
 
 /*
- * Answer from a cached entry: "-" (absent) or "<version>\n<body>". Returns
- * -1 for an entry it cannot read (then the caller reads the database).
+ * Answer from a cached entry: "-" (absent) or "<version>\n<body>", as
+ * paint_cached_paint_check let through. Returns -1 for an entry it cannot
+ * read (then the caller reads the database).
  */
 static int send_cached(struct ctx *c, const struct strbuf *v)
 {
@@ -158,7 +162,8 @@ static int send_cached(struct ctx *c, const struct strbuf *v)
 	memcpy(version, v->buf, vlen);
 	version[vlen] = '\0';
 	snprintf(etag, sizeof(etag), "\"v%s\"", version);
-	set_etag(c, version);
+	if (set_etag(c, version) != 0)
+		return -1;
 	if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1))
 		c->resp.status = 304;
 	else
@@ -176,7 +181,7 @@ void paints_get(struct ctx *c)
 	if (path_id(c, id) != 0)
 		return;
 	strbuf_init(&cached);
-	c->cache = cache_paint_get(strtoll(id, NULL, 10), &cached, lease);
+	c->cache = cache_paint_get(strtoll(id, NULL, 10), paint_cached_paint_check, &cached, lease);
 	if (c->cache == CACHE_HIT && send_cached(c, &cached) == 0) {
 		strbuf_free(&cached);
 		return;	/* no database connection at all */
@@ -427,20 +432,23 @@ void paints_stock(struct ctx *c)
 }
 
 /*
- * Serve a cached page ("<etag>\n<body>") of a list or the stats, with 304
- * for a matching If-None-Match. -1 when the entry cannot be read.
+ * Serve a cached page ("<etag>\n<body>", as paint_cached_list_check or
+ * paint_cached_stats_check let through) of a list or the stats, with 304
+ * for a matching If-None-Match. -1 when the entry cannot be read (nothing
+ * set then).
  */
 static int send_cached_page(struct ctx *c, const struct strbuf *v)
 {
 	const char *nl = memchr(v->buf, '\n', v->len);
-	char etag[64];
+	char etag[HTTP_ETAG_MAX + 1];
 	size_t elen;
 
 	if (nl == NULL || (elen = (size_t)(nl - v->buf)) == 0 || elen >= sizeof(etag))
 		return -1;
 	memcpy(etag, v->buf, elen);
 	etag[elen] = '\0';
-	http_resp_header(&c->resp, "ETag", "%s", etag);
+	if (http_resp_header(&c->resp, "ETag", "%s", etag) != 0)
+		return -1;
 	http_resp_header(&c->resp, "Cache-Control", "private, no-cache");
 	if (http_etag_matches(http_param(&c->req, "HTTP_IF_NONE_MATCH"), etag, 1))
 		c->resp.status = 304;
@@ -486,7 +494,7 @@ void paints_stats(struct ctx *c)
 	PGresult *r;
 
 	strbuf_init(&cached);
-	c->cache = cache_page_get("stats", "all", &cached, gen);
+	c->cache = cache_page_get("stats", "all", paint_cached_stats_check, &cached, gen);
 	if (c->cache == CACHE_HIT && send_cached_page(c, &cached) == 0) {
 		strbuf_free(&cached);
 		return;
@@ -518,14 +526,14 @@ void paints_stats(struct ctx *c)
 
 /* ---- the list ---------------------------------------------------------------- */
 
-/* Answer from the cached page named key, if any; 0 when answered. gen is set either way. */
-static int send_page_from_cache(struct ctx *c, const char *kind, const char *key, char gen[24])
+/* Answer from the cached list page named key, if any; 0 when answered. gen is set either way. */
+static int send_page_from_cache(struct ctx *c, const char *key, char gen[24])
 {
 	struct strbuf cached;
 	int rc = -1;
 
 	strbuf_init(&cached);
-	c->cache = cache_page_get(kind, key, &cached, gen);
+	c->cache = cache_page_get("list", key, paint_cached_list_check, &cached, gen);
 	if (c->cache == CACHE_HIT && send_cached_page(c, &cached) == 0)
 		rc = 0;
 	strbuf_free(&cached);
@@ -565,7 +573,7 @@ void paints_list(struct ctx *c)
 		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errors);
 		goto out;
 	}
-	if (send_page_from_cache(c, "list", lq.canon.buf, gen) == 0)
+	if (send_page_from_cache(c, lq.canon.buf, gen) == 0)
 		goto out;
 	if ((r = ctx_exec_dynamic(c, lq.sql.buf, lq.nparams, lq.params)) == NULL)
 		goto out;

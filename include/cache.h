@@ -41,6 +41,15 @@
  *   (cache_fill_position; ctx_db chooses accordingly), else the primary;
  *   a store after a replica read that did not cover it is refused. Every
  *   process sharing the Redis must run with the same replica setting.
+ * - What Redis holds is input, not truth: every value read back is checked
+ *   before use (its length, its type, and by the caller's check its shape:
+ *   a paint entry's JSON, its id and version; a page's entity tag and
+ *   JSON; a generation's digits). A bad value is a miss: counted
+ *   (bad_values), logged at most once a minute, read from PostgreSQL, and
+ *   the fill that follows overwrites it (a paint's under a lease, a page's
+ *   under the generation read, as for any miss). A bad generation cannot
+ *   be overwritten without breaking "it only grows": that key space stays
+ *   out of use, as when Redis fails.
  */
 #ifndef PS_CACHE_H
 #define PS_CACHE_H
@@ -67,7 +76,7 @@ enum cache_result {
 struct cache_stats {
 	uint64_t hits, misses, bypasses, stores, stores_refused, lease_waits,
 		 lease_wait_hits, invalidations, errors, drained, drains,
-		 ack_waits, ack_wait_ms;
+		 ack_waits, ack_wait_ms, bad_values;
 	int up;		/* 1 when this process serves from Redis now */
 	int enabled;
 };
@@ -75,6 +84,21 @@ struct cache_stats {
 #define CACHE_LEASE_TOKEN 33
 #define CACHE_IDENT_LEN 96	/* "<run_id>/<master_replid>" */
 #define CACHE_PREFIX_LEN 40	/* "ps:<12 of run_id><12 of replid>:" */
+
+/*
+ * The longest value stored or read (bytes): longer ones are never stored,
+ * and a read asks for no more than one byte beyond, so a longer value
+ * found is not one of ours and costs no more than this to reject.
+ */
+#define CACHE_VALUE_MAX (1 << 20)
+
+/*
+ * The caller's check of a value read back (value[0..len), not
+ * terminated): 0 when it is one the caller stores under that key (for a
+ * paint, the paint id), -1 otherwise. Pure; NULL accepts any value.
+ */
+typedef int (*cache_paint_check)(const char *value, size_t len, int64_t id);
+typedef int (*cache_page_check)(const char *value, size_t len);
 
 /* How long one successful drain lets a process serve from Redis. */
 #define CACHE_TRUST_MS 1500
@@ -129,17 +153,20 @@ const char *cache_result_name(enum cache_result r);
 
 /*
  * Look paint id up. On CACHE_HIT, value holds what was stored ("-" for a
- * paint known absent). On CACHE_MISS, lease holds a token when this caller
- * won the lease (store with cache_paint_store), or "" when another reader
- * holds it and its value did not arrive within the short wait.
+ * paint known absent), and check accepted it. On CACHE_MISS, lease holds a
+ * token when this caller won the lease (store with cache_paint_store), or
+ * "" when another reader holds it and its value did not arrive within the
+ * short wait. A value check refuses (or one of another type or too long)
+ * counts as bad and as a miss: the lease is taken as for a missing one.
  */
-enum cache_result cache_paint_get(int64_t id, struct strbuf *value,
+enum cache_result cache_paint_get(int64_t id, cache_paint_check check, struct strbuf *value,
 				  char lease[CACHE_LEASE_TOKEN]);
 
 /*
  * Store value under paint id if lease is still valid (no write happened
  * since it was taken). absent: cache "this paint does not exist" briefly.
- * Returns 1 when stored, 0 when refused or Redis failed.
+ * Returns 1 when stored, 0 when refused (a value longer than
+ * CACHE_VALUE_MAX is) or Redis failed.
  */
 int cache_paint_store(int64_t id, const char *lease, const char *value, size_t len);
 
@@ -162,9 +189,16 @@ int cache_invalidate(const int64_t *ids, int n);
  */
 void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id);
 
-/* A list or stats page: kind and canonical query name the entry. */
-enum cache_result cache_page_get(const char *kind, const char *query, struct strbuf *value,
-				 char gen[24]);
+/*
+ * A list or stats page: kind and canonical query name the entry. On
+ * CACHE_HIT, value holds it and check accepted it; on CACHE_MISS, gen
+ * names the generation to store the page under with cache_page_store ("":
+ * store nothing). A page check refuses is a miss (counted as bad), stored
+ * over by the caller's fill; a generation that is not a decimal number
+ * below 10^14 is a miss with nothing to store under.
+ */
+enum cache_result cache_page_get(const char *kind, const char *query, cache_page_check check,
+				 struct strbuf *value, char gen[24]);
 void cache_page_store(const char *kind, const char *query, const char *gen,
 		      const char *value, size_t len);
 
@@ -209,5 +243,15 @@ double cache_take_time(void);
 int cache_identity_parse(const char *info_server, const char *info_repl,
 			 char out[CACHE_IDENT_LEN]);
 void cache_key_prefix(const char *ident, char out[CACHE_PREFIX_LEN]);
+
+/*
+ * Values read back, as INCR and ZADD write them. cache_gen_valid: 1 when
+ * s[0..len) is a page generation, decimal digits without sign or leading
+ * zero, below 10^14; else 0. cache_wal_parse: 0 and *lsn when s[0..len)
+ * is a ZSCORE reply holding a WAL position (a whole number from 1 below
+ * 2^53, as a double prints it); else -1.
+ */
+int cache_gen_valid(const char *s, size_t len);
+int cache_wal_parse(const char *s, size_t len, uint64_t *lsn);
 
 #endif

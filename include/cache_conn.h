@@ -16,6 +16,7 @@
 
 #define CACHE_DRAIN_BATCH 500	/* outbox rows one drain step applies */
 #define CACHE_GEN_LEN 14	/* longest page generation served: gen[24] of cache_page_get holds it, ".", conn_no */
+#define CACHE_GEN_LIMIT 100000000000000LL	/* 10^CACHE_GEN_LEN: generations stay below */
 
 /* A thread's own connection (hiredis contexts are not thread-safe). */
 struct cache_conn {
@@ -47,7 +48,7 @@ struct cache_conn {
 /* The figures of cache_get_stats: relaxed atomics, bumped anywhere. */
 struct cache_counters {
 	atomic_ullong hits, misses, bypasses, stores, refused, lease_waits, lease_wait_hits,
-		      invalidations, errors, drained, drains, ack_waits, ack_wait_ms;
+		      invalidations, errors, drained, drains, ack_waits, ack_wait_ms, bad_values;
 };
 extern struct cache_counters cache_n;
 
@@ -78,8 +79,39 @@ void cache_conn_failed(struct cache_conn *t, const char *reason);
  */
 int cache_conn_replies(struct cache_conn *t, redisReply **r, int n);
 
+/*
+ * As cache_conn_replies, except for the replies r[i] with bit i of values
+ * set: an error reply there that says the key holds what the command
+ * cannot read (WRONGTYPE; "not an integer" or "overflow" from INCR and
+ * the like) is handed back like any reply (see cache_reply_bad), because
+ * it is about a value in Redis (input), not about Redis failing. Any other
+ * error reply fails the connection as above.
+ */
+int cache_conn_replies_values(struct cache_conn *t, redisReply **r, int n, unsigned values);
+
+/* 1 when r is an error reply that cache_conn_replies_values hands back. */
+int cache_reply_bad(const redisReply *r);
+
 /* One command's reply (caller frees), or NULL after cache_conn_failed. */
 redisReply *cache_conn_command(struct cache_conn *t, const char *fmt, ...);
+
+/*
+ * Read the string value under key, at most CACHE_VALUE_MAX + 1 bytes of it
+ * (GETRANGE: a hostile value of hundreds of megabytes costs no more than
+ * that). The reply (caller frees): a string, empty when the key is missing;
+ * a WRONGTYPE error when the key is of another type (cache_reply_bad).
+ * NULL after cache_conn_failed.
+ */
+redisReply *cache_conn_read_value(struct cache_conn *t, const char *key);
+/* The same command, appended to t's pipeline (replies read by the caller). */
+void cache_conn_append_read_value(struct cache_conn *t, const char *key);
+
+/*
+ * A value read from Redis under key is not one this service writes (what:
+ * "paint", "page", "generation", ...): counted in bad_values and logged at
+ * most once a minute per process. The caller treats it as a miss.
+ */
+void cache_bad_value(const char *what, const char *key);
 
 /*
  * Check t's server: still the identity t connected to, a master, and it

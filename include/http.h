@@ -92,8 +92,15 @@ void http_resp_init(struct http_resp *resp);
 void http_resp_free(struct http_resp *resp);
 /* Drop whatever a handler set so far (status, headers, body). */
 void http_resp_reset(struct http_resp *resp);
-/* Add a header line; name and value must not contain CR or LF (asserted). */
-void http_resp_header(struct http_resp *resp, const char *name, const char *fmt, ...)
+/*
+ * Add a header line. Returns 0, or -1 when name is not a token or the
+ * value would hold a control byte other than tab (CR, LF, NUL...) or
+ * exceed 1023 bytes: then nothing is added (the response stays whole, the
+ * header is missing) and the refusal is logged, at most once a minute.
+ * Whatever reaches a header from outside (a client, Redis, the database)
+ * is checked before this; this is the last line, not the check.
+ */
+int http_resp_header(struct http_resp *resp, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Set status and a JSON body from obj (not consumed). */
 void http_resp_json(struct http_resp *resp, int status, struct json_object *obj);
@@ -107,6 +114,15 @@ void http_resp_json_raw(struct http_resp *resp, int status, const char *json, si
  */
 void http_problem(struct http_resp *resp, int status, const char *detail,
 		  struct json_object *errors);
+
+/* The longest entity tag the service sends, quotes included. */
+#define HTTP_ETAG_MAX 64
+
+/*
+ * Whether s[0..len) is a strong entity tag of the kind the service makes:
+ * '"', 1 to HTTP_ETAG_MAX - 2 of [0-9A-Za-z-_./:], '"'. 1 or 0.
+ */
+int http_etag_valid(const char *s, size_t len);
 
 /*
  * Whether an If-Match / If-None-Match header value (a list of entity

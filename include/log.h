@@ -8,6 +8,8 @@
 #ifndef PS_LOG_H
 #define PS_LOG_H
 
+#include <stdatomic.h>
+
 #include "strbuf.h"
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -30,6 +32,15 @@ void log_int(struct log_line *l, const char *key, long long value);
 void log_num(struct log_line *l, const char *key, double value);
 /* Write the line and free it. */
 void log_end(struct log_line *l);
+
+/*
+ * For a line that data can repeat (a bad value met by every request would
+ * otherwise write one line per request): 1 when the caller may log now,
+ * which then counts as the last time; 0 while less than interval_s seconds
+ * passed since. *next_ms is the caller's, a static atomic_llong starting
+ * at 0 (the first call may log). Lock-free.
+ */
+int log_allowed(atomic_llong *next_ms, double interval_s);
 
 /* A line with only a formatted message. */
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -117,4 +117,26 @@ char *paint_like_pattern(const char *q);
  */
 struct json_object *paint_row_json(const PGresult *r, int row);
 
+/*
+ * The entries paints caches, as read back from Redis: input, so checked
+ * before use (pure; no allocation). Each returns 0 when v[0..len) is an
+ * entry of the shape paints writes, else -1.
+ *
+ * A paint (under paint id): "-" (known absent), or "<version>\n<body>",
+ * version as paint_parse_id reads an id, body a JSON object whose "id" is
+ * id and whose "version" is version, both written as the plain decimal.
+ */
+int paint_cached_paint_check(const char *v, size_t len, int64_t id);
+
+/*
+ * A list or stats page: "<etag>\n<body>", etag as http_etag_valid takes
+ * it; body a JSON object with, for a list, "items" (an array of objects,
+ * each with a paint id as "id") and "next_cursor" (a string or null); for
+ * the stats, "total", "in_stock", "stock_value" (numbers), "by_brand" and
+ * "by_family" (objects). Other members are allowed (and checked as JSON):
+ * another version of the service may add some.
+ */
+int paint_cached_list_check(const char *v, size_t len);
+int paint_cached_stats_check(const char *v, size_t len);
+
 #endif

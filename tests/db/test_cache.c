@@ -89,10 +89,10 @@ static void test_hit_after_store(void **state)
 
 	(void)state;
 	strbuf_init(&v);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_MISS);
 	assert_true(lease[0] != '\0');
 	assert_int_equal(cache_paint_store(id, lease, "1\n{\"a\":1}", 9), 1);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_HIT);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_HIT);
 	assert_string_equal(v.buf, "1\n{\"a\":1}");
 	strbuf_free(&v);
 }
@@ -106,15 +106,15 @@ static void test_invalidation_voids_the_lease(void **state)
 
 	(void)state;
 	strbuf_init(&v);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);	/* reader: lease */
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_MISS);	/* reader: lease */
 	/* ...the reader has read version 1 from PostgreSQL; now a writer commits 2: */
 	assert_int_equal(cache_invalidate(&id, 1), 0);
 	/* ...and the reader, late, tries to store version 1: refused. */
 	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 0);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_MISS);
 	assert_true(lease[0] != '\0');	/* the next reader gets a fresh lease */
 	assert_int_equal(cache_paint_store(id, lease, "2\nnew", 5), 1);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_HIT);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_HIT);
 	assert_string_equal(v.buf, "2\nnew");
 	strbuf_free(&v);
 }
@@ -127,9 +127,9 @@ static void test_store_needs_the_current_lease(void **state)
 
 	(void)state;
 	strbuf_init(&v);
-	assert_int_equal(cache_paint_get(id, &v, first), CACHE_MISS);
+	assert_int_equal(cache_paint_get(id, NULL, &v, first), CACHE_MISS);
 	assert_int_equal(cache_invalidate(&id, 1), 0);
-	assert_int_equal(cache_paint_get(id, &v, second), CACHE_MISS);
+	assert_int_equal(cache_paint_get(id, NULL, &v, second), CACHE_MISS);
 	assert_string_not_equal(first, second);
 	assert_int_equal(cache_paint_store(id, first, "1\nold", 5), 0);	/* not its lease */
 	assert_int_equal(cache_paint_store(id, "", "1\nold", 5), 0);	/* no lease at all */
@@ -152,7 +152,7 @@ static void *herd_member(void *arg)
 
 	strbuf_init(&v);
 	pthread_barrier_wait(&h->go);
-	r = cache_paint_get(h->id, &v, lease);
+	r = cache_paint_get(h->id, NULL, &v, lease);
 	if (r == CACHE_HIT) {
 		atomic_fetch_add(&h->hits, 1);
 	} else if (r == CACHE_MISS && lease[0]) {
@@ -235,14 +235,14 @@ static void test_drain_applies_the_outbox(void **state)
 
 	(void)state;
 	strbuf_init(&v);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_MISS);
 	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 1);
 	row = outbox_row(id);
 	assert_true(cache_drain(pool) >= 0);	/* or a drainer (ours, the services') was first */
 	for (i = 0; i < 200 && outbox_has(row); i++)
 		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	assert_false(outbox_has(row));
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);	/* gone */
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_MISS);	/* gone */
 	strbuf_free(&v);
 }
 
@@ -300,14 +300,14 @@ static void test_an_error_reply_withdraws_trust(void **state)
 	(void)state;
 	strbuf_init(&v);
 	wait_up();
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_MISS);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_MISS);
 	assert_int_equal(cache_paint_store(id, lease, "1\nold", 5), 1);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_HIT);
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_HIT);
 	redis_raw("SET %s %s", "not-a-number");	/* every INCR of the generation now fails */
 	assert_int_equal(cache_invalidate(&id, 1), -1);
 	cache_get_stats(&st);
 	assert_false(st.up);
-	assert_int_equal(cache_paint_get(id, &v, lease), CACHE_BYPASS);	/* not the old value */
+	assert_int_equal(cache_paint_get(id, NULL, &v, lease), CACHE_BYPASS);	/* not the old value */
 	redis_raw("DEL %s %s", "unused");
 	wait_up();
 	strbuf_free(&v);
@@ -371,17 +371,17 @@ static void test_pages_follow_the_generation(void **state)
 
 	(void)state;
 	strbuf_init(&v);
-	assert_int_equal(cache_page_get("list", "q=unit", &v, gen), CACHE_MISS);
+	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen), CACHE_MISS);
 	cache_page_store("list", "q=unit", gen, "\"e\"\n[]", 6);
-	assert_int_equal(cache_page_get("list", "q=unit", &v, gen2), CACHE_HIT);
+	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen2), CACHE_HIT);
 	assert_string_equal(v.buf, "\"e\"\n[]");
 	assert_string_equal(gen, gen2);
 	/* a write between reading the generation and storing: stored under the old one */
 	strbuf_reset(&v);
 	assert_int_equal(cache_invalidate(&id, 1), 0);
-	assert_int_equal(cache_page_get("list", "q=unit", &v, gen2), CACHE_MISS);
+	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen2), CACHE_MISS);
 	cache_page_store("list", "q=unit", gen, "\"old\"\n[]", 8);	/* late, old gen */
-	assert_int_equal(cache_page_get("list", "q=unit", &v, gen2), CACHE_MISS);
+	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen2), CACHE_MISS);
 	strbuf_free(&v);
 }
 
@@ -419,9 +419,9 @@ static void page_stored_and_read(const char *query, struct strbuf *v, char gen[2
 {
 	char gen2[24];
 
-	assert_int_equal(cache_page_get("list", query, v, gen), CACHE_MISS);
+	assert_int_equal(cache_page_get("list", query, NULL, v, gen), CACHE_MISS);
 	cache_page_store("list", query, gen, "\"g\"\n[1]", 7);
-	assert_int_equal(cache_page_get("list", query, v, gen2), CACHE_HIT);
+	assert_int_equal(cache_page_get("list", query, NULL, v, gen2), CACHE_HIT);
 	assert_string_equal(gen, gen2);
 }
 
@@ -444,10 +444,10 @@ static void test_a_page_under_an_old_generation_is_not_served(void **state)
 	assert_int_equal(cache_invalidate(&id, 1), 0);	/* a write: the generation moves on */
 	assert_true(page_stored("list", query, gen));	/* the old page is still in Redis... */
 	strbuf_reset(&v);
-	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_MISS);	/* ...unseen */
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_MISS);	/* ...unseen */
 	assert_string_not_equal(gen, gen2);
 	assert_int_equal(v.len, 0);
-	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_MISS);	/* and again */
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_MISS);	/* and again */
 	assert_int_equal(v.len, 0);
 	strbuf_free(&v);
 }
@@ -465,7 +465,7 @@ static void *fill_page(void *arg)
 	char gen[24];
 
 	strbuf_init(&v);
-	f->got = cache_page_get("list", f->query, &v, gen);
+	f->got = cache_page_get("list", f->query, NULL, &v, gen);
 	if (f->got == CACHE_MISS)
 		cache_page_store("list", f->query, gen, "\"n\"\n[2]", 7);
 	strbuf_free(&v);
@@ -495,20 +495,20 @@ static void test_a_page_under_the_new_generation_is_a_hit(void **state)
 	assert_int_equal(pthread_join(th, NULL), 0);
 	assert_int_equal(f.got, CACHE_MISS);
 	strbuf_reset(&v);
-	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);	/* g+1: looked up again */
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_HIT);	/* g+1: looked up again */
 	assert_string_equal(v.buf, "\"n\"\n[2]");
 	assert_string_not_equal(gen, gen2);
 	assert_true(page_stored("list", query, gen2));
 	strbuf_reset(&v);
-	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_HIT);	/* remembered: one trip */
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen), CACHE_HIT);	/* remembered: one trip */
 	assert_string_equal(v.buf, "\"n\"\n[2]");
 	assert_string_equal(gen, gen2);
 	/* and on this thread: a bump, a miss, a store under the new generation, a hit */
 	assert_int_equal(cache_invalidate(&id, 1), 0);
 	strbuf_reset(&v);
-	assert_int_equal(cache_page_get("list", query, &v, gen), CACHE_MISS);
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen), CACHE_MISS);
 	cache_page_store("list", query, gen, "\"t\"\n[3]", 7);
-	assert_int_equal(cache_page_get("list", query, &v, gen2), CACHE_HIT);
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_HIT);
 	assert_string_equal(v.buf, "\"t\"\n[3]");
 	assert_string_equal(gen, gen2);
 	strbuf_free(&v);

@@ -62,12 +62,62 @@ static void test_each_start_and_promotion_has_its_own_key_space(void **state)
 	assert_string_not_equal(b, c);
 }
 
+/* What INCR and ZADD write, read back: anything else is a bad value. */
+static void test_generations_and_positions_read_back(void **state)
+{
+	uint64_t lsn = 0;
+
+	(void)state;
+	assert_true(cache_gen_valid("0", 1));
+	assert_true(cache_gen_valid("12", 2));
+	assert_true(cache_gen_valid("99999999999999", 14));
+	assert_false(cache_gen_valid("100000000000000", 15));	/* too long for a page key's gen[] */
+	assert_false(cache_gen_valid("", 0));
+	assert_false(cache_gen_valid("012", 3));
+	assert_false(cache_gen_valid("-5", 2));
+	assert_false(cache_gen_valid("+5", 2));
+	assert_false(cache_gen_valid("1e3", 3));
+	assert_false(cache_gen_valid("12\r\nX", 5));
+	assert_false(cache_gen_valid("1 ", 2));
+	assert_false(cache_gen_valid("1\0", 2));
+	assert_false(cache_gen_valid("12", 3));	/* reads no further than its length... */
+	assert_true(cache_gen_valid("12x", 2));		/* ...and only that far */
+
+	assert_int_equal(cache_wal_parse("123456", 6, &lsn), 0);
+	assert_int_equal(lsn, 123456);
+	assert_int_equal(cache_wal_parse("9007199254740991", 16, &lsn), 0);
+	assert_int_equal(lsn, 9007199254740991ULL);
+	assert_int_equal(cache_wal_parse("9007199254740992", 16, &lsn), -1);	/* beyond a double's integers */
+	assert_int_equal(cache_wal_parse("0", 1, &lsn), -1);
+	assert_int_equal(cache_wal_parse("-5", 2, &lsn), -1);
+	assert_int_equal(cache_wal_parse("inf", 3, &lsn), -1);
+	assert_int_equal(cache_wal_parse("nan", 3, &lsn), -1);
+	assert_int_equal(cache_wal_parse("1.5", 3, &lsn), -1);
+	assert_int_equal(cache_wal_parse("12abc", 5, &lsn), -1);
+	assert_int_equal(cache_wal_parse("", 0, &lsn), -1);
+	assert_int_equal(cache_wal_parse("12\0", 3, &lsn), -1);
+	assert_int_equal(cache_wal_parse("123456789012345678901234567890123", 33, &lsn), -1);
+}
+
+/* An identity names keys and rows: letters and digits only. */
+static void test_an_identity_with_other_bytes_is_refused(void **state)
+{
+	char ident[CACHE_IDENT_LEN];
+
+	(void)state;
+	assert_int_equal(cache_identity_parse("run_id:5d0c1f6e0a2b 7f4e9c3d\r\n", "role:master\r\n" REPL, ident), -1);
+	assert_int_equal(cache_identity_parse("run_id:5d0c1f6e0a2b:7f4e9c3d\r\n", "role:master\r\n" REPL, ident), -1);
+	assert_int_equal(cache_identity_parse(RUN, "role:master\r\nmaster_replid:8b1e4c7a0d3f\x01" "b9e2c5a\r\n", ident), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_identity_of_a_master),
 		cmocka_unit_test(test_a_replica_or_a_bad_reply_has_no_identity),
 		cmocka_unit_test(test_each_start_and_promotion_has_its_own_key_space),
+		cmocka_unit_test(test_generations_and_positions_read_back),
+		cmocka_unit_test(test_an_identity_with_other_bytes_is_refused),
 	};
 
 	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);

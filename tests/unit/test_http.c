@@ -185,6 +185,64 @@ static void test_serialise(void **state)
 	http_resp_free(&r);
 }
 
+/* A header is never split or cut: one with a control byte, a bad name or too long a value is dropped. */
+static void test_headers_refuse_control_bytes(void **state)
+{
+	struct http_resp r;
+	struct strbuf out;
+	char big[1100];
+
+	(void)state;
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	http_resp_init(&r);
+	assert_int_equal(http_resp_header(&r, "ETag", "\"v%s\"", "1\r\nX-Injected: yes"), -1);
+	assert_int_equal(http_resp_header(&r, "ETag", "%s", "\"a\nb\""), -1);
+	assert_int_equal(http_resp_header(&r, "ETag", "%s", "\"a\rb\""), -1);
+	assert_int_equal(http_resp_header(&r, "ETag", "%s", "\"a\x01\""), -1);
+	assert_int_equal(http_resp_header(&r, "ETag", "%s", "\"a\x7f\""), -1);
+	assert_int_equal(http_resp_header(&r, "X-Bad\r\nX-Injected", "%d", 1), -1);
+	assert_int_equal(http_resp_header(&r, "X Bad", "%d", 1), -1);
+	assert_int_equal(http_resp_header(&r, "", "%d", 1), -1);
+	assert_int_equal(http_resp_header(&r, "X-Big", "%s", big), -1);
+	assert_int_equal(r.headers.len, 0);	/* nothing of them was added */
+	assert_int_equal(http_resp_header(&r, "X-Tab", "a\tb \xc3\xa9"), 0);	/* tab and UTF-8 are allowed */
+	http_resp_json_raw(&r, 200, "{}", 2);
+	strbuf_init(&out);
+	http_resp_serialise(&r, 0, &out);
+	assert_string_equal(out.buf, "Status: 200 OK\r\nContent-Type: application/json\r\n"
+				     "Content-Length: 2\r\nX-Tab: a\tb \xc3\xa9\r\n\r\n{}");
+	strbuf_free(&out);
+	http_resp_free(&r);
+}
+
+static void test_etag_tokens(void **state)
+{
+	char tag[HTTP_ETAG_MAX + 1];
+
+	(void)state;
+	assert_true(http_etag_valid("\"v12\"", 5));
+	assert_true(http_etag_valid("\"0123456789abcdef0123456789abcdef\"", 34));
+	assert_true(http_etag_valid("\"a-b_c.d/e:f\"", 13));
+	assert_false(http_etag_valid("\"\"", 2));
+	assert_false(http_etag_valid("\"a", 2));
+	assert_false(http_etag_valid("a\"", 2));
+	assert_false(http_etag_valid("W/\"a\"", 6));
+	assert_false(http_etag_valid("\"a b\"", 5));
+	assert_false(http_etag_valid("\"a\rb\"", 5));
+	assert_false(http_etag_valid("\"a\nb\"", 5));
+	assert_false(http_etag_valid("\"a\"b\"", 5));
+	assert_false(http_etag_valid("\"a\0b\"", 5));
+	assert_false(http_etag_valid("\"\xc3\xa9\"", 4));
+	memset(tag, 'a', sizeof(tag));
+	tag[0] = '"';
+	tag[HTTP_ETAG_MAX - 1] = '"';
+	assert_true(http_etag_valid(tag, HTTP_ETAG_MAX));
+	tag[HTTP_ETAG_MAX - 1] = 'a';
+	tag[HTTP_ETAG_MAX] = '"';
+	assert_false(http_etag_valid(tag, HTTP_ETAG_MAX + 1));
+}
+
 static void test_cookies(void **state)
 {
 	char v[64];
@@ -247,6 +305,8 @@ int main(void)
 		cmocka_unit_test(test_problem_shape),
 		cmocka_unit_test(test_serialise),
 		cmocka_unit_test(test_cookies),
+		cmocka_unit_test(test_headers_refuse_control_bytes),
+		cmocka_unit_test(test_etag_tokens),
 		cmocka_unit_test(test_json_unicode_escapes),
 	};
 

@@ -243,6 +243,85 @@ static void test_etags(void **state)
 	assert_false(http_etag_matches("", "\"v3\"", 1));
 }
 
+/* The entries paints caches in Redis, read back: the shapes it writes pass, nothing else. */
+#define PAINT_BODY(id, version) "{\"id\":" id ",\"name\":\"Blue \\\"deep\\\" \\u00e9\",\"brand\":\"\"," \
+	"\"stock\":3,\"price\":12.50,\"description\":\"a\\nb\",\"color_preview\":\"#cccccc\"," \
+	"\"created_at\":\"2024-01-01T00:00:00.000000Z\",\"version\":" version "}"
+#define PAINT_ENTRY_OK(s, id) assert_int_equal(paint_cached_paint_check(s, sizeof(s) - 1, id), 0)
+#define PAINT_ENTRY_BAD(s, id) assert_int_equal(paint_cached_paint_check(s, sizeof(s) - 1, id), -1)
+
+static void test_cached_paint_entries(void **state)
+{
+	(void)state;
+	PAINT_ENTRY_OK("12\n" PAINT_BODY("42", "12"), 42);
+	PAINT_ENTRY_OK("-", 42);				/* known absent */
+	PAINT_ENTRY_OK("9223372036854775807\n" PAINT_BODY("9223372036854775807", "9223372036854775807"),
+		       INT64_MAX);
+	PAINT_ENTRY_BAD("12\n" PAINT_BODY("43", "12"), 42);	/* another paint's */
+	PAINT_ENTRY_BAD("13\n" PAINT_BODY("42", "12"), 42);	/* a version the body does not say */
+	PAINT_ENTRY_BAD("12\n" PAINT_BODY("42.0", "12"), 42);
+	PAINT_ENTRY_BAD("12\n" PAINT_BODY("\"42\"", "12"), 42);
+	PAINT_ENTRY_BAD("12\n{\"id\":42}", 42);		/* no version */
+	PAINT_ENTRY_BAD("12\n{\"version\":12}", 42);		/* no id */
+	PAINT_ENTRY_BAD("12\n{\"id\":42,\"version\":12,\"id\":43}", 42);
+	PAINT_ENTRY_BAD("012\n" PAINT_BODY("42", "012"), 42);	/* not how versions are written */
+	PAINT_ENTRY_BAD("0\n" PAINT_BODY("42", "0"), 42);
+	PAINT_ENTRY_BAD("-1\n" PAINT_BODY("42", "-1"), 42);
+	PAINT_ENTRY_BAD("9223372036854775808\n" PAINT_BODY("42", "9223372036854775808"), 42);
+	PAINT_ENTRY_BAD("1\r\n" PAINT_BODY("42", "1"), 42);	/* a CR for the ETag header */
+	PAINT_ENTRY_BAD("1\r\nX-Injected: yes\n" PAINT_BODY("42", "1"), 42);
+	PAINT_ENTRY_BAD("12\n" PAINT_BODY("42", "12") " trailing", 42);
+	PAINT_ENTRY_BAD("12\n[1,2,3]", 42);
+	PAINT_ENTRY_BAD("12\n{not json", 42);
+	PAINT_ENTRY_BAD("12\n", 42);
+	PAINT_ENTRY_BAD("12", 42);
+	PAINT_ENTRY_BAD("", 42);
+	PAINT_ENTRY_BAD("-\r\n", 42);
+	PAINT_ENTRY_BAD("--", 42);
+	PAINT_ENTRY_BAD("\n" PAINT_BODY("42", "12"), 42);
+	PAINT_ENTRY_BAD("12\0\n{\"id\":42,\"version\":12}", 42);	/* a NUL in the version */
+}
+
+#define ETAG "\"0123456789abcdef0123456789abcdef\"\n"
+#define LIST_OK(s) assert_int_equal(paint_cached_list_check(s, sizeof(s) - 1), 0)
+#define LIST_BAD(s) assert_int_equal(paint_cached_list_check(s, sizeof(s) - 1), -1)
+#define STATS_OK(s) assert_int_equal(paint_cached_stats_check(s, sizeof(s) - 1), 0)
+#define STATS_BAD(s) assert_int_equal(paint_cached_stats_check(s, sizeof(s) - 1), -1)
+
+static void test_cached_pages(void **state)
+{
+	(void)state;
+	LIST_OK(ETAG "{\"items\":[" PAINT_BODY("1", "2") "," PAINT_BODY("3", "1") "],\"next_cursor\":null}");
+	LIST_OK(ETAG "{\"items\":[],\"next_cursor\":\"eyJ2IjoiMSJ9\"}");
+	LIST_OK(ETAG "{\"next_cursor\":null,\"items\":[],\"later\":{\"a\":1}}");	/* members added later */
+	LIST_BAD(ETAG "{\"items\":[]}");
+	LIST_BAD(ETAG "{\"next_cursor\":null}");
+	LIST_BAD(ETAG "{\"items\":5,\"next_cursor\":null}");
+	LIST_BAD(ETAG "{\"items\":[1],\"next_cursor\":null}");
+	LIST_BAD(ETAG "{\"items\":[{\"name\":\"no id\"}],\"next_cursor\":null}");
+	LIST_BAD(ETAG "{\"items\":[{\"id\":0}],\"next_cursor\":null}");
+	LIST_BAD(ETAG "{\"items\":[{\"id\":-1}],\"next_cursor\":null}");
+	LIST_BAD(ETAG "{\"items\":[],\"next_cursor\":5}");
+	LIST_BAD(ETAG "{\"items\":[],\"next_cursor\":null");
+	LIST_BAD(ETAG "[1,2,3]");
+	LIST_BAD(ETAG "{not json");
+	LIST_BAD(ETAG);
+	LIST_BAD("\"0123456789abcdef0123456789abcdef\"");
+	LIST_BAD("{\"items\":[],\"next_cursor\":null}");
+	LIST_BAD("\"abc\r\nX-Injected: yes\"\n{\"items\":[],\"next_cursor\":null}");
+	LIST_BAD("\"abc\"\r\n{\"items\":[],\"next_cursor\":null}");
+	LIST_BAD("W/\"abc\"\n{\"items\":[],\"next_cursor\":null}");
+	LIST_BAD("\"\"\n{\"items\":[],\"next_cursor\":null}");
+	LIST_BAD("");
+	STATS_OK(ETAG "{\"total\":3,\"in_stock\":2,\"stock_value\":12.50,\"by_brand\":{\"A\":2,\"\":1},"
+		 "\"by_family\":{}}");
+	STATS_BAD(ETAG "{\"total\":3,\"in_stock\":2,\"stock_value\":12.50,\"by_brand\":{}}");
+	STATS_BAD(ETAG "{\"total\":\"3\",\"in_stock\":2,\"stock_value\":1,\"by_brand\":{},\"by_family\":{}}");
+	STATS_BAD(ETAG "{\"total\":3,\"in_stock\":2,\"stock_value\":1,\"by_brand\":[],\"by_family\":{}}");
+	STATS_BAD(ETAG "{\"items\":[],\"next_cursor\":null}");	/* a list is not the stats */
+	LIST_BAD(ETAG "{\"total\":3,\"in_stock\":2,\"stock_value\":1,\"by_brand\":{},\"by_family\":{}}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +335,8 @@ int main(void)
 		cmocka_unit_test(test_stock_delta),
 		cmocka_unit_test(test_cursor_round_trip),
 		cmocka_unit_test(test_etags),
+		cmocka_unit_test(test_cached_paint_entries),
+		cmocka_unit_test(test_cached_pages),
 	};
 
 	return cmocka_run_group_tests_name("paints", tests, NULL, NULL);
