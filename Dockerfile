@@ -4,7 +4,6 @@ WORKDIR /src
 COPY scripts/deps.sh scripts/deps.sh
 RUN scripts/deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY Makefile ./
-COPY include include
 COPY app app
 COPY web web
 COPY scripts/build-web.sh scripts/checksec.sh scripts/

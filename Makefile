@@ -32,7 +32,7 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-format-nonliteral -Wvla
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_DEFAULT_SOURCE -pthread $(WARN) -Iinclude $(PKG_CFLAGS) -MMD -MP
+CFLAGS += -std=c11 -D_DEFAULT_SOURCE -pthread $(WARN) -Iapp $(PKG_CFLAGS) -MMD -MP
 LDLIBS := -lfcgi $(PKG_LIBS) -pthread
 
 # Hardening, in every build: stack canaries, a position-independent
@@ -53,7 +53,8 @@ else
 CFLAGS += -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2
 endif
 
-SRCS := $(wildcard app/*.c)
+# app/main.c on top of the layer folders (app/LAYERS, scripts/check-layers.py).
+SRCS := $(wildcard app/*/*.c) app/main.c
 OBJS := $(SRCS:app/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -86,6 +87,7 @@ $(BUILD)/paintstudio: $(OBJS)
 
 $(BUILD)/obj/%.o: app/%.c $(BUILD)/obj/flags | $(BUILD)/obj
 	@echo "  CC    $<"
+	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # The compiler and flags the objects were built with: a change (a new

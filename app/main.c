@@ -17,24 +17,26 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "audit.h"
-#include "auth.h"
-#include "cache.h"
-#include "config.h"
-#include "context.h"
-#include "log.h"
-#include "metrics.h"
-#include "migrate.h"
-#include "paints.h"
-#include "peers.h"
-#include "pool.h"
-#include "replicas.h"
-#include "resource.h"
-#include "router.h"
-#include "server.h"
-#include "status.h"
-#include "users_model.h"
-#include "util.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "cache/cache.h"
+#include "db/migrate.h"
+#include "db/pgconnect.h"
+#include "db/pool.h"
+#include "db/replicas.h"
+#include "http/context.h"
+#include "http/peers.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "obs/metrics.h"
+#include "obs/status.h"
+#include "resources/audit.h"
+#include "resources/auth.h"
+#include "resources/paints.h"
+#include "resources/resources.h"
+#include "resources/sessions.h"
+#include "resources/users_model.h"
 
 extern char **environ;
 
@@ -68,7 +70,7 @@ static PGconn *connect_direct(const struct config *cfg, const char *what)
 
 	pool_settings_from(cfg, &ps);
 	ps.statement_timeout_ms = 0;	/* migrations may build large indexes */
-	pg = pool_connect(&ps, cfg->connect_timeout, &err);
+	pg = pgconnect_open(&ps, cfg->connect_timeout, &err);
 	if (pg == NULL)
 		fprintf(stderr, "%s: cannot connect to PostgreSQL: %s\n", what, err.msg);
 	return pg;
@@ -89,6 +91,12 @@ static void peers_announce(const struct config *cfg)
 		log_msg(LOG_INFO, "FCGI_WEB_SERVER_ADDRS is empty: only 127.0.0.1 and ::1 may speak "
 			"FastCGI on %s", cfg->fcgi_listen);
 }
+
+/* The application's housekeeping, run by the server's housekeeper. */
+static const struct app_chore chores[] = {
+	/* expired sessions and stale login counters */
+	{ "auth.cleanup", 60, auth_cleanup },
+};
 
 static int cmd_serve(const struct config *cfg)
 {
@@ -113,13 +121,14 @@ static int cmd_serve(const struct config *cfg)
 	peers_announce(cfg);
 	auth_setup(cfg);
 	cache_setup(cfg);
-	{
-		size_t nroutes;
-
-		resources_routes(&nroutes);
-		metrics_setup(cfg, nroutes);
-	}
+	/* What the layers below need from the resources, handed down. */
+	memset(&app, 0, sizeof(app));
 	app.cfg = cfg;
+	app.routes = resources_routes(&app.nroutes);
+	app.admit = sessions_require;
+	app.chores = chores;
+	app.nchores = sizeof(chores) / sizeof(chores[0]);
+	metrics_setup(cfg, app.nroutes);
 	app.pool = pool_create(&ps);
 	replicas_setup(cfg, &ps);
 	cache_set_pool(app.pool);
@@ -408,7 +417,7 @@ static int check_replicas(const struct config *cfg)
 
 		snprintf(name, sizeof(name), "replica%d", ++n);
 		ps.database_url = url;
-		if ((pg = pool_connect(&ps, cfg->connect_timeout, &err)) == NULL) {
+		if ((pg = pgconnect_open(&ps, cfg->connect_timeout, &err)) == NULL) {
 			printf("%-12s FAIL  cannot connect: %s\n", name, err.msg);
 			failed++;
 		} else if (PQresultStatus(r = PQexec(pg, "SELECT pg_is_in_recovery(), "

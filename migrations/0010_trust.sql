@@ -43,7 +43,7 @@ CREATE TRIGGER audit_log_actor_is_admin
 -- a user who may not exist: its entry has no entity id.
 ALTER TABLE audit_log ALTER COLUMN entity_id DROP NOT NULL;
 
--- The login policy (app/auth.c says it in words; README has the numbers).
+-- The login policy (app/resources/auth.c says it in words; README has the numbers).
 -- Counters live in login_failures, one row per key in a fixed window:
 --   "dev:<id>"   a known device (a browser that logged in to the account
 --                before, by its signed cookie): its own budget of failures;

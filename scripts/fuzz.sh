@@ -8,9 +8,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$REPO/build/fuzz
 SECS=${FUZZ_SECONDS:-60}
 mkdir -p "$OUT/crashes"
-cflags="-std=c11 -D_DEFAULT_SOURCE -pthread -g -O1 -Iinclude -Itests/fuzz $(pkg-config --cflags libpq json-c hiredis libsodium)"
+cflags="-std=c11 -D_DEFAULT_SOURCE -pthread -g -O1 -Iapp -Itests/fuzz $(pkg-config --cflags libpq json-c hiredis libsodium)"
 libs="-lfcgi $(pkg-config --libs libpq json-c hiredis libsodium) -pthread"
-srcs=$(ls "$REPO"/app/*.c | grep -v '/main\.c$')
+srcs=$(ls "$REPO"/app/*/*.c)
 cd "$REPO"
 total=0
 for harness in tests/fuzz/fuzz_*.c; do

@@ -267,7 +267,7 @@ start_redis() {
 		appendfsync everysec
 		save ""
 		# Bounded, and only keys with a TTL are ever evicted. The service's
-		# keys (app/cache.c), each under ps:<run_id><replid>: :
+		# keys (app/cache/cache.c), each under ps:<run_id><replid>: :
 		#   paint:<id>              a paint (CACHE_TTL, 5 s when absent)   TTL
 		#   lease:paint:<id>        a read lease (3 s)                     TTL
 		#   <kind>:<gen>:<hash>     a list or stats page (60 s)            TTL

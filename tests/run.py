@@ -142,6 +142,15 @@ def run_checksec(tally):
     sys.stdout.write(p.stdout)
 
 
+def run_layer_check(tally):
+    """Calls only go down the layers of app/ (scripts/check-layers.py)."""
+    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "check-layers.py"), REPO],
+                       capture_output=True, text=True, timeout=60)
+    tally.add("layers", "no upward include, no cycle between folders",
+              "pass" if p.returncode == 0 else "fail", p.stdout + p.stderr)
+    sys.stdout.write(p.stdout)
+
+
 def test_binaries_named(build, folder, prefix):
     return sorted(p for p in glob.glob(os.path.join(build, folder, prefix + "*"))
                   if os.access(p, os.X_OK) and "." not in os.path.basename(p))
@@ -261,6 +270,7 @@ def main():
         run_cmocka(test_binaries(args.build, "tests"), tally, "unit")
         run_fuzz_replay(args.build, tally)
         run_checksec(tally)
+        run_layer_check(tally)
     if args.only in (None, "integration"):
         run_integration(args.build, tally, args.pattern, args.tsan_build,
                         db_tests=args.pattern == "test_*.py")

@@ -132,7 +132,7 @@ class Reader:
         return [r for r in self.results if r[0] >= t]
 
 
-# The keys app/cache.c writes with no TTL (the never-stale argument's
+# The keys app/cache/cache.c writes with no TTL (the never-stale argument's
 # generation and WAL position); every other key must have one.
 CORRECTNESS_KEY = re.compile(r"^ps:[0-9a-f]{24}:(gen|wal)$")
 NO_TTL_KEYS = ("local r = {} for _, k in ipairs(redis.call('KEYS', '*')) do "

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "pool.h"
+#include "db/pool.h"
 
 /*
  * Settings for a pool of size + overflow connections to DATABASE_URL

@@ -19,12 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
-#include "config.h"
+#include "base/config.h"
+#include "cache/cache.h"
 #include "db_test.h"
-#include "log.h"
-#include "pool.h"
-#include "util.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "db/pool.h"
 
 extern char **environ;
 

@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "db_test.h"
-#include "util.h"
+#include "base/util.h"
 
 static const struct pool_stmt stmts[] = {
 	{ "t_one", "SELECT 1" },

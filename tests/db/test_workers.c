@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "db_test.h"
-#include "util.h"
-#include "workers.h"
+#include "base/util.h"
+#include "base/workers.h"
 
 #define THREADS 6
 #define ACTIVE 2

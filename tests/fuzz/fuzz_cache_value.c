@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache/cache.h"
 #include "fuzz.h"
-#include "http.h"
-#include "json_scan.h"
-#include "paint_model.h"
+#include "base/json_scan.h"
+#include "http/http.h"
+#include "resources/paint_model.h"
 
 /* The body after the first newline, as the checks read it. */
 static void body_is_json(const char *v, size_t len)

@@ -2,10 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
+#include "resources/audit.h"
 #include "fuzz.h"
-#include "paint_model.h"
-#include "util.h"
+#include "base/util.h"
+#include "resources/paint_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "paint_model.h"
-#include "util.h"
+#include "base/util.h"
+#include "resources/paint_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

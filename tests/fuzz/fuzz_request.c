@@ -2,11 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
+#include "resources/audit.h"
 #include "fuzz.h"
-#include "http.h"
-#include "paint_model.h"
-#include "util.h"
+#include "base/util.h"
+#include "http/http.h"
+#include "resources/paint_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

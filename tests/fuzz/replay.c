@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "util.h"
+#include "base/util.h"
 
 int main(int argc, char **argv)
 {

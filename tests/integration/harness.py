@@ -330,6 +330,21 @@ class Stack(AdminClient):
                             what="restart")
         return restore
 
+    def wait_serving(self, timeout=30, what="the service after a fault"):
+        """After a test that restarted PostgreSQL or the service: wait until
+        /readyz says ready and 8 reads in a row that need the database (no
+        cache can answer them) succeed, so the connections a restart broke
+        are out of the pools and the tests after this one (in any order)
+        start from a healthy stack."""
+        self.wait_until(lambda: self.get("/readyz").status == 200, timeout=timeout, what=what)
+        n = [0]
+
+        def ok():
+            q = f"/admin/paints?limit=1&q=serving-{time.monotonic_ns()}"
+            n[0] = n[0] + 1 if self.get(q).status == 200 else 0
+            return n[0] >= 8
+        self.wait_until(ok, timeout=timeout, interval=0, what=what)
+
     def wait_until(self, predicate, timeout=30, interval=0.2, what="condition"):
         deadline = time.monotonic() + timeout
         last = None

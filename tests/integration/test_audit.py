@@ -265,7 +265,7 @@ class Crash(unittest.TestCase):
             time.sleep(1)
             s.script("app-stop")
             s.script("app-start")
-            s.wait_until(lambda: s.get("/readyz").status == 200, timeout=30, what="restart")
+            s.wait_serving(what="restart")
             time.sleep(2)
         finally:
             stop.set()

@@ -33,6 +33,7 @@ class Readiness(unittest.TestCase):
                      timeout=30, what="readiness after PostgreSQL restart")
         for _ in range(6):
             self.assertEqual(s.get("/admin/paints/1").status, 200)
+        s.wait_serving()
 
 
 if __name__ == "__main__":

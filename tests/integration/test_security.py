@@ -385,7 +385,7 @@ def redis_cli(*args, auth=True):
     return (p.stdout + p.stderr).strip()
 
 
-# The keys app/cache.c writes with no TTL, because the never-stale argument
+# The keys app/cache/cache.c writes with no TTL, because the never-stale argument
 # rests on them (its pieces L and R): a page generation and the last
 # invalidation's WAL position, per key space.
 CORRECTNESS_KEY = re.compile(r"^ps:[0-9a-f]{24}:(gen|wal)$")

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "audit.h"
+#include "resources/audit.h"
 
 static void test_times(void **state)
 {

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "auth.h"
+#include "resources/auth.h"
 
 static void check(const char *addr, int rc, const char *want)
 {

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache/cache.h"
 
 #define RUN "run_id:5d0c1f6e0a2b7f4e9c3d8a1b6e0f2c4d7a9b3e5f\r\n"
 #define REPL "master_replid:8b1e4c7a0d3f6b9e2c5a8d1f4b7e0a3c6d9f2b5e\r\n"

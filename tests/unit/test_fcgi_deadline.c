@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fcgi_deadline.h"
-#include "util.h"
+#include "base/util.h"
+#include "http/fcgi_deadline.h"
 
 /* Bytes of FastCGI records, built up by add_record. */
 struct wire {

@@ -13,7 +13,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "fcgi_reply.h"
+#include "http/fcgi_reply.h"
 
 struct drain {
 	int fd;

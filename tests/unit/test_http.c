@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
-#include "paint_model.h"
-#include "strbuf.h"
-#include "util.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+#include "http/http.h"
+#include "resources/paint_model.h"
 
 static void test_decode_path(void **state)
 {

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "json_scan.h"
+#include "base/json_scan.h"
 
 #define OK(s) assert_int_equal(json_scan_check(s, sizeof(s) - 1), 0)
 #define BAD(s) assert_int_equal(json_scan_check(s, sizeof(s) - 1), -1)

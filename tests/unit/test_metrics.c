@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "status.h"
+#include "base/log.h"
+#include "obs/metrics.h"
+#include "obs/status.h"
 
 static void test_quantiles(void **state)
 {

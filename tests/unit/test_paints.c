@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
-#include "paint_model.h"
+#include "http/http.h"
+#include "resources/paint_model.h"
 
 static struct json_object *parse(const char *s)
 {

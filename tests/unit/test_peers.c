@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "peers.h"
+#include "http/peers.h"
 
 /* An accepted TCP connection from src to a listener on dst (family af). */
 static int accepted_from(int af, const char *dst, const char *src, int *client)

@@ -6,8 +6,8 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "config.h"
-#include "replicas.h"
+#include "base/config.h"
+#include "db/replicas.h"
 
 static void test_lsn_parse(void **state)
 {

@@ -6,9 +6,9 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "auth.h"
-#include "resource.h"
-#include "router.h"
+#include "http/router.h"
+#include "resources/auth.h"
+#include "resources/resources.h"
 
 static void h_list(struct ctx *c) { (void)c; }
 static void h_get(struct ctx *c) { (void)c; }

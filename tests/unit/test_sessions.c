@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "sessions.h"
+#include "resources/sessions.h"
 
 static void test_fresh_entry_is_served(void **state)
 {

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
-#include "users_model.h"
+#include "resources/auth.h"
+#include "resources/users_model.h"
 
 /* Validate the JSON text body; returns the rc, *errors kept for the caller. */
 static int check(const char *text, unsigned allowed, unsigned required, const char *policy_user,

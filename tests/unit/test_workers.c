@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "workers.h"
+#include "base/workers.h"
 
 /* boost, max_boost, progressed, busy, active, parked */
 static void test_a_stall_unparks_one_per_tick(void **state)

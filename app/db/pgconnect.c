@@ -1,0 +1,155 @@
+/*
+ * pgconnect: opening one libpq connection the way every part of the
+ * service needs it: non-blocking, with the pool's settings, under a
+ * deadline, retrying with jittered back-off only while the error can pass.
+ * The pool, the cache's drainer and the operator commands all open theirs
+ * here.
+ */
+#define _GNU_SOURCE
+#include "db/pgconnect.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/util.h"
+
+/* Whether a failed connection attempt may succeed if tried again. */
+static int connect_error_is_transient(const char *msg)
+{
+	static const char *const permanent[] = {
+		"authentication failed", "pg_hba.conf", "does not exist",
+		"password is required", "invalid", "no password supplied",
+		"permission denied",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+		if (strstr(msg, permanent[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * One non-blocking connection attempt that gives up at deadline (or after
+ * connect_timeout). Returns the connection, good or bad (PQfinish it), or
+ * NULL when the attempt ran out of time.
+ */
+static PGconn *connect_once(const struct pool_settings *set, double deadline)
+{
+	char timeout[16], options[64];
+	const char *keys[8], *vals[8];
+	double attempt_end = now_mono() + set->connect_timeout;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	PGconn *pg;
+	int n = 0;
+
+	if (attempt_end > deadline)
+		attempt_end = deadline;
+	snprintf(timeout, sizeof(timeout), "%d", set->connect_timeout);
+	snprintf(options, sizeof(options), "-c statement_timeout=%d",
+		 set->statement_timeout_ms);
+	/* Keywords before dbname yield to the URL; those after it win. */
+	if (set->sslmode) {
+		keys[n] = "sslmode"; vals[n++] = set->sslmode;
+	}
+	keys[n] = "dbname"; vals[n++] = set->database_url;
+	keys[n] = "application_name"; vals[n++] = set->application_name;
+	keys[n] = "connect_timeout"; vals[n++] = timeout;
+	keys[n] = "options"; vals[n++] = options;
+	keys[n] = NULL; vals[n] = NULL;
+
+	pg = PQconnectStartParams(keys, vals, 1);
+	if (pg == NULL)
+		die("pool: out of memory starting a connection");
+	if (PQstatus(pg) == CONNECTION_BAD)
+		return pg;
+	for (;;) {
+		struct pollfd pfd;
+		double left;
+		int rc;
+
+		if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED)
+			break;
+		left = attempt_end - now_mono();
+		if (left <= 0) {
+			PQfinish(pg);
+			return NULL;
+		}
+		pfd.fd = PQsocket(pg);
+		pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		pfd.revents = 0;
+		rc = poll(&pfd, 1, (int)(left * 1000.0) + 1);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (rc > 0)
+			st = PQconnectPoll(pg);
+	}
+	return pg;
+}
+
+PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
+			struct pool_error *err)
+{
+	static _Thread_local unsigned seed;
+	double backoff = 0.05;
+	int attempt;
+
+	if (seed == 0)
+		seed = (unsigned)(now_wall() * 1e6) ^ (unsigned)pthread_self();
+	for (attempt = 1;; attempt++) {
+		PGconn *pg = connect_once(set, deadline);
+		double sleep_for, left;
+		struct timespec ts;
+
+		err->kind = POOL_ERR_CONNECT;
+		if (pg == NULL) {
+			snprintf(err->msg, sizeof(err->msg), "timed out connecting to PostgreSQL");
+		} else if (PQstatus(pg) == CONNECTION_OK) {
+			err->kind = POOL_ERR_NONE;
+			return pg;
+		} else {
+			snprintf(err->msg, sizeof(err->msg), "%s", PQerrorMessage(pg));
+			err->msg[strcspn(err->msg, "\n")] = '\0';
+			PQfinish(pg);
+		}
+		left = deadline - now_mono();
+		if (!connect_error_is_transient(err->msg) || left <= 0.001) {
+			log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s",
+				attempt, err->msg);
+			return NULL;
+		}
+		sleep_for = backoff * ((double)(rand_r(&seed) % 1000) / 1000.0);
+		if (sleep_for > left)
+			sleep_for = left;
+		ts.tv_sec = (time_t)sleep_for;
+		ts.tv_nsec = (long)((sleep_for - (double)ts.tv_sec) * 1e9);
+		nanosleep(&ts, NULL);
+		if (backoff < 2.0)
+			backoff *= 2;
+	}
+}
+
+PGconn *pgconnect_open(const struct pool_settings *set, double timeout,
+		       struct pool_error *err)
+{
+	return pgconnect_until(set, now_mono() + timeout, err);
+}
+
+
+void pgconnect_side_settings(struct pool_settings *out, const struct pool_settings *base,
+			     const char *suffix, char *name, size_t namelen, int statement_timeout_ms)
+{
+	*out = *base;
+	snprintf(name, namelen, "%s %s", base->application_name ? base->application_name : "paint_studio",
+		 suffix);
+	out->application_name = name;
+	out->statement_timeout_ms = statement_timeout_ms;
+	out->stmts = NULL;
+	out->nstmts = 0;
+}

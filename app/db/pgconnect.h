@@ -1,0 +1,42 @@
+/*
+ * pgconnect: one libpq connection opened under a deadline: pgconnect_open
+ * for one-shot users (migrations, operator commands, side connections),
+ * pgconnect_until for the pools, which open their own.
+ */
+#ifndef PS_PGCONNECT_H
+#define PS_PGCONNECT_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "db/pool.h"
+
+/*
+ * Connect with set's URL, sslmode, application_name, connect_timeout and
+ * statement_timeout, retrying with exponential back-off and full jitter
+ * while the error can pass (refused, too many clients, starting up), never
+ * past deadline (monotonic seconds); fail at once on errors that cannot
+ * pass (authentication, no such database). Returns the connection (caller
+ * PQfinishes), or NULL with err filled.
+ */
+PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
+			struct pool_error *err);
+
+/*
+ * Settings for a side connection (not a pool's): base with application
+ * name "<base's name> <suffix>" (written into name, namelen bytes, which
+ * must outlive out), the given statement timeout and no statements to
+ * prepare. For the cache's drainer and the replicas' sampler.
+ */
+void pgconnect_side_settings(struct pool_settings *out, const struct pool_settings *base,
+			     const char *suffix, char *name, size_t namelen, int statement_timeout_ms);
+
+/*
+ * One connection outside any pool (migrations, operator commands), with
+ * the same settings, retries and deadline (timeout seconds from now).
+ * Returns it (caller PQfinishes), or NULL with err filled.
+ */
+PGconn *pgconnect_open(const struct pool_settings *set, double timeout,
+		       struct pool_error *err);
+
+#endif

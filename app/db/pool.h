@@ -1,0 +1,148 @@
+/*
+ * pool: the bounded pool of libpq connections shared by all worker threads
+ * of one process (SQLAlchemy QueuePool semantics).
+ *
+ * - At most size + max_overflow connections are open at any instant,
+ *   counting connections being opened. Opening happens outside the lock.
+ * - A checkout takes an idle connection, else opens one when under the
+ *   bound, else waits first come, first served, for at most its timeout.
+ * - A release returns the connection clean (a transaction left open is
+ *   rolled back, a broken connection is discarded) and keeps it, even
+ *   beyond size: a connection costs a TCP connect, a SCRAM exchange and a
+ *   backend fork, so a busy pool opens none. Connections beyond size that
+ *   stay idle for idle_timeout seconds are closed by pool_reap_idle (the
+ *   housekeeper), never on a request's path.
+ * - A connection older than recycle seconds is replaced before use; with
+ *   pre_ping, one idle for more than PREPING_IDLE seconds is checked first
+ *   and replaced when dead, so callers never see a stale connection.
+ *   Without pre_ping, once one connection is found broken, every older one
+ *   is checked before its next use (a server restart drops them all), so
+ *   at most one request per restart sees the error.
+ * - Every connection has the pool's prepared statements, prepared once
+ *   when it opens.
+ */
+#ifndef PS_POOL_H
+#define PS_POOL_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+/* A statement prepared on every connection: PQexecPrepared(pg, name, ...). */
+struct pool_stmt {
+	const char *name;
+	const char *sql;
+};
+
+struct pool_settings {
+	const char *database_url;	/* postgres:// URL */
+	const char *sslmode;		/* used unless the URL names one; NULL */
+	const char *application_name;
+	int size;
+	int max_overflow;
+	double timeout;			/* default checkout wait, seconds */
+	int recycle;			/* seconds */
+	int pre_ping;
+	int connect_timeout;		/* seconds, per attempt */
+	int statement_timeout_ms;
+	double leak_threshold;		/* seconds held before a warning */
+	double idle_timeout;		/* seconds idle before overflow closes */
+	const struct pool_stmt *stmts;	/* not copied: must outlive the pool */
+	int nstmts;
+};
+
+enum pool_errkind {
+	POOL_ERR_NONE,
+	POOL_ERR_TIMEOUT,	/* waited the whole timeout: overload */
+	POOL_ERR_CONNECT,	/* could not open a connection in time */
+	POOL_ERR_CLOSED,	/* the pool is shutting down */
+};
+
+struct pool_error {
+	enum pool_errkind kind;
+	char msg[256];
+};
+
+/* A checked-out connection; its libpq handle is pool_conn_pg's. */
+struct pool_conn;
+
+struct pool_stats {
+	int size, max_overflow, max;
+	int open;		/* open or being opened */
+	int idle;		/* checked in */
+	int checked_out;
+	int overflow;		/* open beyond size */
+	int waiting;
+	uint64_t checkouts, timeouts, opened, closed, recycled, failed,
+		 invalidated, leaks, reaped;
+	double wait_seconds_total;
+};
+
+struct pool;
+
+/* Idle time after which pre-ping checks a connection before handing it out. */
+#define POOL_PREPING_IDLE 1.0
+
+/* Create an empty pool (connections open on demand). Never fails. */
+struct pool *pool_create(const struct pool_settings *settings);
+
+/*
+ * Check out a connection for holder, waiting at most timeout seconds
+ * (<= 0: the pool's default). Returns 0 and *out, or -1 with err filled:
+ * POOL_ERR_TIMEOUT when the pool stayed exhausted, POOL_ERR_CONNECT when
+ * PostgreSQL could not be reached in time, POOL_ERR_CLOSED on shutdown.
+ * The caller must hand *out back with pool_release.
+ */
+int pool_checkout(struct pool *p, double timeout, const char *holder,
+		  struct pool_conn **out, struct pool_error *err);
+
+/* The libpq connection of a checked-out c (owned by the pool). */
+PGconn *pool_conn_pg(const struct pool_conn *c);
+
+/* Return a connection; it is cleaned, kept, handed to a waiter or closed. */
+void pool_release(struct pool *p, struct pool_conn *c);
+
+/*
+ * Log, once each, connections checked out for longer than the leak
+ * threshold, with the route holding them. Called periodically by the
+ * server's housekeeping thread; returns how many it logged.
+ */
+int pool_report_leaks(struct pool *p);
+
+/*
+ * Close the connections beyond size that have been idle for idle_timeout
+ * seconds or more, least recently used first, leaving at least size open.
+ * Called once a second by the server's housekeeping thread; returns how
+ * many it closed. Never blocks on a lock while closing.
+ */
+int pool_reap_idle(struct pool *p);
+
+/*
+ * The most connections checked out at once since the previous call (then
+ * reset to the current number): utilisation peaks between samples.
+ */
+int pool_take_peak(struct pool *p);
+
+/* A consistent snapshot of the pool's figures. */
+void pool_get_stats(struct pool *p, struct pool_stats *st);
+
+/*
+ * Refuse new checkouts, fail the waiters at once, wait up to grace seconds
+ * for checked-out connections to come back, and close every idle one.
+ * Returns the number still checked out when it gave up (0 normally).
+ */
+int pool_shutdown(struct pool *p, double grace);
+
+/*
+ * Execute sql (built only from fixed fragments: values go in params) as a
+ * prepared statement on c, preparing it the first time this connection
+ * sees that text; at most POOL_DYN_MAX shapes are kept per connection.
+ * Returns the result (caller PQclears; check its status), never NULL.
+ */
+PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
+			    const char *const *params);
+
+
+/* Free the pool; every connection must be back (after pool_shutdown). */
+void pool_destroy(struct pool *p);
+
+#endif

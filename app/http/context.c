@@ -1,0 +1,569 @@
+/*
+ * context: one request from accept to answer. ctx_handle parses, routes,
+ * admits and runs the handler; handlers reach the database only through
+ * ctx_db and ctx_exec_dynamic. The connection goes back to the pool before
+ * the answer is written, and release_all frees whatever else the request
+ * still holds, so a handler that returns early leaks nothing.
+ */
+#define _GNU_SOURCE
+#include "http/context.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+#include "base/workers.h"
+#include "cache/cache.h"
+#include "db/replicas.h"
+#include "http/fcgi_reply.h"
+#include "obs/metrics.h"
+
+static int read_body(struct ctx *c, FCGX_Request *r);
+static void set_request_id(struct ctx *c);
+static void log_request(const struct ctx *c, double total);
+static void release_all(struct ctx *c);
+static struct pool_conn *replica_checkout(struct ctx *c, double timeout);
+static void note_write_position(struct ctx *c);
+static void set_lsn_cookie(struct ctx *c);
+
+/* Seconds a client should wait before retrying after an overload 503. */
+#define RETRY_AFTER 1
+/* Longest wait for a replica's connection before the primary is asked instead. */
+#define REPLICA_CHECKOUT_S 0.5
+
+static void set_request_id(struct ctx *c)
+{
+	const char *given = http_param(&c->req, "REQUEST_ID");
+	unsigned char raw[16];
+
+	if (given && *given && strlen(given) < sizeof(c->request_id) &&
+	    strspn(given, "0123456789abcdefABCDEF-") == strlen(given)) {
+		strcpy(c->request_id, given);
+		return;
+	}
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(c->request_id, sizeof(c->request_id), raw, sizeof(raw));
+}
+
+/* Read exactly CONTENT_LENGTH bytes, within the configured bound. */
+static int read_body(struct ctx *c, FCGX_Request *r)
+{
+	const char *cl = http_param(&c->req, "CONTENT_LENGTH");
+	int64_t len;
+	size_t got = 0;
+
+	if (cl == NULL || *cl == '\0')
+		return 0;
+	if (parse_int64(cl, 0, INT64_MAX, &len) != 0) {
+		http_problem(&c->resp, 400, "Content-Length is not a number", NULL);
+		return -1;
+	}
+	if ((uint64_t)len > c->app->cfg->max_body) {
+		char detail[96];
+
+		snprintf(detail, sizeof(detail), "the body is larger than %zu bytes",
+			 c->app->cfg->max_body);
+		http_problem(&c->resp, 413, detail, NULL);
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	c->req.body = xmalloc((size_t)len + 1);
+	while (got < (size_t)len) {
+		int n = FCGX_GetStr(c->req.body + got, (int)((size_t)len - got), r->in);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	c->req.body[got] = '\0';
+	c->req.body_len = got;
+	if (got != (size_t)len) {
+		http_problem(&c->resp, 400, "the body ended before Content-Length bytes", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* The session's last write position, from its cookie (0: none or not this session's). */
+static uint64_t session_lsn(struct ctx *c)
+{
+	char value[REPLICAS_COOKIE_LEN + 8];
+
+	if (!c->session_lsn_read) {
+		c->session_lsn_read = 1;
+		c->session_lsn = 0;
+		if (c->user_id != 0 &&
+		    http_cookie_get(http_param(&c->req, "HTTP_COOKIE"), REPLICAS_COOKIE, value,
+				    sizeof(value)) == 0 &&
+		    replicas_cookie_read(c->session_token, value, &c->session_lsn) != 0)
+			c->session_lsn = 0;
+	}
+	return c->session_lsn;
+}
+
+/*
+ * A replica's connection when this read may go to one (see ctx_db), or
+ * NULL: then the primary. Never sets a response.
+ */
+static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
+{
+	const struct route *rt = c->match.route;
+	struct pool_conn *conn = NULL;
+	struct pool_error err;
+	struct pool *p;
+	double t0;
+	int idx;
+	uint64_t need;
+
+	if (replicas_count() == 0 || rt == NULL || !rt->read_only || rt->auth == AUTH_NONE ||
+	    !c->admitted || c->no_replica)
+		return NULL;
+	/* The session's last write, and what a cache fill needs (cache.h). */
+	need = session_lsn(c);
+	if (cache_fill_position() > need)
+		need = cache_fill_position();
+	if (need == UINT64_MAX || (p = replicas_choose(need, &idx)) == NULL)
+		return NULL;
+	if (timeout <= 0 || timeout > REPLICA_CHECKOUT_S)
+		timeout = REPLICA_CHECKOUT_S;
+	t0 = now_mono();
+	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
+		c->pool_wait += now_mono() - t0;
+		if (err.kind == POOL_ERR_CONNECT)
+			replicas_failed(idx);	/* busy (a timeout) is no failure */
+		return NULL;
+	}
+	c->pool_wait += now_mono() - t0;
+	metrics_pool_wait(now_mono() - t0, 0);
+	c->db_pool = p;
+	c->db_replica = idx;
+	c->db_name = replicas_name(idx);
+	cache_note_replica_read(need);
+	replicas_served(idx);
+	return conn;
+}
+
+PGconn *ctx_db(struct ctx *c, double timeout)
+{
+	struct pool_error err;
+	double t0;
+
+	if (c->db)
+		return pool_conn_pg(c->db);
+	if ((c->db = replica_checkout(c, timeout)) != NULL) {
+		c->db_since = now_mono();
+		return pool_conn_pg(c->db);
+	}
+	t0 = now_mono();
+	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
+		c->pool_wait += now_mono() - t0;
+		metrics_pool_wait(now_mono() - t0, err.kind == POOL_ERR_TIMEOUT);
+		c->db = NULL;
+		http_resp_reset(&c->resp);
+		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
+		http_problem(&c->resp, 503,
+			     err.kind == POOL_ERR_TIMEOUT
+				     ? "the service is busy: no database connection became free in time"
+				     : err.kind == POOL_ERR_CLOSED
+					       ? "the service is shutting down"
+					       : "the database is unavailable",
+			     NULL);
+		if (err.kind == POOL_ERR_TIMEOUT) {
+			struct log_line l;
+
+			log_begin(&l, LOG_WARN, "pool timeout");
+			log_str(&l, "request_id", c->request_id);
+			log_str(&l, "route", c->route_name);
+			log_str(&l, "detail", err.msg);
+			log_end(&l);
+		}
+		return NULL;
+	}
+	c->pool_wait += now_mono() - t0;
+	metrics_pool_wait(now_mono() - t0, 0);
+	c->db_since = now_mono();
+	c->db_pool = c->app->pool;
+	c->db_replica = -1;
+	c->db_name = "primary";
+	return pool_conn_pg(c->db);
+}
+
+PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params)
+{
+	if (ctx_db(c, 0) == NULL)
+		return NULL;
+	return pool_exec_dynamic(c->db, sql, nparams, params);
+}
+
+int ctx_db_exec(struct ctx *c, const char *sql)
+{
+	PGconn *pg = ctx_db(c, 0);
+	PGresult *r;
+	int ok;
+
+	if (pg == NULL)
+		return -1;
+	r = PQexec(pg, sql);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		ctx_db_error(c, r);
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+/*
+ * After a signed-in user's writes on the primary: the position a replica
+ * must replay before it may serve that user (read-your-writes). Read on
+ * the writing connection once it is idle, so after the commit.
+ */
+static void note_write_position(struct ctx *c)
+{
+	PGconn *pg = pool_conn_pg(c->db);
+	uint64_t lsn = 0;
+	PGresult *r;
+
+	if (replicas_count() == 0 || c->db_replica >= 0 || c->user_id == 0 || !c->admitted ||
+	    sodium_is_zero(c->session_token, sizeof(c->session_token)) ||
+	    c->match.route == NULL || c->match.route->read_only ||
+	    PQtransactionStatus(pg) != PQTRANS_IDLE)
+		return;
+	r = PQexec(pg, "SELECT pg_current_wal_lsn()");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    replicas_lsn_parse(PQgetvalue(r, 0, 0), &lsn) != 0) {
+		/* Unknown: send this session's reads to the primary until its next write. */
+		log_msg(LOG_WARN, "replicas: no WAL position after a write: the session reads the primary");
+		lsn = UINT64_MAX;
+	}
+	PQclear(r);
+	if (lsn > c->write_lsn)
+		c->write_lsn = lsn;
+}
+
+void ctx_db_release(struct ctx *c)
+{
+	if (c->db == NULL)
+		return;
+	note_write_position(c);
+	c->db_time += now_mono() - c->db_since;
+	pool_release(c->db_pool, c->db);
+	c->db = NULL;
+}
+
+/* Give the session its new position (never lower than the one it sent). */
+static void set_lsn_cookie(struct ctx *c)
+{
+	char value[REPLICAS_COOKIE_LEN];
+	uint64_t lsn = c->write_lsn;
+
+	/* Only a session the admission step admitted (a login answers before it has one). */
+	if (lsn == 0 || c->user_id == 0 || sodium_is_zero(c->session_token, sizeof(c->session_token)))
+		return;
+	if (session_lsn(c) > lsn)
+		lsn = session_lsn(c);
+	replicas_cookie_make(c->session_token, lsn, value);
+	http_resp_header(&c->resp, "Set-Cookie",
+			 REPLICAS_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict", value);
+}
+
+void ctx_db_error(struct ctx *c, const PGresult *r)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	int transient;
+
+	/* Class 08 connection, 53 resources, 57 operator/timeout, 40 rollback. */
+	transient = state == NULL || PQstatus(c->db ? pool_conn_pg(c->db) : NULL) != CONNECTION_OK ||
+		    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+		    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0;
+	if (c->db && c->db_replica >= 0) {
+		/*
+		 * A replica failed a read (lost, shutting down, a recovery
+		 * conflict): ctx_handle runs the handler again on the primary.
+		 * A broken connection also keeps the replica out until the
+		 * housekeeper reaches it again.
+		 */
+		c->replica_failed = 1;
+		if (PQstatus(pool_conn_pg(c->db)) != CONNECTION_OK || state == NULL ||
+		    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+			replicas_failed(c->db_replica);
+	}
+	http_resp_reset(&c->resp);
+	if (state && strcmp(state, "PSA01") == 0) {
+		/* Migration 0010: the actor lost its admin rights while the write ran. */
+		http_problem(&c->resp, 403,
+			     "your admin rights were withdrawn: the change was not made", NULL);
+	} else if (transient) {
+		struct log_line l;
+
+		log_begin(&l, LOG_WARN, "database fault");
+		log_str(&l, "request_id", c->request_id);
+		log_str(&l, "route", c->route_name);
+		log_str(&l, "sqlstate", state ? state : "none");
+		log_end(&l);
+		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
+		http_problem(&c->resp, 503, "the database is unavailable; try again shortly", NULL);
+	} else {
+		struct log_line l;
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : "");
+		msg[strcspn(msg, "\n")] = '\0';
+		log_begin(&l, LOG_ERROR, "database error");
+		log_str(&l, "request_id", c->request_id);
+		log_str(&l, "route", c->route_name);
+		log_str(&l, "sqlstate", state);
+		log_str(&l, "error", msg);
+		log_end(&l);
+		http_problem(&c->resp, 500, "an internal error occurred; it has been logged", NULL);
+	}
+}
+
+/* Deep enough for any paint; shallow enough that nesting cannot hurt. */
+#define JSON_MAX_DEPTH 16
+
+/* The media type of a Content-Type value equals type (case-insensitive). */
+static int media_type_is(const char *ct, const char *type)
+{
+	size_t n = strlen(type);
+
+	ct += strspn(ct, " \t");
+	return strncasecmp(ct, type, n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
+}
+
+/*
+ * json-c turns a lone surrogate escape into U+FFFD: refuse it instead.
+ * 1 with the 400 set (naming the member), else 0.
+ */
+static int bad_unicode_escape(struct ctx *c)
+{
+	struct json_object *errors;
+	char field[80], detail[160];
+
+	if (http_json_escapes_ok(c->req.body, c->req.body_len, field, sizeof(field)) == 0)
+		return 0;
+	errors = json_object_new_object();
+	json_object_object_add(errors, field, json_object_new_string(
+		"has a \\u escape that is not valid Unicode (a lone surrogate or a bad hex digit)"));
+	snprintf(detail, sizeof(detail),
+		 "the body is not valid JSON: %s has a \\u escape that is not valid Unicode", field);
+	http_problem(&c->resp, 400, detail, errors);	/* takes errors */
+	return 1;
+}
+
+struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
+{
+	const char *ct = http_param(&c->req, "CONTENT_TYPE");
+	struct json_tokener *tok;
+	struct json_object *o;
+	enum json_tokener_error jerr;
+	size_t end;
+
+	if (c->body_json)
+		return c->body_json;
+	if (ct == NULL || !(media_type_is(ct, "application/json") ||
+			    (merge_patch && media_type_is(ct, "application/merge-patch+json")))) {
+		http_problem(&c->resp, 415, merge_patch
+			     ? "send the body as application/json or application/merge-patch+json"
+			     : "send the body as application/json", NULL);
+		return NULL;
+	}
+	if (c->req.body == NULL || c->req.body_len == 0) {
+		http_problem(&c->resp, 400, "the body is empty: a JSON object is expected", NULL);
+		return NULL;
+	}
+	/* json-c lets UTF-8-encoded surrogates through: check the bytes first. */
+	if (!utf8_valid(c->req.body, c->req.body_len)) {
+		http_problem(&c->resp, 400, "the body is not valid UTF-8", NULL);
+		return NULL;
+	}
+	if (bad_unicode_escape(c))
+		return NULL;
+	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+	if (tok == NULL)
+		die("json_tokener_new_ex: out of memory");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, c->req.body, (int)c->req.body_len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (jerr != json_tokener_success || o == NULL ||
+	    end + strspn(c->req.body + end, " \t\r\n") != c->req.body_len) {
+		char detail[160];
+
+		if (o)
+			json_object_put(o);
+		snprintf(detail, sizeof(detail), "the body is not valid JSON: %s",
+			 jerr == json_tokener_success ? "unexpected data after the value"
+			 : jerr == json_tokener_continue ? "it ends too early"
+			 : jerr == json_tokener_error_depth ? "nested too deeply"
+			 : json_tokener_error_desc(jerr));
+		http_problem(&c->resp, 400, detail, NULL);
+		return NULL;
+	}
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		http_problem(&c->resp, 422, "the body must be a JSON object", NULL);
+		return NULL;
+	}
+	c->body_json = o;
+	return o;
+}
+
+static void log_request(const struct ctx *c, double total)
+{
+	struct log_line l;
+	int status = c->resp.status ? c->resp.status : 500;
+	int slow = total * 1000.0 > c->app->cfg->slow_request_ms;
+	enum log_level level = status >= 500 || slow ? LOG_WARN : LOG_INFO;
+
+	log_begin(&l, level, slow ? "slow request" : "request");
+	log_str(&l, "request_id", c->request_id);
+	log_str(&l, "method", c->req.method);
+	log_str(&l, "path", c->req.path ? c->req.path : "");
+	log_str(&l, "route", c->route_name);
+	log_int(&l, "status", status);
+	log_int(&l, "user_id", (long long)c->user_id);
+	log_str(&l, "cache", cache_result_name(c->cache));
+	log_str(&l, "db", c->db_name ? c->db_name : "none");
+	log_num(&l, "auth_ms", c->auth_time * 1000.0);
+	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
+	log_num(&l, "db_ms", c->db_time * 1000.0);
+	log_num(&l, "cache_ms", c->cache_time * 1000.0);
+	log_num(&l, "total_ms", total * 1000.0);
+	log_end(&l);
+}
+
+/* Give back everything the request holds. */
+static void release_all(struct ctx *c)
+{
+	ctx_db_release(c);	/* normally done before the answer already */
+	sodium_memzero(c->session_token, sizeof(c->session_token));
+	if (c->body_json)
+		json_object_put(c->body_json);
+	c->body_json = NULL;
+	http_query_free(&c->req.query);
+	free(c->req.path);
+	free(c->req.body);
+	http_resp_free(&c->resp);
+}
+
+/*
+ * Run the admitted request's handler. A read-only route may be served by a
+ * replica: the session lookup's primary connection is returned first, and
+ * when the replica fails the request, the handler (which only reads) runs
+ * again on the primary. Any other route writes, and a write waits for
+ * PostgreSQL's disk flush at its commit (milliseconds): a parked worker
+ * thread takes this one's place meanwhile (workers.h).
+ */
+static void run_handler(struct ctx *c)
+{
+	c->admitted = 1;
+	if (c->match.route->read_only && replicas_count() > 0)
+		ctx_db_release(c);
+	if (!c->match.route->read_only) {
+		workers_block_begin();
+		c->match.route->handler(c);
+		workers_block_end();
+		return;
+	}
+	c->match.route->handler(c);
+	if (c->replica_failed) {
+		ctx_db_release(c);
+		http_resp_reset(&c->resp);
+		c->replica_failed = 0;
+		c->no_replica = 1;
+		c->match.route->handler(c);
+	}
+}
+
+/* Parse the path and query, route, read the body, admit, run the handler. */
+static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, size_t nroutes)
+{
+	const char *uri = http_param(&c->req, "REQUEST_URI");
+	const char *qs = http_param(&c->req, "QUERY_STRING");
+
+	if (uri == NULL || http_decode_path(uri, &c->req.path) != 0) {
+		http_problem(&c->resp, 400, "the request path is malformed", NULL);
+		return;
+	}
+	if (http_parse_query(qs, &c->req.query) != 0) {
+		http_problem(&c->resp, 400,
+			     "the query string is malformed (bad %-escape, invalid UTF-8 or too many parameters)",
+			     NULL);
+		return;
+	}
+	switch (router_match(table, nroutes, c->req.method, c->req.path, &c->match)) {
+	case ROUTE_FOUND:
+		c->route_name = c->match.route->name;
+		if (read_body(c, r) == 0 && c->app->admit(c, c->match.route->auth) == 0)
+			run_handler(c);
+		break;
+	case ROUTE_METHOD_NOT_ALLOWED:
+		http_resp_header(&c->resp, "Allow", "%s", c->match.allow);
+		http_problem(&c->resp, 405, "this method is not allowed here", NULL);
+		break;
+	case ROUTE_NOT_FOUND:
+		http_problem(&c->resp, 404, "no such resource", NULL);
+		break;
+	}
+}
+
+void ctx_handle(struct app *app, FCGX_Request *r)
+{
+	struct ctx c;
+	struct strbuf out;
+	int with_body;
+
+	memset(&c, 0, sizeof(c));
+	c.cache = CACHE_UNUSED;
+	c.app = app;
+	c.t_start = now_mono();
+	c.route_name = "unmatched";
+	c.req.envp = r->envp;
+	c.db_replica = -1;
+	cache_request_reset();
+	http_resp_init(&c.resp);
+	set_request_id(&c);
+	c.req.method = http_param(&c.req, "REQUEST_METHOD");
+	if (c.req.method == NULL)
+		c.req.method = "GET";
+	dispatch(&c, r, app->routes, app->nroutes);
+	if (c.resp.status == 0)
+		http_problem(&c.resp, 500, "the handler produced no response", NULL);
+
+	/* Return the connection before the client is answered: it is free sooner. */
+	ctx_db_release(&c);
+	set_lsn_cookie(&c);
+	c.cache_time = cache_take_time();
+	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
+	if (c.cache != CACHE_UNUSED)
+		http_resp_header(&c.resp, "X-Cache", "%s", cache_result_name(c.cache));
+	/* Everything here is live data: not stored unless a handler says so. */
+	if (strstr(c.resp.headers.buf, "Cache-Control:") == NULL)
+		http_resp_header(&c.resp, "Cache-Control", "no-store");
+	/* The head from a small buffer, the body from where it lies: no copy of it. */
+	strbuf_init(&out);
+	with_body = http_resp_head(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
+	{
+		struct fcgi_part parts[2] = { { out.buf, out.len },
+					      { c.resp.body.buf, c.resp.body.len } };
+
+		if (fcgi_reply(r, parts, with_body ? 2 : 1) != 0)
+			log_msg(LOG_DEBUG, "the answer was not delivered: %s", strerror(errno));
+	}
+	strbuf_free(&out);
+	{
+		double total = now_mono() - c.t_start;
+
+		metrics_request(c.match.route ? (size_t)(c.match.route - app->routes) : app->nroutes,
+				c.resp.status, total, c.db_time > 0 ? c.db_time : -1.0, c.cache);
+		log_request(&c, total);
+	}
+	release_all(&c);
+}

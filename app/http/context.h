@@ -1,0 +1,144 @@
+/*
+ * context: one request's life. ctx_handle parses the FastCGI request,
+ * routes it, runs the handler, writes the response, logs one line and
+ * then releases everything the request acquired (its database connection
+ * above all), so a handler that returns early cannot leak.
+ */
+#ifndef PS_CONTEXT_H
+#define PS_CONTEXT_H
+
+#include <fcgiapp.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "base/config.h"
+#include "cache/cache.h"
+#include "db/pool.h"
+#include "http/http.h"
+#include "http/router.h"
+
+struct ctx;
+
+/*
+ * A housekeeping chore of the application, run by the server's
+ * housekeeper thread every `every` seconds (rounded to its one-second
+ * tick) with the primary's pool; what it returns is not looked at.
+ */
+struct app_chore {
+	const char *name;
+	int every;
+	int (*run)(struct pool *p, const struct config *cfg);
+};
+
+/*
+ * What every request may use; filled by main before serving, read-only
+ * afterwards. Whatever this layer needs from a higher one is handed down
+ * here, never called by name: the route table, the admission step and
+ * the chores.
+ */
+struct app {
+	const struct config *cfg;
+	struct pool *pool;		/* the primary's (replicas.h has the others) */
+	const struct route *routes;	/* the router's table */
+	size_t nroutes;
+	/*
+	 * Admit a routed request at its route's level before its handler
+	 * runs: 0, or -1 with the 401/403/503 response set.
+	 */
+	int (*admit)(struct ctx *c, enum auth_level level);
+	const struct app_chore *chores;
+	size_t nchores;
+};
+
+struct ctx {
+	struct app *app;
+	struct http_req req;
+	struct http_resp resp;
+	struct route_match match;
+	const char *route_name;		/* "unmatched" until routed */
+	struct pool_conn *db;		/* checked out by ctx_db, or NULL */
+	struct pool *db_pool;		/* the pool db came from */
+	int db_replica;			/* index of db's replica; -1: the primary */
+	const char *db_name;		/* last pool used, for the log; NULL: none */
+	/* Replica routing (ctx_db): */
+	int admitted;			/* sessions_require let the handler run */
+	int no_replica;			/* read the primary only (a replica failed this request) */
+	int replica_failed;		/* a replica failed the handler: run it again on the primary */
+	int session_lsn_read;		/* session_lsn holds the cookie's position */
+	uint64_t session_lsn;		/* the session's last write (__Host-ps_lsn), 0 none */
+	uint64_t write_lsn;		/* the primary's position after this request's writes */
+	char request_id[65];
+	double t_start;			/* monotonic */
+	double pool_wait;		/* seconds spent waiting in checkout */
+	double db_since;		/* monotonic time of the checkout */
+	double db_time;			/* seconds the connection was held */
+	double cache_time;		/* seconds spent talking to Redis */
+	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
+	double auth_time;		/* seconds spent admitting the request */
+	enum cache_result cache;	/* CACHE_UNUSED unless the handler looked */
+	/* Who is asking (set by sessions_require): */
+	int64_t user_id;		/* 0: nobody */
+	int is_admin;
+	char username[65];
+	unsigned char session_hash[32];
+	unsigned char session_token[32];	/* the cookie's token; wiped at the end */
+};
+
+/* Serve one accepted request completely. Never fails: errors become responses. */
+void ctx_handle(struct app *app, FCGX_Request *r);
+
+/*
+ * The request's database connection, checked out on first use (waiting at
+ * most timeout seconds; <= 0 for the pool's default). Returns NULL after
+ * setting a 503 problem response with Retry-After; the handler just returns.
+ *
+ * Which server: a replica (replicas_choose) when the route is read_only
+ * and needs a signed-in user, the handler is running, no cache fill is
+ * pending (cache.h), and the replica replayed the session's last write;
+ * otherwise the primary. A replica that cannot give a connection within
+ * half a second is passed over for the primary.
+ */
+PGconn *ctx_db(struct ctx *c, double timeout);
+
+/*
+ * Run sql (fixed fragments only: every value in params) on the request's
+ * connection, checked out as by ctx_db, as a statement prepared once per
+ * connection (pool_exec_dynamic). Returns the result (caller PQclears and
+ * checks its status: a failure goes to ctx_db_error), or NULL after ctx_db
+ * set the 503. Handlers reach the database only through ctx_db and this.
+ */
+PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params);
+
+/*
+ * Run a command that returns no rows (BEGIN, COMMIT) on the request's
+ * connection, checked out as by ctx_db. 0, or -1 with the response set
+ * (ctx_db's 503, or ctx_db_error's).
+ */
+int ctx_db_exec(struct ctx *c, const char *sql);
+
+/*
+ * Give the request's connection back to the pool now (no-op without one),
+ * e.g. before slow work that needs no database; ctx_db checks out again.
+ */
+void ctx_db_release(struct ctx *c);
+
+/*
+ * Turn a failed PGresult (or a NULL one) into the response: 503 with
+ * Retry-After for faults that pass (connection lost, statement timeout,
+ * serialization failure, server shutting down), 403 when the acting admin
+ * lost its rights meanwhile (SQLSTATE PSA01, migration 0010), 500 for the
+ * rest, which are bugs and are logged. Does not clear r.
+ */
+void ctx_db_error(struct ctx *c, const PGresult *r);
+
+/*
+ * The request body as a JSON object, parsed once and owned by the request.
+ * Requires Content-Type application/json (or, with merge_patch,
+ * application/merge-patch+json). Returns NULL after setting the error
+ * response: 415 for another type, 400 for an empty, malformed, too deeply
+ * nested or non-UTF-8 body or one with a \u escape that is not valid
+ * Unicode (naming the field in errors), 422 for JSON that is not an object.
+ */
+struct json_object *ctx_json_body(struct ctx *c, int merge_patch);
+
+#endif

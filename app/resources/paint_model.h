@@ -1,0 +1,142 @@
+/*
+ * paint_model: what a paint is, apart from where it is stored and how it
+ * is served: the writable fields and their validation, the JSON shape of a
+ * paint row, and the parsing of ids, prices, sort orders and list cursors.
+ * Pure functions (no database, no request): the unit tests and the fuzz
+ * harnesses call them directly.
+ */
+#ifndef PS_PAINT_MODEL_H
+#define PS_PAINT_MODEL_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+
+/* The writable fields of a paint, in the order of the SQL parameters. */
+enum paint_field {
+	PF_NAME, PF_BRAND, PF_CODE, PF_TYPE, PF_FAMILY, PF_IMAGE, PF_DESCRIPTION,
+	PF_PREVIEW, PF_STOCK, PF_PRICE, PF_COUNT
+};
+
+/* A validated paint: every field as the text PostgreSQL receives. */
+struct paint_input {
+	char *value[PF_COUNT];	/* owned; never NULL after a successful validate */
+};
+
+/*
+ * The stock bound, as a number and as text (SQL and messages are built
+ * from the macro, never restated).
+ */
+#define PAINT_MAX_STOCK 1000000
+#define PAINT_MAX_STOCK_TEXT PS_STR(PAINT_MAX_STOCK)
+
+/* The message of every answer about a paint that does not exist. */
+#define PAINT_NOT_FOUND "no paint has this id"
+
+/* The columns of a paint, in the order paint_row_json reads them. */
+#define PAINT_COLUMNS \
+	"id, name, brand, color_code, color_type, color_family, image_url, " \
+	"stock, price::text, description, color_preview, " \
+	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
+	"to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
+	"version"
+
+enum paint_col {
+	COL_ID, COL_NAME, COL_BRAND, COL_CODE, COL_TYPE, COL_FAMILY, COL_IMAGE,
+	COL_STOCK, COL_PRICE, COL_DESCRIPTION, COL_PREVIEW, COL_CREATED,
+	COL_UPDATED, COL_VERSION, COL_COUNT
+};
+
+/* An order of the list: ?sort=<param>, a column, and its cursor's cast. */
+struct paint_sort {
+	const char *param;	/* "-created_at" */
+	const char *column;
+	const char *type;	/* cast of the cursor's value in SQL */
+	int desc;
+};
+
+/*
+ * Parse a paint id from s[0..len): decimal digits only, 1..2^63-1, no sign,
+ * no leading zeros. Returns 0 and *id, or -1.
+ */
+int paint_parse_id(const char *s, size_t len, int64_t *id);
+
+/*
+ * Validate body (a JSON object) as a paint. base, when not NULL, is the
+ * current paint (a PATCH: members of body replace it, a member set to null
+ * resets that field to its default, RFC 7396); without base, missing
+ * fields take their defaults (POST, PUT). Returns 0 with out filled (free
+ * with paint_input_free), or -1 with *errors a new JSON object mapping each
+ * bad field to its message (caller puts it).
+ */
+int paint_validate(struct json_object *body, struct json_object *base,
+		   struct paint_input *out, struct json_object **errors);
+void paint_input_free(struct paint_input *in);
+
+/*
+ * Validate a stock change body {"delta": n}: a non-zero whole number within
+ * +-PAINT_MAX_STOCK. Returns 0 with *delta, or -1 with *errors a new JSON
+ * object of per-field messages (caller puts it).
+ */
+int paint_validate_delta(struct json_object *body, int64_t *delta, struct json_object **errors);
+
+/*
+ * Check a price as JSON text: a plain decimal >= 0 with at most two
+ * decimals and below 100,000,000. Returns NULL when good, else the reason.
+ */
+const char *paint_price_error(const char *text);
+
+/* The sort order named param ("name", "-price"), or NULL. */
+const struct paint_sort *paint_sort_find(const char *param);
+/* The default order (-created_at). */
+const struct paint_sort *paint_sort_default(void);
+
+/*
+ * Decode a list cursor made for sort (e.g. "-created_at"): 0 with *value
+ * (malloc'd, caller frees) and id set, or -1 when text is not such a cursor
+ * (or sort is not an order of the list).
+ */
+int paint_cursor_decode(const char *text, const char *sort, char **value, char id[24]);
+
+/* As paint_cursor_decode, for an order already looked up. */
+int paint_cursor_read(const char *text, const struct paint_sort *sort, char **value, char id[24]);
+
+/* The cursor after the row (value, id) in sort: a new JSON string (caller puts it). */
+struct json_object *paint_cursor_make(const struct paint_sort *sort, const char *value,
+				      const char *id);
+
+/* Escape %, _ and \ for a LIKE pattern and wrap it in %...%; caller frees. */
+char *paint_like_pattern(const char *q);
+
+/*
+ * The paint in row of r (selected with PAINT_COLUMNS) as a new JSON object
+ * in the API's paint shape; the caller puts it.
+ */
+struct json_object *paint_row_json(const PGresult *r, int row);
+
+/*
+ * The entries paints caches, as read back from Redis: input, so checked
+ * before use (pure; no allocation). Each returns 0 when v[0..len) is an
+ * entry of the shape paints writes, else -1.
+ *
+ * A paint (under paint id): "-" (known absent), or "<version>\n<body>",
+ * version as paint_parse_id reads an id, body a JSON object whose "id" is
+ * id and whose "version" is version, both written as the plain decimal.
+ */
+int paint_cached_paint_check(const char *v, size_t len, int64_t id);
+
+/*
+ * A list or stats page: "<etag>\n<body>", etag as http_etag_valid takes
+ * it; body a JSON object with, for a list, "items" (an array of objects,
+ * each with a paint id as "id") and "next_cursor" (a string or null); for
+ * the stats, "total", "in_stock", "stock_value" (numbers), "by_brand" and
+ * "by_family" (objects). Other members are allowed (and checked as JSON):
+ * another version of the service may add some.
+ */
+int paint_cached_list_check(const char *v, size_t len);
+int paint_cached_stats_check(const char *v, size_t len);
+
+#endif

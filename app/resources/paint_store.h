@@ -1,0 +1,91 @@
+/*
+ * paint_store: where paints live in PostgreSQL. The prepared statements
+ * of the paints resource, thin calls that run them, and the list query
+ * builder, which turns a list's query parameters into parameterised SQL
+ * from a table (one row per parameter: its kind, column, bound, message).
+ *
+ * Every write is one statement that also appends the paint's cache
+ * invalidation to cache_outbox and its entry to audit_log, so the three
+ * commit together or not at all.
+ */
+#ifndef PS_PAINT_STORE_H
+#define PS_PAINT_STORE_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "base/strbuf.h"
+#include "db/pool.h"
+#include "http/http.h"
+#include "resources/paint_model.h"
+
+/* The statements (registered by paints_resource): PAINT_STORE_NSTMTS of them. */
+extern const struct pool_stmt paint_store_statements[];
+#define PAINT_STORE_NSTMTS 9
+
+/* Who writes, for the audit trail. */
+struct paint_actor {
+	int64_t id;		/* users.id */
+	const char *name;	/* username */
+};
+
+/*
+ * Writes. Each returns the statement's result (never NULL; caller
+ * PQclears and checks PGRES_TUPLES_OK). A row that matched comes back as
+ * PAINT_COLUMNS plus its outbox id (PAINT_COL_OUTBOX); none when the paint
+ * is absent, If-Match's version (NULL: any) differs, or the stock bound
+ * would be crossed. An entry in audit_log is written exactly when a row is
+ * returned. paint_store_delete returns (id, outbox id).
+ */
+#define PAINT_COL_OUTBOX COL_COUNT
+PGresult *paint_store_insert(PGconn *pg, const struct paint_input *in,
+			     const struct paint_actor *who);
+/* action: "put" or "patch", as recorded in the audit trail. */
+PGresult *paint_store_update(PGconn *pg, const struct paint_input *in, const char *id,
+			     const char *version, const char *action,
+			     const struct paint_actor *who);
+PGresult *paint_store_delete(PGconn *pg, const char *id, const char *version,
+			     const struct paint_actor *who);
+PGresult *paint_store_stock(PGconn *pg, const char *id, int64_t delta,
+			    const struct paint_actor *who);
+
+/* Reads: the paint (PAINT_COLUMNS; locked with for_update), (version, stock), the stats row. */
+PGresult *paint_store_get(PGconn *pg, const char *id, int for_update);
+PGresult *paint_store_version(PGconn *pg, const char *id);
+PGresult *paint_store_stats(PGconn *pg);
+
+/* ---- the list ------------------------------------------------------------ */
+
+#define PAINT_LIST_MAX_PARAMS 16
+
+/*
+ * One page of the list as SQL: run sql with params (ctx_exec_dynamic);
+ * its rows are PAINT_COLUMNS, then the sort column as text (for the next
+ * cursor), at most limit + 1 of them (one more tells there is a next
+ * page). canon (the SQL and its values) names the page exactly: the
+ * cache key.
+ */
+struct paint_list_query {
+	struct strbuf sql;
+	struct strbuf canon;
+	const char *params[PAINT_LIST_MAX_PARAMS];
+	int nparams;
+	const struct paint_sort *sort;
+	int64_t limit;
+	char *like;		/* owned: q's LIKE pattern */
+	char *cursor_value;	/* owned: the cursor's sort value */
+	char cursor_id[24], limit_text[24];
+};
+
+/*
+ * Build the page's query from the request's parameters (the strings in
+ * q must outlive lq). Returns 0, or -1 with *errors a new JSON object
+ * naming each bad or unknown parameter (caller puts it). Either way lq
+ * must be freed with paint_list_query_free.
+ */
+int paint_list_query_build(struct paint_list_query *lq, const struct http_query *q,
+			   struct json_object **errors);
+void paint_list_query_free(struct paint_list_query *lq);
+
+#endif

@@ -1,0 +1,631 @@
+/*
+ * sessions: admission of every request (cookie, role, Origin, CSRF token),
+ * opening and ending sessions, the cookies' signing key, and the session
+ * cache: a fixed table of slots under one mutex holding what PostgreSQL
+ * said about a token hash for SESSION_CACHE_SECONDS; nothing blocks while
+ * the mutex is held.
+ *
+ * Revocation is immediate (the promise of sessions.h). An entry is trusted
+ * for SESSION_CACHE_SECONDS counted from the moment its query was sent,
+ * not from its answer: an entry that predates a revocation's commit was
+ * sent before that commit, so it expires at most SESSION_CACHE_SECONDS
+ * after it. A revocation (logout, rights or password changed, sessions
+ * ended) is answered only once SESSION_CACHE_SECONDS have passed since its
+ * commit (sessions_revoked): by then no process, this one or another,
+ * holds an entry read before the commit, and every lookup that starts
+ * afterwards reads the revoked state. Nothing is sent between processes,
+ * so no Redis fault and no lost message can break it.
+ */
+#include "resources/sessions.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "base/config.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "http/context.h"
+
+/*
+ * How long a process trusts what it read about a session; from
+ * SESSION_REFRESH_SECONDS on, the first request to see an entry reads it
+ * again while the others go on being served from it. Under steady load an
+ * entry is refreshed before it expires, by one request, not by every
+ * request that arrives while it is being read (a stampede that took up to
+ * a connection per worker thread once a second).
+ */
+#define SESSION_CACHE_SECONDS 0.5
+#define SESSION_REFRESH_SECONDS 0.375
+/* Beyond the trust window, what a revocation also waits (clock granularity). */
+#define REVOCATION_MARGIN 0.02
+#define SESSION_CACHE_SLOTS 1024
+/* last_seen_at is written at most this often per session. */
+#define LAST_SEEN_EVERY "60"
+
+static const struct pool_stmt statements[] = {
+	/* $1 token hash, $2 idle limit in seconds */
+	{ "sessions_find",
+	  "SELECT u.id, u.username, u.is_admin, "
+	  "  extract(epoch FROM now() - s.last_seen_at) > " LAST_SEEN_EVERY " AS stale "
+	  "FROM sessions s JOIN users u ON u.id = s.user_id "
+	  "WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT u.disabled "
+	  "  AND s.last_seen_at > now() - make_interval(secs => $2::int)" },
+	{ "sessions_touch", "UPDATE sessions SET last_seen_at = now() WHERE token_hash = $1" },
+	{ "sessions_new",
+	  "INSERT INTO sessions (token_hash, user_id, expires_at, client_addr) "
+	  "VALUES ($1, $2, now() + make_interval(secs => $3::int), $4)" },
+	/* A logout, with its entry in the audit trail: $1 token hash, $2 username, $3 address. */
+	{ "sessions_end",
+	  "WITH d AS (DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id) "
+	  "INSERT INTO audit_log (actor_id, actor, entity, entity_id, action, changes) "
+	  "SELECT d.user_id, $2, 'user', d.user_id, 'logout', "
+	  "  jsonb_build_object('address', jsonb_build_object('new', $3::text)) FROM d" },
+	/*
+	 * The cookies' key: the first process to ask stores its random one,
+	 * every process reads the stored one ($1 a fresh random key).
+	 */
+	{ "sessions_key",
+	  "WITH i AS (INSERT INTO service_keys (name, key) VALUES ('cookies', $1) "
+	  "  ON CONFLICT (name) DO NOTHING RETURNING key) "
+	  "SELECT key FROM i UNION ALL SELECT key FROM service_keys WHERE name = 'cookies'" },
+};
+
+const struct resource sessions_resource = {
+	"sessions", NULL, 0, statements, RESOURCE_ARRAY_LEN(statements),
+};
+
+/* One cached session: what PostgreSQL said about a token hash, and when. */
+struct session_entry {
+	unsigned char hash[32];
+	int used;
+	int valid;		/* 0: a cached "no such session" */
+	int refreshing;		/* a request is reading it again */
+	double fetched;		/* monotonic */
+	int64_t user_id;
+	int is_admin;
+	char username[65];
+};
+
+/*
+ * The process's session cache. session_cache_mu guards session_cache;
+ * while it is held nothing blocks (no query). An entry is trusted for
+ * SESSION_CACHE_SECONDS after it was fetched.
+ */
+static pthread_mutex_t session_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct session_entry session_cache[SESSION_CACHE_SLOTS];
+
+static const struct config *sessions_cfg;
+
+void sessions_setup(const struct config *cfg)
+{
+	sessions_cfg = cfg;
+}
+
+void sessions_csrf_for(const unsigned char token[32], char out[SESSIONS_CSRF_LEN])
+{
+	unsigned char mac[32];
+
+	crypto_generichash(mac, sizeof(mac), (const unsigned char *)"paintstudio csrf", 16,
+			   token, 32);
+	sodium_bin2base64(out, SESSIONS_CSRF_LEN, mac, sizeof(mac),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* ---- the session cache ---------------------------------------------------- */
+
+static struct session_entry *session_cache_slot(const unsigned char hash[32])
+{
+	uint32_t h;
+
+	memcpy(&h, hash, sizeof(h));
+	return &session_cache[h % SESSION_CACHE_SLOTS];
+}
+
+int sessions_cache_serves(double age, int *refreshing)
+{
+	if (age < 0 || age >= SESSION_CACHE_SECONDS)
+		return 0;
+	if (age >= SESSION_REFRESH_SECONDS && !*refreshing) {
+		*refreshing = 1;
+		return 0;	/* this caller reads it again */
+	}
+	return 1;
+}
+
+/* Copy a cached entry for hash that may be served into out; 1 if found. */
+static int session_cache_get(const unsigned char hash[32], struct session_entry *out)
+{
+	struct session_entry *e = session_cache_slot(hash);
+	int hit;
+
+	pthread_mutex_lock(&session_cache_mu);
+	hit = e->used && memcmp(e->hash, hash, 32) == 0 &&
+	      sessions_cache_serves(now_mono() - e->fetched, &e->refreshing);
+	if (hit)
+		*out = *e;
+	pthread_mutex_unlock(&session_cache_mu);
+	return hit;
+}
+
+/*
+ * Store what a lookup read, unless the slot already holds a newer read of
+ * the same token (two lookups that overlapped: the older never replaces
+ * the newer, which may have seen a revocation the older did not).
+ */
+static void session_cache_put(const struct session_entry *in)
+{
+	struct session_entry *e = session_cache_slot(in->hash);
+
+	pthread_mutex_lock(&session_cache_mu);
+	if (!(e->used && memcmp(e->hash, in->hash, 32) == 0 && e->fetched > in->fetched)) {
+		*e = *in;
+		e->used = 1;
+	}
+	pthread_mutex_unlock(&session_cache_mu);
+}
+
+static void session_cache_forget(const unsigned char hash[32])
+{
+	struct session_entry *e = session_cache_slot(hash);
+
+	pthread_mutex_lock(&session_cache_mu);
+	if (e->used && memcmp(e->hash, hash, 32) == 0)
+		e->used = 0;
+	pthread_mutex_unlock(&session_cache_mu);
+}
+
+static void sessions_forget_user(int64_t user_id)
+{
+	size_t i;
+
+	pthread_mutex_lock(&session_cache_mu);
+	for (i = 0; i < SESSION_CACHE_SLOTS; i++)
+		if (session_cache[i].used && session_cache[i].valid &&
+		    session_cache[i].user_id == user_id)
+			session_cache[i].used = 0;
+	pthread_mutex_unlock(&session_cache_mu);
+}
+
+void sessions_revoked(struct ctx *c, int64_t user_id)
+{
+	struct timespec ts;
+	double wait = SESSION_CACHE_SECONDS + REVOCATION_MARGIN;
+
+	if (user_id > 0)
+		sessions_forget_user(user_id);	/* this process: at once */
+	ctx_db_release(c);			/* no connection held while waiting */
+	ts.tv_sec = (time_t)wait;
+	ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* ---- the cookies' key ----------------------------------------------------------- */
+
+/*
+ * cookie_key_mu guards cookie_key and cookie_key_loaded; once loaded the
+ * key never changes for the life of the process. Nothing blocks while it
+ * is held: the query runs before it is taken.
+ */
+static pthread_mutex_t cookie_key_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char cookie_key[32];
+static int cookie_key_loaded;
+
+/* The cookies' key into key: read once from PostgreSQL. -1 with 503 set. */
+static int cookie_key_get(struct ctx *c, unsigned char key[32])
+{
+	unsigned char fresh[32];
+	const char *params[1] = { (const char *)fresh };
+	int lens[1] = { 32 }, formats[1] = { 1 }, loaded;
+	PGconn *pg;
+	PGresult *r;
+
+	pthread_mutex_lock(&cookie_key_mu);
+	loaded = cookie_key_loaded;
+	if (loaded)
+		memcpy(key, cookie_key, 32);
+	pthread_mutex_unlock(&cookie_key_mu);
+	if (loaded)
+		return 0;
+	if ((pg = ctx_db(c, 0)) == NULL)
+		return -1;
+	if (PQtransactionStatus(pg) != PQTRANS_IDLE) {
+		/* A key stored by a transaction that rolls back would differ from the one kept. */
+		log_msg(LOG_ERROR, "sessions: the cookies' key was first needed inside a transaction");
+		http_problem(&c->resp, 500, "an internal error occurred; it has been logged", NULL);
+		return -1;
+	}
+	randombytes_buf(fresh, sizeof(fresh));
+	r = PQexecPrepared(pg, "sessions_key", 1, params, lens, formats, 1);
+	sodium_memzero(fresh, sizeof(fresh));
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+	    PQgetlength(r, 0, 0) != 32) {
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			log_msg(LOG_ERROR, "sessions: the service_keys row 'cookies' is not 32 bytes");
+		ctx_db_error(c, PQresultStatus(r) == PGRES_TUPLES_OK ? NULL : r);
+		PQclear(r);
+		return -1;
+	}
+	pthread_mutex_lock(&cookie_key_mu);
+	memcpy(cookie_key, PQgetvalue(r, 0, 0), 32);
+	cookie_key_loaded = 1;
+	memcpy(key, cookie_key, 32);
+	pthread_mutex_unlock(&cookie_key_mu);
+	PQclear(r);
+	return 0;
+}
+
+/* The 16-byte MAC of what (a label) and data under the cookies' key. */
+static void cookie_mac(const unsigned char key[32], const char *what, const unsigned char *data,
+		       size_t len, unsigned char mac[SESSIONS_MAC_LEN])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, key, 32, SESSIONS_MAC_LEN);
+	crypto_generichash_update(&st, (const unsigned char *)what, strlen(what) + 1);
+	crypto_generichash_update(&st, data, len);
+	crypto_generichash_final(&st, mac, SESSIONS_MAC_LEN);
+}
+
+/*
+ * Read cookie name as base64url of len bytes of data then their MAC under
+ * label what, into out. 1 when present and genuine; 0 when absent,
+ * malformed or forged; -1 with 503 set when the key cannot be read.
+ */
+static int signed_cookie_get(struct ctx *c, const char *name, const char *what,
+			     unsigned char *out, size_t len)
+{
+	unsigned char raw[64], key[32], mac[SESSIONS_MAC_LEN];
+	char text[96];
+	size_t got;
+	int ok;
+
+	if (len + SESSIONS_MAC_LEN > sizeof(raw) ||
+	    http_cookie_get(http_param(&c->req, "HTTP_COOKIE"), name, text, sizeof(text)) != 0)
+		return 0;
+	if (sodium_base642bin(raw, sizeof(raw), text, strlen(text), NULL, &got, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    got != len + SESSIONS_MAC_LEN)
+		return 0;
+	if (cookie_key_get(c, key) != 0)
+		return -1;
+	cookie_mac(key, what, raw, len, mac);
+	sodium_memzero(key, sizeof(key));
+	ok = sodium_memcmp(mac, raw + len, SESSIONS_MAC_LEN) == 0;
+	if (ok)
+		memcpy(out, raw, len);
+	sodium_memzero(raw, sizeof(raw));
+	return ok;
+}
+
+/*
+ * Set cookie name to base64url(data || MAC) for max_age seconds (the
+ * __Host- rules: Secure, Path=/, no Domain). 0, or -1 with 503 set.
+ */
+static int signed_cookie_set(struct ctx *c, const char *name, const char *what,
+			     const unsigned char *data, size_t len, int max_age)
+{
+	unsigned char raw[64], key[32];
+	char text[96];
+
+	if (len + SESSIONS_MAC_LEN > sizeof(raw))
+		die("signed_cookie_set: %zu bytes do not fit", len);
+	if (cookie_key_get(c, key) != 0)
+		return -1;
+	memcpy(raw, data, len);
+	cookie_mac(key, what, data, len, raw + len);
+	sodium_memzero(key, sizeof(key));
+	sodium_bin2base64(text, sizeof(text), raw, len + SESSIONS_MAC_LEN,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	http_resp_header(&c->resp, "Set-Cookie",
+			 "%s=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=Strict",
+			 name, text, max_age);
+	sodium_memzero(raw, sizeof(raw));
+	sodium_memzero(text, sizeof(text));
+	return 0;
+}
+
+/* ---- known devices ---------------------------------------------------------- */
+
+/* A device cookie: 16 random bytes naming the browser, then the user id (big-endian). */
+#define DEVICE_ID_LEN 16
+#define DEVICE_DATA_LEN (DEVICE_ID_LEN + 8)
+#define DEVICE_LABEL "paintstudio device"
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)(v & 0xff);
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+int sessions_device(struct ctx *c, int64_t *user_id, char id[SESSIONS_DEVICE_KEY_LEN])
+{
+	unsigned char data[DEVICE_DATA_LEN];
+	int rc;
+
+	*user_id = 0;
+	rc = signed_cookie_get(c, SESSIONS_DEVICE_COOKIE, DEVICE_LABEL, data, sizeof(data));
+	if (rc != 1)
+		return rc;
+	*user_id = (int64_t)get_be64(data + DEVICE_ID_LEN);
+	sodium_bin2hex(id, SESSIONS_DEVICE_KEY_LEN, data, DEVICE_ID_LEN);
+	return 1;
+}
+
+int sessions_device_remember(struct ctx *c, int64_t user_id)
+{
+	unsigned char data[DEVICE_DATA_LEN];
+	char id[SESSIONS_DEVICE_KEY_LEN];
+	int64_t known;
+
+	if (sessions_device(c, &known, id) == 1 && known == user_id)
+		return 0;	/* already known for this user */
+	randombytes_buf(data, DEVICE_ID_LEN);
+	put_be64(data + DEVICE_ID_LEN, (uint64_t)user_id);
+	return signed_cookie_set(c, SESSIONS_DEVICE_COOKIE, DEVICE_LABEL, data, sizeof(data),
+				 SESSIONS_DEVICE_MAX_AGE);
+}
+
+/* ---- admission ---------------------------------------------------------------- */
+
+#define SESSION_LABEL "paintstudio session"
+
+/*
+ * The session token of the request's cookie (32 raw bytes): 1 when it
+ * carries a genuine one, 0 when none (absent, malformed, forged: refused
+ * without a query), -1 with 503 set when the key cannot be read.
+ */
+static int cookie_token(struct ctx *c, unsigned char token[32])
+{
+	return signed_cookie_get(c, SESSIONS_COOKIE, SESSION_LABEL, token, 32);
+}
+
+static void token_hash(const unsigned char token[32], unsigned char hash[32])
+{
+	crypto_hash_sha256(hash, token, 32);
+}
+
+/* Same-origin ("https://" + the Host the client sent) or in ALLOWED_ORIGINS. */
+int sessions_origin_allowed(struct ctx *c)
+{
+	const char *origin = http_param(&c->req, "HTTP_ORIGIN");
+	const char *host = http_param(&c->req, "REQUEST_HOST");
+	const char *list = sessions_cfg ? sessions_cfg->allowed_origins : "";
+	size_t olen;
+
+	if (origin == NULL || *origin == '\0')
+		return 0;
+	olen = strlen(origin);
+	if (host && strncmp(origin, "https://", 8) == 0 && strcmp(origin + 8, host) == 0)
+		return 1;
+	while (list && *list) {
+		size_t len = strcspn(list, ",");
+
+		while (len > 0 && list[len - 1] == ' ')
+			len--;
+		if (len == olen && strncmp(list, origin, len) == 0)
+			return 1;
+		list += strcspn(list, ",");
+		list += strspn(list, ", ");
+	}
+	return 0;
+}
+
+static int is_write(const char *method)
+{
+	return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	       strcmp(method, "OPTIONS") != 0;
+}
+
+/*
+ * A scraper without a session: the request came through a listener only
+ * this machine can reach (nginx says so in LISTENER_LOCAL, a FastCGI
+ * parameter no client can set: only nginx or a local process reaches our
+ * socket), or it carries "Authorization: Bearer <METRICS_TOKEN>". Never
+ * the client's address, which a proxy may have taken from a header.
+ */
+static int scraper_allowed(struct ctx *c)
+{
+	const char *local = http_param(&c->req, "LISTENER_LOCAL");
+	const char *authz = http_param(&c->req, "HTTP_AUTHORIZATION");
+	const char *want = sessions_cfg ? sessions_cfg->metrics_token : NULL;
+	unsigned char h1[32], h2[32];
+	int ok;
+
+	if (local && strcmp(local, "1") == 0)
+		return 1;
+	if (want == NULL || *want == '\0' || authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0)
+		return 0;
+	authz += 7;
+	authz += strspn(authz, " ");
+	/* Equal-length digests compared in constant time: nothing leaks the length. */
+	crypto_generichash(h1, sizeof(h1), (const unsigned char *)authz, strlen(authz), NULL, 0);
+	crypto_generichash(h2, sizeof(h2), (const unsigned char *)want, strlen(want), NULL, 0);
+	ok = sodium_memcmp(h1, h2, sizeof(h1)) == 0;
+	sodium_memzero(h2, sizeof(h2));
+	return ok;
+}
+
+/* Look the session up: the cache, else PostgreSQL. -1 with 503 set on a fault. */
+static int find_session(struct ctx *c, const unsigned char hash[32], struct session_entry *out)
+{
+	char idle[16];
+	const char *params[2];
+	int lens[2] = { 32, 0 }, formats[2] = { 1, 0 };
+	PGconn *pg;
+	PGresult *r;
+
+	double sent;
+
+	if (session_cache_get(hash, out))
+		return 0;
+	if ((pg = ctx_db(c, 0)) == NULL)
+		return -1;
+	snprintf(idle, sizeof(idle), "%d", sessions_cfg->session_idle);
+	params[0] = (const char *)hash;
+	params[1] = idle;
+	sent = now_mono();	/* the entry's trust counts from here (see the top) */
+	r = PQexecPrepared(pg, "sessions_find", 2, params, lens, formats, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		ctx_db_error(c, r);
+		PQclear(r);
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(out->hash, hash, 32);
+	out->fetched = sent;
+	if (PQntuples(r) == 1) {
+		out->valid = 1;
+		out->user_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		snprintf(out->username, sizeof(out->username), "%s", PQgetvalue(r, 0, 1));
+		out->is_admin = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+		if (strcmp(PQgetvalue(r, 0, 3), "t") == 0)
+			PQclear(PQexecPrepared(pg, "sessions_touch", 1, params, lens, formats, 0));
+	}
+	PQclear(r);
+	session_cache_put(out);
+	return 0;
+}
+
+/* A write must come from an allowed Origin with the session's CSRF token. */
+static int csrf_ok(struct ctx *c, const unsigned char token[32])
+{
+	const char *sent = http_param(&c->req, "HTTP_X_CSRF_TOKEN");
+	char want[SESSIONS_CSRF_LEN];
+
+	sessions_csrf_for(token, want);
+	if (!sessions_origin_allowed(c)) {
+		http_problem(&c->resp, 403, "the request's Origin is not allowed", NULL);
+		return -1;
+	}
+	if (sent == NULL || strlen(sent) != strlen(want) ||
+	    sodium_memcmp(sent, want, strlen(want)) != 0) {
+		http_problem(&c->resp, 403, "missing or wrong X-CSRF-Token", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int sessions_require(struct ctx *c, enum auth_level level)
+{
+	unsigned char token[32], hash[32];
+	struct session_entry s;
+	double t0 = now_mono();
+	int rc = -1;
+
+	if (level == AUTH_NONE)
+		return 0;
+	if (level == AUTH_LOOPBACK_OR_ADMIN) {
+		if (scraper_allowed(c))
+			return 0;
+		level = AUTH_ADMIN;
+	}
+	switch (cookie_token(c, token)) {
+	case 1:
+		break;
+	case 0:
+		http_problem(&c->resp, 401, "log in first: no session", NULL);
+		goto out;
+	default:
+		goto out;	/* 503 set */
+	}
+	token_hash(token, hash);
+	if (find_session(c, hash, &s) != 0)
+		goto out;
+	if (!s.valid) {
+		http_problem(&c->resp, 401, "the session has ended: log in again", NULL);
+		goto out;
+	}
+	c->user_id = s.user_id;
+	memcpy(c->session_hash, hash, 32);
+	snprintf(c->username, sizeof(c->username), "%s", s.username);
+	c->is_admin = s.is_admin;
+	memcpy(c->session_token, token, sizeof(token));	/* wiped when the request ends */
+	if (level == AUTH_ADMIN && !s.is_admin) {
+		http_problem(&c->resp, 403, "this needs an administrator", NULL);
+		goto out;
+	}
+	if (is_write(c->req.method) && csrf_ok(c, token) != 0)
+		goto out;
+	rc = 0;
+out:
+	sodium_memzero(token, sizeof(token));
+	c->auth_time += now_mono() - t0;
+	return rc;
+}
+
+/* ---- opening and ending ------------------------------------------------------ */
+
+int sessions_open(struct ctx *c, PGconn *pg, int64_t user_id, char csrf[SESSIONS_CSRF_LEN])
+{
+	char expires[16], uid[24];
+	unsigned char token[32], hash[32];
+	const char *params[4], *addr = http_param(&c->req, "REMOTE_ADDR");
+	int lens[4] = { 32, 0, 0, 0 }, formats[4] = { 1, 0, 0, 0 }, rc = -1;
+	PGresult *r;
+
+	randombytes_buf(token, sizeof(token));
+	token_hash(token, hash);
+	snprintf(expires, sizeof(expires), "%d", sessions_cfg->session_absolute);
+	snprintf(uid, sizeof(uid), "%lld", (long long)user_id);
+	params[0] = (const char *)hash;
+	params[1] = uid;
+	params[2] = expires;
+	params[3] = addr ? addr : "";
+	r = PQexecPrepared(pg, "sessions_new", 4, params, lens, formats, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		ctx_db_error(c, r);
+		goto out;
+	}
+	if (signed_cookie_set(c, SESSIONS_COOKIE, SESSION_LABEL, token, sizeof(token),
+			      sessions_cfg->session_absolute) != 0)
+		goto out;
+	sessions_csrf_for(token, csrf);
+	rc = 0;
+out:
+	PQclear(r);
+	sodium_memzero(token, sizeof(token));
+	return rc;
+}
+
+int sessions_end(struct ctx *c)
+{
+	const char *addr = http_param(&c->req, "REMOTE_ADDR");
+	const char *params[3] = { (const char *)c->session_hash, c->username, addr ? addr : "" };
+	int lens[3] = { 32, 0, 0 }, formats[3] = { 1, 0, 0 };
+	PGconn *pg = ctx_db(c, 0);
+	PGresult *r;
+
+	if (pg == NULL)
+		return -1;
+	r = PQexecPrepared(pg, "sessions_end", 3, params, lens, formats, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		ctx_db_error(c, r);
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	session_cache_forget(c->session_hash);
+	sessions_revoked(c, 0);
+	http_resp_header(&c->resp, "Set-Cookie",
+			 SESSIONS_COOKIE "=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict");
+	return 0;
+}
