@@ -33,7 +33,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 	-Wformat=2 -Wno-format-nonliteral -Wvla
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -pthread $(WARN) -Iapp $(PKG_CFLAGS) -MMD -MP
-LDLIBS := -lfcgi $(PKG_LIBS) -pthread
+LDLIBS := -lfcgi $(PKG_LIBS) -lm -pthread
 
 # Hardening, in every build: stack canaries, a position-independent
 # executable, relocations read-only and bound at start (full RELRO).
@@ -66,7 +66,7 @@ DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all deps browser-deps run stop test test-compose unit clean web bench fuzz valgrind FORCE
+.PHONY: all deps browser-deps run stop test test-compose unit clean web bench bench-badday fuzz valgrind FORCE
 all: $(BUILD)/paintstudio web
 
 # The admin UI with fingerprinted asset names (build/web).
@@ -156,10 +156,17 @@ valgrind: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/valgrind.sh
 
-# Benchmarks against a stack of their own (bench/results/).
+# Benchmarks against a stack of their own (bench/results/): the scenarios,
+# then the bad day (PostgreSQL capped by a cgroup; bench/badday.sh), which
+# make bench-badday runs alone.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
+	@bench/badday.sh
+
+bench-badday: deps
+	@$(MAKE) --no-print-directory all
+	@bench/badday.sh
 
 clean:
 	rm -rf build

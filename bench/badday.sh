@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The bad day (issue #25): PostgreSQL saturated, measured from the outside.
+#
+#   bench/badday.sh (make bench-badday)     the three admission modes, 10 s rows
+#   BADDAY_MODES='adaptive' bench/badday.sh one mode (DB_ADMISSION values;
+#                                           "default" sets nothing)
+#   BADDAY_SECONDS=20 BADDAY_CPU=0.1 BADDAY_CONNS='16 256' bench/badday.sh
+#   BIN=/path/to/paintstudio bench/badday.sh   another build (a baseline)
+#
+# Starts its own stack (plain optimised build, one service process, pool
+# 5+10 and a 20 s pool timeout as in production, 100,000 paints) in a
+# temporary folder on free loopback ports. For each mode it restarts the
+# service and measures, with PostgreSQL's processes (the postmaster and
+# every backend, which fork from it) capped by a cgroup's CPU quota
+# (BADDAY_CPU of one CPU; cgroup v2 cpu.max or v1 cpu.cfs_quota_us,
+# whichever this machine has):
+#
+#   quiet     the probes alone: /healthz, a hot cached GET, the UI's
+#             background list poll (answered from the cache), each a
+#             paced wrk (2 connections, a request every BADDAY_PROBE_MS)
+#   db N      N connections of database-bound GETs (random paints the
+#             cache does not hold: it is emptied of them before each row),
+#             with the probes running beside them
+#   mix       the top N split 1:4 between a person's reads and the same
+#             reads marked as background refreshes (X-Request-Purpose:
+#             background), the latter waiting out Retry-After after a 503
+#             as the UI does, with the probes
+#
+# Each row also splits the answers by class and status from nginx's access
+# log (its request time has millisecond resolution). Results:
+# bench/results/badday.jsonl and badday.md. The cgroup is removed at the
+# end, whatever happens.
+set -euo pipefail
+# make bench runs this after bench/run.sh: BENCH_ONLY may leave it out.
+if [ -n "${BENCH_ONLY:-}" ] && ! [[ "bad day" =~ $BENCH_ONLY ]]; then
+	exit 0
+fi
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$REPO/bench/results
+SECS=${BADDAY_SECONDS:-10}
+CPU=${BADDAY_CPU:-0.1}
+CONNS=${BADDAY_CONNS:-16 256}
+MODES=${BADDAY_MODES:-adaptive fixed off}
+PROBE_MS=${BADDAY_PROBE_MS:-10}
+SEED=${BADDAY_SEED:-100000}
+HOT=10		# paints 1..HOT are the hot cached ones; the rest is evicted before a row
+mkdir -p "$OUT"
+: >"$OUT/badday.jsonl"
+
+say() { printf '==> %s\n' "$*"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+export STACK_DIR=$(mktemp -d /tmp/paintstudio-badday-XXXXXX)
+chmod 755 "$STACK_DIR"
+export HTTPS_PORT=$(free_port) PG_PORT=$(free_port) REDIS_PORT=$(free_port) REPLICA_PORTS=$(free_port)
+export APP_PROCESSES=1 SEED_COUNT=$SEED LOG_LEVEL=warn
+export DB_POOL_SIZE=5 DB_MAX_OVERFLOW=10 DB_POOL_TIMEOUT=20
+unset WORKERS DB_POOL_IDLE_TIMEOUT DB_ADMISSION
+export ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+CGROUP=
+cleanup() {
+	uncap || true
+	"$REPO/scripts/stack.sh" stop >/dev/null 2>&1 || true
+	rm -rf "$STACK_DIR"
+}
+trap cleanup EXIT
+
+# ---- the CPU cap on PostgreSQL ----------------------------------------------
+
+# The cgroup folder to create: v2 when the unified hierarchy has the cpu
+# controller, else v1's cpu hierarchy.
+cgroup_dir() {
+	if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+		echo "/sys/fs/cgroup/paintstudio-badday-$$"
+	elif [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+		echo "/sys/fs/cgroup/cpu/paintstudio-badday-$$"
+	elif [ -w /sys/fs/cgroup/cpu,cpuacct/cgroup.procs ]; then
+		echo "/sys/fs/cgroup/cpu,cpuacct/paintstudio-badday-$$"
+	else
+		echo "bench: no writable cgroup with the cpu controller (v2 or v1)" >&2
+		return 1
+	fi
+}
+
+pg_pids() { # the postmaster and its children
+	local pm
+	pm=$(head -1 "$PGDATA/postmaster.pid")
+	echo "$pm"
+	pgrep -P "$pm" || true
+}
+
+cap() {
+	local quota pid
+	CGROUP=$(cgroup_dir)
+	mkdir -p "$CGROUP"
+	quota=$(python3 -c "print(int($CPU * 100000))")
+	if [ -e "$CGROUP/cpu.max" ]; then
+		echo "$quota 100000" >"$CGROUP/cpu.max"
+	else
+		echo 100000 >"$CGROUP/cpu.cfs_period_us"
+		echo "$quota" >"$CGROUP/cpu.cfs_quota_us"
+	fi
+	for pid in $(pg_pids); do echo "$pid" >"$CGROUP/cgroup.procs" 2>/dev/null || true; done
+	say "PostgreSQL capped at $CPU CPU ($CGROUP, $(wc -l <"$CGROUP/cgroup.procs") processes)"
+}
+
+uncap() {
+	local pid
+	[ -n "$CGROUP" ] && [ -d "$CGROUP" ] || return 0
+	for pid in $(cat "$CGROUP/cgroup.procs"); do
+		echo "$pid" >"$(dirname "$CGROUP")/cgroup.procs" 2>/dev/null || true
+	done
+	rmdir "$CGROUP"
+	CGROUP=
+}
+
+# ---- the stack --------------------------------------------------------------
+
+say "starting a stack for the bad day in $STACK_DIR ($SEED paints)"
+"$REPO/scripts/stack.sh" start | sed 's/^/    /'
+. "$STACK_DIR/stack.env"
+BASE=$BASE_URL
+ACCESS_LOG=$STACK_DIR/log/nginx-access.log
+login=$(curl -ks -i -H "Origin: $BASE" -H 'Content-Type: application/json' \
+	-d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "$BASE/auth/login")
+export BENCH_COOKIE=$(grep -i '^set-cookie: __Host-ps_session=' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
+[ -n "$BENCH_COOKIE" ] || { echo "bench: login failed" >&2; exit 1; }
+export BENCH_WRK_DIR=$REPO/bench/wrk BENCH_HOT=$HOT BENCH_DELAY_MS=$PROBE_MS
+POLL_PATH='/admin/paints?sort=-created_at&limit=50'
+export BENCH_POLL_PATH=$POLL_PATH
+
+# Drop every cached paint but the hot ones (and their leases): the next
+# row's database-bound reads all miss.
+evict() {
+	REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -p "$REDIS_PORT" --scan --pattern '*paint:*' |
+		awk -F: -v hot="$HOT" '$NF + 0 > hot' |
+		xargs -r -n 500 env REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p "$REDIS_PORT" unlink >/dev/null
+}
+
+# Read the hot paints and the poll's page so the cache holds them; the
+# page's ETag for the poll's If-None-Match.
+warm_hot() {
+	local i
+	for i in $(seq "$HOT"); do
+		curl -ksf -o /dev/null -H "Cookie: $BENCH_COOKIE" "$BASE/admin/paints/$i"
+	done
+	export BENCH_ETAG=$(curl -ks -D - -o /dev/null -H "Cookie: $BENCH_COOKIE" "$BASE$POLL_PATH" |
+		sed -n 's/^[Ee][Tt]ag: //p' | tr -d '\r')
+}
+
+probe() { # kind file: a paced probe in the background
+	BENCH_PROBE=$1 wrk -t1 -c2 -d"${SECS}s" --timeout 30s --latency \
+		-s "$REPO/bench/wrk/probe.lua" "$BASE" | sed -n 's/^BENCH //p' >"$2" &
+}
+
+load() { # conns file env...: database-bound GETs in the background
+	local c=$1 f=$2 t=2
+	shift 2
+	[ "$c" -lt 2 ] && t=1
+	env "$@" wrk -t"$t" -c"$c" -d"${SECS}s" --timeout 30s --latency \
+		-s "$REPO/bench/wrk/uncached.lua" "$BASE" | sed -n 's/^BENCH //p' >"$f" &
+}
+
+pool_json() { curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool"; }
+
+# One row: the probes, and the loads given as "name:conns:env..." words.
+row() { # mode row-name load-spec...
+	local mode=$1 name=$2 dir spec lname c from to
+	shift 2
+	dir=$(mktemp -d)
+	evict
+	from=$(stat -c %s "$ACCESS_LOG")
+	pool_json >"$dir/pool0"
+	say "[$mode] $name, ${SECS}s"
+	probe healthz "$dir/p-healthz"
+	probe hot "$dir/p-hot"
+	probe poll "$dir/p-poll"
+	for spec in "$@"; do
+		IFS=: read -r lname c rest <<<"$spec"
+		# shellcheck disable=SC2086
+		load "$c" "$dir/l-$lname" ${rest//:/ }
+		echo "$lname $c ${rest//:/ }" >>"$dir/ranges"
+	done
+	wait
+	sleep 0.5	# the last answers reach the log
+	to=$(stat -c %s "$ACCESS_LOG")
+	pool_json >"$dir/pool1"
+	tail -c +"$((from + 1))" "$ACCESS_LOG" | head -c "$((to - from))" >"$dir/access"
+	python3 "$REPO/bench/badday_report.py" row "$mode" "$name" "$dir" "$HOT" >>"$OUT/badday.jsonl"
+	tail -1 "$OUT/badday.jsonl" | python3 "$REPO/bench/badday_report.py" show
+	rm -rf "$dir"
+}
+
+top=${CONNS##* }
+person=$((top / 5))
+for mode in $MODES; do
+	say "restarting the service: DB_ADMISSION=$mode"
+	"$REPO/scripts/stack.sh" app-stop
+	if [ "$mode" = default ]; then
+		"$REPO/scripts/stack.sh" app-start
+	else
+		DB_ADMISSION=$mode "$REPO/scripts/stack.sh" app-start
+	fi
+	warm_hot
+	# The pool opens its connections before the cap (a backend's fork and
+	# authentication at a tenth of a CPU take long): the rows measure a
+	# saturated database, not a slow start.
+	BENCH_MIN_ID=$((HOT + 1)) BENCH_MAX_ID=$SEED wrk -t2 -c16 -d2s \
+		-s "$REPO/bench/wrk/uncached.lua" "$BASE" >/dev/null
+	row "$mode" "quiet"
+	cap
+	for c in $CONNS; do
+		row "$mode" "db $c" "db:$c:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$SEED"
+	done
+	row "$mode" "mix 1:4 at $top" \
+		"person:$person:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$((SEED / 2))" \
+		"background:$((top - person)):BENCH_MIN_ID=$((SEED / 2 + 1)):BENCH_MAX_ID=$SEED:BENCH_PURPOSE=background:BENCH_BACKOFF=1"
+	uncap
+done
+python3 "$REPO/bench/badday_report.py" report "$OUT/badday.jsonl" "$OUT/badday.md"
