@@ -20,7 +20,9 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/workers.h"
 #include "cache/cache.h"
+#include "db/admission.h"
 #include "db/migrate.h"
 #include "db/pgconnect.h"
 #include "db/pool.h"
@@ -98,6 +100,47 @@ static const struct app_chore chores[] = {
 	{ "auth.cleanup", 60, auth_cleanup },
 };
 
+/*
+ * The admission gate in front of the pools (admission.h). Its places and
+ * its queue together never take more threads than WORKERS beyond the
+ * active ones: those stay free for requests that need no database.
+ */
+static struct admission *gate_create(const struct config *cfg)
+{
+	struct admission_settings s;
+	int active = cfg->workers_active ? cfg->workers_active : workers_default_active();
+	struct admission *a;
+
+	if (active > cfg->workers)
+		active = cfg->workers;
+	memset(&s, 0, sizeof(s));
+	s.mode = (enum admission_mode)cfg->db_admission;	/* config.h keeps its order */
+	s.floor = cfg->db_admission_min;
+	s.threads = cfg->workers - active;
+	/* One connection of the pool stays for the session look-ups' extra place. */
+	s.ceiling = cfg->pool_size + cfg->max_overflow - 1;
+	if (s.ceiling > s.threads)
+		s.ceiling = s.threads;
+	s.queue_max = cfg->db_admission_queue;
+	s.target = cfg->db_admission_target_ms / 1000.0;
+	s.background_target = cfg->db_admission_background_ms / 1000.0;
+	s.interval = cfg->db_admission_interval_ms / 1000.0;
+	s.max_wait = cfg->pool_timeout;
+	s.buffer = 0.25;
+	a = admission_create(&s);
+	{
+		struct admission_stats st;
+
+		admission_get_stats(a, &st);
+		log_msg(LOG_INFO, "admission: %s, %d to %d requests at the database at once, a queue of "
+			"%d (targets %d ms, background %d ms; interval %d ms)",
+			admission_mode_name(st.mode), st.floor, st.ceiling, st.queue_max,
+			cfg->db_admission_target_ms, cfg->db_admission_background_ms,
+			cfg->db_admission_interval_ms);
+	}
+	return a;
+}
+
 static int cmd_serve(const struct config *cfg)
 {
 	struct pool_settings ps;
@@ -130,15 +173,19 @@ static int cmd_serve(const struct config *cfg)
 	app.nchores = sizeof(chores) / sizeof(chores[0]);
 	metrics_setup(cfg, app.nroutes);
 	app.pool = pool_create(&ps);
+	app.gate = gate_create(cfg);
 	replicas_setup(cfg, &ps);
 	cache_set_pool(app.pool);
 	/* Redis is trusted only after the drainer's first drain of the outbox. */
 	cache_start(&ps);
 	rc = server_run(&app, fd);
+	admission_close(app.gate);
 	cache_stop();
 	left = pool_shutdown(app.pool, 1.0);
 	if (left == 0)
 		pool_destroy(app.pool);
+	if (left == 0)
+		admission_destroy(app.gate);	/* no request is left inside */
 	left += replicas_shutdown(1.0);
 	log_msg(LOG_INFO, "stopped");
 	return rc == 0 && left == 0 ? 0 : 1;

@@ -20,7 +20,12 @@
 #             paced wrk (2 connections, a request every BADDAY_PROBE_MS)
 #   db N      N connections of database-bound GETs (random paints the
 #             cache does not hold: it is emptied of them before each row),
-#             with the probes running beside them
+#             with the probes running beside them; each connection sends
+#             its next request as soon as it has an answer, 503 or not
+#   db N, waiting out Retry-After
+#             the same at the top N, but after a 503 a connection waits
+#             the Retry-After (1 s) before its next request, as the UI and
+#             well-behaved clients do
 #   mix       the top N split 1:4 between a person's reads and the same
 #             reads marked as background refreshes (X-Request-Purpose:
 #             background), the latter waiting out Retry-After after a 503
@@ -122,10 +127,21 @@ say "starting a stack for the bad day in $STACK_DIR ($SEED paints)"
 . "$STACK_DIR/stack.env"
 BASE=$BASE_URL
 ACCESS_LOG=$STACK_DIR/log/nginx-access.log
-login=$(curl -ks -i -H "Origin: $BASE" -H 'Content-Type: application/json' \
-	-d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "$BASE/auth/login")
-export BENCH_COOKIE=$(grep -i '^set-cookie: __Host-ps_session=' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
-[ -n "$BENCH_COOKIE" ] || { echo "bench: login failed" >&2; exit 1; }
+# A session of its own for each kind of client: the probes (another
+# person, reading while someone else floods), the database-bound load, and
+# the mix's background polls (another browser).
+session() {
+	local login cookie
+	login=$(curl -ks -i -H "Origin: $BASE" -H 'Content-Type: application/json' \
+		-d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "$BASE/auth/login")
+	cookie=$(grep -i '^set-cookie: __Host-ps_session=' <<<"$login" | sed 's/^[^:]*: //; s/;.*//')
+	[ -n "$cookie" ] || { echo "bench: login failed" >&2; exit 1; }
+	echo "$cookie"
+}
+PROBE_COOKIE=$(session)
+LOAD_COOKIE=$(session)
+POLL_COOKIE=$(session)
+export BENCH_COOKIE=$PROBE_COOKIE
 export BENCH_WRK_DIR=$REPO/bench/wrk BENCH_HOT=$HOT BENCH_DELAY_MS=$PROBE_MS
 POLL_PATH='/admin/paints?sort=-created_at&limit=50'
 export BENCH_POLL_PATH=$POLL_PATH
@@ -150,7 +166,7 @@ warm_hot() {
 }
 
 probe() { # kind file: a paced probe in the background
-	BENCH_PROBE=$1 wrk -t1 -c2 -d"${SECS}s" --timeout 30s --latency \
+	BENCH_COOKIE=$PROBE_COOKIE BENCH_PROBE=$1 wrk -t1 -c2 -d"${SECS}s" --timeout 30s --latency \
 		-s "$REPO/bench/wrk/probe.lua" "$BASE" | sed -n 's/^BENCH //p' >"$2" &
 }
 
@@ -158,7 +174,7 @@ load() { # conns file env...: database-bound GETs in the background
 	local c=$1 f=$2 t=2
 	shift 2
 	[ "$c" -lt 2 ] && t=1
-	env "$@" wrk -t"$t" -c"$c" -d"${SECS}s" --timeout 30s --latency \
+	env BENCH_COOKIE="$LOAD_COOKIE" "$@" wrk -t"$t" -c"$c" -d"${SECS}s" --timeout 30s --latency \
 		-s "$REPO/bench/wrk/uncached.lua" "$BASE" | sed -n 's/^BENCH //p' >"$f" &
 }
 
@@ -206,16 +222,18 @@ for mode in $MODES; do
 	# The pool opens its connections before the cap (a backend's fork and
 	# authentication at a tenth of a CPU take long): the rows measure a
 	# saturated database, not a slow start.
-	BENCH_MIN_ID=$((HOT + 1)) BENCH_MAX_ID=$SEED wrk -t2 -c16 -d2s \
+	BENCH_COOKIE=$LOAD_COOKIE BENCH_MIN_ID=$((HOT + 1)) BENCH_MAX_ID=$SEED wrk -t2 -c32 -d3s \
 		-s "$REPO/bench/wrk/uncached.lua" "$BASE" >/dev/null
 	row "$mode" "quiet"
 	cap
 	for c in $CONNS; do
 		row "$mode" "db $c" "db:$c:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$SEED"
 	done
+	row "$mode" "db $top, waiting out Retry-After" \
+		"db:$top:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$SEED:BENCH_BACKOFF=1"
 	row "$mode" "mix 1:4 at $top" \
 		"person:$person:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$((SEED / 2))" \
-		"background:$((top - person)):BENCH_MIN_ID=$((SEED / 2 + 1)):BENCH_MAX_ID=$SEED:BENCH_PURPOSE=background:BENCH_BACKOFF=1"
+		"background:$((top - person)):BENCH_MIN_ID=$((SEED / 2 + 1)):BENCH_MAX_ID=$SEED:BENCH_PURPOSE=background:BENCH_BACKOFF=1:BENCH_COOKIE=$POLL_COOKIE"
 	uncap
 done
 python3 "$REPO/bench/badday_report.py" report "$OUT/badday.jsonl" "$OUT/badday.md"

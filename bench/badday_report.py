@@ -136,34 +136,44 @@ def show():
     show_line(json.loads(sys.stdin.read()))
 
 
+def overload_checks(quiet, low, top):
+    """The issue's checks of one overload row against the quiet row and the low row."""
+    res, name = [], top["row"]
+    for k in ("healthz", "hot"):
+        q, t = quiet["probes"][k]["p99"], top["probes"][k]["p99"]
+        res.append((f"{name}: {k} p99 within 3x of quiet ({ms(t)} vs {ms(q)} ms)", t <= 3 * q))
+    g_low = low["log"]["db"]["goodput"]
+    tl = top["log"]["db"]
+    g_top = tl["goodput"]
+    res.append((f"{name}: goodput >= 90 % of {low['row']}'s ({g_top:.0f} vs {g_low:.0f}/s)",
+                g_top >= 0.9 * g_low))
+    others = {s: n for s, n in tl["statuses"].items()
+              if not (s.startswith("2") or s in ("503", "499"))}
+    w = top["loads"]["db"]
+    res.append((f"{name}: every answer 2xx or 503 with Retry-After (others {others or 'none'}, "
+                f"503 without it {w['no_retry_after']}, socket errors {w['socket_errors']})",
+                not others and w["no_retry_after"] == 0 and w["socket_errors"] == 0))
+    res.append((f"{name}: 2xx p99 <= 1 s ({ms(tl['ok_p99'])} ms)", (tl["ok_p99"] or 0) <= 1000))
+    res.append((f"{name}: 503 p99 <= 50 ms ({ms(tl['shed_p99'])} ms, {tl['statuses'].get('503', 0)} of them)",
+                (tl["shed_p99"] or 0) <= 50))
+    return res
+
+
 def checks(rows):
     """The issue's "done when", per mode, from that mode's rows."""
     out = []
     for mode in dict.fromkeys(r["mode"] for r in rows):
         rs = [r for r in rows if r["mode"] == mode]
         quiet = next((r for r in rs if r["row"] == "quiet"), None)
-        dbs = sorted((r for r in rs if r["row"].startswith("db ")), key=lambda r: int(r["row"][3:]))
+        dbs = sorted((r for r in rs if re.fullmatch(r"db \d+", r["row"])), key=lambda r: int(r["row"][3:]))
+        polite = next((r for r in rs if "Retry-After" in r["row"]), None)
         mix = next((r for r in rs if r["row"].startswith("mix")), None)
         if not quiet or len(dbs) < 2:
             continue
-        low, top = dbs[0], dbs[-1]
+        low = dbs[0]
         res = []
-        for k in ("healthz", "hot"):
-            q, t = quiet["probes"][k]["p99"], top["probes"][k]["p99"]
-            res.append((f"{k} p99 under overload within 3x of quiet ({ms(t)} vs {ms(q)} ms)", t <= 3 * q))
-        g_low = low["log"]["db"]["goodput"]
-        tl = top["log"]["db"]
-        g_top = tl["goodput"]
-        res.append((f"goodput at {top['row'][3:]} >= 90 % of {low['row'][3:]} ({g_top:.0f} vs {g_low:.0f}/s)",
-                    g_top >= 0.9 * g_low))
-        others = {s: n for s, n in tl["statuses"].items()
-                  if not (s.startswith("2") or s in ("503", "499"))}
-        w = top["loads"]["db"]
-        res.append((f"every answer 2xx or 503 with Retry-After (others {others or 'none'}, "
-                    f"503 without it {w['no_retry_after']}, socket errors {w['socket_errors']})",
-                    not others and w["no_retry_after"] == 0 and w["socket_errors"] == 0))
-        res.append((f"2xx p99 <= 1 s ({ms(tl['ok_p99'])} ms)", (tl["ok_p99"] or 0) <= 1000))
-        res.append((f"503 p99 <= 50 ms ({ms(tl['shed_p99'])} ms)", (tl["shed_p99"] or 0) <= 50))
+        for top in [dbs[-1]] + ([polite] if polite else []):
+            res += overload_checks(quiet, low, top)
         if mix:
             p, b = mix["loads"].get("person"), mix["loads"].get("background")
             if p and b:

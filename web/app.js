@@ -4,6 +4,10 @@
 
 const REFRESH_MS = 5000;
 const DASH_POINTS = 60; // five minutes of 5-second samples
+// The header that marks a request as a background refresh: when the
+// database is saturated the service turns these away first (503 with
+// Retry-After), and the UI just polls again later.
+const BACKGROUND = { "X-Request-Purpose": "background" };
 
 const state = {
   csrf: null,
@@ -17,7 +21,8 @@ const state = {
   editingEtag: null,
   timer: null,
   view: "paints",
-  history: { pool: [], cache: [], rate: [], latency: [] },
+  quietUntil: 0, // no background refresh before this time (Date.now()): the service said it is busy
+  history: { pool: [], cache: [], rate: [], latency: [], admission: [] },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -25,10 +30,11 @@ const $ = (id) => document.getElementById(id);
 // ---- API ---------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter) {
     super((body && (body.detail || body.title)) || `HTTP ${status}`);
     this.status = status;
     this.body = body || {};
+    this.retryAfter = retryAfter; // seconds, from a 503's Retry-After (null without)
   }
 }
 
@@ -49,7 +55,7 @@ async function api(method, path, body, headers = {}) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = { detail: text }; }
-  if (!r.ok) throw new ApiError(r.status, data);
+  if (!r.ok) throw new ApiError(r.status, data, Number(r.headers.get("Retry-After")) || null);
   return { status: r.status, headers: r.headers, body: data };
 }
 
@@ -219,9 +225,9 @@ async function loadMore() {
   }
 }
 
-async function loadStatsTotal() {
+async function loadStatsTotal(background = false) {
   try {
-    const r = await api("GET", "/admin/paints/stats");
+    const r = await api("GET", "/admin/paints/stats", undefined, background ? BACKGROUND : {});
     $("total").textContent = String(r.body.total);
     const fill = (id, obj) => $(id).replaceChildren(...Object.keys(obj).map((k) => {
       const o = document.createElement("option");
@@ -233,10 +239,21 @@ async function loadStatsTotal() {
   } catch (_) { /* the total is a nicety */ }
 }
 
+// A background refresh turned away because the database is saturated
+// (503): say so quietly and skip the refreshes until Retry-After (at least
+// one tick) has passed. true when e was that.
+function backOff(e) {
+  if (e.status !== 503) return false;
+  state.quietUntil = Date.now() + Math.max((e.retryAfter || 1) * 1000, REFRESH_MS);
+  $("refresh-state").textContent = "· the server is busy: checking again shortly";
+  return true;
+}
+
 // Poll the first page with If-None-Match: an unchanged list costs a 304.
 async function refreshList() {
   if (state.items.length > 50) return; // the user paged on: do not yank the list away
-  const headers = state.firstPageEtag ? { "If-None-Match": state.firstPageEtag } : {};
+  const headers = Object.assign({}, BACKGROUND,
+    state.firstPageEtag ? { "If-None-Match": state.firstPageEtag } : {});
   try {
     const r = await api("GET", listUrl(null), undefined, headers);
     $("refresh-state").textContent = "· checked " + new Date().toLocaleTimeString();
@@ -245,15 +262,21 @@ async function refreshList() {
     state.cursor = r.body.next_cursor;
     state.firstPageEtag = r.headers.get("ETag");
     renderTable();
-    loadStatsTotal();
-  } catch (_) { /* try again next tick */ }
+    loadStatsTotal(true);
+  } catch (e) { backOff(e); /* otherwise: try again next tick */ }
+}
+
+// A background refresh of the current view, unless the service asked for quiet.
+function refreshNow() {
+  if (Date.now() < state.quietUntil) return;
+  if (state.view === "paints") refreshList(); else if (state.view === "dashboard") refreshDashboard(true);
 }
 
 function startRefresh() {
   stopRefresh();
   state.timer = setInterval(() => {
     if (document.visibilityState !== "visible") return;
-    if (state.view === "paints") refreshList(); else if (state.view === "dashboard") refreshDashboard();
+    refreshNow();
   }, REFRESH_MS);
 }
 
@@ -502,12 +525,13 @@ function push(series, value) {
   if (series.length > DASH_POINTS) series.shift();
 }
 
-async function refreshDashboard() {
+// The dashboard's figures; background: a timer's refresh, not the user's click.
+async function refreshDashboard(background = false) {
   let m;
   try {
-    m = (await api("GET", "/admin/metrics")).body;
+    m = (await api("GET", "/admin/metrics", undefined, background ? BACKGROUND : {})).body;
   } catch (e) {
-    if (e.status !== 401) flash(e.message);
+    if (e.status !== 401 && !(background && backOff(e))) flash(e.message);
     return;
   }
   const h = state.history;
@@ -515,6 +539,7 @@ async function refreshDashboard() {
   push(h.cache, m.cache.hit_rate_percent);
   push(h.rate, m.requests.rate_per_second);
   push(h.latency, m.indicators.query_p99.value);
+  push(h.admission, m.admission.in_flight);
   $("d-pool").textContent = `${m.pool.checked_out} in use · ${m.pool.open} open / ${m.pool.max}`;
   $("d-cache").textContent = m.cache.up ? `${m.cache.hit_rate_percent.toFixed(1)} %` : "Redis down";
   $("d-rate").textContent = `${m.requests.rate_per_second.toFixed(2)} /s · ${m.requests.error_rate_percent.toFixed(1)} % errors`;
@@ -523,6 +548,7 @@ async function refreshDashboard() {
   sparkline("c-cache", h.cache, 100);
   sparkline("c-rate", h.rate);
   sparkline("c-latency", h.latency);
+  renderAdmission(m.admission);
   $("d-indicators").replaceChildren(...Object.entries(m.indicators).map(([k, i]) => {
     const li = document.createElement("li");
     li.textContent = `${k.replace(/_/g, " ")}: ${Number(i.value).toFixed(1)} ${i.unit} (target ${i.target}) — ${i.pass ? "pass" : "FAIL"}`;
@@ -535,6 +561,19 @@ async function refreshDashboard() {
     li.textContent = `${a.alert}: ${Number(a.value).toFixed(1)} ${a.unit} (threshold ${a.threshold})`;
     return li;
   }) : [text("li", "No alerts.", "pass")]));
+}
+
+// The admission gate in front of PostgreSQL: places taken of the limit,
+// the queue, and what it turned away (503) by reason.
+function renderAdmission(a) {
+  const waiting = Object.values(a.queued).reduce((x, y) => x + y, 0);
+  $("d-admission").textContent = a.mode === "off" ? `${a.in_flight} at the database · admission off`
+    : `${a.in_flight} / ${a.limit} at the database · ${waiting} waiting`;
+  const shed = Object.entries(a.shed).map(([k, n]) => `${k.replace(/_/g, " ")} ${n}`).join(" · ");
+  $("d-admission-detail").textContent = `${a.mode}${a.overloaded ? ", shedding" : ""} · ` +
+    `limit ${a.floor}–${a.ceiling} · no-load ${a.min_rtt_ms.toFixed(1)} ms, now ${a.sample_rtt_ms.toFixed(1)} ms · ` +
+    `turned away: ${shed}`;
+  sparkline("c-admission", state.history.admission, a.ceiling);
 }
 
 // ---- wiring ----------------------------------------------------------------
@@ -554,9 +593,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("conflict-reload").addEventListener("click", onConflictReload);
   $("p-color_preview").addEventListener("input", updateSwatch);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && state.user) {
-      if (state.view === "paints") refreshList(); else if (state.view === "dashboard") refreshDashboard();
-    }
+    if (document.visibilityState === "visible" && state.user) refreshNow();
   });
   start();
 });

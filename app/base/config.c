@@ -42,6 +42,7 @@ static int check_peer_list(const char *s, char *err, size_t errlen);
 static int is_placeholder(const char *password);
 static int check_pg_password(const char *name, const char *url, char *err, size_t errlen);
 static int check_placeholders(const struct config *cfg, char *err, size_t errlen);
+static int load_admission(struct config *cfg, char *const *envp, char *err, size_t errlen);
 
 const char *config_env_name(enum app_env env)
 {
@@ -396,7 +397,28 @@ static int load_database(struct config *cfg, char *const *envp, const struct pro
 	    config_check_replica_urls(cfg->replica_urls, err, errlen) < 0 ||
 	    get_int(envp, "DB_REPLICA_MAX_LAG_MS", 1000, 1, 3600 * 1000, &cfg->replica_max_lag_ms, err, errlen))
 		return -1;
-	return 0;
+	return load_admission(cfg, envp, err, errlen);
+}
+
+/*
+ * The admission gate in front of the pool (app/db/admission.h): its mode
+ * (adaptive, fixed or off, in enum admission_mode's order), the fewest
+ * places, the queue's length and CoDel's target and interval.
+ */
+static int load_admission(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	static const char *const modes[] = { "adaptive", "fixed", "off" };
+
+	if (parse_enum(envp, "DB_ADMISSION", "adaptive", modes, 3, &cfg->db_admission, err, errlen) ||
+	    get_int(envp, "DB_ADMISSION_MIN", 3, 1, 1000, &cfg->db_admission_min, err, errlen) ||
+	    get_int(envp, "DB_ADMISSION_QUEUE", 1024, 0, 100000, &cfg->db_admission_queue, err, errlen) ||
+	    get_int(envp, "DB_ADMISSION_TARGET_MS", 300, 1, 60000, &cfg->db_admission_target_ms, err, errlen) ||
+	    get_int(envp, "DB_ADMISSION_BACKGROUND_MS", 50, 1, 60000, &cfg->db_admission_background_ms,
+		    err, errlen) ||
+	    get_int(envp, "DB_ADMISSION_INTERVAL_MS", 100, 1, 60000, &cfg->db_admission_interval_ms,
+		    err, errlen))
+		return -1;
+	return 0;	/* a floor above the pool's ceiling is brought down to it (admission.h) */
 }
 
 static int load_cache(struct config *cfg, char *const *envp, char *err, size_t errlen)

@@ -42,6 +42,14 @@ struct config {
 	char *application_name;
 	char *sslmode;		/* added when the URL names none; NULL: libpq's */
 
+	/* The admission gate in front of the pool (db/admission.h) */
+	int db_admission;		/* DB_ADMISSION: 0 adaptive, 1 fixed, 2 off (enum admission_mode) */
+	int db_admission_min;		/* DB_ADMISSION_MIN: the fewest places */
+	int db_admission_queue;		/* DB_ADMISSION_QUEUE: the most waiting requests */
+	int db_admission_target_ms;	/* DB_ADMISSION_TARGET_MS: CoDel's target queue delay (a person's) */
+	int db_admission_background_ms;	/* DB_ADMISSION_BACKGROUND_MS: the same for background requests */
+	int db_admission_interval_ms;	/* DB_ADMISSION_INTERVAL_MS: CoDel's interval */
+
 	/* Read replicas (replicas.h) */
 	char *replica_urls;	/* DATABASE_REPLICA_URLS as given: comma-separated; "" none */
 	int replica_max_lag_ms;	/* DB_REPLICA_MAX_LAG_MS: a replica further behind serves nothing */

@@ -36,6 +36,7 @@ static atomic_int blocked;		/* threads between workers_block_begin and _end */
 static atomic_int boost;		/* unparked by the watcher */
 static atomic_ullong completed;		/* requests answered */
 static atomic_ullong unparks;		/* by the watcher */
+static atomic_ullong lends;		/* outermost workers_block_begin calls */
 static int (*inflight_fn)(void);
 static pthread_t watcher;
 static _Thread_local int is_worker;	/* set at a worker's first settle */
@@ -84,6 +85,7 @@ void workers_get_stats(struct workers_stats *st)
 	st->lent = atomic_load(&blocked);
 	st->extra = atomic_load(&boost);
 	st->unparks = atomic_load(&unparks);
+	st->lends = atomic_load(&lends);
 }
 
 void workers_request_done(void)
@@ -100,6 +102,7 @@ void workers_block_begin(void)
 	if (!is_worker || lending++ > 0)
 		return;
 	atomic_fetch_add(&blocked, 1);
+	atomic_fetch_add_explicit(&lends, 1, memory_order_relaxed);
 	if (atomic_load(&on))
 		unpark_one();
 }

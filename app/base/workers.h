@@ -58,6 +58,7 @@ struct workers_stats {
 	int lent;		/* in a long wait, their place lent */
 	int extra;		/* unparked by the watcher now */
 	unsigned long long unparks;	/* by the watcher since start */
+	unsigned long long lends;	/* places lent for a wait, since start */
 };
 void workers_get_stats(struct workers_stats *st);
 

@@ -149,6 +149,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "base/workers.h"
 #include "cache/cache_internal.h"
 #include "db/replicas.h"
 
@@ -437,25 +438,52 @@ enum cache_result cache_paint_get(int64_t id, cache_paint_check check, struct st
 	case -1:
 		goto bypass;
 	}
-	/* Someone else is reading the database for this key: wait a little. */
+	/*
+	 * Someone else is reading the database for this key: wait a little,
+	 * the thread's place lent meanwhile (workers.h): when the database is
+	 * saturated that reader may wait its turn, and many may wait on it.
+	 */
 	atomic_fetch_add(&cache_n.lease_waits, 1);
+	workers_block_begin();
 	for (i = 0; i < LEASE_WAIT_STEPS; i++) {
 		cache_sleep_ms(LEASE_WAIT_STEP_MS);
 		/* The wait may outlive the trust: check it again. */
 		if ((t = cache_conn_get(1)) == NULL || (r = cache_conn_read_value(t, key)) == NULL)
-			goto bypass;
+			break;
 		got = paint_value(r, key, id, check, value, &counted);
 		freeReplyObject(r);
-		if (got > 0) {
-			atomic_fetch_add(&cache_n.lease_wait_hits, 1);
-			return CACHE_HIT;
-		}
+		if (got > 0)
+			break;
 	}
+	workers_block_end();
+	if (i < LEASE_WAIT_STEPS && got > 0) {
+		atomic_fetch_add(&cache_n.lease_wait_hits, 1);
+		return CACHE_HIT;
+	}
+	if (i < LEASE_WAIT_STEPS)
+		goto bypass;
 	return CACHE_MISS;
 bypass:
 	lease[0] = '\0';
 	atomic_fetch_add(&cache_n.bypasses, 1);
 	return CACHE_BYPASS;
+}
+
+/* Delete KEYS[1] if it still holds ARGV[1]: one lease given back, never another reader's. */
+#define RELEASE_LUA "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+void cache_paint_release(int64_t id, const char *lease)
+{
+	struct cache_conn *t;
+	char key[128], lkey[128];
+	redisReply *r;
+
+	if (lease == NULL || lease[0] == '\0' || (t = cache_conn_get(1)) == NULL)
+		return;
+	paint_keys(t, id, key, lkey);
+	r = cache_conn_command(t, "EVAL %s 1 %s %s", RELEASE_LUA, lkey, lease);
+	if (r)
+		freeReplyObject(r);
 }
 
 int cache_paint_store(int64_t id, const char *lease, const char *value, size_t len)

@@ -171,6 +171,15 @@ enum cache_result cache_paint_get(int64_t id, cache_paint_check check, struct st
 int cache_paint_store(int64_t id, const char *lease, const char *value, size_t len);
 
 /*
+ * Give back paint id's lease, unused (the reader was turned away, or will
+ * read again later): deleted if it is still this one, so that the next
+ * reader takes one at once instead of waiting for a fill that will not
+ * come. Deleting a lease only ever refuses a store (cache.c's argument),
+ * so this cannot let an older value in. No-op for an empty lease.
+ */
+void cache_paint_release(int64_t id, const char *lease);
+
+/*
  * Invalidate paint ids[0..n) and every cached list and stats page in one
  * round trip, on this thread's connection. Returns 0 when Redis applied
  * all of it, -1 otherwise (Redis then counts as failed: trust withdrawn).

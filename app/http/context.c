@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/log.h"
 #include "base/strbuf.h"
@@ -149,13 +150,110 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	return conn;
 }
 
-PGconn *ctx_db(struct ctx *c, double timeout)
+/* The request's class at the gate (admission.h). */
+static enum admission_class db_class(const struct ctx *c)
+{
+	const char *purpose;
+
+	if (!c->admitted)
+		return ADMISSION_SESSION;	/* the admission step: every request of the session waits on it */
+	purpose = http_param(&c->req, "HTTP_X_REQUEST_PURPOSE");
+	return purpose && strcasecmp(purpose, "background") == 0 ? ADMISSION_BACKGROUND
+								 : ADMISSION_PERSON;
+}
+
+/* The gate turned the request away: 503 with Retry-After (the database is saturated, not down). */
+static void shed_answer(struct ctx *c, enum admission_shed why)
+{
+	c->shed = admission_shed_name(why);
+	http_resp_reset(&c->resp);
+	http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
+	http_problem(&c->resp, 503,
+		     why == ADMISSION_SHED_CLOSED ? "the service is shutting down"
+		     : "the service is busy: the database is saturated; try again shortly", NULL);
+}
+
+/*
+ * Whether the request may wait for its place without its thread: a
+ * person's read (a GET of a read-only route, past the admission step,
+ * holding nothing yet), whose handler has done nothing the run again from
+ * its start (ctx_resume) would repeat wrongly; parked once at most.
+ */
+static int parkable(const struct ctx *c, enum admission_class cls)
+{
+	return c->parking != NULL && !c->resumed && cls == ADMISSION_PERSON && c->admitted &&
+	       c->match.route != NULL && c->match.route->read_only && c->db == NULL &&
+	       (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0);
+}
+
+/* The gate gave the parked request its place, or turned it away: the server goes on with it. */
+static void parked_done(void *arg)
+{
+	struct ctx *c = arg;
+
+	c->parking->resume(c->parking->job);
+}
+
+/*
+ * Take the request's place at the gate and lend the thread's. 0; or -1
+ * with the 503 set, or with nothing set and c->parked (the request waits
+ * for its place without this thread: the handler returns and the server
+ * runs it again later).
+ */
+static int db_admit(struct ctx *c)
+{
+	enum admission_class cls;
+	enum admission_shed why;
+	double waited;
+	int rc;
+
+	if (c->app->gate && !c->ticket.taken) {
+		cls = db_class(c);
+		if (parkable(c, cls)) {
+			c->wait.done = parked_done;
+			c->wait.arg = c;
+			rc = admission_enter_async(c->app->gate, cls, &c->ticket, &c->wait, &why, &waited);
+		} else {
+			rc = admission_enter(c->app->gate, cls, &c->ticket, &why, &waited);
+		}
+		c->queue_wait += waited;
+		if (rc == 1) {
+			c->parked = 1;
+			return -1;
+		}
+		if (rc != 0) {
+			shed_answer(c, why);
+			return -1;
+		}
+	}
+	if (!c->db_lending) {
+		workers_block_begin();
+		c->db_lending = 1;
+	}
+	return 0;
+}
+
+/* Give the gate its place back and take the thread's place again. */
+static void db_leave(struct ctx *c)
+{
+	if (c->app->gate)
+		admission_leave(c->app->gate, &c->ticket);
+	if (c->db_lending) {
+		c->db_lending = 0;
+		workers_block_end();
+	}
+}
+
+/* ctx_db, through the gate (admit) or around it (the probes). */
+static PGconn *db_checkout(struct ctx *c, double timeout, int admit)
 {
 	struct pool_error err;
 	double t0;
 
 	if (c->db)
 		return pool_conn_pg(c->db);
+	if (admit && db_admit(c) != 0)
+		return NULL;
 	if ((c->db = replica_checkout(c, timeout)) != NULL) {
 		c->db_since = now_mono();
 		return pool_conn_pg(c->db);
@@ -165,6 +263,7 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 		c->pool_wait += now_mono() - t0;
 		metrics_pool_wait(now_mono() - t0, err.kind == POOL_ERR_TIMEOUT);
 		c->db = NULL;
+		db_leave(c);
 		http_resp_reset(&c->resp);
 		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
 		http_problem(&c->resp, 503,
@@ -192,6 +291,16 @@ PGconn *ctx_db(struct ctx *c, double timeout)
 	c->db_replica = -1;
 	c->db_name = "primary";
 	return pool_conn_pg(c->db);
+}
+
+PGconn *ctx_db(struct ctx *c, double timeout)
+{
+	return db_checkout(c, timeout, 1);
+}
+
+PGconn *ctx_db_probe(struct ctx *c, double timeout)
+{
+	return db_checkout(c, timeout, 0);
 }
 
 PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params)
@@ -247,12 +356,13 @@ static void note_write_position(struct ctx *c)
 
 void ctx_db_release(struct ctx *c)
 {
-	if (c->db == NULL)
-		return;
-	note_write_position(c);
-	c->db_time += now_mono() - c->db_since;
-	pool_release(c->db_pool, c->db);
-	c->db = NULL;
+	if (c->db) {
+		note_write_position(c);
+		c->db_time += now_mono() - c->db_since;
+		pool_release(c->db_pool, c->db);
+		c->db = NULL;
+	}
+	db_leave(c);	/* a place given to a parked request that then needed no connection, too */
 }
 
 /* Give the session its new position (never lower than the one it sent). */
@@ -432,6 +542,9 @@ static void log_request(const struct ctx *c, double total)
 	log_str(&l, "cache", cache_result_name(c->cache));
 	log_str(&l, "db", c->db_name ? c->db_name : "none");
 	log_num(&l, "auth_ms", c->auth_time * 1000.0);
+	log_num(&l, "queue_ms", c->queue_wait * 1000.0);
+	if (c->shed)
+		log_str(&l, "shed", c->shed);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "db_ms", c->db_time * 1000.0);
 	log_num(&l, "cache_ms", c->cache_time * 1000.0);
@@ -464,7 +577,13 @@ static void release_all(struct ctx *c)
 static void run_handler(struct ctx *c)
 {
 	c->admitted = 1;
-	if (c->match.route->read_only && replicas_count() > 0)
+	/*
+	 * The session look-up's connection goes back: it came through the
+	 * gate's extra place for look-ups, and the handler's own statements
+	 * take a place in the request's class.
+	 */
+	if (c->db && ((c->match.route->read_only && replicas_count() > 0) ||
+		      (c->ticket.taken && c->ticket.cls == ADMISSION_SESSION)))
 		ctx_db_release(c);
 	if (!c->match.route->read_only) {
 		workers_block_begin();
@@ -514,56 +633,86 @@ static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, 
 	}
 }
 
-void ctx_handle(struct app *app, FCGX_Request *r)
+/* Answer the request (it has its response, or gets a 500), log it, free it. */
+static void answer(struct ctx *c)
 {
-	struct ctx c;
+	struct app *app = c->app;
 	struct strbuf out;
 	int with_body;
 
-	memset(&c, 0, sizeof(c));
-	c.cache = CACHE_UNUSED;
-	c.app = app;
-	c.t_start = now_mono();
-	c.route_name = "unmatched";
-	c.req.envp = r->envp;
-	c.db_replica = -1;
-	cache_request_reset();
-	http_resp_init(&c.resp);
-	set_request_id(&c);
-	c.req.method = http_param(&c.req, "REQUEST_METHOD");
-	if (c.req.method == NULL)
-		c.req.method = "GET";
-	dispatch(&c, r, app->routes, app->nroutes);
-	if (c.resp.status == 0)
-		http_problem(&c.resp, 500, "the handler produced no response", NULL);
-
+	if (c->resp.status == 0)
+		http_problem(&c->resp, 500, "the handler produced no response", NULL);
 	/* Return the connection before the client is answered: it is free sooner. */
-	ctx_db_release(&c);
-	set_lsn_cookie(&c);
-	c.cache_time = cache_take_time();
-	http_resp_header(&c.resp, "X-Request-Id", "%s", c.request_id);
-	if (c.cache != CACHE_UNUSED)
-		http_resp_header(&c.resp, "X-Cache", "%s", cache_result_name(c.cache));
+	ctx_db_release(c);
+	set_lsn_cookie(c);
+	c->cache_time += cache_take_time();
+	http_resp_header(&c->resp, "X-Request-Id", "%s", c->request_id);
+	if (c->cache != CACHE_UNUSED)
+		http_resp_header(&c->resp, "X-Cache", "%s", cache_result_name(c->cache));
 	/* Everything here is live data: not stored unless a handler says so. */
-	if (strstr(c.resp.headers.buf, "Cache-Control:") == NULL)
-		http_resp_header(&c.resp, "Cache-Control", "no-store");
+	if (strstr(c->resp.headers.buf, "Cache-Control:") == NULL)
+		http_resp_header(&c->resp, "Cache-Control", "no-store");
 	/* The head from a small buffer, the body from where it lies: no copy of it. */
 	strbuf_init(&out);
-	with_body = http_resp_head(&c.resp, strcmp(c.req.method, "HEAD") == 0, &out);
+	with_body = http_resp_head(&c->resp, strcmp(c->req.method, "HEAD") == 0, &out);
 	{
 		struct fcgi_part parts[2] = { { out.buf, out.len },
-					      { c.resp.body.buf, c.resp.body.len } };
+					      { c->resp.body.buf, c->resp.body.len } };
 
-		if (fcgi_reply(r, parts, with_body ? 2 : 1) != 0)
+		if (fcgi_reply(c->fcgi, parts, with_body ? 2 : 1) != 0)
 			log_msg(LOG_DEBUG, "the answer was not delivered: %s", strerror(errno));
 	}
 	strbuf_free(&out);
 	{
-		double total = now_mono() - c.t_start;
+		double total = now_mono() - c->t_start;
 
-		metrics_request(c.match.route ? (size_t)(c.match.route - app->routes) : app->nroutes,
-				c.resp.status, total, c.db_time > 0 ? c.db_time : -1.0, c.cache);
-		log_request(&c, total);
+		metrics_request(c->match.route ? (size_t)(c->match.route - app->routes) : app->nroutes,
+				c->resp.status, total, c->db_time > 0 ? c->db_time : -1.0, c->cache);
+		log_request(c, total);
 	}
-	release_all(&c);
+	release_all(c);
+	free(c);
+}
+
+struct ctx *ctx_handle(struct app *app, FCGX_Request *r, const struct ctx_parking *parking)
+{
+	struct ctx *c = xcalloc(1, sizeof(*c));
+
+	c->cache = CACHE_UNUSED;
+	c->app = app;
+	c->fcgi = r;
+	c->parking = parking;
+	c->t_start = now_mono();
+	c->route_name = "unmatched";
+	c->req.envp = r->envp;
+	c->db_replica = -1;
+	cache_request_reset();
+	http_resp_init(&c->resp);
+	set_request_id(c);
+	c->req.method = http_param(&c->req, "REQUEST_METHOD");
+	if (c->req.method == NULL)
+		c->req.method = "GET";
+	dispatch(c, r, app->routes, app->nroutes);
+	if (c->parked) {
+		c->cache_time += cache_take_time();
+		return c;	/* parked_done hands it back to the server */
+	}
+	answer(c);
+	return NULL;
+}
+
+void ctx_resume(struct ctx *c)
+{
+	c->parked = 0;
+	c->resumed = 1;
+	c->queue_wait += c->wait.waited;
+	cache_request_reset();	/* this thread's: the handler runs again from its start */
+	if (c->wait.granted) {
+		http_resp_reset(&c->resp);
+		c->cache = CACHE_UNUSED;
+		run_handler(c);
+	} else {
+		shed_answer(c, c->wait.why);
+	}
+	answer(c);
 }

@@ -13,6 +13,7 @@
 
 #include "base/config.h"
 #include "cache/cache.h"
+#include "db/admission.h"
 #include "db/pool.h"
 #include "http/http.h"
 #include "http/router.h"
@@ -39,6 +40,7 @@ struct app_chore {
 struct app {
 	const struct config *cfg;
 	struct pool *pool;		/* the primary's (replicas.h has the others) */
+	struct admission *gate;		/* in front of every pool: how many at once (admission.h) */
 	const struct route *routes;	/* the router's table */
 	size_t nroutes;
 	/*
@@ -52,6 +54,11 @@ struct app {
 
 struct ctx {
 	struct app *app;
+	FCGX_Request *fcgi;		/* the FastCGI request it answers */
+	const struct ctx_parking *parking;	/* how to park it; NULL: never */
+	struct admission_parked wait;	/* while parked: the gate's answer */
+	int parked;			/* waiting for its place without a thread */
+	int resumed;			/* was parked, runs again (never parks twice) */
 	struct http_req req;
 	struct http_resp resp;
 	struct route_match match;
@@ -59,6 +66,10 @@ struct ctx {
 	struct pool_conn *db;		/* checked out by ctx_db, or NULL */
 	struct pool *db_pool;		/* the pool db came from */
 	int db_replica;			/* index of db's replica; -1: the primary */
+	struct admission_ticket ticket;	/* db's place at the gate */
+	int db_lending;			/* this thread's place is lent while db is held */
+	double queue_wait;		/* seconds spent in the gate's queue */
+	const char *shed;		/* why the gate turned the request away, or NULL */
 	const char *db_name;		/* last pool used, for the log; NULL: none */
 	/* Replica routing (ctx_db): */
 	int admitted;			/* sessions_require let the handler run */
@@ -84,13 +95,48 @@ struct ctx {
 	unsigned char session_token[32];	/* the cookie's token; wiped at the end */
 };
 
-/* Serve one accepted request completely. Never fails: errors become responses. */
-void ctx_handle(struct app *app, FCGX_Request *r);
+/*
+ * How the server lets a request wait for the database without its thread:
+ * resume(job) is called (from any thread, with the admission gate's lock
+ * held: it must only queue the job for a worker) once the parked request
+ * may go on.
+ */
+struct ctx_parking {
+	void (*resume)(void *job);
+	void *job;
+};
+
+/*
+ * Serve one accepted request. Never fails: errors become responses.
+ * Returns NULL once it is answered. A person's read that must wait for
+ * its place at the admission gate is parked instead (with parking given;
+ * NULL: never): ctx_handle returns its context, r stays untouched (the
+ * request is not answered), and once parking->resume(parking->job) has
+ * been called, a worker calls ctx_resume with that context. parking must
+ * live until then.
+ */
+struct ctx *ctx_handle(struct app *app, FCGX_Request *r, const struct ctx_parking *parking);
+
+/*
+ * Go on with a parked request on this worker thread: its handler runs
+ * again from its start with the place it was given (it may find the cache
+ * filled meanwhile), or it is answered 503 with Retry-After when the gate
+ * turned it away. It is answered, and c freed, when this returns.
+ */
+void ctx_resume(struct ctx *c);
 
 /*
  * The request's database connection, checked out on first use (waiting at
  * most timeout seconds; <= 0 for the pool's default). Returns NULL after
  * setting a 503 problem response with Retry-After; the handler just returns.
+ *
+ * First the request takes a place at the admission gate (app->gate), in
+ * its class: the session look-up of the admission step, a person's
+ * request, or a background refresh (X-Request-Purpose: background; a
+ * client can only lower its own priority with it). It may wait there, or
+ * be turned away (the 503). From then until the connection goes back, the
+ * thread's place among the active workers is lent (workers.h): a request
+ * waiting on PostgreSQL never holds a thread that a cached read needs.
  *
  * Which server: a replica (replicas_choose) when the route is read_only
  * and needs a signed-in user, the handler is running, no cache fill is
@@ -99,6 +145,14 @@ void ctx_handle(struct app *app, FCGX_Request *r);
  * half a second is passed over for the primary.
  */
 PGconn *ctx_db(struct ctx *c, double timeout);
+
+/*
+ * As ctx_db, but without a place at the admission gate: only for the
+ * operator's probes of the database itself (readiness, the metrics'
+ * "SELECT 1"), which must answer in an incident and never flood it (one
+ * at a time, or behind an admin session). The pool still bounds them.
+ */
+PGconn *ctx_db_probe(struct ctx *c, double timeout);
 
 /*
  * Run sql (fixed fragments only: every value in params) on the request's

@@ -33,6 +33,7 @@
 #include "base/util.h"
 #include "base/workers.h"
 #include "cache/cache.h"
+#include "db/admission.h"
 #include "db/replicas.h"
 #include "http/fcgi_deadline.h"
 #include "http/peers.h"
@@ -46,12 +47,38 @@ struct worker {
 };
 
 /*
+ * One request from its first byte to its answer, with its own
+ * FCGX_Request: a request parked by the admission gate (context.h) keeps
+ * it while no thread serves it, and any worker takes it up again.
+ */
+struct job {
+	FCGX_Request req;
+	struct ctx_parking parking;	/* how ctx parks it (resume: job_ready) */
+	struct ctx *c;			/* the parked request's context */
+	int registered;			/* its socket fits the idle table */
+	int let_go;			/* ready_mu: the thread that parked it is done with it */
+	int ready_early;		/* ready_mu: resumed before that */
+	struct job *next;		/* ready list */
+};
+
+/*
  * Shared with the workers: stopping is set once by the signal thread;
  * inflight counts requests between the first byte read and the answer.
  * drain_mu/drain_cv let the signal thread sleep until inflight reaches 0.
  */
 static atomic_int stopping;
 static atomic_int inflight;
+static atomic_int parked;	/* of inflight, the requests parked by the gate (no thread) */
+
+/*
+ * Parked requests ready to go on: ready_mu guards the list and each job's
+ * let_go and ready_early; ready_fd (an eventfd counting semaphore in
+ * epfd) tells a worker that one is there. Nothing blocks while ready_mu
+ * is held: job_ready runs with the admission gate's lock held.
+ */
+static pthread_mutex_t ready_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct job *ready_head, *ready_tail;
+static int ready_fd = -1;
 static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
 
@@ -83,8 +110,11 @@ static int inflight_now(void);
 static void *housekeeping_main(void *arg);
 static void wake_handler(int sig);
 static int arm(int fd, int op);
-static void serve_connection(struct worker *w, FCGX_Request *req, int fd);
-static void accept_some(struct worker *w, FCGX_Request *req);
+static void serve_connection(struct worker *w, int fd);
+static void finish_job(struct worker *w, struct job *j, int served);
+static void job_ready(void *arg);
+static void take_ready(struct worker *w);
+static void accept_some(struct worker *w);
 static void refuse_peer(int fd);
 static int peer_closed(int fd);
 static void close_idle_connections(void);
@@ -94,9 +124,10 @@ static unsigned now_ms32(void);
 static void events_setup(int listen_fd);
 static void events_teardown(void);
 
+/* Requests a thread is inside (the watcher's measure): parked ones have none. */
 static int inflight_now(void)
 {
-	return atomic_load(&inflight);
+	return atomic_load(&inflight) - atomic_load(&parked);
 }
 
 /* Milliseconds on CLOCK_MONOTONIC modulo 2^32: idle spells are compared by difference. */
@@ -234,28 +265,135 @@ static int peer_closed(int fd)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* This thread's read deadline is over: count and log a request it cut. */
+static void deadline_done(struct worker *w, int timeout)
+{
+	char peer[64];
+
+	if (fcgi_deadline_disarm(peer, sizeof(peer))) {
+		metrics_fcgi_closed(METRICS_FCGI_REQUEST_TIMEOUT, 1);
+		log_msg(LOG_WARN, "worker %d: closed the FastCGI connection from %s: its request was "
+			"not read whole within FCGI_REQUEST_TIMEOUT (%d s)", w->index, peer, timeout);
+	}
+}
+
+/* Add j to the ready list; ready_mu held (the caller then signals ready_fd). */
+static void ready_push_locked(struct job *j)
+{
+	j->next = NULL;
+	if (ready_tail)
+		ready_tail->next = j;
+	else
+		ready_head = j;
+	ready_tail = j;
+}
+
+static void ready_signal(void)
+{
+	if (eventfd_write(ready_fd, 1) != 0)
+		die("eventfd_write: %s", strerror(errno));
+}
+
+/*
+ * The gate's word on a parked request (ctx_parking.resume): queue it for
+ * a worker, unless the thread that parked it is still on its way out of
+ * it, which then queues it itself (so ctx_resume never runs beside it).
+ */
+static void job_ready(void *arg)
+{
+	struct job *j = arg;
+	int now;
+
+	pthread_mutex_lock(&ready_mu);
+	now = j->let_go;
+	if (now)
+		ready_push_locked(j);
+	else
+		j->ready_early = 1;
+	pthread_mutex_unlock(&ready_mu);
+	if (now)
+		ready_signal();
+}
+
+/* ready_fd fired: take one parked request and serve the rest of it. */
+static void take_ready(struct worker *w)
+{
+	eventfd_t one;
+	struct job *j = NULL;
+	int got = eventfd_read(ready_fd, &one) == 0;	/* a semaphore: 1 each */
+
+	if (arm(ready_fd, EPOLL_CTL_MOD) != 0)
+		die("epoll_ctl (ready): %s", strerror(errno));
+	if (!got)
+		return;		/* another worker took it */
+	pthread_mutex_lock(&ready_mu);
+	if ((j = ready_head) != NULL) {
+		ready_head = j->next;
+		if (ready_head == NULL)
+			ready_tail = NULL;
+	}
+	pthread_mutex_unlock(&ready_mu);
+	if (j == NULL)
+		return;
+	atomic_fetch_sub(&parked, 1);
+	ctx_resume(j->c);
+	finish_job(w, j, 1);
+}
+
 /*
  * Serve the request waiting on fd, which this worker owns. libfcgi reads
  * it (FCGX_Accept_r uses an open ipcFd instead of accepting; with
- * keepConnection set it does not close that fd first). Afterwards a
- * connection nginx keeps (FCGI_KEEP_CONN) goes back into epfd, idle; any
- * other is closed by FCGX_Finish_r. Relies on FCGX_Request's ipcFd and
- * keepConnection, unchanged in libfcgi since 2.4.0.
+ * keepConnection set it does not close that fd first) into a job of its
+ * own. A request the admission gate parks stays in its job, its socket
+ * owned by it, until a worker takes it up again (take_ready). Relies on
+ * FCGX_Request's ipcFd and keepConnection, unchanged in libfcgi since
+ * 2.4.0.
  */
-static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
+static void serve_connection(struct worker *w, int fd)
 {
-	int rc, registered = fd < nidle, timeout = w->app->cfg->request_timeout;
-	char peer[64];
+	struct job *j = xcalloc(1, sizeof(*j));
+	int rc, timeout = w->app->cfg->request_timeout, early;
 
-	req->ipcFd = fd;
-	req->keepConnection = 1;
+	/* libfcgi accepts only when a connection fails: make that fail at once. */
+	if (FCGX_InitRequest(&j->req, dead_sock, 0) != 0)
+		die("FCGX_InitRequest failed");
+	j->registered = fd < nidle;
+	j->parking.resume = job_ready;
+	j->parking.job = j;
+	j->req.ipcFd = fd;
+	j->req.keepConnection = 1;
 	atomic_fetch_add(&inflight, 1);
 	/* From here to the request's end, no read waits past the deadline. */
 	fcgi_deadline_arm(now_mono() + timeout);
-	rc = FCGX_Accept_r(req);	/* 0, or -errno: libfcgi closed the socket */
-	if (rc == 0) {
-		ctx_handle(w->app, req);
-		if (atomic_load(&stopping) || !registered || fcgi_deadline_expired())
+	rc = FCGX_Accept_r(&j->req);	/* 0, or -errno: libfcgi closed the socket */
+	if (rc == 0 && (j->c = ctx_handle(w->app, &j->req, &j->parking)) != NULL) {
+		/* Parked: its request is read whole; let it go to whoever takes it up. */
+		deadline_done(w, timeout);
+		atomic_fetch_add(&parked, 1);
+		pthread_mutex_lock(&ready_mu);
+		j->let_go = 1;
+		if ((early = j->ready_early) != 0)
+			ready_push_locked(j);
+		pthread_mutex_unlock(&ready_mu);
+		if (early)
+			ready_signal();
+		return;
+	}
+	finish_job(w, j, rc == 0);
+}
+
+/*
+ * After the answer (served) or a failed accept: a connection nginx keeps
+ * (FCGI_KEEP_CONN) goes back into epfd, idle; any other is closed by
+ * FCGX_Finish_r. Then the job is freed.
+ */
+static void finish_job(struct worker *w, struct job *j, int served)
+{
+	FCGX_Request *req = &j->req;
+	int fd;
+
+	if (served) {
+		if (atomic_load(&stopping) || !j->registered || fcgi_deadline_expired())
 			req->keepConnection = 0;	/* FCGX_Finish_r closes it */
 		FCGX_Finish_r(req);
 		workers_request_done();
@@ -276,11 +414,10 @@ static void serve_connection(struct worker *w, FCGX_Request *req, int fd)
 			}
 		}
 	}
-	if (fcgi_deadline_disarm(peer, sizeof(peer))) {
-		metrics_fcgi_closed(METRICS_FCGI_REQUEST_TIMEOUT, 1);
-		log_msg(LOG_WARN, "worker %d: closed the FastCGI connection from %s: its request was "
-			"not read whole within FCGI_REQUEST_TIMEOUT (%d s)", w->index, peer, timeout);
-	}
+	deadline_done(w, w->app->cfg->request_timeout);	/* a resumed job's thread has none armed */
+	req->ipcFd = -1;
+	FCGX_Free(req, 0);
+	free(j);
 	if (atomic_fetch_sub(&inflight, 1) == 1 && atomic_load(&stopping)) {
 		pthread_mutex_lock(&drain_mu);
 		pthread_cond_signal(&drain_cv);
@@ -332,7 +469,7 @@ static int admit(int fd)
  */
 #define ACCEPT_BATCH 64
 
-static void accept_some(struct worker *w, FCGX_Request *req)
+static void accept_some(struct worker *w)
 {
 	int fd = accept4(listen_sock, NULL, NULL, SOCK_CLOEXEC), err = errno, more, n;
 	unsigned stamp;
@@ -354,7 +491,7 @@ static void accept_some(struct worker *w, FCGX_Request *req)
 		if (admit(more) != 0)
 			continue;
 		if (more >= nidle) {	/* no idle slot: served once, at once, then closed */
-			serve_connection(w, req, more);
+			serve_connection(w, more);
 			continue;
 		}
 		stamp = now_ms32();
@@ -368,17 +505,13 @@ static void accept_some(struct worker *w, FCGX_Request *req)
 		}
 	}
 	if (admit(fd) == 0)
-		serve_connection(w, req, fd);
+		serve_connection(w, fd);
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	FCGX_Request req;
 
-	/* libfcgi accepts only when a connection fails: make that fail at once. */
-	if (FCGX_InitRequest(&req, dead_sock, 0) != 0)
-		die("FCGX_InitRequest failed");
 	for (;;) {
 		struct epoll_event ev;
 		int n, fd;
@@ -394,16 +527,17 @@ static void *worker_main(void *arg)
 		if (fd == wake_fd)
 			break;
 		if (fd == listen_sock) {
-			accept_some(w, &req);
+			accept_some(w);
+		} else if (fd == ready_fd) {
+			take_ready(w);
 		} else if (atomic_exchange(&idle[fd], 0)) {
 			/* nginx closed an idle kept-alive connection: no request to read. */
 			if ((ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && peer_closed(fd))
 				close(fd);
 			else
-				serve_connection(w, &req, fd);
+				serve_connection(w, fd);
 		}
 	}
-	FCGX_Free(&req, 1);
 	atomic_store(&w->running, 0);
 	return NULL;
 }
@@ -506,6 +640,8 @@ static void *housekeeping_main(void *arg)
 		pthread_mutex_unlock(&drain_mu);
 		close_stale_connections(app->cfg->idle_timeout);	/* first: the chores below may wait */
 		pool_report_leaks(app->pool);
+		if (app->gate)
+			admission_expire(app->gate);	/* parked requests that waited DB_POOL_TIMEOUT */
 		pool_reap_idle(app->pool);
 		metrics_sample(app->pool);
 		replicas_housekeep();	/* replay positions and lag; the replica pools' chores */
@@ -531,8 +667,9 @@ static void events_setup(int listen_fd)
 		die("cannot make the listening socket non-blocking: %s", strerror(errno));
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
 	dead_sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (epfd < 0 || wake_fd < 0 || dead_sock < 0)
+	if (epfd < 0 || wake_fd < 0 || ready_fd < 0 || dead_sock < 0)
 		die("cannot set up the event loop: %s", strerror(errno));
 	/*
 	 * Every kept-alive nginx connection is a descriptor: raise the soft
@@ -552,7 +689,7 @@ static void events_setup(int listen_fd)
 	ev.events = EPOLLIN;	/* level-triggered: once written, wakes every worker */
 	ev.data.fd = wake_fd;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev) != 0 ||
-	    arm(listen_fd, EPOLL_CTL_ADD) != 0)
+	    arm(listen_fd, EPOLL_CTL_ADD) != 0 || arm(ready_fd, EPOLL_CTL_ADD) != 0)
 		die("epoll_ctl: %s", strerror(errno));
 }
 
@@ -560,12 +697,13 @@ static void events_teardown(void)
 {
 	close(epfd);
 	close(wake_fd);
+	close(ready_fd);
 	close(dead_sock);
 	free(idle);
 	free(idle_since);
 	idle = NULL;
 	idle_since = NULL;
-	epfd = wake_fd = dead_sock = listen_sock = -1;
+	epfd = wake_fd = ready_fd = dead_sock = listen_sock = -1;
 }
 
 /* Block the signals the main thread waits for; interrupt, never restart, on SIGUSR1. */

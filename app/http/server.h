@@ -2,8 +2,12 @@
  * server: the FastCGI side. One listening socket (unix or TCP, IPv4 or
  * IPv6) and WORKERS threads sharing one epoll set that holds it and every
  * idle kept-alive nginx connection, so an idle connection pins no thread;
- * a thread takes one event, serves that connection's request with its own
- * FCGX_Request, and re-arms the connection. The shutdown path: on SIGTERM
+ * a thread takes one event, serves that connection's request with an
+ * FCGX_Request of the request's own, and re-arms the connection. A request
+ * the admission gate parks (a person's read waiting for a database place,
+ * context.h) keeps its FCGX_Request and connection without a thread; when
+ * the gate lets it go on, an eventfd in the same epoll set hands it to the
+ * next free worker. The shutdown path: on SIGTERM
  * or SIGINT stop accepting, close idle connections, let in-flight
  * requests finish within SHUTDOWN_TIMEOUT, then return.
  */

@@ -17,6 +17,7 @@
 #include "base/util.h"
 #include "base/workers.h"
 #include "cache/cache.h"
+#include "db/admission.h"
 #include "db/replicas.h"
 #include "http/context.h"
 #include "obs/metrics.h"
@@ -62,7 +63,7 @@ static int ready_probe(struct ctx *c)
 {
 	double timeout = c->app->cfg->pool_timeout < READY_TIMEOUT
 				 ? c->app->cfg->pool_timeout : READY_TIMEOUT;
-	PGconn *pg = ctx_db(c, timeout);
+	PGconn *pg = ctx_db_probe(c, timeout);
 	PGresult *r;
 	int ok;
 
@@ -139,6 +140,60 @@ struct json_object *ops_pool_json(struct pool *p)
 	return o;
 }
 
+/* The admission gate as the operator sees it (admission.h): /admin/pool and /admin/metrics. */
+static struct json_object *admission_json(struct admission *a)
+{
+	struct admission_stats st;
+	struct json_object *o = json_object_new_object(), *queued, *admitted, *shed, *by_class;
+	int k, r;
+
+	admission_get_stats(a, &st);
+	queued = json_object_new_object();
+	admitted = json_object_new_object();
+	shed = json_object_new_object();
+	by_class = json_object_new_object();
+	for (k = 0; k < ADMISSION_NCLASS; k++) {
+		uint64_t n = 0;
+
+		for (r = 0; r < ADMISSION_NSHED; r++)
+			n += st.shed[r][k];
+		add_count(queued, admission_class_name(k), (uint64_t)st.queued[k]);
+		add_count(admitted, admission_class_name(k), st.admitted[k]);
+		add_count(by_class, admission_class_name(k), n);
+	}
+	for (r = 0; r < ADMISSION_NSHED; r++) {
+		uint64_t n = 0;
+
+		for (k = 0; k < ADMISSION_NCLASS; k++)
+			n += st.shed[r][k];
+		add_count(shed, admission_shed_name(r), n);
+	}
+	json_object_object_add(o, "mode", json_object_new_string(admission_mode_name(st.mode)));
+	add_count(o, "limit", (uint64_t)st.limit);
+	add_count(o, "floor", (uint64_t)st.floor);
+	add_count(o, "ceiling", (uint64_t)st.ceiling);
+	add_count(o, "in_flight", (uint64_t)st.in_flight);
+	json_object_object_add(o, "queued", queued);
+	add_count(o, "parked", (uint64_t)st.parked);
+	add_count(o, "queue_max", (uint64_t)st.queue_max);
+	json_object_object_add(o, "overloaded", json_object_new_boolean(st.overloaded));
+	json_object_object_add(o, "pressed", json_object_new_boolean(st.pressed));
+	json_object_object_add(o, "measuring_min_rtt", json_object_new_boolean(st.measuring));
+	json_object_object_add(o, "min_rtt_ms", json_object_new_double(st.min_rtt * 1000.0));
+	json_object_object_add(o, "sample_rtt_ms", json_object_new_double(st.sample_rtt * 1000.0));
+	json_object_object_add(o, "target_ms", json_object_new_double(st.target * 1000.0));
+	json_object_object_add(o, "background_target_ms",
+			       json_object_new_double(st.background_target * 1000.0));
+	json_object_object_add(o, "interval_ms", json_object_new_double(st.interval * 1000.0));
+	json_object_object_add(o, "admitted", admitted);
+	add_count(o, "admitted_after_waiting", st.queued_total);
+	json_object_object_add(o, "queue_seconds_total", json_object_new_double(st.queue_seconds_total));
+	json_object_object_add(o, "shed", shed);
+	json_object_object_add(o, "shed_by_class", by_class);
+	add_count(o, "limit_changes", st.limit_changes);
+	return o;
+}
+
 static void ops_pool(struct ctx *c)
 {
 	struct json_object *o = ops_pool_json(c->app->pool);
@@ -146,6 +201,7 @@ static void ops_pool(struct ctx *c)
 	/* The primary's figures stay at the top level; each replica's pool beside them. */
 	json_object_object_add(o, "name", json_object_new_string("primary"));
 	json_object_object_add(o, "replicas", replicas_json());
+	json_object_object_add(o, "admission", admission_json(c->app->gate));
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
@@ -273,6 +329,50 @@ static void prom_pool(struct strbuf *sb, const struct pool_stats *ps, const stru
 		       m->pool_acquire_sum);
 }
 
+/* The admission gate: its limit, places, queue, and what it admitted and turned away. */
+static void prom_admission(struct strbuf *sb, struct admission *a)
+{
+	static const char Q[] = "paintstudio_admission_queued";
+	static const char A[] = "paintstudio_admission_admitted_total";
+	static const char S[] = "paintstudio_admission_shed_total";
+	struct admission_stats st;
+	int k, r;
+
+	admission_get_stats(a, &st);
+	prom_value(sb, "paintstudio_admission_limit", "gauge",
+		   "Database-bound requests admitted at once now (0: admission off).", st.limit);
+	prom_value(sb, "paintstudio_admission_in_flight", "gauge",
+		   "Database-bound requests holding a place now.", st.in_flight);
+	prom_head(sb, Q, "gauge", "Requests waiting for a place, by class.");
+	for (k = 0; k < ADMISSION_NCLASS; k++)
+		strbuf_printf(sb, "%s{class=\"%s\"} %d\n", Q, admission_class_name(k), st.queued[k]);
+	prom_value(sb, "paintstudio_admission_parked", "gauge",
+		   "Of the queued, those waiting without a thread (a person's reads).", st.parked);
+	prom_value(sb, "paintstudio_admission_overloaded", "gauge",
+		   "1 while the queue's delay stands above its target (a person's arrivals are shed).",
+		   st.overloaded);
+	prom_value(sb, "paintstudio_admission_pressed", "gauge",
+		   "1 while it stands above the background target (background arrivals are shed).",
+		   st.pressed);
+	prom_value(sb, "paintstudio_admission_min_rtt_seconds", "gauge",
+		   "Median time a place is held with the limit at its floor (the no-load latency).",
+		   st.min_rtt);
+	prom_value(sb, "paintstudio_admission_sample_rtt_seconds", "gauge",
+		   "Median time a place was held in the last window.", st.sample_rtt);
+	prom_head(sb, A, "counter", "Requests given a place, by class.");
+	for (k = 0; k < ADMISSION_NCLASS; k++)
+		strbuf_printf(sb, "%s{class=\"%s\"} %llu\n", A, admission_class_name(k),
+			      (unsigned long long)st.admitted[k]);
+	prom_value(sb, "paintstudio_admission_queue_seconds_total", "counter",
+		   "Time admitted requests waited in the queue.", st.queue_seconds_total);
+	prom_head(sb, S, "counter", "Requests turned away with 503 and Retry-After, by reason and class.");
+	for (r = 0; r < ADMISSION_NSHED; r++)
+		for (k = 0; k < ADMISSION_NCLASS; k++)
+			strbuf_printf(sb, "%s{reason=\"%s\",class=\"%s\"} %llu\n", S,
+				      admission_shed_name(r), admission_class_name(k),
+				      (unsigned long long)st.shed[r][k]);
+}
+
 static void prom_cache(struct strbuf *sb, const struct cache_stats *cs)
 {
 	prom_value(sb, "paintstudio_cache_hits_total", "counter", "Cache lookups answered by Redis.", (double)cs->hits);
@@ -331,6 +431,7 @@ static void ops_prometheus(struct ctx *c)
 	strbuf_printf(sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
 	prom_routes(sb, &m);
 	prom_pool(sb, &ps, &m);
+	prom_admission(sb, c->app->gate);
 	prom_replicas(sb);
 	prom_cache(sb, &cs);
 	prom_process(sb, &m);
@@ -450,7 +551,7 @@ static struct json_object *database_probe(struct ctx *c)
 {
 	struct json_object *q = json_object_new_object();
 	double t0 = now_mono();
-	PGconn *pg = ctx_db(c, 0.5);
+	PGconn *pg = ctx_db_probe(c, 0.5);
 	PGresult *r;
 
 	if (pg == NULL) {
@@ -530,6 +631,7 @@ static struct json_object *workers_json(void)
 	add_count(o, "lent", (uint64_t)st.lent);
 	add_count(o, "extra", (uint64_t)st.extra);
 	add_count(o, "unparked_by_watcher", st.unparks);
+	add_count(o, "lends", st.lends);
 	return o;
 }
 
@@ -569,6 +671,7 @@ static void ops_admin_metrics(struct ctx *c)
 	json_object_object_add(o, "cpu_percent", json_object_new_double(m.cpu_percent));
 	json_object_object_add(o, "pool", ops_pool_json(c->app->pool));
 	json_object_object_add(o, "workers", workers_json());
+	json_object_object_add(o, "admission", admission_json(c->app->gate));
 	json_object_object_add(o, "fastcgi", fastcgi_json(&m));
 	lookups = t->cache_hits + t->cache_misses;
 	cache = json_object_new_object();

@@ -188,10 +188,14 @@ void paints_get(struct ctx *c)
 	}
 	strbuf_reset(&cached);
 	if ((pg = ctx_db(c, 0)) == NULL) {
+		/* Turned away, or waiting its turn (then this runs again): no fill from here. */
+		cache_paint_release(strtoll(id, NULL, 10), lease);
 		strbuf_free(&cached);
 		return;
 	}
 	r = paint_store_get(pg, id, 0);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		ctx_db_release(c);	/* read: the connection goes back before the cache's round trip */
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 	} else if (PQntuples(r) == 0) {
@@ -508,6 +512,7 @@ void paints_stats(struct ctx *c)
 		PQclear(r);
 		return;
 	}
+	ctx_db_release(c);	/* read: the connection goes back before the page is made and cached */
 	by_brand = json_tokener_parse(PQgetvalue(r, 0, 3));
 	by_family = json_tokener_parse(PQgetvalue(r, 0, 4));
 	o = json_object_new_object();
@@ -578,6 +583,7 @@ void paints_list(struct ctx *c)
 	if ((r = ctx_exec_dynamic(c, lq.sql.buf, lq.nparams, lq.params)) == NULL)
 		goto out;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		ctx_db_release(c);	/* read: the connection goes back before the page is made and cached */
 		send_list_page(c, &lq, r, gen);
 	} else {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);

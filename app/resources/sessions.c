@@ -30,6 +30,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/workers.h"
 #include "http/context.h"
 
 /*
@@ -42,6 +43,13 @@
  */
 #define SESSION_CACHE_SECONDS 0.5
 #define SESSION_REFRESH_SECONDS 0.375
+/*
+ * The longest a request waits for another request's reading of the same
+ * session (an entry past its trust, being read again) before it reads it
+ * itself: without it, every request of a busy session read it at once
+ * whenever its entry ran out, each taking a database place (issue #25).
+ */
+#define SESSION_READ_WAIT 1.0
 /* Beyond the trust window, what a revocation also waits (clock granularity). */
 #define REVOCATION_MARGIN 0.02
 #define SESSION_CACHE_SLOTS 1024
@@ -86,6 +94,7 @@ struct session_entry {
 	int used;
 	int valid;		/* 0: a cached "no such session" */
 	int refreshing;		/* a request is reading it again */
+	double reading_since;	/* monotonic: when a request began to read it again; 0: none */
 	double fetched;		/* monotonic */
 	int64_t user_id;
 	int is_admin;
@@ -99,6 +108,19 @@ struct session_entry {
  */
 static pthread_mutex_t session_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct session_entry session_cache[SESSION_CACHE_SLOTS];
+/* Signalled (under session_cache_mu) whenever an entry is stored or a reading gives up. */
+static pthread_cond_t session_read_cv;
+static pthread_once_t session_read_once = PTHREAD_ONCE_INIT;
+
+static void session_read_cv_init(void)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&session_read_cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
 
 static const struct config *sessions_cfg;
 
@@ -138,19 +160,68 @@ int sessions_cache_serves(double age, int *refreshing)
 	return 1;
 }
 
-/* Copy a cached entry for hash that may be served into out; 1 if found. */
+/*
+ * Copy a cached entry for hash that may be served into out; 1 if found.
+ * 0: the caller reads the session (and then stores or abandons it). When
+ * another request is reading this session already, wait for its answer
+ * first (at most SESSION_READ_WAIT, the thread's place lent): an entry
+ * stored meanwhile is served like any other (its trust counts from when
+ * its query was sent, so revocation holds).
+ */
 static int session_cache_get(const unsigned char hash[32], struct session_entry *out)
 {
 	struct session_entry *e = session_cache_slot(hash);
-	int hit;
+	double now = now_mono(), give_up = now + SESSION_READ_WAIT;
+	int hit = 0, lent = 0, ours;
+
+	pthread_once(&session_read_once, session_read_cv_init);
+	pthread_mutex_lock(&session_cache_mu);
+	for (;;) {
+		int was_refreshing = e->refreshing;
+
+		ours = e->used && memcmp(e->hash, hash, 32) == 0;
+		if (ours && sessions_cache_serves(now - e->fetched, &e->refreshing)) {
+			*out = *e;
+			hit = 1;
+			break;
+		}
+		if (!ours)
+			break;		/* not cached: read it */
+		/* Handed the refresh, or nobody (still) reading it: this caller reads it. */
+		if ((e->refreshing && !was_refreshing) || e->reading_since == 0 ||
+		    now - e->reading_since >= SESSION_READ_WAIT || now >= give_up) {
+			e->reading_since = now;
+			break;
+		}
+		if (!lent) {
+			workers_block_begin();
+			lent = 1;
+		}
+		{
+			struct timespec ts;
+
+			ts.tv_sec = (time_t)give_up;
+			ts.tv_nsec = (long)((give_up - (double)ts.tv_sec) * 1e9);
+			pthread_cond_timedwait(&session_read_cv, &session_cache_mu, &ts);
+		}
+		now = now_mono();
+	}
+	pthread_mutex_unlock(&session_cache_mu);
+	if (lent)
+		workers_block_end();
+	return hit;
+}
+
+/* A reading of hash failed: the requests waiting for it read it themselves. */
+static void session_cache_abandon(const unsigned char hash[32])
+{
+	struct session_entry *e = session_cache_slot(hash);
 
 	pthread_mutex_lock(&session_cache_mu);
-	hit = e->used && memcmp(e->hash, hash, 32) == 0 &&
-	      sessions_cache_serves(now_mono() - e->fetched, &e->refreshing);
-	if (hit)
-		*out = *e;
+	if (e->used && memcmp(e->hash, hash, 32) == 0)
+		e->reading_since = 0;
+	pthread_cond_broadcast(&session_read_cv);
 	pthread_mutex_unlock(&session_cache_mu);
-	return hit;
 }
 
 /*
@@ -162,11 +233,14 @@ static void session_cache_put(const struct session_entry *in)
 {
 	struct session_entry *e = session_cache_slot(in->hash);
 
+	pthread_once(&session_read_once, session_read_cv_init);
 	pthread_mutex_lock(&session_cache_mu);
 	if (!(e->used && memcmp(e->hash, in->hash, 32) == 0 && e->fetched > in->fetched)) {
 		*e = *in;
 		e->used = 1;
+		e->reading_since = 0;
 	}
+	pthread_cond_broadcast(&session_read_cv);
 	pthread_mutex_unlock(&session_cache_mu);
 }
 
@@ -477,14 +551,17 @@ static int find_session(struct ctx *c, const unsigned char hash[32], struct sess
 
 	if (session_cache_get(hash, out))
 		return 0;
-	if ((pg = ctx_db(c, 0)) == NULL)
+	if ((pg = ctx_db(c, 0)) == NULL) {
+		session_cache_abandon(hash);
 		return -1;
+	}
 	snprintf(idle, sizeof(idle), "%d", sessions_cfg->session_idle);
 	params[0] = (const char *)hash;
 	params[1] = idle;
 	sent = now_mono();	/* the entry's trust counts from here (see the top) */
 	r = PQexecPrepared(pg, "sessions_find", 2, params, lens, formats, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		session_cache_abandon(hash);
 		ctx_db_error(c, r);
 		PQclear(r);
 		return -1;

@@ -14,7 +14,21 @@ local backoff = os.getenv("BENCH_BACKOFF") == "1"
 local headers = { ["Cookie"] = cookie }
 if purpose and purpose ~= "" then headers["X-Request-Purpose"] = purpose end
 local pending = 0
-local base_response = response
+local base_setup, base_init, base_response = setup, init, response
+local nthreads = 0
+
+-- Each thread its own random sequence (LuaJIT seeds every state alike:
+-- two threads would ask for the same paints at the same moments).
+function setup(thread)
+  base_setup(thread)
+  nthreads = nthreads + 1
+  thread:set("seed", os.time() * 1000 + nthreads * 7919 + math.floor(os.clock() * 1e6) % 1000)
+end
+
+function init(args)
+  base_init(args)
+  math.randomseed(seed)
+end
 
 function request()
   return wrk.format("GET", "/admin/paints/" .. math.random(min_id, max_id), headers)

@@ -14,7 +14,7 @@ const STACK_DIR = process.env.STACK_DIR;
 const ARTIFACTS = process.env.ARTIFACTS || "tests/artifacts";
 const REFRESH_MS = 5000;
 // Answers the tests provoke on purpose; Chromium logs each as a console error.
-const EXPECTED = /Failed to load resource: the server responded with a status of (401|403|409|412|422)/;
+const EXPECTED = /Failed to load resource: the server responded with a status of (401|403|409|412|422|503)/;
 
 let browser, page;
 const problems = [];
@@ -282,10 +282,36 @@ test("the dashboard shows pool, cache, requests and alerts", async () => {
   await page.waitForFunction(() => /in use/.test(document.getElementById("d-pool").textContent));
   assert.match(await page.textContent("#d-cache"), /%|Redis down/);
   assert.ok((await page.$$("#d-indicators li")).length >= 5);
+  assert.match(await page.textContent("#d-admission"), /at the database/);
+  assert.match(await page.textContent("#d-admission-detail"), /turned away: queue delay \d+/);
   await page.waitForTimeout(REFRESH_MS + 500); // a second sample draws the charts
   assert.ok(await page.$("#c-pool polyline"));
+  assert.ok(await page.$("#c-admission polyline"));
   await shot("07-dashboard");
   await page.click("#tab-paints");
+});
+
+test("the list's poll is marked as background; a 503 on it is quiet, and polling goes on", async () => {
+  await page.waitForSelector("#paints-view:not([hidden])");
+  const marks = [];
+  const busy = async (route) => {
+    marks.push(route.request().headers()["x-request-purpose"] || "");
+    await route.fulfill({
+      status: 503, headers: { "Retry-After": "1", "Content-Type": "application/problem+json" },
+      body: JSON.stringify({ title: "Service Unavailable", status: 503, detail: "the service is busy" }),
+    });
+  };
+  const isList = (url) => url.pathname === "/admin/paints";
+  await page.route(isList, busy);
+  await page.waitForFunction(() => /busy/.test(document.getElementById("refresh-state").textContent),
+    null, { timeout: 3 * REFRESH_MS });
+  assert.deepEqual([...new Set(marks)], ["background"]);
+  assert.equal(await page.isVisible("#flash"), false, "no error shown for a background refresh");
+  assert.ok(await page.isVisible("#paints tbody tr"), "the list stays as it was");
+  await shot("07b-busy-poll");
+  await page.unroute(isList, busy);
+  await page.waitForFunction(() => /checked/.test(document.getElementById("refresh-state").textContent),
+    null, { timeout: 4 * REFRESH_MS });
 });
 
 test("keyboard only: tab to the filters and submit with Enter", async () => {
