@@ -556,11 +556,12 @@ class RailwayProxy(unittest.TestCase):
                                         env=env, stdout=out, stderr=subprocess.STDOUT)
         cls.base = f"http://127.0.0.1:{cls.port}"
         try:
-            s.wait_until(lambda: cls.get("/readyz")[0] == 200, timeout=30,
+            s.wait_until(lambda: cls.get("/readyz")[0] == 200, timeout=60,
                          what="the entrypoint's nginx to answer")
-        except Exception:
+        except AssertionError as e:
+            out = cls.output()[-3000:]  # what the entrypoint said, before it is removed
             cls.tearDownClass()
-            raise
+            raise AssertionError(f"{e}\nthe entrypoint's output:\n{out}") from None
 
     @classmethod
     def tearDownClass(cls):
