@@ -224,7 +224,7 @@ class PassedParameters(unittest.TestCase):
         import re
         from harness import REPO
         read = set()
-        for path in glob.glob(os.path.join(REPO, "app", "*.c")):
+        for path in glob.glob(os.path.join(REPO, "app", "**", "*.c"), recursive=True):
             with open(path) as f:
                 read |= set(re.findall(r'http_param\([^,]+,\s*"([A-Z_]+)"\)', f.read()))
         passed = set()
