@@ -438,7 +438,7 @@ class RedisBounds(unittest.TestCase):
 class ForgedCookiesCostNoQuery(unittest.TestCase):
     """A session cookie carries a MAC (sessions.c): one that does not verify
     is refused before any database lookup. From loopback, which nginx does
-    not limit on /admin/, 400 well-formed forged cookies (a 48-byte value,
+    not limit on /admin/, 1,000 well-formed forged cookies (a 48-byte value,
     as genuine ones are, or a bare 32-byte token, as they were before the
     MAC) cause no session lookup in PostgreSQL."""
 
@@ -454,15 +454,16 @@ class ForgedCookiesCostNoQuery(unittest.TestCase):
                               "WHERE relname = 'sessions'", admin=True))
 
         before = lookups()
-        forged = in_parallel(400, lambda i: s.request(
+        forged = in_parallel(1000, lambda i: s.request(
             "GET", "/admin/paints/1", auth=False,
             headers={"Cookie": "__Host-ps_session=" + secrets.token_urlsafe(32 + 16 * (i % 2))}).status,
             workers=16)
         after = lookups()
         self.assertEqual(set(forged), {401})
-        # other tests' sessions may refresh meanwhile; a lookup per forged
-        # cookie would be 400 more
-        self.assertLess(after - before, 60, (before, after))
+        # backends report their counts late (up to 10 s when idle), so
+        # earlier tests' lookups may land in this window: tens of them;
+        # a lookup per bare-token cookie would be about 500 more
+        self.assertLess(after - before, 250, (before, after))
 
 
 class Flood(unittest.TestCase):
