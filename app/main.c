@@ -7,7 +7,7 @@
  *   paintstudio check [DIR]            check settings, PostgreSQL, replicas, Redis, migrations
  *   paintstudio status                 pool, cache and alerts of the running process
  *
- * Settings come from the environment (see README.md, "Configuration").
+ * Settings come from the environment (docs/operations.md has them all).
  */
 #define _GNU_SOURCE
 #include <hiredis/hiredis.h>
@@ -504,7 +504,7 @@ static void usage(FILE *f)
 	      "       paintstudio create-admin USERNAME [--if-missing]\n"
 	      "       paintstudio check [DIR]\n"
 	      "       paintstudio status          (asks the process at FCGI_LISTEN)\n"
-	      "Settings come from the environment; see README.md.\n", f);
+	      "Settings come from the environment; see docs/operations.md.\n", f);
 }
 
 int main(int argc, char **argv)

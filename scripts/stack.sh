@@ -21,7 +21,7 @@
 #
 # The service reaches PostgreSQL and Redis over unix sockets: everything
 # runs on one machine, and a round trip over loopback TCP costs more CPU
-# (README.md, "make run", has the figures). Both still listen on 127.0.0.1
+# (docs/deployment.md, "Unix sockets", has the figures). Both still listen on 127.0.0.1
 # too, for the tools, the tests and the replicas. DATABASE_URL and
 # REDIS_URL given in the environment win.
 set -euo pipefail

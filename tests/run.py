@@ -2,7 +2,8 @@
 """Run every test suite and total them on one closing line.
 
 1. C unit tests (cmocka, TAP output) from BUILD/tests/, the fuzzing
-   corpora replayed, and build/paintstudio's hardening (scripts/checksec.sh).
+   corpora replayed, build/paintstudio's hardening (scripts/checksec.sh),
+   and the documentation's links (scripts/check-links.py).
 2. Integration tests (tests/integration/test_*.py, unittest) against a
    throwaway stack: PostgreSQL, Redis, nginx and two paintstudio processes
    started on free loopback ports in a temporary folder, stopped afterwards.
@@ -15,6 +16,7 @@ non-zero when anything failed.
 """
 import argparse
 import glob
+import importlib.util
 import os
 import subprocess
 import sys
@@ -125,6 +127,25 @@ def run_fuzz_replay(build, tally):
         tally.add("fuzz", f"{target} ({len(corpus)} inputs)", "pass" if ok else "fail",
                   p.stdout[-1000:] + p.stderr[-4000:])
         print(f"fuzz replay {target}: {len(corpus)} inputs" + ("" if ok else " (FAILED)"), flush=True)
+
+
+def run_link_check(tally):
+    """Every relative link in README.md and docs/*.md resolves (a file that
+    exists, a heading for a #fragment): one test per page."""
+    spec = importlib.util.spec_from_file_location(
+        "check_links", os.path.join(REPO, "scripts", "check-links.py"))
+    check_links = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_links)
+    files = check_links.doc_files(REPO)
+    if not files:
+        tally.add("links", "README.md", "fail", "no README.md or docs/*.md to check")
+    broken_total = 0
+    for f in files:
+        broken = check_links.check_file(f, REPO)
+        broken_total += len(broken)
+        tally.add("links", os.path.relpath(f, REPO), "fail" if broken else "pass",
+                  "broken links:\n" + "\n".join(broken))
+    print(f"links: {len(files)} pages, {broken_total} broken links", flush=True)
 
 
 def run_checksec(tally):
@@ -268,6 +289,7 @@ def main():
     os.chdir(REPO)
     if args.only in (None, "unit"):
         run_cmocka(test_binaries(args.build, "tests"), tally, "unit")
+        run_link_check(tally)
         run_fuzz_replay(args.build, tally)
         run_checksec(tally)
         run_layer_check(tally)

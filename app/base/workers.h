@@ -6,7 +6,7 @@
  * waiting in epoll_wait is woken for a request as it arrives, so with many
  * idle threads each request woke a sleeping one; with a few, a thread that
  * finishes a request usually finds the next one already waiting. Measured
- * on 2 cores (README, "Defaults"): 4 active threads served a cached read
+ * on 2 cores (docs/operations.md, "Defaults"): 4 active threads served a cached read
  * about 25 % and an uncached one about 30 % faster than 16.
  *
  * The parked threads are there for waits. A thread going into a wait that

@@ -106,7 +106,7 @@
  *    only if the housekeeper saw it replay at least that far (replica
  *    positions only grow while it runs; a lost or restarted replica
  *    fails its pooled connections and is left out until sampled again;
- *    README's "Read replicas" names the sub-second window this leaves),
+ *    docs/replicas.md names the sub-second window this leaves),
  *    otherwise the primary; a missing value (a new key space) means
  *    the primary. If the invalidation comes after the lease, it deletes
  *    the lease and the store is refused, as before. A request that read a replica chosen
@@ -116,7 +116,7 @@
  * So R never sees anything older than W. (With replicas, a read that
  * bypasses Redis and needs no fill may be served by a replica: for the
  * writer's own session only once it replayed W, for other sessions
- * within DB_REPLICA_MAX_LAG_MS; see README, "Read replicas".) A value stored in Redis by a
+ * within DB_REPLICA_MAX_LAG_MS; see docs/replicas.md.) A value stored in Redis by a
  * stalled reader after a failure (a command delivered when Redis wakes up)
  * is covered by (L) and (T): the outbox row is applied, deleting value
  * and lease, before anyone trusts that server again.

@@ -332,8 +332,10 @@ class AppendOnly(unittest.TestCase):
                       headers={"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": s.origin})
         self.assertEqual(r.status, 201, r)
         s.psql(f"DELETE FROM users WHERE id = {uid}")  # the service's role may delete a user
-        self.assertEqual(s.psql(f"SELECT count(*) FROM audit_log WHERE actor_id = {uid}"), "1")
-        (e,) = audit(actor=uid)["items"]
+        # the paint's entry (the login's is the user's own, entity user)
+        self.assertEqual(s.psql(f"SELECT count(*) FROM audit_log WHERE actor_id = {uid} "
+                                "AND entity = 'paint'"), "1")
+        (e,) = [x for x in audit(actor=uid)["items"] if x["entity"] == "paint"]
         self.assertEqual((e["entity_id"], e["actor"]), (r.json()["id"], {"id": uid, "username": name}))
 
 

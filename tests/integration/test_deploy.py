@@ -106,7 +106,7 @@ class Compose(unittest.TestCase):
 
     def test_every_variable_the_service_reads_is_in_env_example(self):
         names = set()
-        for path in glob.glob(os.path.join(REPO, "app", "*.c")):
+        for path in glob.glob(os.path.join(REPO, "app", "**", "*.c"), recursive=True):
             src = open(path).read()
             names |= set(re.findall(r'(?:get_int|get_str|parse_enum|env_get)\(envp, "([A-Z_]+)"', src))
             names |= set(re.findall(r'\{ "([A-Z_]+)", \d+, \d+, offsetof', src))

@@ -4,7 +4,6 @@ address is limited by its failures only (good logins never count), a
 known device keeps its own budget, and one address cannot fill the login
 gate. Every 127.0.0.0/8 address is this machine, so nginx sees each as a
 client of its own."""
-import http.client
 import json
 import threading
 import time
@@ -12,7 +11,7 @@ import unittest
 import uuid
 
 from harness import stack
-from test_auth import make_user
+from test_auth import login_from, make_user
 
 FREE = 3      # LOGIN_MAX_FAILURES for this file: free failures per account
 WINDOW = 120  # LOGIN_WINDOW_SECONDS
@@ -20,28 +19,16 @@ ADDR_MAX = 4 * FREE
 
 
 def login(source, username, password, cookie=None):
-    """POST /auth/login through nginx from the loopback address source.
-    Returns (status, headers, body as JSON, {cookie name: "name=value"})."""
-    s = stack()
-    conn = http.client.HTTPSConnection("127.0.0.1", s.https_port, context=s.ctx, timeout=60,
-                                       source_address=(source, 0))
-    h = {"Origin": s.origin, "Content-Type": "application/json"}
-    if cookie:
-        h["Cookie"] = cookie
-    try:
-        conn.request("POST", "/auth/login",
-                     body=json.dumps({"username": username, "password": password}), headers=h)
-        r = conn.getresponse()
-        body = r.read()
-        cookies = {}
-        for k, v in r.getheaders():
-            if k.lower() == "set-cookie":
-                pair = v.split(";", 1)[0]
-                cookies[pair.split("=", 1)[0]] = pair
-        headers = {k.lower(): v for k, v in r.getheaders()}
-        return r.status, headers, json.loads(body or b"null"), cookies
-    finally:
-        conn.close()
+    """POST /auth/login through nginx from the loopback address source
+    (test_auth.login_from). Returns (status, headers, body as JSON,
+    {cookie name: "name=value"} of the cookies it set)."""
+    st, headers, body = login_from(source, username, password, cookie=cookie)
+    cookies = {}
+    for c in headers.get("set-cookie", "").split(", "):
+        if "=" in c:
+            pair = c.split(";", 1)[0]
+            cookies[pair.split("=", 1)[0]] = pair
+    return st, headers, json.loads(body or b"null"), cookies
 
 
 class LoginPolicy(unittest.TestCase):
