@@ -233,7 +233,7 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 	/* With replicas and no position, leave the row to a drainer (it reads one). */
 	if (t && (!cache_conn_wal_on() || lsn) && cache_invalidate_on(t, &paint_id, 1, lsn) == 0) {
 		memcpy(applied, t->ident, sizeof(applied));
-		r = PQexecPrepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
+		r = pool_exec_prepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
 		done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 		PQclear(r);
 		if (done)
@@ -250,7 +250,7 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 		int pending, running;
 
 		if (applied[0]) {	/* ours landed: done once no other key space is announced */
-			r = PQexecPrepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
+			r = pool_exec_prepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
 			done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 			PQclear(r);
 			if (done)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-events.h>
 #include <sodium.h>
 
 #include "base/log.h"
@@ -25,9 +26,13 @@
 
 /* Statements of varying shape prepared lazily on one connection. */
 #define POOL_DYN_MAX 64
+/* The most named statements (pool_settings.stmts) a pool may have. */
+#define POOL_STMTS_MAX 256
 
 struct pool_conn {
 	PGconn *pg;
+	const struct pool_settings *set;	/* the pool's: its named statements */
+	unsigned char prepared[POOL_STMTS_MAX];	/* 1: set->stmts[i] is prepared on pg */
 	uint64_t dyn[POOL_DYN_MAX];	/* hashes of the SQL prepared as "d_<hash>" */
 	int ndyn;			/* entries used */
 	int dyn_next;			/* next slot to reuse when full */
@@ -104,6 +109,8 @@ struct pool *pool_create(const struct pool_settings *settings)
 	pthread_condattr_t ca;
 
 	p->set = *settings;
+	if (p->set.nstmts > POOL_STMTS_MAX)
+		die("pool: %d named statements, at most %d", p->set.nstmts, POOL_STMTS_MAX);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -551,35 +558,70 @@ void pool_destroy(struct pool *p)
 	free(p);
 }
 
-/* Open c->pg and prepare the pool's statements on it. 0, or -1 with err. */
+/*
+ * libpq's hook for data attached to a connection: the pool_conn a PGconn
+ * belongs to (PQinstanceData), which pool_exec_prepared needs. Nothing to
+ * do on any event.
+ */
+static int conn_event(PGEventId id, void *info, void *pass)
+{
+	(void)id;
+	(void)info;
+	(void)pass;
+	return 1;
+}
+
+/*
+ * Open c->pg. Its named statements are prepared on first use
+ * (pool_exec_prepared), not here: preparing a statement takes a lock on
+ * every table it names, and a table locked exclusively (a migration, a
+ * LOCK TABLE) would then hold up every new connection, a session
+ * look-up's too, for as long as the lock lasts. 0, or -1 with err.
+ */
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
 {
 	PGconn *pg = pgconnect_until(&p->set, deadline, err);
-	int i;
 
 	if (pg == NULL)
 		return -1;
-	for (i = 0; i < p->set.nstmts; i++) {
-		PGresult *r = PQprepare(pg, p->set.stmts[i].name,
-					p->set.stmts[i].sql, 0, NULL);
-
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			snprintf(err->msg, sizeof(err->msg), "preparing %s: %s",
-				 p->set.stmts[i].name, PQresultErrorMessage(r));
-			err->msg[strcspn(err->msg, "\n")] = '\0';
-			err->kind = POOL_ERR_CONNECT;
-			log_msg(LOG_ERROR, "pool: %s", err->msg);
-			PQclear(r);
-			PQfinish(pg);
-			return -1;
-		}
-		PQclear(r);
+	if (!PQregisterEventProc(pg, conn_event, "pool", NULL) ||
+	    !PQsetInstanceData(pg, conn_event, c)) {
+		snprintf(err->msg, sizeof(err->msg), "cannot attach the pool's data to a connection");
+		err->kind = POOL_ERR_CONNECT;
+		log_msg(LOG_ERROR, "pool: %s", err->msg);
+		PQfinish(pg);
+		return -1;
 	}
 	c->pg = pg;
+	c->set = &p->set;
+	memset(c->prepared, 0, sizeof(c->prepared));
 	c->ndyn = c->dyn_next = 0;	/* a new session has no dynamic statements */
 	c->created = c->last_used = now_mono();
 	return 0;
+}
+
+PGresult *pool_exec_prepared(PGconn *pg, const char *name, int nparams,
+			     const char *const *values, const int *lengths, const int *formats,
+			     int result_format)
+{
+	struct pool_conn *c = PQinstanceData(pg, conn_event);
+	int i;
+
+	if (c != NULL) {
+		for (i = 0; i < c->set->nstmts; i++)
+			if (strcmp(c->set->stmts[i].name, name) == 0)
+				break;
+		if (i < c->set->nstmts && !c->prepared[i]) {
+			PGresult *r = PQprepare(pg, name, c->set->stmts[i].sql, 0, NULL);
+
+			if (PQresultStatus(r) != PGRES_COMMAND_OK)
+				return r;	/* the caller sees the preparation's error */
+			PQclear(r);
+			c->prepared[i] = 1;
+		}
+	}
+	return PQexecPrepared(pg, name, nparams, values, lengths, formats, result_format);
 }
 
 static void conn_close(struct pool_conn *c)

@@ -18,8 +18,10 @@
  *   Without pre_ping, once one connection is found broken, every older one
  *   is checked before its next use (a server restart drops them all), so
  *   at most one request per restart sees the error.
- * - Every connection has the pool's prepared statements, prepared once
- *   when it opens.
+ * - Every connection has the pool's named statements, each prepared on
+ *   that connection the first time it is used (pool_exec_prepared), never
+ *   when it opens: a table locked exclusively then holds up only the
+ *   requests that need it, not every new connection.
  */
 #ifndef PS_POOL_H
 #define PS_POOL_H
@@ -141,6 +143,17 @@ int pool_shutdown(struct pool *p, double grace);
 PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
 			    const char *const *params);
 
+
+/*
+ * PQexecPrepared of the pool's named statement name (pool_settings.stmts)
+ * on pg, a checked-out connection's, preparing it there first if this
+ * connection has not yet. On a connection not from a pool, exactly
+ * PQexecPrepared. Returns the result (caller PQclears), never NULL; a
+ * failed preparation's result when that failed.
+ */
+PGresult *pool_exec_prepared(PGconn *pg, const char *name, int nparams,
+			     const char *const *values, const int *lengths, const int *formats,
+			     int result_format);
 
 /* Free the pool; every connection must be back (after pool_shutdown). */
 void pool_destroy(struct pool *p);

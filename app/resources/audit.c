@@ -14,6 +14,7 @@
 #include "base/cursor.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "db/pool.h"
 #include "http/context.h"
 #include "resources/resources.h"
 
@@ -55,7 +56,7 @@ int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_ent
 	params[5] = json_or_null(old_row);
 	params[6] = json_or_null(new_row);
 	params[7] = json_or_null(extra);
-	r = PQexecPrepared(pg, "audit_insert", 8, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "audit_insert", 8, params, NULL, NULL, 0);
 	*failed = NULL;
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		*failed = r;

@@ -21,6 +21,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "db/pool.h"
 #include "http/context.h"
 #include "resources/audit.h"
 #include "resources/sessions.h"
@@ -403,7 +404,7 @@ static int attempt_count(struct ctx *c, struct attempt *a)
 	params[6] = addr_max;
 	params[7] = device_max;
 	params[8] = delay_max;
-	r = PQexecPrepared(pg, "auth_attempt", 9, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "auth_attempt", 9, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		ctx_db_error(c, r);
 		goto out;
@@ -469,7 +470,7 @@ static void login_succeeded(struct ctx *c, const struct attempt *a)
 		return;
 	snprintf(uid, sizeof(uid), "%lld", (long long)a->user_id);
 	/* Bookkeeping only: the login stands even if this fails. */
-	PQclear(PQexecPrepared(pg, "auth_login_done", 5, params, NULL, NULL, 0));
+	PQclear(pool_exec_prepared(pg, "auth_login_done", 5, params, NULL, NULL, 0));
 	/* The session's cookie first: clients that read one Set-Cookie read it. */
 	if (sessions_open(c, pg, a->user_id, csrf) != 0 ||
 	    sessions_device_remember(c, a->user_id) != 0)

@@ -12,6 +12,7 @@
 
 #include "base/util.h"
 #include "cache/cache.h"
+#include "db/pool.h"
 
 /* Record the invalidation of the written row w; select it with its outbox id. */
 #define OUTBOX_TAIL \
@@ -94,7 +95,7 @@ _Static_assert(sizeof(paint_store_statements) / sizeof(paint_store_statements[0]
 
 static PGresult *run(PGconn *pg, const char *name, int n, const char *const *params)
 {
-	return PQexecPrepared(pg, name, n, params, NULL, NULL, 0);
+	return pool_exec_prepared(pg, name, n, params, NULL, NULL, 0);
 }
 
 /* The acting user's id as a statement parameter, in buf. */

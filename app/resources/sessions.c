@@ -31,6 +31,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "base/workers.h"
+#include "db/pool.h"
 #include "http/context.h"
 
 /*
@@ -316,7 +317,7 @@ static int cookie_key_get(struct ctx *c, unsigned char key[32])
 		return -1;
 	}
 	randombytes_buf(fresh, sizeof(fresh));
-	r = PQexecPrepared(pg, "sessions_key", 1, params, lens, formats, 1);
+	r = pool_exec_prepared(pg, "sessions_key", 1, params, lens, formats, 1);
 	sodium_memzero(fresh, sizeof(fresh));
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
 	    PQgetlength(r, 0, 0) != 32) {
@@ -559,7 +560,7 @@ static int find_session(struct ctx *c, const unsigned char hash[32], struct sess
 	params[0] = (const char *)hash;
 	params[1] = idle;
 	sent = now_mono();	/* the entry's trust counts from here (see the top) */
-	r = PQexecPrepared(pg, "sessions_find", 2, params, lens, formats, 0);
+	r = pool_exec_prepared(pg, "sessions_find", 2, params, lens, formats, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		session_cache_abandon(hash);
 		ctx_db_error(c, r);
@@ -575,7 +576,7 @@ static int find_session(struct ctx *c, const unsigned char hash[32], struct sess
 		snprintf(out->username, sizeof(out->username), "%s", PQgetvalue(r, 0, 1));
 		out->is_admin = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
 		if (strcmp(PQgetvalue(r, 0, 3), "t") == 0)
-			PQclear(PQexecPrepared(pg, "sessions_touch", 1, params, lens, formats, 0));
+			PQclear(pool_exec_prepared(pg, "sessions_touch", 1, params, lens, formats, 0));
 	}
 	PQclear(r);
 	session_cache_put(out);
@@ -667,7 +668,7 @@ int sessions_open(struct ctx *c, PGconn *pg, int64_t user_id, char csrf[SESSIONS
 	params[1] = uid;
 	params[2] = expires;
 	params[3] = addr ? addr : "";
-	r = PQexecPrepared(pg, "sessions_new", 4, params, lens, formats, 0);
+	r = pool_exec_prepared(pg, "sessions_new", 4, params, lens, formats, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		ctx_db_error(c, r);
 		goto out;
@@ -693,7 +694,7 @@ int sessions_end(struct ctx *c)
 
 	if (pg == NULL)
 		return -1;
-	r = PQexecPrepared(pg, "sessions_end", 3, params, lens, formats, 0);
+	r = pool_exec_prepared(pg, "sessions_end", 3, params, lens, formats, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		ctx_db_error(c, r);
 		PQclear(r);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/config.h"
+#include "db/pool.h"
 #include "http/context.h"
 #include "resources/audit.h"
 #include "resources/auth.h"
@@ -124,7 +125,7 @@ static PGresult *get_user(struct ctx *c, PGconn *pg, const char *stmt, const cha
 	PGresult *r;
 
 	snprintf(idle, sizeof(idle), "%d", c->app->cfg->session_idle);
-	r = PQexecPrepared(pg, stmt, 2, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, stmt, 2, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		PQclear(r);
@@ -186,7 +187,7 @@ static void put(struct json_object *o)
  */
 static PGresult *lock_admins(struct ctx *c, PGconn *pg)
 {
-	PGresult *r = PQexecPrepared(pg, "users_lock_admins", 0, NULL, NULL, NULL, 0);
+	PGresult *r = pool_exec_prepared(pg, "users_lock_admins", 0, NULL, NULL, NULL, 0);
 	char me[24];
 	int i;
 
@@ -252,7 +253,7 @@ void users_list(struct ctx *c)
 	snprintf(idle, sizeof(idle), "%d", c->app->cfg->session_idle);
 	snprintf(after, sizeof(after), "%lld", (long long)page.after);
 	snprintf(rows, sizeof(rows), "%lld", (long long)page.limit + 1);
-	r = PQexecPrepared(pg, "users_list", 3, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_list", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		PQclear(r);
@@ -286,7 +287,7 @@ static void create_in_transaction(struct ctx *c, PGconn *pg, const struct user_i
 
 	if ((admins = lock_admins(c, pg)) == NULL)
 		return;
-	r = PQexecPrepared(pg, "users_insert", 3, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_insert", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		goto out;
@@ -389,7 +390,7 @@ static void patch_in_transaction(struct ctx *c, PGconn *pg, const char *id, int6
 	params[2] = ((in->sent & USER_DISABLED) ? in->disabled : *PQgetvalue(before, 0, 3) == 't')
 		    ? "true" : "false";
 	params[3] = in->password ? hash : NULL;
-	u = PQexecPrepared(pg, "users_update", 4, params, NULL, NULL, 0);
+	u = pool_exec_prepared(pg, "users_update", 4, params, NULL, NULL, 0);
 	if (PQresultStatus(u) != PGRES_COMMAND_OK) {
 		ctx_db_error(c, u);
 		goto out;
@@ -438,7 +439,7 @@ static int patch_input(struct ctx *c, struct json_object *body, const char *id, 
 		allowed |= USER_CURRENT_PASSWORD;
 	if ((pg = ctx_db(c, 0)) == NULL)
 		return -1;
-	r = PQexecPrepared(pg, "users_username", 1, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_username", 1, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
 		ctx_db_error(c, r);
 	else if (PQntuples(r) != 1)
@@ -461,7 +462,7 @@ static int patch_input(struct ctx *c, struct json_object *body, const char *id, 
 static int forget_attempts(struct ctx *c, PGconn *pg, const char *key)
 {
 	const char *params[1] = { key };
-	PGresult *r = PQexecPrepared(pg, "users_forget_attempts", 1, params, NULL, NULL, 0);
+	PGresult *r = pool_exec_prepared(pg, "users_forget_attempts", 1, params, NULL, NULL, 0);
 	int rc = 0;
 
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -526,7 +527,7 @@ void users_end_sessions(struct ctx *c)
 	    (user = get_user(c, pg, "users_get_for_update", id)) == NULL)
 		goto out;
 	params[0] = id;
-	r = PQexecPrepared(pg, "users_end_sessions", 1, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_end_sessions", 1, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		ctx_db_error(c, r);
 		goto out;
@@ -568,7 +569,7 @@ static int password_check(struct ctx *c, const struct user_input *in, const char
 		return -1;
 	snprintf(window, sizeof(window), "%d", c->app->cfg->login_window);
 	snprintf(uid, sizeof(uid), "%lld", (long long)c->user_id);
-	r = PQexecPrepared(pg, "users_password_attempt", 3, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_password_attempt", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 	} else if (PQntuples(r) != 1) {
@@ -617,7 +618,7 @@ static void password_store(struct ctx *c, PGconn *pg, const char *key, const cha
 	PGresult *r;
 
 	snprintf(uid, sizeof(uid), "%lld", (long long)c->user_id);
-	r = PQexecPrepared(pg, "users_set_password", 3, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_set_password", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		ctx_db_error(c, r);
 		goto out;
@@ -629,7 +630,7 @@ static void password_store(struct ctx *c, PGconn *pg, const char *key, const cha
 	}
 	PQclear(r);
 	params[0] = key;
-	r = PQexecPrepared(pg, "users_forget_attempts", 1, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pg, "users_forget_attempts", 1, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		ctx_db_error(c, r);
 		goto out;

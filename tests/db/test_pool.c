@@ -124,7 +124,7 @@ static void *burst_worker(void *arg)
 			;
 		{
 			const char *params[1] = { "0.002" };
-			PGresult *r = PQexecPrepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
+			PGresult *r = pool_exec_prepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
 
 			if (PQresultStatus(r) == PGRES_TUPLES_OK)
 				atomic_fetch_add(&b->ok, 1);
@@ -388,7 +388,7 @@ static void *steady_worker(void *arg)
 			atomic_fetch_add(&sd->failed, 1);
 			continue;
 		}
-		r = PQexecPrepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
+		r = pool_exec_prepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
 		if (PQresultStatus(r) == PGRES_TUPLES_OK)
 			atomic_fetch_add(&sd->ok, 1);
 		else
@@ -635,16 +635,75 @@ static void test_statements_prepared_once_per_connection(void **state)
 	p = pool_create(&s);
 	for (i = 0; i < 5; i++) {
 		assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
-		r = PQexecPrepared(pool_conn_pg(c), "t_one", 0, NULL, NULL, NULL, 0);
+		r = pool_exec_prepared(pool_conn_pg(c), "t_one", 0, NULL, NULL, NULL, 0);
 		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 		PQclear(r);
+		/* Prepared at its first use, once: t_sleep, never used, is not. */
 		r = PQexec(pool_conn_pg(c), "SELECT count(*) FROM pg_prepared_statements");
-		assert_string_equal(PQgetvalue(r, 0, 0), "2");
+		assert_string_equal(PQgetvalue(r, 0, 0), "1");
 		PQclear(r);
 		pool_release(p, c);
 	}
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	r = pool_exec_prepared(pool_conn_pg(c), "t_nonesuch", 0, NULL, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);	/* not the pool's: as PQexecPrepared */
+	PQclear(r);
+	pool_release(p, c);
 	assert_int_equal(pool_shutdown(p, 1), 0);
 	pool_destroy(p);
+}
+
+/*
+ * A table locked exclusively (a migration, LOCK TABLE) holds up only the
+ * statements that name it: a new connection opens, and runs the others,
+ * at once. When connections prepared every statement as they opened, the
+ * preparation waited on the lock (here until statement_timeout).
+ */
+static void test_a_locked_table_holds_up_no_new_connection(void **state)
+{
+	static const struct pool_stmt locked_stmts[] = {
+		{ "t_one", "SELECT 1" },
+		{ "t_locked", "SELECT count(*) FROM pool_locked_probe" },
+	};
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	PGconn *holder = PQconnectdb(getenv("DATABASE_URL"));
+	PGresult *r;
+	double t0;
+
+	(void)state;
+	if (PQstatus(holder) != CONNECTION_OK)
+		fail_msg("holder connection: %s", PQerrorMessage(holder));
+	PQclear(PQexec(holder, "DROP TABLE IF EXISTS pool_locked_probe"));
+	PQclear(PQexec(holder, "CREATE TABLE pool_locked_probe (x int)"));
+	PQclear(PQexec(holder, "BEGIN"));
+	r = PQexec(holder, "LOCK TABLE pool_locked_probe IN ACCESS EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	settings(&s, "locked", 1, 0, 5);
+	s.stmts = locked_stmts;
+	s.statement_timeout_ms = 3000;
+	p = pool_create(&s);
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	r = pool_exec_prepared(pool_conn_pg(c), "t_one", 0, NULL, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	assert_true(now_mono() - t0 < 2.0);
+	pool_release(p, c);
+	PQclear(PQexec(holder, "COMMIT"));
+	/* Once the lock is gone, the statement on that table is prepared and runs. */
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), 0);
+	r = pool_exec_prepared(pool_conn_pg(c), "t_locked", 0, NULL, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	pool_release(p, c);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+	PQclear(PQexec(holder, "DROP TABLE pool_locked_probe"));
+	PQfinish(holder);
 }
 
 /* ---- faults: connect errors, shutdown ------------------------------------ */
@@ -789,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_one_broken_connection_makes_older_ones_suspect),
 		cmocka_unit_test(test_returned_mid_transaction_comes_back_clean),
 		cmocka_unit_test(test_statements_prepared_once_per_connection),
+		cmocka_unit_test(test_a_locked_table_holds_up_no_new_connection),
 		cmocka_unit_test(test_unreachable_database_fails_within_deadline),
 		cmocka_unit_test(test_bad_password_fails_at_once),
 		cmocka_unit_test(test_shutdown_fails_waiters_promptly),

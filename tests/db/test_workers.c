@@ -81,7 +81,7 @@ static void run_sleep(const char *seconds)
 	PGresult *r;
 
 	assert_int_equal(pool_checkout(pool, 10, "test_workers", &c, &err), 0);
-	r = PQexecPrepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
+	r = pool_exec_prepared(pool_conn_pg(c), "t_sleep", 1, params, NULL, NULL, 0);
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	PQclear(r);
 	pool_release(pool, c);

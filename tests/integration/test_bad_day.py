@@ -197,3 +197,171 @@ class SaturatedDatabase(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# A gate whose places are all held by reads stuck behind a table lock.
+QUEUE_QUICK = 3.0  # at once, against DB_POOL_TIMEOUT (30 s here); sanitizer build
+
+
+def timed_get(s, path, headers=None, timeout=60):
+    t0 = time.monotonic()
+    try:
+        r = s.get(path, headers=headers, timeout=timeout)
+        return r.status, r.headers, time.monotonic() - t0
+    except Exception as e:  # a hang or reset is a failure to report
+        return 0, {"error": repr(e)}, time.monotonic() - t0
+
+
+def shed_totals(s):
+    """paintstudio_admission_shed_total by (reason, class), summed over the
+    processes (each /metrics answer is one process's; its pid tells which)."""
+    per_pid = {}
+    for _ in range(12):
+        text = s.get("/metrics").body.decode()
+        pid = re.search(r'paintstudio_info\{pid="(\d+)"\}', text).group(1)
+        per_pid[pid] = {(m[0], m[1]): int(m[2]) for m in re.findall(
+            r'paintstudio_admission_shed_total\{reason="(\w+)",class="(\w+)"\} (\d+)', text)}
+        if len(per_pid) >= s.processes:
+            break
+    total = {}
+    for counts in per_pid.values():
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+class Figures(unittest.TestCase):
+    def test_the_gate_in_admin_pool_and_metrics(self):
+        s = stack()
+        a = s.get("/admin/pool").json()["admission"]
+        self.assertEqual(a["mode"], "adaptive")
+        self.assertLessEqual(a["floor"], a["limit"])
+        self.assertLessEqual(a["limit"], a["ceiling"])
+        pool = s.get("/admin/pool").json()
+        self.assertEqual(a["ceiling"], pool["max"] - 1, "one connection kept for session look-ups")
+        for k in ("in_flight", "queued", "parked", "shed", "shed_by_class", "admitted",
+                  "min_rtt_ms", "overloaded", "pressed"):
+            self.assertIn(k, a)
+        self.assertEqual(set(a["queued"]), {"session", "person", "background"})
+        text = s.get("/metrics").body.decode()
+        for name in ("paintstudio_admission_limit", "paintstudio_admission_in_flight",
+                     'paintstudio_admission_queued{class="background"}',
+                     'paintstudio_admission_shed_total{reason="queue_delay",class="person"}'):
+            self.assertIn(name, text)
+
+
+class QueueBehindALock(unittest.TestCase):
+    """Two places per process (fixed), every one taken by a read stuck
+    behind a lock on paints."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.restore = stack().restart_apps(DB_POOL_SIZE=2, DB_MAX_OVERFLOW=1,
+                                           DB_ADMISSION="fixed", DB_POOL_TIMEOUT=30,
+                                           DB_STATEMENT_TIMEOUT_MS=30000)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.restore()
+
+    def test_polls_shed_at_once_people_queue_then_are_shed_cached_reads_go_on(self):
+        s = stack()
+        self.assertEqual(s.get("/admin/paints/1").status, 200)  # cached from now on
+        before = shed_totals(s)
+        stuck = []
+        lock = s.hold_paints_lock()
+        threads = []
+        try:
+            # More reads than places, so that every process has its places
+            # taken whichever way nginx spreads them; the rest queue.
+            n = 4 * s.processes
+            for i in range(n):
+                t = threading.Thread(target=lambda i=i: stuck.append(
+                    timed_get(s, uncached(f"stuck{i}"))))
+                t.start()
+                threads.append(t)
+            s.wait_until(lambda: int(s.psql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                            "wait_event_type = 'Lock'", admin=True))
+                         >= 2 * s.processes, timeout=30,
+                         what="every process's two places to wait on the lock")
+            # A background poll that needs the database: turned away at once.
+            polls = [timed_get(s, uncached("poll"), headers=BACKGROUND) for _ in range(6)]
+            for st, h, took in polls:
+                self.assertEqual(st, 503, h)
+                self.assertIn("retry-after", h)
+                self.assertLess(took, QUEUE_QUICK, f"a background poll was answered after {took:.1f} s")
+            # The queue stands above its target (300 ms) for an interval:
+            # a person's arrivals are turned away too, the newest first
+            # (CoDel's control law: one at once, then one an interval
+            # later, ...). The others join the queue and wait for the lock.
+            time.sleep(0.6)
+            late = []
+            for i in range(12):
+                t = threading.Thread(target=lambda i=i: late.append(
+                    timed_get(s, uncached(f"late{i}"))))
+                t.start()
+                threads.append(t)
+                time.sleep(0.06)
+            s.wait_until(lambda: any(st == 503 for st, _, _ in list(late)), timeout=QUEUE_QUICK,
+                         what="a late arrival to be turned away")
+            shed_late = [(st, h, took) for st, h, took in list(late) if st == 503]
+            for st, h, took in shed_late:
+                self.assertIn("retry-after", h)
+                self.assertLess(took, QUEUE_QUICK)
+            # Requests that need no database keep answering.
+            for path in ("/healthz", "/admin/paints/1") * 3:
+                st, h, took = timed_get(s, path, timeout=20)
+                self.assertEqual(st, 200, (path, h))
+                self.assertLess(took, QUEUE_QUICK, f"{path} took {took:.1f} s with the database stuck")
+            self.assertEqual(stuck, [], "a stuck read was answered before the lock went")
+        finally:
+            lock.release()
+        for t in threads:
+            t.join(timeout=60)
+        # Every read that got a place or joined the queue is served (CoDel
+        # turns arrivals away, never a request it has queued); a late
+        # arrival was either turned away at once or served.
+        self.assertEqual(sorted(st for st, _, _ in stuck), [200] * (4 * s.processes))
+        self.assertEqual(len(late), 12)
+        self.assertTrue({st for st, _, _ in late} <= {200, 503}, late)
+        shed_late = [x for x in late if x[0] == 503]
+        for st, h, took in shed_late:
+            self.assertIn("retry-after", h)
+            self.assertLess(took, QUEUE_QUICK, f"a late arrival was turned away after {took:.1f} s")
+        after = shed_totals(s)
+        grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        self.assertGreaterEqual(grew.get(("background", "background"), 0), 6, grew)
+        self.assertGreaterEqual(grew.get(("queue_delay", "person"), 0), len(shed_late), grew)
+        # And everything answers normally again.
+        self.assertEqual(s.get(uncached("after")).status, 200)
+
+
+class AdmissionOff(unittest.TestCase):
+    """DB_ADMISSION=off: no gate, as before it: a background poll waits for
+    the pool like everything else."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.restore = stack().restart_apps(DB_POOL_SIZE=2, DB_MAX_OVERFLOW=1,
+                                           DB_ADMISSION="off", DB_POOL_TIMEOUT=30,
+                                           DB_STATEMENT_TIMEOUT_MS=30000)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.restore()
+
+    def test_a_poll_is_not_shed(self):
+        s = stack()
+        self.assertEqual(s.get("/admin/pool").json()["admission"]["mode"], "off")
+        lock = s.hold_paints_lock()
+        results = []
+        try:
+            t = threading.Thread(target=lambda: results.append(
+                timed_get(s, uncached("offpoll"), headers=BACKGROUND)))
+            t.start()
+            time.sleep(1.0)
+            self.assertEqual(results, [], "the poll was answered while the database was stuck")
+        finally:
+            lock.release()
+        t.join(timeout=60)
+        self.assertEqual(results[0][0], 200, results)

@@ -114,7 +114,11 @@ class StuckDatabase(unittest.TestCase):
                          timeout=30, what="the statements to wait for the lock")
             for path in ("/healthz", "/admin/paints/1") * 5:
                 t0 = time.monotonic()
-                r = s.get(path, timeout=20)
+                try:
+                    r = s.get(path, timeout=20)
+                except TimeoutError:
+                    self.fail(f"{path} was not answered within 20 s with the database stuck; "
+                              f"the services' logs end:\n{s.tail_logs(60)}")
                 took = time.monotonic() - t0
                 self.assertEqual(r.status, 200, path)
                 self.assertLess(took, 2.0, f"{path} took {took:.1f} s with the database stuck")
