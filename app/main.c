@@ -180,6 +180,7 @@ static int cmd_serve(const struct config *cfg)
 	cache_start(&ps);
 	rc = server_run(&app, fd);
 	admission_close(app.gate);
+	sessions_stop();	/* its refresher holds a connection at times */
 	cache_stop();
 	left = pool_shutdown(app.pool, 1.0);
 	if (left == 0)

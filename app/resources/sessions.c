@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,14 +37,19 @@
 
 /*
  * How long a process trusts what it read about a session; from
- * SESSION_REFRESH_SECONDS on, the first request to see an entry reads it
- * again while the others go on being served from it. Under steady load an
- * entry is refreshed before it expires, by one request, not by every
- * request that arrives while it is being read (a stampede that took up to
- * a connection per worker thread once a second).
+ * SESSION_REFRESH_SECONDS on, the first request to see an entry hands it
+ * to the refresher thread, which reads it again, while that request and
+ * the others go on being served from it. Under steady load an entry is
+ * refreshed before it expires, once, and no request waits for PostgreSQL
+ * to check its session (which cost a cached read the database's latency
+ * whenever its session's entry ran out: 100 ms and more when the database
+ * is saturated, issue #25); only a session idle for SESSION_CACHE_SECONDS
+ * is read on a request's path.
  */
 #define SESSION_CACHE_SECONDS 0.5
-#define SESSION_REFRESH_SECONDS 0.375
+#define SESSION_REFRESH_SECONDS 0.25
+/* Sessions waiting for the refresher; beyond, the entry is read on a request's path at expiry. */
+#define REFRESH_QUEUE 256
 /*
  * The longest a request waits for another request's reading of the same
  * session (an entry past its trust, being read again) before it reads it
@@ -125,6 +131,9 @@ static void session_read_cv_init(void)
 
 static const struct config *sessions_cfg;
 
+static int refresh_enqueue(const unsigned char hash[32]);
+static void refresh_start(struct pool *p);
+
 void sessions_setup(const struct config *cfg)
 {
 	sessions_cfg = cfg;
@@ -156,7 +165,7 @@ int sessions_cache_serves(double age, int *refreshing)
 		return 0;
 	if (age >= SESSION_REFRESH_SECONDS && !*refreshing) {
 		*refreshing = 1;
-		return 0;	/* this caller reads it again */
+		return 2;	/* served; this caller has it read again */
 	}
 	return 1;
 }
@@ -181,14 +190,16 @@ static int session_cache_get(const unsigned char hash[32], struct session_entry 
 		int was_refreshing = e->refreshing;
 
 		ours = e->used && memcmp(e->hash, hash, 32) == 0;
-		if (ours && sessions_cache_serves(now - e->fetched, &e->refreshing)) {
+		if (ours && (hit = sessions_cache_serves(now - e->fetched, &e->refreshing)) != 0) {
 			*out = *e;
+			if (hit == 2 && refresh_enqueue(hash) != 0)
+				e->refreshing = 0;	/* no room: a later request tries again */
 			hit = 1;
 			break;
 		}
 		if (!ours)
 			break;		/* not cached: read it */
-		/* Handed the refresh, or nobody (still) reading it: this caller reads it. */
+		/* Expired, and nobody (still) reading it: this caller reads it. */
 		if ((e->refreshing && !was_refreshing) || e->reading_since == 0 ||
 		    now - e->reading_since >= SESSION_READ_WAIT || now >= give_up) {
 			e->reading_since = now;
@@ -539,34 +550,26 @@ static int scraper_allowed(struct ctx *c)
 	return ok;
 }
 
-/* Look the session up: the cache, else PostgreSQL. -1 with 503 set on a fault. */
-static int find_session(struct ctx *c, const unsigned char hash[32], struct session_entry *out)
+/*
+ * Read the session of hash on pg into out (its trust counted from when the
+ * query was sent) and cache it. The failed result when the query failed
+ * (caller PQclears), else NULL.
+ */
+static PGresult *session_read(PGconn *pg, const unsigned char hash[32], struct session_entry *out)
 {
 	char idle[16];
 	const char *params[2];
 	int lens[2] = { 32, 0 }, formats[2] = { 1, 0 };
-	PGconn *pg;
 	PGresult *r;
-
 	double sent;
 
-	if (session_cache_get(hash, out))
-		return 0;
-	if ((pg = ctx_db(c, 0)) == NULL) {
-		session_cache_abandon(hash);
-		return -1;
-	}
 	snprintf(idle, sizeof(idle), "%d", sessions_cfg->session_idle);
 	params[0] = (const char *)hash;
 	params[1] = idle;
 	sent = now_mono();	/* the entry's trust counts from here (see the top) */
 	r = pool_exec_prepared(pg, "sessions_find", 2, params, lens, formats, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		session_cache_abandon(hash);
-		ctx_db_error(c, r);
-		PQclear(r);
-		return -1;
-	}
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		return r;
 	memset(out, 0, sizeof(*out));
 	memcpy(out->hash, hash, 32);
 	out->fetched = sent;
@@ -580,7 +583,148 @@ static int find_session(struct ctx *c, const unsigned char hash[32], struct sess
 	}
 	PQclear(r);
 	session_cache_put(out);
+	return NULL;
+}
+
+/* Look the session up: the cache, else PostgreSQL. -1 with 503 set on a fault. */
+static int find_session(struct ctx *c, const unsigned char hash[32], struct session_entry *out)
+{
+	PGconn *pg;
+	PGresult *r;
+
+	refresh_start(c->app->pool);
+	if (session_cache_get(hash, out))
+		return 0;
+	if ((pg = ctx_db(c, 0)) == NULL) {
+		session_cache_abandon(hash);
+		return -1;
+	}
+	if ((r = session_read(pg, hash, out)) != NULL) {
+		session_cache_abandon(hash);
+		ctx_db_error(c, r);
+		PQclear(r);
+		return -1;
+	}
 	return 0;
+}
+
+/* ---- the refresher: entries read again before they expire ---------------- */
+
+/*
+ * refresh_mu guards the queue of token hashes and the thread's state. The
+ * thread starts at the first session look-up (refresh_start: it needs the
+ * primary's pool) and stops at sessions_stop, before the pool closes. An
+ * entry handed to it stays served (its refreshing flag set) until the
+ * new read replaces it; a read that fails clears the flag, so a later
+ * request hands it over again, and at expiry a request reads it itself.
+ */
+static pthread_mutex_t refresh_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t refresh_cv = PTHREAD_COND_INITIALIZER;
+static unsigned char refresh_q[REFRESH_QUEUE][32];
+static int refresh_head, refresh_n;
+static int refresh_running, refresh_stopping;
+static atomic_int refresh_tried;	/* refresh_start ran: the fast path's check */
+static struct pool *refresh_pool;
+static pthread_t refresh_thread;
+
+/* Hand hash to the refresher: 0, or -1 when it is not running or its queue is full. */
+static int refresh_enqueue(const unsigned char hash[32])
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&refresh_mu);
+	if (refresh_running && !refresh_stopping && refresh_n < REFRESH_QUEUE) {
+		memcpy(refresh_q[(refresh_head + refresh_n) % REFRESH_QUEUE], hash, 32);
+		refresh_n++;
+		pthread_cond_signal(&refresh_cv);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&refresh_mu);
+	return rc;
+}
+
+/* The refresher's read failed: a later request may hand the entry over again. */
+static void refresh_failed(const unsigned char hash[32])
+{
+	struct session_entry *e = session_cache_slot(hash);
+
+	pthread_mutex_lock(&session_cache_mu);
+	if (e->used && memcmp(e->hash, hash, 32) == 0)
+		e->refreshing = 0;
+	pthread_mutex_unlock(&session_cache_mu);
+}
+
+/* Read hash's session again on a connection of its own (the gate is for requests). */
+static void refresh_one(const unsigned char hash[32])
+{
+	struct session_entry fresh;
+	struct pool_conn *conn;
+	struct pool_error err;
+	PGresult *r;
+
+	if (pool_checkout(refresh_pool, SESSION_CACHE_SECONDS, "sessions.refresh", &conn, &err) != 0) {
+		refresh_failed(hash);
+		return;
+	}
+	if ((r = session_read(pool_conn_pg(conn), hash, &fresh)) != NULL) {
+		log_msg(LOG_WARN, "sessions: a refresh failed: %s",
+			PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
+								: "no SQLSTATE");
+		PQclear(r);
+		refresh_failed(hash);
+	}
+	pool_release(refresh_pool, conn);
+}
+
+static void *refresh_main(void *arg)
+{
+	unsigned char hash[32];
+
+	(void)arg;
+	pthread_mutex_lock(&refresh_mu);
+	for (;;) {
+		while (refresh_n == 0 && !refresh_stopping)
+			pthread_cond_wait(&refresh_cv, &refresh_mu);
+		if (refresh_stopping)
+			break;
+		memcpy(hash, refresh_q[refresh_head], 32);
+		refresh_head = (refresh_head + 1) % REFRESH_QUEUE;
+		refresh_n--;
+		pthread_mutex_unlock(&refresh_mu);
+		refresh_one(hash);
+		pthread_mutex_lock(&refresh_mu);
+	}
+	pthread_mutex_unlock(&refresh_mu);
+	return NULL;
+}
+
+static void refresh_start(struct pool *p)
+{
+	if (atomic_load_explicit(&refresh_tried, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&refresh_mu);
+	atomic_store_explicit(&refresh_tried, 1, memory_order_release);
+	if (!refresh_running && !refresh_stopping && p != NULL) {
+		refresh_pool = p;
+		if (pthread_create(&refresh_thread, NULL, refresh_main, NULL) == 0)
+			refresh_running = 1;
+		else
+			log_msg(LOG_WARN, "sessions: no refresher thread: sessions are read on requests' paths");
+	}
+	pthread_mutex_unlock(&refresh_mu);
+}
+
+void sessions_stop(void)
+{
+	int running;
+
+	pthread_mutex_lock(&refresh_mu);
+	refresh_stopping = 1;
+	running = refresh_running;
+	pthread_cond_signal(&refresh_cv);
+	pthread_mutex_unlock(&refresh_mu);
+	if (running)
+		pthread_join(refresh_thread, NULL);
 }
 
 /* A write must come from an allowed Origin with the session's CSRF token. */

@@ -102,12 +102,19 @@ int sessions_device_remember(struct ctx *c, int64_t user_id);
 
 /*
  * The session cache's rule, for an entry read age seconds ago (exposed for
- * its unit test): 1 if it may be served; 0 if it must be read again. An
- * entry is never served at SESSION_CACHE_SECONDS (0.5) or older; from
- * SESSION_REFRESH_SECONDS on, the first caller gets 0 and *refreshing is
- * set, so the callers after it are served until the new read replaces the
- * entry (a failed read leaves the entry to expire).
+ * its unit test): 1 if it may be served; 0 if it must be read again; 2 if
+ * it may be served and this caller has it read again in the background.
+ * An entry is never served at SESSION_CACHE_SECONDS (0.5) or older; from
+ * SESSION_REFRESH_SECONDS (0.25) on, the first caller gets 2 and
+ * *refreshing is set, so the callers after it get 1 until the new read
+ * replaces the entry (a failed read clears the flag, or the entry expires).
  */
 int sessions_cache_serves(double age, int *refreshing);
+
+/*
+ * Stop the thread that reads sessions again before their entries expire
+ * (started by the first session look-up): before the pool shuts down.
+ */
+void sessions_stop(void);
 
 #endif
