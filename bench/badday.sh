@@ -16,8 +16,10 @@
 # whichever this machine has):
 #
 #   quiet     the probes alone: /healthz, a hot cached GET, the UI's
-#             background list poll (answered from the cache), each a
-#             paced wrk (2 connections, a request every BADDAY_PROBE_MS)
+#             background list poll (answered from the cache), and a
+#             static file of /healthz's size that nginx serves itself (the
+#             machine's ceiling under the same load), each a paced wrk
+#             (2 connections, a request every BADDAY_PROBE_MS)
 #   db N      N connections of database-bound GETs (random paints the
 #             cache does not hold: it is emptied of them before each row),
 #             with the probes running beside them; each connection sends
@@ -66,6 +68,7 @@ CGROUP=
 cleanup() {
 	uncap || true
 	"$REPO/scripts/stack.sh" stop >/dev/null 2>&1 || true
+	rm -f "$REPO/build/web/bench-healthz.json"
 	rm -rf "$STACK_DIR"
 }
 trap cleanup EXIT
@@ -127,6 +130,8 @@ say "starting a stack for the bad day in $STACK_DIR ($SEED paints)"
 . "$STACK_DIR/stack.env"
 BASE=$BASE_URL
 ACCESS_LOG=$STACK_DIR/log/nginx-access.log
+# The static probe's file: /healthz's answer, served by nginx itself.
+curl -ksf "$BASE/healthz" >"$REPO/build/web/bench-healthz.json"
 # A session of its own for each kind of client: the probes (another
 # person, reading while someone else floods), the database-bound load, and
 # the mix's background polls (another browser).
@@ -190,6 +195,7 @@ row() { # mode row-name load-spec...
 	pool_json >"$dir/pool0"
 	say "[$mode] $name, ${SECS}s"
 	probe healthz "$dir/p-healthz"
+	probe static "$dir/p-static"
 	probe hot "$dir/p-hot"
 	probe poll "$dir/p-poll"
 	for spec in "$@"; do

@@ -53,6 +53,8 @@ def ranges(d):
 def classify(path, hot, loads):
     if path == "/healthz":
         return "healthz"
+    if path == "/bench-healthz.json":
+        return "static"
     if path.startswith("/admin/paints?"):
         return "poll"
     m = PAINT.match(path)
@@ -93,7 +95,7 @@ def from_log(d, hot, seconds):
 
 
 def row(mode, name, d, hot):
-    probes = {k: wrk_line(os.path.join(d, "p-" + k)) for k in ("healthz", "hot", "poll")}
+    probes = {k: wrk_line(os.path.join(d, "p-" + k)) for k in ("healthz", "hot", "poll", "static")}
     loads = {}
     for f in sorted(os.listdir(d)):
         if f.startswith("l-"):
@@ -142,6 +144,10 @@ def overload_checks(quiet, low, top):
     for k in ("healthz", "hot"):
         q, t = quiet["probes"][k]["p99"], top["probes"][k]["p99"]
         res.append((f"{name}: {k} p99 within 3x of quiet ({ms(t)} vs {ms(q)} ms)", t <= 3 * q))
+        st = (top["probes"].get("static") or {}).get("p99")
+        if st:
+            res.append((f"{name}: {k} p99 within 3x of nginx's static file in the same row "
+                        f"({ms(t)} vs {ms(st)} ms)", t <= 3 * st))
     g_low = low["log"]["db"]["goodput"]
     tl = top["log"]["db"]
     g_top = tl["goodput"]
@@ -186,13 +192,14 @@ def checks(rows):
 def report(jsonl, md):
     rows = [json.loads(x) for x in open(jsonl) if x.strip()]
     head = ("| mode | row | /healthz p50 / p99 ms | hot GET p50 / p99 ms | poll p50 / p99 ms | "
+            "static file p50 / p99 ms | "
             "load | conns | answers/s | goodput 2xx/s | 2xx p50 / p99 ms | 503s | 503 p99 ms | "
             "other statuses | cut by the end (499) | pool timeouts |")
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
         pr = r["probes"]
         pcols = " | ".join(f"{ms(pr[k]['p50'])} / {ms(pr[k]['p99'])}" if pr.get(k) else "–"
-                           for k in ("healthz", "hot", "poll"))
+                           for k in ("healthz", "hot", "poll", "static"))
         loads = list(r["loads"].items()) or [("–", None)]
         for name, w in loads:
             lg = r["log"].get(name, {}) if w else {}

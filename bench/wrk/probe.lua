@@ -2,8 +2,10 @@
 -- BENCH_DELAY_MS between its requests) that measures how long a request
 -- that needs no database takes while others overload PostgreSQL:
 -- BENCH_PROBE=healthz (GET /healthz), hot (GET /admin/paints/{1..BENCH_HOT},
--- served from the cache) or poll (the UI's background list poll with
--- If-None-Match, BENCH_ETAG, answered 304 from the cache).
+-- served from the cache), poll (the UI's background list poll with
+-- If-None-Match, BENCH_ETAG, answered 304 from the cache) or static (a
+-- file nginx serves itself, as large as /healthz's answer: the machine's
+-- own latency under the same load, the ceiling).
 dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
 local cookie = os.getenv("BENCH_COOKIE")
 local probe = os.getenv("BENCH_PROBE") or "healthz"
@@ -15,6 +17,8 @@ local etag = os.getenv("BENCH_ETAG")
 function request()
   if probe == "healthz" then
     return wrk.format("GET", "/healthz")
+  elseif probe == "static" then
+    return wrk.format("GET", "/bench-healthz.json")
   elseif probe == "hot" then
     return wrk.format("GET", "/admin/paints/" .. math.random(1, hot), { ["Cookie"] = cookie })
   end
