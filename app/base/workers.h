@@ -12,8 +12,9 @@
  * The parked threads are there for waits. A thread going into a wait that
  * may be long (workers_block_begin: a write's handler, which waits for the
  * commit's disk flush and may wait for a login's slow-down or the cache's
- * acknowledgement during a Redis fault; a pool wait) lends its place to a
- * parked one until it returns. And when no request has finished for
+ * acknowledgement during a Redis fault; a pool wait; a request holding or
+ * awaiting a place at the database's admission gate, db/admission.h)
+ * lends its place to a parked one until it returns. And when no request has finished for
  * WORKERS_WATCH_MS while every active thread is inside one (statements
  * stuck behind a lock, say), a watcher unparks one more, again at each
  * tick, up to WORKERS; the extra threads park again once requests finish

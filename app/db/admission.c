@@ -485,12 +485,40 @@ static int wait_turn(struct admission *a, enum admission_class cls, double now,
 	return -1;
 }
 
+/*
+ * Bring the limit and the queue up to date, then take a place for a
+ * request of class cls if one is free and nobody of its class or before
+ * waits (mode off: always). 1 with t filled, else 0.
+ */
+static int admit_now_locked(struct admission *a, enum admission_class cls, double now,
+			    struct admission_ticket *t)
+{
+	struct waiter *old;
+	int c, ahead = 0;
+
+	update_locked(a, now);
+	grant_locked(a, now);	/* the limit may have grown: the queue's first */
+	/* A queue that does not move stands too: its oldest waiter's age says so. */
+	if ((old = oldest_locked(a)) != NULL)
+		codel_locked(a, now, now - old->since);
+	for (c = 0; c <= (int)cls; c++)
+		ahead += a->q[c].n;
+	if (a->set.mode != ADMISSION_OFF && (a->in_flight >= places_locked(a, cls) || ahead > 0))
+		return 0;
+	if (a->nqueued == 0)
+		codel_locked(a, now, 0);
+	a->in_flight++;
+	t->since = now;
+	t->cls = cls;
+	t->taken = 1;
+	return 1;
+}
+
 int admission_enter(struct admission *a, enum admission_class cls, struct admission_ticket *t,
 		    enum admission_shed *why, double *waited)
 {
 	double now = now_mono();
-	struct waiter *old;
-	int c, ahead = 0, rc = 0;
+	int rc = 0;
 
 	*waited = 0;
 	t->taken = 0;
@@ -500,23 +528,8 @@ int admission_enter(struct admission *a, enum admission_class cls, struct admiss
 		rc = -1;
 		goto out;
 	}
-	update_locked(a, now);
-	grant_locked(a, now);	/* the limit may have grown: the queue's first */
-	/* A queue that does not move stands too: its oldest waiter's age says so. */
-	if ((old = oldest_locked(a)) != NULL)
-		codel_locked(a, now, now - old->since);
-	for (c = 0; c <= (int)cls; c++)
-		ahead += a->q[c].n;
-	if (a->set.mode == ADMISSION_OFF || (a->in_flight < places_locked(a, cls) && ahead == 0)) {
-		if (a->nqueued == 0)
-			codel_locked(a, now, 0);
-		a->in_flight++;
-		t->since = now;
-		t->cls = cls;
-		t->taken = 1;
-	} else {
+	if (!admit_now_locked(a, cls, now, t))
 		rc = wait_turn(a, cls, now, t, why, waited);
-	}
 out:
 	if (rc == 0) {
 		a->st.admitted[cls]++;
@@ -569,32 +582,20 @@ int admission_enter_async(struct admission *a, enum admission_class cls, struct 
 			  struct admission_parked *p, enum admission_shed *why, double *waited)
 {
 	double now = now_mono();
-	struct waiter *w, *old;
-	int c, ahead = 0, full;
+	struct waiter *w;
+	int full;
 
 	if (cls != ADMISSION_PERSON || a->set.mode == ADMISSION_OFF)
 		return admission_enter(a, cls, t, why, waited);
 	*waited = 0;
 	t->taken = 0;
 	lock(a);
-	update_locked(a, now);
-	grant_locked(a, now);
-	if ((old = oldest_locked(a)) != NULL)
-		codel_locked(a, now, now - old->since);
-	for (c = 0; c <= (int)cls; c++)
-		ahead += a->q[c].n;
-	full = a->nqueued >= a->set.queue_max;
-	if (!a->closing && a->in_flight < places_locked(a, cls) && ahead == 0) {
-		if (a->nqueued == 0)
-			codel_locked(a, now, 0);
-		a->in_flight++;
-		t->since = now;
-		t->cls = cls;
-		t->taken = 1;
+	if (!a->closing && admit_now_locked(a, cls, now, t)) {
 		a->st.admitted[cls]++;
 		unlock(a);
 		return 0;
 	}
+	full = a->nqueued >= a->set.queue_max;
 	if (a->closing || full || admission_codel_shed(&a->codel, now, a->set.interval)) {
 		*why = a->closing ? ADMISSION_SHED_CLOSED
 		       : full ? ADMISSION_SHED_QUEUE_FULL : ADMISSION_SHED_QUEUE_DELAY;
