@@ -5,6 +5,7 @@
 #   BADDAY_MODES='adaptive' bench/badday.sh one mode (DB_ADMISSION values;
 #                                           "default" sets nothing)
 #   BADDAY_SECONDS=20 BADDAY_CPU=0.1 BADDAY_CONNS='16 256' bench/badday.sh
+#   BADDAY_PERIOD_MS=100 bench/badday.sh   the quota's period (default 10)
 #   BIN=/path/to/paintstudio bench/badday.sh   another build (a baseline)
 #
 # Starts its own stack (plain optimised build, one service process, pool
@@ -12,7 +13,8 @@
 # temporary folder on free loopback ports. For each mode it restarts the
 # service and measures, with PostgreSQL's processes (the postmaster and
 # every backend, which fork from it) capped by a cgroup's CPU quota
-# (BADDAY_CPU of one CPU; cgroup v2 cpu.max or v1 cpu.cfs_quota_us,
+# (BADDAY_CPU of one CPU in every BADDAY_PERIOD_MS; cgroup v2 cpu.max or
+# v1 cpu.cfs_quota_us,
 # whichever this machine has):
 #
 #   quiet     the probes alone: /healthz, a hot cached GET, the UI's
@@ -46,6 +48,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$REPO/bench/results
 SECS=${BADDAY_SECONDS:-10}
 CPU=${BADDAY_CPU:-0.1}
+# A short period spreads the cap evenly: with the kernel's default of
+# 100 ms, a capped PostgreSQL runs 10 ms and then stops for 90, so every
+# statement's p99 is about 90 ms whatever the load (one period's stall).
+PERIOD_MS=${BADDAY_PERIOD_MS:-10}
 CONNS=${BADDAY_CONNS:-16 256}
 MODES=${BADDAY_MODES:-adaptive fixed off}
 PROBE_MS=${BADDAY_PROBE_MS:-10}
@@ -102,15 +108,16 @@ cap() {
 	local quota pid
 	CGROUP=$(cgroup_dir)
 	mkdir -p "$CGROUP"
-	quota=$(python3 -c "print(int($CPU * 100000))")
+	local period=$((PERIOD_MS * 1000))
+	quota=$(python3 -c "print(max(1000, int($CPU * $period)))")
 	if [ -e "$CGROUP/cpu.max" ]; then
-		echo "$quota 100000" >"$CGROUP/cpu.max"
+		echo "$quota $period" >"$CGROUP/cpu.max"
 	else
-		echo 100000 >"$CGROUP/cpu.cfs_period_us"
+		echo "$period" >"$CGROUP/cpu.cfs_period_us"
 		echo "$quota" >"$CGROUP/cpu.cfs_quota_us"
 	fi
 	for pid in $(pg_pids); do echo "$pid" >"$CGROUP/cgroup.procs" 2>/dev/null || true; done
-	say "PostgreSQL capped at $CPU CPU ($CGROUP, $(wc -l <"$CGROUP/cgroup.procs") processes)"
+	say "PostgreSQL capped at $CPU CPU ($quota µs every $period µs; $CGROUP, $(wc -l <"$CGROUP/cgroup.procs") processes)"
 }
 
 uncap() {
