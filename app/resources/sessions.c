@@ -187,8 +187,6 @@ static int session_cache_get(const unsigned char hash[32], struct session_entry 
 	pthread_once(&session_read_once, session_read_cv_init);
 	pthread_mutex_lock(&session_cache_mu);
 	for (;;) {
-		int was_refreshing = e->refreshing;
-
 		ours = e->used && memcmp(e->hash, hash, 32) == 0;
 		if (ours && (hit = sessions_cache_serves(now - e->fetched, &e->refreshing)) != 0) {
 			*out = *e;
@@ -200,7 +198,7 @@ static int session_cache_get(const unsigned char hash[32], struct session_entry 
 		if (!ours)
 			break;		/* not cached: read it */
 		/* Expired, and nobody (still) reading it: this caller reads it. */
-		if ((e->refreshing && !was_refreshing) || e->reading_since == 0 ||
+		if (e->reading_since == 0 ||
 		    now - e->reading_since >= SESSION_READ_WAIT || now >= give_up) {
 			e->reading_since = now;
 			break;
