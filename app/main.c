@@ -192,6 +192,24 @@ static int cmd_serve(const struct config *cfg)
 	return rc == 0 && left == 0 ? 0 : 1;
 }
 
+/*
+ * Query analytics read pg_stat_statements (analytics.h): install it where
+ * the role may (a superuser's, as in compose), and say so either way; it
+ * is no migration, since a database without it works all the same.
+ */
+static void install_statement_stats(PGconn *pg)
+{
+	PGresult *r = PQexec(pg, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+
+	if (PQresultStatus(r) == PGRES_COMMAND_OK)
+		printf("migrate: pg_stat_statements is installed (query analytics also need it in "
+		       "shared_preload_libraries)\n");
+	else
+		printf("migrate: pg_stat_statements is not installed, query analytics are off: %s",
+		       PQresultErrorMessage(r));
+	PQclear(r);
+}
+
 static int cmd_migrate(const struct config *cfg, const char *dir)
 {
 	struct migrate_report rep;
@@ -202,6 +220,8 @@ static int cmd_migrate(const struct config *cfg, const char *dir)
 	if (pg == NULL)
 		return 1;
 	rc = migrate_run(pg, dir, &rep, err, sizeof(err));
+	if (rc == 0)
+		install_statement_stats(pg);
 	PQfinish(pg);
 	if (rc != 0) {
 		fprintf(stderr, "migrate: %s\n", err);

@@ -245,7 +245,12 @@ setup_db() {
 		GRANT pg_read_all_stats TO paintstudio;
 	EOF
 	psql "postgresql://postgres:$(secret pg-superuser)@127.0.0.1:$PG_PORT/paintstudio" -qAt \
-		-c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+		-v ON_ERROR_STOP=1 >/dev/null <<-'EOF'
+		CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+		-- POST /admin/queries/reset and /admin/activity/{pid}/cancel (analytics.h)
+		GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO paintstudio;
+		GRANT pg_signal_backend TO paintstudio;
+	EOF
 }
 
 start_redis() {

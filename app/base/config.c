@@ -483,7 +483,7 @@ static int load_auth(struct config *cfg, char *const *envp, char *err, size_t er
 static int load_observability(struct config *cfg, char *const *envp, char *err, size_t errlen)
 {
 	static const struct { const char *name; int def, max; size_t off; } knobs[] = {
-		{ "SLOW_REQUEST_MS", 1000, 3600000, offsetof(struct config, slow_request_ms) },
+		{ "SLOW_REQUEST_MS", 500, 3600000, offsetof(struct config, slow_request_ms) },
 		{ "ALERT_QUERY_TIME_MS", 5000, 3600000, offsetof(struct config, alert_query_ms) },
 		{ "ALERT_POOL_UTILISATION", 80, 100, offsetof(struct config, alert_pool_percent) },
 		{ "ALERT_MEMORY_PERCENT", 85, 100, offsetof(struct config, alert_memory_percent) },

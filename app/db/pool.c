@@ -20,9 +20,11 @@
 #include <sodium.h>
 
 #include "base/log.h"
+#include "base/strbuf.h"
 #include "base/util.h"
 #include "base/workers.h"
 #include "db/pgconnect.h"
+#include "db/trace.h"
 
 /* Statements of varying shape prepared lazily on one connection. */
 #define POOL_DYN_MAX 64
@@ -601,27 +603,72 @@ static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 	return 0;
 }
 
+/*
+ * PQprepare of sql as name, its text led by a comment that holds tag
+ * ("/" "* paint_get *" "/ SELECT ..."): the server's views of statements
+ * (pg_stat_statements, pg_stat_activity) then say which of the service's
+ * statements each is, however they normalise the rest.
+ */
+static PGresult *prepare_tagged(PGconn *pg, const char *name, const char *tag, const char *sql,
+				int nparams)
+{
+	struct strbuf text;
+	PGresult *r;
+
+	strbuf_init(&text);
+	strbuf_printf(&text, "/* %s */ %s", tag, sql);
+	r = PQprepare(pg, name, text.buf, nparams, NULL);
+	strbuf_free(&text);
+	return r;
+}
+
+int pool_prepare(PGconn *pg, const char *name, PGresult **failed)
+{
+	struct pool_conn *c = PQinstanceData(pg, conn_event);
+	PGresult *r;
+	int i;
+
+	*failed = NULL;
+	if (c == NULL)
+		return -1;
+	for (i = 0; i < c->set->nstmts; i++)
+		if (strcmp(c->set->stmts[i].name, name) == 0)
+			break;
+	if (i == c->set->nstmts)
+		return -1;
+	if (c->prepared[i])
+		return 0;
+	r = prepare_tagged(pg, name, name, c->set->stmts[i].sql, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		*failed = r;
+		return -1;
+	}
+	PQclear(r);
+	c->prepared[i] = 1;
+	return 0;
+}
+
+/* pool_exec_prepared without the trace. */
+static PGresult *exec_prepared(PGconn *pg, const char *name, int nparams,
+			       const char *const *values, const int *lengths, const int *formats,
+			       int result_format)
+{
+	PGresult *failed;
+
+	if (pool_prepare(pg, name, &failed) != 0 && failed != NULL)
+		return failed;	/* the caller sees the preparation's error */
+	return PQexecPrepared(pg, name, nparams, values, lengths, formats, result_format);
+}
+
 PGresult *pool_exec_prepared(PGconn *pg, const char *name, int nparams,
 			     const char *const *values, const int *lengths, const int *formats,
 			     int result_format)
 {
-	struct pool_conn *c = PQinstanceData(pg, conn_event);
-	int i;
+	double t0 = now_mono();
+	PGresult *r = exec_prepared(pg, name, nparams, values, lengths, formats, result_format);
 
-	if (c != NULL) {
-		for (i = 0; i < c->set->nstmts; i++)
-			if (strcmp(c->set->stmts[i].name, name) == 0)
-				break;
-		if (i < c->set->nstmts && !c->prepared[i]) {
-			PGresult *r = PQprepare(pg, name, c->set->stmts[i].sql, 0, NULL);
-
-			if (PQresultStatus(r) != PGRES_COMMAND_OK)
-				return r;	/* the caller sees the preparation's error */
-			PQclear(r);
-			c->prepared[i] = 1;
-		}
-	}
-	return PQexecPrepared(pg, name, nparams, values, lengths, formats, result_format);
+	trace_note(name, t0, now_mono() - t0);
+	return r;
 }
 
 static void conn_close(struct pool_conn *c)
@@ -667,8 +714,9 @@ static int conn_clean(PGconn *pg)
 	}
 }
 
-PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
-			    const char *const *params)
+/* pool_exec_dynamic without the trace. */
+static PGresult *exec_dynamic(struct pool_conn *c, const char *label, const char *sql,
+			      int nparams, const char *const *params)
 {
 	uint64_t h;
 	char name[24];
@@ -692,7 +740,7 @@ PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
 		PQclear(PQexec(c->pg, sqlbuf));
 	}
 	{
-		PGresult *r = PQprepare(c->pg, name, sql, nparams, NULL);
+		PGresult *r = prepare_tagged(c->pg, name, label, sql, nparams);
 
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			/* Forget the slot; hand the preparation error to the caller. */
@@ -706,4 +754,14 @@ PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
 	}
 	c->dyn[slot] = h;
 	return PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
+}
+
+PGresult *pool_exec_dynamic(struct pool_conn *c, const char *label, const char *sql,
+			    int nparams, const char *const *params)
+{
+	double t0 = now_mono();
+	PGresult *r = exec_dynamic(c, label, sql, nparams, params);
+
+	trace_note(label, t0, now_mono() - t0);
+	return r;
 }

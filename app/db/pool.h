@@ -138,10 +138,11 @@ int pool_shutdown(struct pool *p, double grace);
  * Execute sql (built only from fixed fragments: values go in params) as a
  * prepared statement on c, preparing it the first time this connection
  * sees that text; at most POOL_DYN_MAX shapes are kept per connection.
+ * label names it in the trace (trace.h): the caller's name for the query.
  * Returns the result (caller PQclears; check its status), never NULL.
  */
-PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
-			    const char *const *params);
+PGresult *pool_exec_dynamic(struct pool_conn *c, const char *label, const char *sql,
+			    int nparams, const char *const *params);
 
 
 /*
@@ -154,6 +155,14 @@ PGresult *pool_exec_dynamic(struct pool_conn *c, const char *sql, int nparams,
 PGresult *pool_exec_prepared(PGconn *pg, const char *name, int nparams,
 			     const char *const *values, const int *lengths, const int *formats,
 			     int result_format);
+
+/*
+ * Prepare the pool's named statement name on pg (a checked-out
+ * connection's) unless it is already. 0 when it is prepared there; -1
+ * when name is none of the pool's or pg is no pool's (*failed NULL), or
+ * when preparing failed (*failed: the result, which the caller PQclears).
+ */
+int pool_prepare(PGconn *pg, const char *name, PGresult **failed);
 
 /* Free the pool; every connection must be back (after pool_shutdown). */
 void pool_destroy(struct pool *p);

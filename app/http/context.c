@@ -23,6 +23,7 @@
 #include "db/replicas.h"
 #include "http/fcgi_reply.h"
 #include "obs/metrics.h"
+#include "obs/slowlog.h"
 
 static int read_body(struct ctx *c, FCGX_Request *r);
 static void set_request_id(struct ctx *c);
@@ -303,22 +304,26 @@ PGconn *ctx_db_probe(struct ctx *c, double timeout)
 	return db_checkout(c, timeout, 0);
 }
 
-PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params)
+PGresult *ctx_exec_dynamic(struct ctx *c, const char *name, const char *sql, int nparams,
+			   const char *const *params)
 {
 	if (ctx_db(c, 0) == NULL)
 		return NULL;
-	return pool_exec_dynamic(c->db, sql, nparams, params);
+	return pool_exec_dynamic(c->db, name, sql, nparams, params);
 }
 
 int ctx_db_exec(struct ctx *c, const char *sql)
 {
 	PGconn *pg = ctx_db(c, 0);
 	PGresult *r;
+	double t0;
 	int ok;
 
 	if (pg == NULL)
 		return -1;
+	t0 = now_mono();
 	r = PQexec(pg, sql);
+	trace_note(sql, t0, now_mono() - t0);
 	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
 		ctx_db_error(c, r);
@@ -525,6 +530,44 @@ struct json_object *ctx_json_body(struct ctx *c, int merge_patch)
 	return o;
 }
 
+/* The statements' names and times, "name 1.2ms, ..." (the slow request's log line). */
+static void statements_text(const struct trace *t, char *out, size_t len)
+{
+	size_t used = 0;
+	int i;
+
+	out[0] = '\0';
+	for (i = 0; i < t->n && used < len; i++)
+		used += (size_t)snprintf(out + used, len - used, "%s%s %.1fms", i ? ", " : "",
+					 t->e[i].name, t->e[i].seconds * 1000.0);
+	if (t->more && used < len)
+		snprintf(out + used, len - used, ", and %d more", t->more);
+}
+
+/* Keep a slow request for /admin/slow (slowlog.h). */
+static void keep_slow(const struct ctx *c, int status, double total)
+{
+	struct slow_request *r = xcalloc(1, sizeof(*r));
+
+	r->at = now_wall();
+	snprintf(r->request_id, sizeof(r->request_id), "%s", c->request_id);
+	snprintf(r->method, sizeof(r->method), "%s", c->req.method);
+	snprintf(r->path, sizeof(r->path), "%s", c->req.path ? c->req.path : "");
+	snprintf(r->route, sizeof(r->route), "%s", c->route_name);
+	snprintf(r->shed, sizeof(r->shed), "%s", c->shed ? c->shed : "");
+	r->status = status;
+	r->user_id = c->user_id;
+	r->total = total;
+	r->auth = c->auth_time;
+	r->queue = c->queue_wait;
+	r->pool_wait = c->pool_wait;
+	r->db = c->trace.seconds;
+	r->cache = c->cache_time;
+	r->trace = c->trace;
+	slowlog_add(r);
+	free(r);
+}
+
 static void log_request(const struct ctx *c, double total)
 {
 	struct log_line l;
@@ -547,9 +590,37 @@ static void log_request(const struct ctx *c, double total)
 		log_str(&l, "shed", c->shed);
 	log_num(&l, "pool_wait_ms", c->pool_wait * 1000.0);
 	log_num(&l, "db_ms", c->db_time * 1000.0);
+	log_num(&l, "statements_ms", c->trace.seconds * 1000.0);
 	log_num(&l, "cache_ms", c->cache_time * 1000.0);
 	log_num(&l, "total_ms", total * 1000.0);
+	if (slow) {
+		char text[1024];
+
+		statements_text(&c->trace, text, sizeof(text));
+		log_str(&l, "statements", text);
+		if (c->trace.slowest[0])
+			log_str(&l, "slowest_statement", c->trace.slowest);
+	}
 	log_end(&l);
+	if (slow)
+		keep_slow(c, status, total);
+}
+
+/*
+ * Server-Timing on a signed-in user's answers: where the request's time
+ * went, for a browser's developer tools (durations in milliseconds).
+ */
+static void server_timing(struct ctx *c)
+{
+	if (c->user_id == 0)
+		return;
+	http_resp_header(&c->resp, "Server-Timing",
+			 "auth;dur=%.3f;desc=\"session\", queue;dur=%.3f;desc=\"admission\", "
+			 "pool;dur=%.3f;desc=\"connection wait\", db;dur=%.3f;desc=\"%d statements\", "
+			 "cache;dur=%.3f;desc=\"Redis\", total;dur=%.3f",
+			 c->auth_time * 1000.0, c->queue_wait * 1000.0, c->pool_wait * 1000.0,
+			 c->trace.seconds * 1000.0, c->trace.n + c->trace.more,
+			 c->cache_time * 1000.0, (now_mono() - c->t_start) * 1000.0);
 }
 
 /* Give back everything the request holds. */
@@ -647,6 +718,7 @@ static void answer(struct ctx *c)
 	set_lsn_cookie(c);
 	c->cache_time += cache_take_time();
 	http_resp_header(&c->resp, "X-Request-Id", "%s", c->request_id);
+	server_timing(c);
 	if (c->cache != CACHE_UNUSED)
 		http_resp_header(&c->resp, "X-Cache", "%s", cache_result_name(c->cache));
 	/* Everything here is live data: not stored unless a handler says so. */
@@ -670,6 +742,7 @@ static void answer(struct ctx *c)
 				c->resp.status, total, c->db_time > 0 ? c->db_time : -1.0, c->cache);
 		log_request(c, total);
 	}
+	trace_end();
 	release_all(c);
 	free(c);
 }
@@ -686,6 +759,7 @@ struct ctx *ctx_handle(struct app *app, FCGX_Request *r, const struct ctx_parkin
 	c->route_name = "unmatched";
 	c->req.envp = r->envp;
 	c->db_replica = -1;
+	trace_begin(&c->trace, c->t_start, 1);
 	cache_request_reset();
 	http_resp_init(&c->resp);
 	set_request_id(c);
@@ -695,6 +769,7 @@ struct ctx *ctx_handle(struct app *app, FCGX_Request *r, const struct ctx_parkin
 	dispatch(c, r, app->routes, app->nroutes);
 	if (c->parked) {
 		c->cache_time += cache_take_time();
+		trace_end();
 		return c;	/* parked_done hands it back to the server */
 	}
 	answer(c);
@@ -706,6 +781,7 @@ void ctx_resume(struct ctx *c)
 	c->parked = 0;
 	c->resumed = 1;
 	c->queue_wait += c->wait.waited;
+	trace_begin(&c->trace, c->t_start, 0);
 	cache_request_reset();	/* this thread's: the handler runs again from its start */
 	if (c->wait.granted) {
 		http_resp_reset(&c->resp);

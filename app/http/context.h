@@ -15,6 +15,7 @@
 #include "cache/cache.h"
 #include "db/admission.h"
 #include "db/pool.h"
+#include "db/trace.h"
 #include "http/http.h"
 #include "http/router.h"
 
@@ -86,6 +87,7 @@ struct ctx {
 	double cache_time;		/* seconds spent talking to Redis */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
+	struct trace trace;		/* its statements (trace.h) */
 	enum cache_result cache;	/* CACHE_UNUSED unless the handler looked */
 	/* Who is asking (set by sessions_require): */
 	int64_t user_id;		/* 0: nobody */
@@ -157,11 +159,12 @@ PGconn *ctx_db_probe(struct ctx *c, double timeout);
 /*
  * Run sql (fixed fragments only: every value in params) on the request's
  * connection, checked out as by ctx_db, as a statement prepared once per
- * connection (pool_exec_dynamic). Returns the result (caller PQclears and
+ * connection (pool_exec_dynamic), called name in traces and analytics. Returns the result (caller PQclears and
  * checks its status: a failure goes to ctx_db_error), or NULL after ctx_db
  * set the 503. Handlers reach the database only through ctx_db and this.
  */
-PGresult *ctx_exec_dynamic(struct ctx *c, const char *sql, int nparams, const char *const *params);
+PGresult *ctx_exec_dynamic(struct ctx *c, const char *name, const char *sql, int nparams,
+			   const char *const *params);
 
 /*
  * Run a command that returns no rows (BEGIN, COMMIT) on the request's

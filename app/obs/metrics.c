@@ -17,24 +17,15 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/hist.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "cache/cache.h"
 #include "db/pool.h"
 
-const double metrics_buckets[METRICS_NBUCKETS] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-};
-
-/* One histogram: non-cumulative counts, +Inf last; sum in microseconds. */
-struct histogram {
-	atomic_ullong counts[METRICS_NBUCKETS + 1];
-	atomic_ullong sum_us;
-};
-
 struct route_metrics {
 	atomic_ullong by_class[6];	/* index status / 100 (1xx..5xx) */
-	struct histogram latency;
+	struct hist latency[6];		/* by the same index */
 };
 
 /* The sliding window: WINDOW_SLOTS slots of SLOT_SECONDS each. */
@@ -45,14 +36,14 @@ struct route_metrics {
 struct slot {
 	atomic_llong period;		/* which SLOT_SECONDS period it counts */
 	atomic_ullong requests, errors, cache_hits, cache_misses, pool_timeouts;
-	atomic_ullong db[METRICS_NBUCKETS + 1];	/* database time per request */
+	atomic_ullong db[HIST_NBUCKETS + 1];	/* database time per request */
 	atomic_int pool_peak;
 };
 
 static const struct config *cfg;
 static size_t nroutes;
 static struct route_metrics *routes;	/* nroutes + 1 (unmatched) */
-static struct histogram pool_acquire;
+static struct hist pool_acquire;
 static atomic_ullong pool_timeouts_total;
 static atomic_ullong fcgi_closed[METRICS_FCGI_NCLOSE];
 static const char *const fcgi_close_reasons[METRICS_FCGI_NCLOSE] = {
@@ -82,16 +73,6 @@ static const char *const alert_names[NALERTS] = {
 static const char *const alert_units[NALERTS] = { "ms", "%", "%", "%", "count" };
 static struct { int firing; double value, threshold; } alerts[NALERTS];
 static struct alert_thresholds thresholds;
-
-static void hist_observe(struct histogram *h, double seconds)
-{
-	int i;
-
-	for (i = 0; i < METRICS_NBUCKETS && seconds > metrics_buckets[i]; i++)
-		;
-	atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)(seconds * 1e6), memory_order_relaxed);
-}
 
 void metrics_setup(const struct config *c, size_t n)
 {
@@ -133,7 +114,7 @@ static struct slot *current_slot(void)
 			atomic_store(&s->cache_misses, 0);
 			atomic_store(&s->pool_timeouts, 0);
 			atomic_store(&s->pool_peak, 0);
-			for (i = 0; i <= METRICS_NBUCKETS; i++)
+			for (i = 0; i <= HIST_NBUCKETS; i++)
 				atomic_store(&s->db[i], 0);
 			atomic_store_explicit(&s->period, period, memory_order_release);
 		}
@@ -157,7 +138,7 @@ void metrics_request(size_t route, int status, double seconds, double db_seconds
 	if (cls < 1 || cls > 5)
 		cls = 5;
 	atomic_fetch_add_explicit(&r->by_class[cls], 1, memory_order_relaxed);
-	hist_observe(&r->latency, seconds);
+	hist_observe(&r->latency[cls], seconds);
 	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
 	if (status >= 500)
 		atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
@@ -165,13 +146,8 @@ void metrics_request(size_t route, int status, double seconds, double db_seconds
 		atomic_fetch_add_explicit(&s->cache_hits, 1, memory_order_relaxed);
 	else if (cache == CACHE_MISS)
 		atomic_fetch_add_explicit(&s->cache_misses, 1, memory_order_relaxed);
-	if (db_seconds >= 0) {
-		int i;
-
-		for (i = 0; i < METRICS_NBUCKETS && db_seconds > metrics_buckets[i]; i++)
-			;
-		atomic_fetch_add_explicit(&s->db[i], 1, memory_order_relaxed);
-	}
+	if (db_seconds >= 0)
+		atomic_fetch_add_explicit(&s->db[hist_bucket(db_seconds)], 1, memory_order_relaxed);
 }
 
 void metrics_pool_wait(double seconds, int timed_out)
@@ -188,19 +164,19 @@ double metrics_quantile(const unsigned long long *counts, double q)
 	unsigned long long total = 0, seen = 0, rank;
 	int i;
 
-	for (i = 0; i <= METRICS_NBUCKETS; i++)
+	for (i = 0; i <= HIST_NBUCKETS; i++)
 		total += counts[i];
 	if (total == 0)
 		return 0;
 	rank = (unsigned long long)(q * (double)total + 0.999999);
 	if (rank == 0)
 		rank = 1;
-	for (i = 0; i <= METRICS_NBUCKETS; i++) {
+	for (i = 0; i <= HIST_NBUCKETS; i++) {
 		seen += counts[i];
 		if (seen >= rank)
-			return metrics_buckets[i < METRICS_NBUCKETS ? i : METRICS_NBUCKETS - 1];
+			return hist_buckets[i < HIST_NBUCKETS ? i : HIST_NBUCKETS - 1];
 	}
-	return metrics_buckets[METRICS_NBUCKETS - 1];
+	return hist_buckets[HIST_NBUCKETS - 1];
 }
 
 static void window_totals(struct metrics_window *t)
@@ -221,7 +197,7 @@ static void window_totals(struct metrics_window *t)
 		t->cache_hits += atomic_load(&s->cache_hits);
 		t->cache_misses += atomic_load(&s->cache_misses);
 		t->pool_timeouts += atomic_load(&s->pool_timeouts);
-		for (b = 0; b <= METRICS_NBUCKETS; b++)
+		for (b = 0; b <= HIST_NBUCKETS; b++)
 			t->db[b] += atomic_load(&s->db[b]);
 		peak = atomic_load(&s->pool_peak);
 		if (peak > t->pool_peak)
@@ -326,17 +302,6 @@ void metrics_sample(struct pool *p)
 	pthread_mutex_unlock(&sample_mu);
 }
 
-/* Copy a histogram's counts (non-cumulative) and its sum in seconds. */
-static void hist_copy(struct histogram *h, unsigned long long counts[METRICS_NBUCKETS + 1],
-		      double *sum)
-{
-	int i;
-
-	for (i = 0; i <= METRICS_NBUCKETS; i++)
-		counts[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
-	*sum = (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6;
-}
-
 void metrics_snapshot(struct metrics_snapshot *s)
 {
 	size_t i;
@@ -352,9 +317,11 @@ void metrics_snapshot(struct metrics_snapshot *s)
 	for (i = 0; routes && i <= nroutes; i++) {
 		int k;
 
-		for (k = 0; k < 6; k++)
+		for (k = 0; k < 6; k++) {
 			s->routes[i].by_class[k] = atomic_load(&routes[i].by_class[k]);
-		hist_copy(&routes[i].latency, s->routes[i].latency, &s->routes[i].latency_sum);
+			hist_copy(&routes[i].latency[k], s->routes[i].latency[k],
+				  &s->routes[i].latency_sum[k]);
+		}
 	}
 	hist_copy(&pool_acquire, s->pool_acquire, &s->pool_acquire_sum);
 	s->pool_timeouts_total = atomic_load(&pool_timeouts_total);

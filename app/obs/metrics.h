@@ -11,15 +11,12 @@
 
 #include <stddef.h>
 
+#include "base/hist.h"
 #include "base/strbuf.h"
 #include "cache/cache.h"
 
 struct config;
 struct pool;
-
-/* Latency buckets (seconds) shared by every histogram here. */
-#define METRICS_NBUCKETS 14
-extern const double metrics_buckets[METRICS_NBUCKETS];
 
 /* Thresholds of the alerts (defaults are the original guide's). */
 struct alert_thresholds {
@@ -66,15 +63,15 @@ void metrics_sample(struct pool *p);
 struct metrics_window {
 	int seconds;
 	unsigned long long requests, errors, cache_hits, cache_misses, pool_timeouts;
-	unsigned long long db[METRICS_NBUCKETS + 1];	/* database time per request */
+	unsigned long long db[HIST_NBUCKETS + 1];	/* database time per request */
 	int pool_peak;					/* most connections in use */
 };
 
 /* One route's counters; histograms are non-cumulative, +Inf last. */
 struct metrics_route {
 	unsigned long long by_class[6];			/* index: status / 100 */
-	unsigned long long latency[METRICS_NBUCKETS + 1];
-	double latency_sum;				/* seconds */
+	unsigned long long latency[6][HIST_NBUCKETS + 1];	/* by the same index */
+	double latency_sum[6];				/* seconds */
 };
 
 struct metrics_alert {
@@ -90,7 +87,7 @@ struct metrics_snapshot {
 	int threads, threads_busy;
 	size_t nroutes;			/* routes[nroutes] counts unmatched paths */
 	struct metrics_route *routes;	/* nroutes + 1 entries, owned */
-	unsigned long long pool_acquire[METRICS_NBUCKETS + 1];
+	unsigned long long pool_acquire[HIST_NBUCKETS + 1];
 	double pool_acquire_sum;
 	unsigned long long pool_timeouts_total;
 	struct {

@@ -30,7 +30,7 @@ static const struct pool_stmt statements[] = {
 
 const char *audit_entity_name(enum audit_entity e)
 {
-	return e == AUDIT_PAINT ? "paint" : "user";
+	return e == AUDIT_PAINT ? "paint" : e == AUDIT_USER ? "user" : "database";
 }
 
 static const char *json_or_null(struct json_object *o)
@@ -307,7 +307,7 @@ void audit_list(struct ctx *c)
 		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errors);
 		goto out;
 	}
-	if ((r = ctx_exec_dynamic(c, aq.sql.buf, aq.n, aq.params)) == NULL)
+	if ((r = ctx_exec_dynamic(c, "audit_list", aq.sql.buf, aq.n, aq.params)) == NULL)
 		goto out;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK)
 		audit_send_page(c, &aq, r);

@@ -14,7 +14,8 @@
 
 #include "resources/resources.h"
 
-enum audit_entity { AUDIT_PAINT, AUDIT_USER };
+/* What an entry is about; AUDIT_DATABASE: the operator acted on PostgreSQL itself (analytics.h). */
+enum audit_entity { AUDIT_PAINT, AUDIT_USER, AUDIT_DATABASE };
 
 /* GET /admin/audit and the statements that write and read the trail. */
 extern const struct resource audit_resource;
@@ -44,7 +45,7 @@ int audit_record(PGconn *pg, int64_t actor_id, const char *actor, enum audit_ent
  */
 int audit_prepare(PGconn *pg, PGresult **failed);
 
-/* "paint", "user" */
+/* "paint", "user", "database" */
 const char *audit_entity_name(enum audit_entity e);
 
 struct ctx;

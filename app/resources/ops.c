@@ -19,6 +19,7 @@
 #include "cache/cache.h"
 #include "db/admission.h"
 #include "db/replicas.h"
+#include "db/trace.h"
 #include "http/context.h"
 #include "obs/metrics.h"
 
@@ -252,11 +253,11 @@ static void prom_histogram(struct strbuf *sb, const char *name, const char *labe
 	char set[128];
 	int i;
 
-	for (i = 0; i <= METRICS_NBUCKETS; i++) {
+	for (i = 0; i <= HIST_NBUCKETS; i++) {
 		cum += counts[i];
-		if (i < METRICS_NBUCKETS)
+		if (i < HIST_NBUCKETS)
 			strbuf_printf(sb, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-				      metrics_buckets[i], cum);
+				      hist_buckets[i], cum);
 		else
 			strbuf_printf(sb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
 	}
@@ -291,20 +292,40 @@ static void prom_routes(struct strbuf *sb, const struct metrics_snapshot *m)
 					      name, k, m->routes[i].by_class[k]);
 	}
 	prom_head(sb, "paintstudio_http_request_duration_seconds", "histogram",
-		  "Time to answer, by route.");
+		  "Time to answer, by route, method and status class.");
 	for (i = 0; i <= m->nroutes; i++) {
-		char labels[96];
-		unsigned long long n = 0;
-		int b;
+		int k;
 
-		for (b = 0; b <= METRICS_NBUCKETS; b++)
-			n += m->routes[i].latency[b];
-		if (n == 0)
-			continue;
-		snprintf(labels, sizeof(labels), "route=\"%s\"", i < nr ? table[i].name : "unmatched");
-		prom_histogram(sb, "paintstudio_http_request_duration_seconds", labels,
-			       m->routes[i].latency, m->routes[i].latency_sum);
+		for (k = 1; k <= 5; k++) {
+			char labels[128];
+
+			if (m->routes[i].by_class[k] == 0)
+				continue;
+			snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%dxx\"",
+				 i < nr ? table[i].name : "unmatched", i < nr ? table[i].method : "",
+				 k);
+			prom_histogram(sb, "paintstudio_http_request_duration_seconds", labels,
+				       m->routes[i].latency[k], m->routes[i].latency_sum[k]);
+		}
 	}
+}
+
+/* Each statement's time, by the service's name for it (trace.h). */
+static void prom_statements(struct strbuf *sb)
+{
+	static const char N[] = "paintstudio_db_statement_duration_seconds";
+	struct trace_stat *st = xcalloc(TRACE_NAMES_MAX, sizeof(*st));
+	int i, n = trace_stats(st, TRACE_NAMES_MAX);
+
+	prom_head(sb, N, "histogram",
+		  "Time of each statement the service ran, by its name (BEGIN and COMMIT included).");
+	for (i = 0; i < n; i++) {
+		char labels[80];
+
+		snprintf(labels, sizeof(labels), "statement=\"%s\"", st[i].name);
+		prom_histogram(sb, N, labels, st[i].counts, st[i].sum);
+	}
+	free(st);
 }
 
 static void prom_pool(struct strbuf *sb, const struct pool_stats *ps, const struct metrics_snapshot *m)
@@ -431,6 +452,7 @@ static void ops_prometheus(struct ctx *c)
 	strbuf_printf(sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
 	prom_routes(sb, &m);
 	prom_pool(sb, &ps, &m);
+	prom_statements(sb);
 	prom_admission(sb, c->app->gate);
 	prom_replicas(sb);
 	prom_cache(sb, &cs);

@@ -580,7 +580,7 @@ void paints_list(struct ctx *c)
 	}
 	if (send_page_from_cache(c, lq.canon.buf, gen) == 0)
 		goto out;
-	if ((r = ctx_exec_dynamic(c, lq.sql.buf, lq.nparams, lq.params)) == NULL)
+	if ((r = ctx_exec_dynamic(c, "paints_list", lq.sql.buf, lq.nparams, lq.params)) == NULL)
 		goto out;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
 		ctx_db_release(c);	/* read: the connection goes back before the page is made and cached */

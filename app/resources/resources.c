@@ -7,6 +7,7 @@
 #include "resources/resources.h"
 
 #include "base/util.h"
+#include "resources/analytics.h"
 #include "resources/audit.h"
 #include "resources/auth.h"
 #include "resources/ops.h"
@@ -22,11 +23,12 @@ static const struct resource *const all[] = {
 	&paints_resource,
 	&audit_resource,
 	&users_resource,
+	&analytics_resource,
 };
 
 #define NRESOURCES RESOURCE_ARRAY_LEN(all)
-#define MAX_ROUTES 64
-#define MAX_STMTS 96
+#define MAX_ROUTES 80
+#define MAX_STMTS 128
 
 const struct route *resources_routes(size_t *n)
 {

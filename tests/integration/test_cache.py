@@ -28,7 +28,7 @@ def prefix():
 def paint_get_calls():
     """How often PostgreSQL ran the single-paint read (pg_stat_statements)."""
     out = stack().psql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                       "WHERE query LIKE 'SELECT id, name, brand%WHERE id = $1'", admin=True)
+                       "WHERE query LIKE '%SELECT id, name, brand%WHERE id = $1'", admin=True)
     return int(out)
 
 

@@ -126,7 +126,7 @@ class Replicas(unittest.TestCase):
         """Calls of statements reading paints on the primary or the replica
         (pg_stat_statements counts at once, on each server separately)."""
         sql = ("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query ILIKE '%from paints%' "
-               "AND query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE 'with w as%' "
+               "AND query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE '%with w as%' "
                "AND query NOT ILIKE '%for update%'")
         if where == "primary":
             return int(self.s.psql(sql, admin=True))

@@ -15,17 +15,17 @@
 
 static void test_quantiles(void **state)
 {
-	unsigned long long counts[METRICS_NBUCKETS + 1] = { 0 };
+	unsigned long long counts[HIST_NBUCKETS + 1] = { 0 };
 
 	(void)state;
 	assert_true(metrics_quantile(counts, 0.5) == 0);
 	counts[2] = 90;		/* <= 2.5 ms */
 	counts[8] = 9;		/* <= 250 ms */
-	counts[METRICS_NBUCKETS] = 1;	/* > 10 s */
-	assert_true(metrics_quantile(counts, 0.5) == metrics_buckets[2]);
-	assert_true(metrics_quantile(counts, 0.9) == metrics_buckets[2]);
-	assert_true(metrics_quantile(counts, 0.95) == metrics_buckets[8]);
-	assert_true(metrics_quantile(counts, 1.0) == metrics_buckets[METRICS_NBUCKETS - 1]);
+	counts[HIST_NBUCKETS] = 1;	/* > 10 s */
+	assert_true(metrics_quantile(counts, 0.5) == hist_buckets[2]);
+	assert_true(metrics_quantile(counts, 0.9) == hist_buckets[2]);
+	assert_true(metrics_quantile(counts, 0.95) == hist_buckets[8]);
+	assert_true(metrics_quantile(counts, 1.0) == hist_buckets[HIST_NBUCKETS - 1]);
 }
 
 /* Capture what one log call writes to stderr. */
