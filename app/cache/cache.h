@@ -134,6 +134,32 @@ typedef int (*cache_page_check)(const char *value, size_t len);
 struct redisContext *cache_redis_connect(const struct redis_url *u, int timeout_ms,
 					 char *err, size_t errlen);
 
+/*
+ * Shared logs: a list in Redis under name that every process adds to,
+ * newest first, capped at keep entries, gone ttl seconds after its last
+ * entry (a key with a TTL: the only kind Redis may evict). Best effort:
+ * -1 when Redis is not in use now or failed, or the entry is over
+ * CACHE_LOG_VALUE_MAX bytes. A key of another type under the name is
+ * deleted, and the entry starts a new list.
+ */
+#define CACHE_LOG_VALUE_MAX (64 * 1024)
+int cache_log_push(const char *name, const char *value, size_t len, int keep, int ttl);
+
+/*
+ * Called for each entry read back, newest first: the entry is input (it
+ * may be anything another writer left there); 0 when it was taken, -1
+ * when it was refused (not counted).
+ */
+typedef int (*cache_log_entry)(const char *value, size_t len, void *arg);
+
+/*
+ * Read up to max entries of the shared log name, newest first, through
+ * each. Returns how many each took, or -1 when Redis is not in use now,
+ * failed, or holds no list under the name (the caller falls back to what
+ * it knows itself).
+ */
+int cache_log_read(const char *name, int max, cache_log_entry each, void *arg);
+
 /* Read cfg's REDIS_URL, TTL and timeouts. Call once before threads start. */
 void cache_setup(const struct config *cfg);
 

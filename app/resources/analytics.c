@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "cache/cache.h"
 #include "db/trace.h"
 #include "http/context.h"
 #include "obs/slowlog.h"
@@ -268,55 +269,41 @@ static void queries_reset(struct ctx *c)
 
 /* ---- GET /admin/slow ------------------------------------------------------ */
 
-static struct json_object *slow_json(const struct slow_request *s)
+/* The shared log's entries, each checked (slowlog_entry_valid) before it is listed. */
+static int take_slow(const char *value, size_t len, void *arg)
 {
-	struct json_object *o = json_object_new_object(), *st = json_object_new_array();
-	char at[40];
-	int i;
+	struct json_object *o = slowlog_entry_parse(value, len);
 
-	format_iso8601(s->at, at, sizeof(at));
-	json_object_object_add(o, "at", json_object_new_string(at));
-	json_object_object_add(o, "request_id", json_object_new_string(s->request_id));
-	json_object_object_add(o, "method", json_object_new_string(s->method));
-	json_object_object_add(o, "path", json_object_new_string(s->path));
-	json_object_object_add(o, "route", json_object_new_string(s->route));
-	json_object_object_add(o, "status", json_object_new_int(s->status));
-	json_object_object_add(o, "user_id", s->user_id ? json_object_new_int64(s->user_id) : NULL);
-	json_object_object_add(o, "total_ms", json_object_new_double(s->total * 1000.0));
-	json_object_object_add(o, "auth_ms", json_object_new_double(s->auth * 1000.0));
-	json_object_object_add(o, "queue_ms", json_object_new_double(s->queue * 1000.0));
-	json_object_object_add(o, "pool_wait_ms", json_object_new_double(s->pool_wait * 1000.0));
-	json_object_object_add(o, "db_ms", json_object_new_double(s->db * 1000.0));
-	json_object_object_add(o, "cache_ms", json_object_new_double(s->cache * 1000.0));
-	json_object_object_add(o, "shed", s->shed[0] ? json_object_new_string(s->shed) : NULL);
-	json_object_object_add(o, "slowest_statement", s->trace.slowest[0]
-			       ? json_object_new_string(s->trace.slowest) : NULL);
-	for (i = 0; i < s->trace.n; i++) {
-		struct json_object *e = json_object_new_object();
-
-		json_object_object_add(e, "name", json_object_new_string(s->trace.e[i].name));
-		json_object_object_add(e, "at_ms", json_object_new_double(s->trace.e[i].at * 1000.0));
-		json_object_object_add(e, "ms", json_object_new_double(s->trace.e[i].seconds * 1000.0));
-		json_object_array_add(st, e);
-	}
-	json_object_object_add(o, "statements", st);
-	json_object_object_add(o, "statements_not_listed", json_object_new_int(s->trace.more));
-	return o;
+	if (o == NULL)
+		return -1;
+	json_object_array_add(arg, o);
+	return 0;
 }
 
 static void slow_list(struct ctx *c)
 {
-	struct slow_request *all = xcalloc(SLOWLOG_MAX, sizeof(*all));
 	struct json_object *o = json_object_new_object(), *items = json_object_new_array();
-	uint64_t total;
-	int i, n = slowlog_list(all, &total);
+	int64_t total = -1;
+	const char *source = "all processes";
 
-	for (i = 0; i < n; i++)
-		json_object_array_add(items, slow_json(&all[i]));
-	free(all);
+	if (cache_log_read(SLOWLOG_SHARED, SLOWLOG_MAX, take_slow, items) < 0) {
+		/* Redis is not in use now: what this process saw itself. */
+		struct slow_request *all = xcalloc(SLOWLOG_MAX, sizeof(*all));
+		uint64_t seen;
+		int i, n = slowlog_list(all, &seen);
+
+		json_object_put(items);
+		items = json_object_new_array();
+		for (i = 0; i < n; i++)
+			json_object_array_add(items, slowlog_json(&all[i]));
+		free(all);
+		total = (int64_t)seen;
+		source = "this process";
+	}
 	json_object_object_add(o, "threshold_ms", json_object_new_double(c->app->cfg->slow_request_ms));
 	json_object_object_add(o, "kept", json_object_new_int(SLOWLOG_MAX));
-	json_object_object_add(o, "total", json_object_new_int64((int64_t)total));
+	json_object_object_add(o, "source", json_object_new_string(source));
+	json_object_object_add(o, "process_total", total >= 0 ? json_object_new_int64(total) : NULL);
 	json_object_object_add(o, "items", items);
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);

@@ -115,7 +115,10 @@ class Prometheus(unittest.TestCase):
         self.assertEqual(delta("paintstudio_http_requests_total", route="paints.stats", status="2xx"), 7)
         self.assertEqual(delta("paintstudio_http_requests_total", route="paints.stats", status="4xx"), 0)
         self.assertEqual(delta("paintstudio_http_requests_total", route="paints.get", status="4xx"), 3)
-        self.assertEqual(delta("paintstudio_http_request_duration_seconds_count", route="paints.stats"), 7)
+        self.assertEqual(delta("paintstudio_http_request_duration_seconds_count", route="paints.stats",
+                               method="GET", status="2xx"), 7)
+        self.assertEqual(delta("paintstudio_http_request_duration_seconds_count", route="paints.get",
+                               method="GET", status="4xx"), 3)
 
     def test_histogram_buckets_hold_the_observations(self):
         s = stack()
@@ -123,10 +126,14 @@ class Prometheus(unittest.TestCase):
         for _ in range(5):
             s.get("/healthz", auth=False)
         after = scrape_all(s)
-        inf = total(after, "paintstudio_http_request_duration_seconds_bucket", route="healthz", le="+Inf") - \
-            total(before, "paintstudio_http_request_duration_seconds_bucket", route="healthz", le="+Inf")
-        ten = total(after, "paintstudio_http_request_duration_seconds_bucket", route="healthz", le="10") - \
-            total(before, "paintstudio_http_request_duration_seconds_bucket", route="healthz", le="10")
+        inf = total(after, "paintstudio_http_request_duration_seconds_bucket", route="healthz", method="GET",
+                    status="2xx", le="+Inf") - \
+            total(before, "paintstudio_http_request_duration_seconds_bucket", route="healthz", method="GET",
+                  status="2xx", le="+Inf")
+        ten = total(after, "paintstudio_http_request_duration_seconds_bucket", route="healthz", method="GET",
+                    status="2xx", le="10") - \
+            total(before, "paintstudio_http_request_duration_seconds_bucket", route="healthz", method="GET",
+                  status="2xx", le="10")
         self.assertEqual(inf, 5)
         self.assertEqual(ten, 5)  # a health check never takes 10 s
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,66 @@ static void test_slowlog_keeps_the_newest(void **state)
 	free(out);
 }
 
+static void test_slowlog_shared_entries_are_checked(void **state)
+{
+	static struct slow_request r;
+	struct json_object *o, *back;
+	const char *text;
+	static const char *const hostile[] = {
+		"", "null", "[]", "{}", "{\"at\": 1}", "{{{{{{{{{{", "\"x\"",
+		/* one field of the wrong type, one missing, one too many */
+		NULL,
+	};
+	char buf[4096];
+	size_t i;
+
+	(void)state;
+	snprintf(r.request_id, sizeof(r.request_id), "abc123");
+	snprintf(r.method, sizeof(r.method), "PATCH");
+	snprintf(r.path, sizeof(r.path), "/admin/paints/7");
+	snprintf(r.route, sizeof(r.route), "paints.patch");
+	r.status = 200;
+	r.total = 1.5;
+	trace_begin(&r.trace, 0, 1);
+	trace_note("paint_get_for_update", 0.1, 1.2);
+	trace_end();
+	o = slowlog_json(&r);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	back = slowlog_entry_parse(text, strlen(text));
+	assert_non_null(back);
+	assert_string_equal(json_object_get_string(json_object_object_get(back, "slowest_statement")),
+			    "paint_get_for_update");
+	json_object_put(back);
+	/* whatever else Redis may hold under the key is refused */
+	for (i = 0; hostile[i]; i++)
+		assert_null(slowlog_entry_parse(hostile[i], strlen(hostile[i])));
+	/* a trailing byte, a cut copy */
+	snprintf(buf, sizeof(buf), "%s ", text);
+	assert_non_null(back = slowlog_entry_parse(buf, strlen(buf) - 1));
+	json_object_put(back);
+	assert_null(slowlog_entry_parse(buf, strlen(text) - 1));
+	snprintf(buf, sizeof(buf), "%sx", text);
+	assert_null(slowlog_entry_parse(buf, strlen(buf)));
+	/* a field of the wrong type, one missing, one more */
+	json_object_object_add(o, "status", json_object_new_string("200"));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	assert_null(slowlog_entry_parse(text, strlen(text)));
+	json_object_object_del(o, "status");
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	assert_null(slowlog_entry_parse(text, strlen(text)));
+	json_object_object_add(o, "status", json_object_new_int(200));
+	json_object_object_add(o, "extra", json_object_new_int(1));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	assert_null(slowlog_entry_parse(text, strlen(text)));
+	json_object_object_del(o, "extra");
+	json_object_object_add(o, "path", json_object_new_string(
+		"/a-path-longer-than-any-the-service-keeps-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	assert_null(slowlog_entry_parse(text, strlen(text)));
+	json_object_put(o);
+}
+
 static void test_statement_tag(void **state)
 {
 	char name[TRACE_NAME_LEN];
@@ -171,6 +232,7 @@ int main(void)
 		cmocka_unit_test(test_trace_keeps_a_request_statements),
 		cmocka_unit_test(test_trace_names_are_cut_and_bounded),
 		cmocka_unit_test(test_slowlog_keeps_the_newest),
+		cmocka_unit_test(test_slowlog_shared_entries_are_checked),
 		cmocka_unit_test(test_statement_tag),
 	};
 
