@@ -215,6 +215,10 @@ class Stack(unittest.TestCase):
         self.assertEqual(P.request("DELETE", url).status, 204)
         self.assertEqual(P.get(url).status, 404)
         self.assertEqual(P.psql(f"SELECT count(*) FROM paints WHERE id = {p['id']}"), "0")
+        # query analytics: pg_stat_statements preloaded by db's command, installed by migrate
+        q = P.get("/admin/queries?limit=200").json()
+        self.assertTrue(q["available"], q)
+        self.assertIn("paint_insert", [x["name"] for x in q["items"]])
 
     def test_2_write_through_one_replica_read_back_through_the_others(self):
         replicas = self.replicas(3)
