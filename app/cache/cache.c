@@ -353,7 +353,8 @@ static void paint_keys(const struct cache_conn *t, int64_t id, char key[128], ch
 /*
  * Try to take the read lease lkey for this request (a new random token in
  * lease). With replicas, the last invalidation's position is read right
- * after it, in the same pipeline (piece R). With bad_key (a bad value was
+ * after it, in the same pipeline (piece R), and binds this request's
+ * reads whether the lease is ours or not. With bad_key (a bad value was
  * found there), first delete it and lkey, as an invalidation of that one
  * key would: the lease a fill left behind (it outlives the fill) would
  * otherwise keep the bad value in place until it expires, and deleting
@@ -378,9 +379,15 @@ static int take_lease(struct cache_conn *t, const char *lkey, const char *bad_ke
 	if (cache_conn_replies(t, rr, n) != 0)
 		return -1;
 	ours = rr[first]->type == REDIS_REPLY_STATUS && strcmp(rr[first]->str, "OK") == 0;
-	if (ours)
-		fill_lsn = wal_reply(t, wal_on ? rr[first + 1] : NULL);
-	else
+	/*
+	 * The position binds the read whether or not the lease is ours: a
+	 * request that finds another's lease (a fill on another process, or
+	 * its own first run's, left when it was parked at the admission gate)
+	 * still reads what it serves from a server that replayed the last
+	 * invalidation, as a hit would have served.
+	 */
+	fill_lsn = wal_reply(t, wal_on ? rr[first + 1] : NULL);
+	if (!ours)
 		lease[0] = '\0';
 	for (i = 0; i < n; i++)
 		freeReplyObject(rr[i]);

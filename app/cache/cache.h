@@ -35,9 +35,9 @@
  * - Read replicas (cache.c, piece R): with DATABASE_REPLICA_URLS set,
  *   every invalidation first records the primary's WAL position after
  *   the write's commit in <prefix>wal (ZADD GT: it only grows), in the
- *   same pipeline as the deletions; a reader reads it right after taking
- *   its lease (or with its page generation). A fill may then read a
- *   replica only if that replica has replayed that position
+ *   same pipeline as the deletions; a reader reads it right after trying
+ *   for its lease, taken or not (or with its page generation). A miss
+ *   may then read a replica only if that replica has replayed that position
  *   (cache_fill_position; ctx_db chooses accordingly), else the primary;
  *   a store after a replica read that did not cover it is refused. Every
  *   process sharing the Redis must run with the same replica setting.
