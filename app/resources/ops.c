@@ -357,6 +357,9 @@ static void prom_pool(struct strbuf *sb, const struct pool_stats *ps, const stru
 	prom_value(sb, "paintstudio_pool_connections_closed_total", "counter", "Connections closed.", (double)ps->closed);
 	prom_value(sb, "paintstudio_pool_connections_invalid_total", "counter",
 		   "Connections found broken and discarded.", (double)ps->invalidated);
+	prom_value(sb, "paintstudio_pool_connections_failed_total", "counter",
+		   "Connections that could not be opened (PostgreSQL unreachable or refusing).",
+		   (double)ps->failed);
 	prom_head(sb, "paintstudio_pool_connections_acquire_seconds", "histogram",
 		  "Time a request waited for a connection.");
 	prom_histogram(sb, "paintstudio_pool_connections_acquire_seconds", "", m->pool_acquire,
