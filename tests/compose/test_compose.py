@@ -406,7 +406,7 @@ class Stack(unittest.TestCase):
 
         def rule():
             rules = [r for g in api("rules")["groups"] for r in g["rules"]
-                     if r["name"] == "PaintStudioDatabaseDown"]
+                     if r["name"] == "PaintstudioDatabaseDown"]
             self.assertEqual(len(rules), 1, "the rules of monitoring/rules are loaded")
             return rules[0]
         hold = rule()["duration"]
@@ -419,10 +419,10 @@ class Stack(unittest.TestCase):
 
             def firing():
                 return [a for a in api("alerts")["alerts"]
-                        if a["labels"]["alertname"] == "PaintStudioDatabaseDown" and a["state"] == "firing"]
-            wait_until(firing, timeout=hold + 90, interval=1, what="PaintStudioDatabaseDown firing")
+                        if a["labels"]["alertname"] == "PaintstudioDatabaseDown" and a["state"] == "firing"]
+            wait_until(firing, timeout=hold + 90, interval=1, what="PaintstudioDatabaseDown firing")
             took = time.monotonic() - stopped
-            print(f"compose: db stopped, PaintStudioDatabaseDown fired after {took:.0f}s "
+            print(f"compose: db stopped, PaintstudioDatabaseDown fired after {took:.0f}s "
                   f"(for: {hold:.0f}s)", flush=True)
             self.assertGreaterEqual(took, hold - 1, "fired before its for:")
             # scrape (5 s), the probe (2 s), evaluation (5 s): within its for: and a round of each
