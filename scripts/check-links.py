@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Check the relative links of the documentation.
 
-Every relative link in README.md and docs/*.md (or in the files named on
-the command line) must name a file that exists, and a link with a
-#fragment must name a heading of that page, its anchor computed as GitHub
-computes it. Links to other sites (http:, https:, mailto:) are not
-followed. Prints each broken link as FILE:LINE: TARGET: WHY and exits 1 if
+Every relative link in README.md, docs/*.md and monitoring/*.md (or in
+the files named on the command line) must name a file that exists, and a
+link with a #fragment must name a heading of that page, its anchor
+computed as GitHub computes it. Links to other sites (http:, https:,
+mailto:) are not followed.
+Prints each broken link as FILE:LINE: TARGET: WHY and exits 1 if
 there is any, else 0.
 
 tests/run.py imports this file and calls check_file() per page.
@@ -28,9 +29,10 @@ EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 def doc_files(repo=REPO):
-    """The pages the check covers: README.md and docs/*.md."""
+    """The pages the check covers: README.md, docs/*.md and monitoring/*.md."""
     files = [os.path.join(repo, "README.md")]
     files += sorted(glob.glob(os.path.join(repo, "docs", "*.md")))
+    files += sorted(glob.glob(os.path.join(repo, "monitoring", "*.md")))
     return [f for f in files if os.path.exists(f)]
 
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # .env for docker-compose.yml: .env.example copied (mode 600) with the
-# passwords it leaves empty generated (POSTGRES_PASSWORD, REDIS_PASSWORD:
+# secrets it leaves empty generated (POSTGRES_PASSWORD, REDIS_PASSWORD and
+# METRICS_TOKEN, which the monitoring profile's Prometheus scrapes with:
 # 48 hex digits each, safe in a URL). An existing file is kept and only
 # its empty or missing passwords are filled in: PostgreSQL takes its
 # password once, when its volume is first made.
@@ -14,7 +15,7 @@ if [ ! -e "$env" ]; then
 	echo "compose-env: wrote $env from .env.example"
 fi
 chmod 600 "$env"
-for name in POSTGRES_PASSWORD REDIS_PASSWORD; do
+for name in POSTGRES_PASSWORD REDIS_PASSWORD METRICS_TOKEN; do
 	pw=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 	if grep -q "^$name=\$" "$env"; then
 		sed -i "s/^$name=\$/$name=$pw/" "$env"

@@ -12,7 +12,8 @@ build_pkgs=(make gcc pkg-config libc6-dev
 	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
 stack_pkgs=(postgresql-15 redis-server redis-tools
 	nginx openssl ca-certificates curl procps python3)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm wrk valgrind)
+# prometheus: for promtool (the rules' unit tests, the /metrics lint).
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm wrk valgrind prometheus)
 # make test-compose: an engine of its own, the client, base images made here.
 compose_pkgs=(docker.io docker-compose mmdebstrap)
 
@@ -23,7 +24,7 @@ all) want=("${build_pkgs[@]}" "${stack_pkgs[@]}" "${test_pkgs[@]}" "${compose_pk
 esac
 
 # Node.js and npm may come from elsewhere than Debian (a newer release):
-# any working node and npm will do.
+# any working node and npm will do; likewise any promtool.
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
 
 missing=()
@@ -32,6 +33,7 @@ for p in "${want[@]}"; do
 	nodejs) have_cmd node && continue ;;
 	npm) have_cmd npm && continue ;;
 	chromium) have_cmd chromium && continue ;;
+	prometheus) have_cmd promtool && continue ;;
 	esac
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$p")
@@ -53,8 +55,32 @@ else
 	exit 1
 fi
 
+# Installing Debian's prometheus starts its daemon where an init system lets
+# it (its node exporter is only recommended, so not installed). We want only
+# promtool: stop a daemon this install started, leave alone one that was
+# running before.
+daemons=(prometheus)
+running_before=()
+for d in "${daemons[@]}"; do
+	pgrep -x "$d" >/dev/null 2>&1 && running_before+=("$d")
+done
+
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+for d in "${daemons[@]}"; do
+	case " ${running_before[*]} " in *" $d "*) continue ;; esac
+	pgrep -x "$d" >/dev/null 2>&1 || continue
+	echo "deps: stopping the $d daemon the install started"
+	if have_cmd systemctl && [ -d /run/systemd/system ]; then
+		"${sudo[@]}" systemctl disable --now "$d" >/dev/null 2>&1 || true
+	elif [ -x "/etc/init.d/$d" ]; then
+		"${sudo[@]}" "/etc/init.d/$d" stop >/dev/null 2>&1 || true
+	fi
+	# An init script that lost track of its pid: end the daemon itself.
+	pids=$(pgrep -x "$d" || true)
+	[ -z "$pids" ] || "${sudo[@]}" kill $pids 2>/dev/null || true
+done
 echo "deps: done"

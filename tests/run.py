@@ -3,7 +3,8 @@
 
 1. C unit tests (cmocka, TAP output) from BUILD/tests/, the fuzzing
    corpora replayed, build/paintstudio's hardening (scripts/checksec.sh),
-   and the documentation's links (scripts/check-links.py).
+   the documentation's links (scripts/check-links.py), and the Prometheus
+   rules in monitoring/ (promtool check and its unit tests).
 2. Integration tests (tests/integration/test_*.py, unittest) against a
    throwaway stack: PostgreSQL, Redis, nginx and two paintstudio processes
    started on free loopback ports in a temporary folder, stopped afterwards.
@@ -18,6 +19,7 @@ import argparse
 import glob
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -172,6 +174,28 @@ def run_layer_check(tally):
     sys.stdout.write(p.stdout)
 
 
+def run_promtool(tally):
+    """monitoring/: the rules are valid, their unit tests pass, and the
+    example configuration loads (promtool, from Debian's prometheus)."""
+    for verb, pattern in (("check rules", "monitoring/rules/*.yml"),
+                          ("test rules", "monitoring/tests/*.yml"),
+                          ("check config", "monitoring/prometheus.yml")):
+        name = f"promtool {verb} {pattern}"
+        files = sorted(glob.glob(pattern, root_dir=REPO))
+        if shutil.which("promtool") is None:
+            tally.add("prometheus", name, "fail",
+                      "promtool not found (scripts/deps.sh installs Debian's prometheus)")
+            continue
+        if not files:
+            tally.add("prometheus", name, "fail", "no files")
+            continue
+        p = subprocess.run(["promtool", *verb.split(), *files], capture_output=True,
+                           text=True, timeout=120, cwd=REPO)
+        tally.add("prometheus", name, "pass" if p.returncode == 0 else "fail",
+                  p.stdout[-4000:] + p.stderr[-4000:])
+        print(f"prometheus: {name}: {'ok' if p.returncode == 0 else 'FAILED'}", flush=True)
+
+
 def test_binaries_named(build, folder, prefix):
     return sorted(p for p in glob.glob(os.path.join(build, folder, prefix + "*"))
                   if os.access(p, os.X_OK) and "." not in os.path.basename(p))
@@ -293,6 +317,7 @@ def main():
         run_fuzz_replay(args.build, tally)
         run_checksec(tally)
         run_layer_check(tally)
+        run_promtool(tally)
     if args.only in (None, "integration"):
         run_integration(args.build, tally, args.pattern, args.tsan_build,
                         db_tests=args.pattern == "test_*.py")

@@ -29,6 +29,7 @@ void slowlog_add(const struct slow_request *r)
 	o = slowlog_json(r);
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	cache_log_push(SLOWLOG_SHARED, text, strlen(text), SLOWLOG_MAX, SLOWLOG_SHARED_TTL);
+	(void)cache_take_time();	/* after the request's answer: no request's Redis time */
 	json_object_put(o);
 }
 

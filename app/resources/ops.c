@@ -78,22 +78,35 @@ static int ready_probe(struct ctx *c)
 	return ok;
 }
 
-static void ops_ready(struct ctx *c)
+/*
+ * Whether the database answers: a probe when none runs (its 503 left set
+ * when it failed, *probed 1), else the last probe's finding (*probed 0).
+ */
+static int database_ready(struct ctx *c, int *probed)
 {
-	struct json_object *o;
-	int probe, ok;
+	int ok;
 
 	pthread_mutex_lock(&ready_mu);
-	probe = !ready_probing;
-	ready_probing |= probe;
+	*probed = !ready_probing;
+	ready_probing |= *probed;
 	ok = ready_ok;
 	pthread_mutex_unlock(&ready_mu);
-	if (probe) {
+	if (*probed) {
 		ok = ready_probe(c);
 		pthread_mutex_lock(&ready_mu);
 		ready_ok = ok;
 		ready_probing = 0;
 		pthread_mutex_unlock(&ready_mu);
+	}
+	return ok;
+}
+
+static void ops_ready(struct ctx *c)
+{
+	struct json_object *o;
+	int probed, ok = database_ready(c, &probed);
+
+	if (probed) {
 		if (!ok)
 			return;	/* the probe's own 503 */
 	} else if (!ok) {
@@ -344,6 +357,9 @@ static void prom_pool(struct strbuf *sb, const struct pool_stats *ps, const stru
 	prom_value(sb, "paintstudio_pool_connections_closed_total", "counter", "Connections closed.", (double)ps->closed);
 	prom_value(sb, "paintstudio_pool_connections_invalid_total", "counter",
 		   "Connections found broken and discarded.", (double)ps->invalidated);
+	prom_value(sb, "paintstudio_pool_connections_failed_total", "counter",
+		   "Connections that could not be opened (PostgreSQL unreachable or refusing).",
+		   (double)ps->failed);
 	prom_head(sb, "paintstudio_pool_connections_acquire_seconds", "histogram",
 		  "Time a request waited for a connection.");
 	prom_histogram(sb, "paintstudio_pool_connections_acquire_seconds", "", m->pool_acquire,
@@ -443,7 +459,11 @@ static void ops_prometheus(struct ctx *c)
 	struct pool_stats ps;
 	struct cache_stats cs;
 	struct strbuf *sb = &c->resp.body;
+	int database_up, probed;
 
+	/* The readiness probe's finding, as Prometheus's database-down alert reads it. */
+	database_up = database_ready(c, &probed);
+	http_resp_reset(&c->resp);	/* a failed probe's 503 */
 	metrics_snapshot(&m);
 	pool_get_stats(c->app->pool, &ps);
 	cache_get_stats(&cs);
@@ -451,6 +471,8 @@ static void ops_prometheus(struct ctx *c)
 	prom_head(sb, "paintstudio_info", "gauge", "The process: its pid and start time.");
 	strbuf_printf(sb, "paintstudio_info{pid=\"%d\"} 1\n", (int)getpid());
 	prom_routes(sb, &m);
+	prom_value(sb, "paintstudio_database_up", "gauge",
+		   "1 when the primary answered the readiness probe (SELECT 1), else 0.", database_up);
 	prom_pool(sb, &ps, &m);
 	prom_statements(sb);
 	prom_admission(sb, c->app->gate);

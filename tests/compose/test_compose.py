@@ -4,12 +4,15 @@ readiness, login, CRUD, a write through one replica read back through the
 others, one replica killed under steady reads, the db container restarted,
 and scaling 3 -> 1 -> 3 under reads without restarting nginx; last, the
 optional read replica (--profile replica) made from db and used by the
-service."""
+service, and Prometheus (--profile monitoring) scraping every replica and
+firing the database alert when db stops."""
+import json
 import os
 import re
 import threading
 import time
 import unittest
+import urllib.request
 import uuid
 
 from composer import (ADMIN_PASSWORD, REPO, Project, container_logs, docker, fastcgi,
@@ -35,6 +38,9 @@ def setUpModule():
         # the default, nginx and loopback). test_security checks the
         # restriction itself with real TCP peers.
         "FCGI_WEB_SERVER_ADDRS": "*",
+        # the monitoring profile's Prometheus scrapes every replica with it
+        "METRICS_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
+        "PROMETHEUS_PORT": str(free_port()),
     }, port_var="HTTPS_PORT")
     P.down()  # what an interrupted run may have left
     t0 = time.monotonic()
@@ -362,6 +368,69 @@ class Stack(unittest.TestCase):
         finally:
             del P.env["DATABASE_REPLICA_URLS"]
             P.compose("up", "-d", "--no-deps", "--no-build", "--scale", "app=3", "app", timeout=300)
+
+    def test_7_monitoring_profile(self):
+        """--profile monitoring: Prometheus, built from Debian's package,
+        finds every replica through Docker's DNS and scrapes each through
+        nginx's internal listener with METRICS_TOKEN, loads the rules of
+        monitoring/rules, and fires the database alert within its `for:`
+        once db stops."""
+        prof = ("--profile", "monitoring")
+        self.addCleanup(lambda: P.compose(*prof, "rm", "-s", "-f", "-v", "prometheus",
+                                          timeout=120, check=False))
+        t0 = time.monotonic()
+        P.compose(*prof, "build", "prometheus", timeout=900)
+        print(f"compose: prometheus image (Debian's package) in {time.monotonic() - t0:.1f}s",
+              flush=True)
+        P.compose(*prof, "up", "-d", "--no-deps", "--no-build", "prometheus", timeout=300)
+        base = f"http://127.0.0.1:{P.env['PROMETHEUS_PORT']}/api/v1/"
+
+        def api(path):
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                return json.load(r)["data"]
+
+        replicas = self.replicas(3)
+
+        def all_up():
+            try:
+                targets = api("targets?state=active")["activeTargets"]
+            except OSError:
+                return None  # not listening yet
+            up = sorted(t["labels"]["instance"] for t in targets
+                        if t["labels"]["job"] == "paintstudio" and t["health"] == "up")
+            return up if len(up) == 3 else None
+        up = wait_until(all_up, timeout=120, what="the 3 replicas up as Prometheus targets")
+        self.assertEqual(up, sorted(f"{ip}:9000" for _, ip in replicas))
+        print(f"compose: prometheus scraping 3 replicas {time.monotonic() - t0:.1f}s after the build "
+              "started", flush=True)
+
+        def rule():
+            rules = [r for g in api("rules")["groups"] for r in g["rules"]
+                     if r["name"] == "PaintstudioDatabaseDown"]
+            self.assertEqual(len(rules), 1, "the rules of monitoring/rules are loaded")
+            return rules[0]
+        hold = rule()["duration"]
+        self.assertGreater(hold, 0)
+        wait_until(lambda: rule()["health"] == "ok", timeout=30, what="the rule evaluated")
+        self.assertEqual(rule()["state"], "inactive")
+        try:
+            P.compose("stop", "db", timeout=120)
+            stopped = time.monotonic()
+
+            def firing():
+                return [a for a in api("alerts")["alerts"]
+                        if a["labels"]["alertname"] == "PaintstudioDatabaseDown" and a["state"] == "firing"]
+            wait_until(firing, timeout=hold + 90, interval=1, what="PaintstudioDatabaseDown firing")
+            took = time.monotonic() - stopped
+            print(f"compose: db stopped, PaintstudioDatabaseDown fired after {took:.0f}s "
+                  f"(for: {hold:.0f}s)", flush=True)
+            self.assertGreaterEqual(took, hold - 1, "fired before its for:")
+            # scrape (5 s), the probe (2 s), evaluation (5 s): within its for: and a round of each
+            self.assertLessEqual(took, hold + 20)
+        finally:
+            P.compose("start", "db", timeout=120)
+            wait_until(lambda: P.get("/readyz", auth=False).status == 200, timeout=90,
+                       what="/readyz after db is back")
 
 
 if __name__ == "__main__":
