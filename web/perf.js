@@ -110,13 +110,6 @@ function sortedQueries() {
   return perf.queries.slice().sort((a, b) => (Number(b[k]) || 0) - (Number(a[k]) || 0));
 }
 
-// The highest $n in a statement's text: how many parameters it takes.
-function parameterCount(sql) {
-  let n = 0;
-  for (const m of (sql || "").matchAll(/\$(\d+)/g)) n = Math.max(n, Number(m[1]));
-  return n;
-}
-
 function renderQueryRow(q) {
   const tr = document.createElement("tr");
   tr.dataset.queryid = String(q.queryid);
@@ -184,18 +177,16 @@ async function resetQueries() {
 
 function openPlan(q) {
   perf.planning = q;
-  const n = parameterCount(q.query);
   $("plan-title").textContent = `Plan of ${q.name}`;
+  // pg_stat_statements' text (constants may show as $n too): the server
+  // knows how many parameters the statement takes, and says so when asked wrong
   $("plan-query").textContent = q.query;
-  $("plan-hint").textContent = n
-    ? `${n} parameter${n === 1 ? "" : "s"}, one per line: $1 on the first line, $2 on the second…`
-    : "This statement takes no parameters.";
   $("plan-params").value = "";
   $("plan-analyze").checked = false;
   $("plan-output").hidden = true;
   showError("plan-error", "");
   $("plan-dialog").showModal();
-  $(n ? "plan-params" : "plan-run").focus();
+  $("plan-params").focus();
 }
 
 // One line per plan node, indented by depth, with its conditions.
