@@ -4,6 +4,7 @@
 
 const REFRESH_MS = 5000;
 const DASH_POINTS = 60; // five minutes of 5-second samples
+const CHART_WINDOW_MS = DASH_POINTS * REFRESH_MS; // the time the charts show
 // The header that marks a request as a background refresh: when the
 // database is saturated the service turns these away first (503 with
 // Retry-After), and the UI just polls again later.
@@ -22,7 +23,7 @@ const state = {
   timer: null,
   view: "paints",
   quietUntil: 0, // no background refresh before this time (Date.now()): the service said it is busy
-  history: { pool: [], cache: [], rate: [], latency: [], admission: [] },
+  history: { pool: [], cache: [], rate: [], latency: [], admission: [] }, // {t, v} samples
 };
 
 const $ = (id) => document.getElementById(id);
@@ -73,24 +74,27 @@ function showLogin() {
   state.user = null;
   state.csrf = null;
   $("nav").hidden = true;
-  $("paints-view").hidden = true;
-  $("dashboard-view").hidden = true;
-  $("users-view").hidden = true;
+  for (const v of VIEWS) $(v + "-view").hidden = true;
   $("login-view").hidden = false;
   $("login-username").focus();
 }
+
+// The pages: each a section "<view>-view" and a tab "tab-<view>".
+const VIEWS = ["paints", "dashboard", "users", "performance"];
 
 function showView(view) {
   state.view = view;
   $("login-view").hidden = true;
   $("nav").hidden = false;
-  $("paints-view").hidden = view !== "paints";
-  $("dashboard-view").hidden = view !== "dashboard";
-  $("users-view").hidden = view !== "users";
-  for (const v of ["paints", "dashboard", "users"]) {
+  $("tab-performance").hidden = !(state.user && state.user.is_admin);
+  for (const v of VIEWS) {
+    $(v + "-view").hidden = view !== v;
     $("tab-" + v).setAttribute("aria-current", view === v ? "page" : "false");
   }
-  if (view === "paints") loadFirstPage(); else if (view === "users") loadUsers(); else refreshDashboard();
+  if (view === "paints") loadFirstPage();
+  else if (view === "users") loadUsers();
+  else if (view === "performance") refreshPerformance(); // perf.js
+  else refreshDashboard();
   startRefresh();
 }
 
@@ -195,7 +199,7 @@ function renderTable() {
   body.replaceChildren(...state.items.map(renderRow));
   $("count").textContent = String(state.items.length);
   $("more").hidden = !state.cursor;
-  for (const b of document.querySelectorAll("th .sort")) {
+  for (const b of document.querySelectorAll("#paints th .sort")) {
     const key = b.dataset.sort;
     b.setAttribute("aria-sort", state.sort === key ? "ascending" : state.sort === "-" + key ? "descending" : "none");
   }
@@ -241,11 +245,11 @@ async function loadStatsTotal(background = false) {
 
 // A background refresh turned away because the database is saturated
 // (503): say so quietly and skip the refreshes until Retry-After (at least
-// one tick) has passed. true when e was that.
-function backOff(e) {
+// one tick) has passed; the page's line stateId says so. true when e was that.
+function backOff(e, stateId = "refresh-state") {
   if (e.status !== 503) return false;
   state.quietUntil = Date.now() + Math.max((e.retryAfter || 1) * 1000, REFRESH_MS);
-  $("refresh-state").textContent = "· the server is busy: checking again shortly";
+  $(stateId).textContent = "· the server is busy: checking again shortly";
   return true;
 }
 
@@ -269,7 +273,9 @@ async function refreshList() {
 // A background refresh of the current view, unless the service asked for quiet.
 function refreshNow() {
   if (Date.now() < state.quietUntil) return;
-  if (state.view === "paints") refreshList(); else if (state.view === "dashboard") refreshDashboard(true);
+  if (state.view === "paints") refreshList();
+  else if (state.view === "dashboard") refreshDashboard(true);
+  else if (state.view === "performance") refreshPerformance(true);
 }
 
 function startRefresh() {
@@ -312,22 +318,30 @@ async function changeStock(p, delta) {
   }
 }
 
-async function deletePaint(p) {
+// Ask with the #confirm dialog: true once the person chose yes (the
+// button labelled yesLabel), false for no, Escape or closing it.
+function confirmAction(message, yesLabel, noLabel) {
   const dlg = $("confirm");
-  $("confirm-text").textContent = `Delete “${p.name}”? This cannot be undone.`;
+  $("confirm-text").textContent = message;
+  $("confirm-yes").textContent = yesLabel;
+  $("confirm-no").textContent = noLabel;
   dlg.returnValue = "";
   dlg.showModal();
-  dlg.addEventListener("close", async () => {
-    if (dlg.returnValue !== "yes") return;
-    try {
-      await api("DELETE", `/admin/paints/${p.id}`);
-      state.items = state.items.filter((x) => x.id !== p.id);
-      renderTable();
-      flash(`Deleted ${p.name}.`);
-    } catch (e) {
-      flash(e.message);
-    }
-  }, { once: true });
+  return new Promise((resolve) => {
+    dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes"), { once: true });
+  });
+}
+
+async function deletePaint(p) {
+  if (!await confirmAction(`Delete “${p.name}”? This cannot be undone.`, "Delete", "Keep it")) return;
+  try {
+    await api("DELETE", `/admin/paints/${p.id}`);
+    state.items = state.items.filter((x) => x.id !== p.id);
+    renderTable();
+    flash(`Deleted ${p.name}.`);
+  } catch (e) {
+    flash(e.message);
+  }
 }
 
 // ---- the editor ---------------------------------------------------------
@@ -507,22 +521,125 @@ async function loadHistory(paintId) {
 
 // ---- dashboard -----------------------------------------------------------
 
-function sparkline(id, values, max) {
-  const svg = $(id);
-  const top = Math.max(max || 0, ...values, 1);
-  const pts = values.map((v, i) => {
-    const x = values.length < 2 ? 0 : (i / (DASH_POINTS - 1)) * 120;
-    const y = 38 - (v / top) * 36;
-    return `${x.toFixed(1)},${y.toFixed(1)}`;
-  }).join(" ");
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", pts);
-  svg.replaceChildren(line);
+// ---- charts ------------------------------------------------------------------
+// Small SVG charts with labelled axes, no library: lineChart draws samples
+// over time (values with their unit up the side, the time range along the
+// bottom), barChart compares named values. Labels are SVG text nodes.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+// The line charts' box in viewBox units (about CSS pixels in a dashboard card).
+const LINE_BOX = { w: 220, h: 104, left: 44, right: 8, top: 14, bottom: 20 };
+
+function svgEl(tag, attrs, content) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (content !== undefined) el.textContent = content;
+  return el;
 }
 
+// The axis's top: the smallest of 1, 2, 2.5, 5 × 10^n at or above v (1 for none).
+function niceCeil(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  return [1, 2, 2.5, 5, 10].map((m) => m * p).find((x) => x >= v * (1 - 1e-9));
+}
+
+// A figure with its unit, short enough for an axis: "250 ms", "1.5 s", "1.5k /s", "80 %".
+function formatValue(v, unit) {
+  const a = Math.abs(v);
+  if (unit === "ms" && a >= 1000) return formatValue(v / 1000, "s");
+  const n = a >= 1e6 ? `${+(v / 1e6).toFixed(1)}M` : a >= 1e3 ? `${+(v / 1e3).toFixed(1)}k`
+    : Number.isInteger(v) ? String(v) : String(+v.toFixed(a < 10 ? 2 : 1));
+  return unit ? `${n} ${unit}` : n;
+}
+
+// "5 min", "30 s"
+function formatSpan(ms) {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${+(s / 60).toFixed(1)} min` : `${s} s`;
+}
+
+// Draw samples ({t: Date.now() ms, v}) of the last opts.windowMs into the
+// svg id: y from 0 to a round top (at least opts.max) with three ticks in
+// opts.unit, x from the window's start to now, the latest sample marked.
+// opts.label names the series for screen readers (the svg's aria-label).
+function lineChart(id, samples, opts) {
+  const { w, h, left, right, top, bottom } = LINE_BOX;
+  const pw = w - left - right, ph = h - top - bottom;
+  const now = Date.now();
+  const span = opts.windowMs || CHART_WINDOW_MS;
+  const shown = samples.filter((s) => now - s.t <= span && Number.isFinite(s.v));
+  const high = shown.length ? Math.max(...shown.map((s) => s.v)) : 0;
+  const axisTop = niceCeil(Math.max(opts.max || 0, high));
+  const x = (t) => left + pw * (1 - (now - t) / span);
+  const y = (v) => top + ph - (Math.max(0, Math.min(v, axisTop)) / axisTop) * ph;
+  const parts = [];
+  if (opts.title) parts.push(svgEl("text", { x: 2, y: 9, class: "axis-title" }, opts.title));
+  for (const f of [0, 0.5, 1]) {
+    const ty = top + ph - f * ph;
+    parts.push(svgEl("line", { x1: left, x2: w - right, y1: ty, y2: ty, class: f ? "gridline" : "axis" }));
+    parts.push(svgEl("text", { x: left - 3, y: ty + 3, "text-anchor": "end", class: "tick" },
+      formatValue(axisTop * f, opts.unit)));
+  }
+  parts.push(svgEl("line", { x1: left, x2: left, y1: top, y2: top + ph, class: "axis" }));
+  const range = formatSpan(span);
+  parts.push(svgEl("text", { x: left, y: h - 5, class: "tick" }, `−${range}`));
+  parts.push(svgEl("text", { x: left + pw / 2, y: h - 5, "text-anchor": "middle", class: "tick range" },
+    `last ${range}`));
+  parts.push(svgEl("text", { x: w - right, y: h - 5, "text-anchor": "end", class: "tick" }, "now"));
+  parts.push(svgEl("polyline", {
+    points: shown.map((s) => `${x(s.t).toFixed(1)},${y(s.v).toFixed(1)}`).join(" "),
+  }));
+  const last = shown[shown.length - 1];
+  if (last) parts.push(svgEl("circle", { cx: x(last.t).toFixed(1), cy: y(last.v).toFixed(1), r: 2, class: "last" }));
+  else parts.push(svgEl("text", { x: left + pw / 2, y: top + ph / 2, "text-anchor": "middle", class: "tick" }, "no data yet"));
+  const svg = $(id);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("aria-label", `${opts.label}, last ${range}` + (last
+    ? `: now ${formatValue(last.v, opts.unit)}, highest ${formatValue(high, opts.unit)}` : ": no data yet"));
+  svg.replaceChildren(...parts);
+}
+
+// Draw bars ([{label, v}], largest first) into the svg id: one row each, the
+// label at its left, a value axis in opts.unit below with opts.title.
+function barChart(id, bars, opts) {
+  const w = 640, left = 150, right = 16, top = 4, row = 16, bottom = 30;
+  const pw = w - left - right;
+  const h = top + Math.max(bars.length, 1) * row + bottom;
+  const axisTop = niceCeil(Math.max(0, ...bars.map((b) => b.v)));
+  const parts = [];
+  bars.forEach((b, i) => {
+    const by = top + i * row;
+    const name = b.label.length > 24 ? b.label.slice(0, 23) + "…" : b.label;
+    parts.push(svgEl("text", { x: left - 4, y: by + row / 2 + 3, "text-anchor": "end", class: "tick" }, name));
+    const bw = Math.max(1, (b.v / axisTop) * pw);
+    const rect = svgEl("rect", { x: left, y: by + 2, width: bw.toFixed(1), height: row - 4, class: "bar" });
+    rect.append(svgEl("title", {}, `${b.label}: ${formatValue(b.v, opts.unit)}`));
+    parts.push(rect);
+    parts.push(svgEl("text", { x: Math.min(left + bw + 3, w - right), y: by + row / 2 + 3, class: "tick value",
+      "text-anchor": left + bw + 3 > w - right - 40 ? "end" : "start" }, formatValue(b.v, opts.unit)));
+  });
+  if (!bars.length) parts.push(svgEl("text", { x: left, y: top + row / 2 + 3, class: "tick" }, "no data yet"));
+  const axisY = top + Math.max(bars.length, 1) * row;
+  parts.push(svgEl("line", { x1: left, x2: w - right, y1: axisY, y2: axisY, class: "axis" }));
+  parts.push(svgEl("line", { x1: left, x2: left, y1: top, y2: axisY, class: "axis" }));
+  for (const f of [0, 0.5, 1]) {
+    parts.push(svgEl("text", { x: left + f * pw, y: axisY + 11, class: "tick",
+      "text-anchor": f === 0 ? "start" : f === 1 ? "end" : "middle" }, formatValue(axisTop * f, opts.unit)));
+  }
+  parts.push(svgEl("text", { x: left + pw / 2, y: h - 3, "text-anchor": "middle", class: "axis-title" }, opts.title));
+  const svg = $(id);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("aria-label", `${opts.label}: ` + (bars.length
+    ? bars.map((b) => `${b.label} ${formatValue(b.v, opts.unit)}`).join(", ") : "no data yet"));
+  svg.replaceChildren(...parts);
+}
+
+// Add a sample taken now; samples older than the charts' window go.
 function push(series, value) {
-  series.push(value);
-  if (series.length > DASH_POINTS) series.shift();
+  const now = Date.now();
+  series.push({ t: now, v: value });
+  while (series.length && now - series[0].t > CHART_WINDOW_MS) series.shift();
 }
 
 // The dashboard's figures; background: a timer's refresh, not the user's click.
@@ -544,10 +661,10 @@ async function refreshDashboard(background = false) {
   $("d-cache").textContent = m.cache.up ? `${m.cache.hit_rate_percent.toFixed(1)} %` : "Redis down";
   $("d-rate").textContent = `${m.requests.rate_per_second.toFixed(2)} /s · ${m.requests.error_rate_percent.toFixed(1)} % errors`;
   $("d-latency").textContent = `${m.indicators.query_p99.value.toFixed(1)} ms`;
-  sparkline("c-pool", h.pool, m.pool.max);
-  sparkline("c-cache", h.cache, 100);
-  sparkline("c-rate", h.rate);
-  sparkline("c-latency", h.latency);
+  lineChart("c-pool", h.pool, { max: m.pool.max, title: "connections", label: "Connections in use" });
+  lineChart("c-cache", h.cache, { max: 100, unit: "%", title: "hit rate", label: "Cache hit rate" });
+  lineChart("c-rate", h.rate, { unit: "/s", title: "requests per second", label: "Request rate" });
+  lineChart("c-latency", h.latency, { unit: "ms", title: "query p99", label: "Query latency p99" });
   renderAdmission(m.admission);
   $("d-indicators").replaceChildren(...Object.entries(m.indicators).map(([k, i]) => {
     const li = document.createElement("li");
@@ -573,7 +690,8 @@ function renderAdmission(a) {
   $("d-admission-detail").textContent = `${a.mode}${a.overloaded ? ", shedding" : ""} · ` +
     `limit ${a.floor}–${a.ceiling} · no-load ${a.min_rtt_ms.toFixed(1)} ms, now ${a.sample_rtt_ms.toFixed(1)} ms · ` +
     `turned away: ${shed}`;
-  sparkline("c-admission", state.history.admission, a.ceiling);
+  lineChart("c-admission", state.history.admission,
+    { max: a.ceiling, title: "requests at the database", label: "Requests at the database" });
 }
 
 // ---- wiring ----------------------------------------------------------------
@@ -585,7 +703,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tab-dashboard").addEventListener("click", () => showView("dashboard"));
   $("filters").addEventListener("submit", onFilter);
   $("f-reset").addEventListener("click", () => { state.filters = {}; setTimeout(loadFirstPage, 0); });
-  for (const b of document.querySelectorAll("th .sort")) b.addEventListener("click", onSort);
+  for (const b of document.querySelectorAll("#paints th .sort")) b.addEventListener("click", onSort);
   $("more").addEventListener("click", loadMore);
   $("new-paint").addEventListener("click", () => openEditor(null));
   $("paint-form").addEventListener("submit", onSave);

@@ -3,7 +3,7 @@
 // Env: BASE_URL, ADMIN_PASSWORD, STACK_DIR, ARTIFACTS (screenshots),
 // DATABASE_URL (the service's role, for rows made in SQL).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
@@ -14,7 +14,7 @@ const STACK_DIR = process.env.STACK_DIR;
 const ARTIFACTS = process.env.ARTIFACTS || "tests/artifacts";
 const REFRESH_MS = 5000;
 // Answers the tests provoke on purpose; Chromium logs each as a console error.
-const EXPECTED = /Failed to load resource: the server responded with a status of (401|403|409|412|422|503)/;
+const EXPECTED = /Failed to load resource: the server responded with a status of (400|401|403|409|412|422|503)/;
 
 let browser, page;
 const problems = [];
@@ -39,7 +39,7 @@ async function apiSession() {
     if (method !== "GET") Object.assign(h, { Origin: BASE, "X-CSRF-Token": body.csrf_token });
     if (payload !== undefined) h["Content-Type"] = "application/json";
     const res = await fetch(BASE + path, { method, headers: h, body: payload && JSON.stringify(payload) });
-    return { status: res.status, body: res.status === 204 ? null : await res.json() };
+    return { status: res.status, headers: res.headers, body: res.status === 204 ? null : await res.json() };
   };
 }
 
@@ -58,6 +58,25 @@ function listRequests() {
 function psql(sql) {
   return execFileSync("psql", [process.env.DATABASE_URL, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
     { encoding: "utf8" }).trim();
+}
+
+// A psql session of the service's role, fed SQL on stdin: its stdout and
+// stderr so far, and a promise of its exit.
+function psqlSession() {
+  const p = spawn("psql", [process.env.DATABASE_URL, "-qAtX"], { stdio: ["pipe", "pipe", "pipe"] });
+  const s = { p, out: "", err: "", exited: new Promise((resolve) => p.on("exit", resolve)) };
+  p.stdout.on("data", (d) => { s.out += d; });
+  p.stderr.on("data", (d) => { s.err += d; });
+  return s;
+}
+
+async function until(what, fn, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 const cells = (col) => page.$$eval(`#paints tbody tr td:nth-child(${col})`, (tds) => tds.map((t) => t.textContent));
@@ -448,6 +467,205 @@ test("resetting my own password asks for my current one, then logs me out", asyn
   await page.waitForSelector("#reset-dialog[open]");
   assert.equal(await page.isVisible("#reset-current"), false);
   await page.click("#reset-cancel");
+  await page.click("#tab-paints");
+});
+
+// ---- the Performance page (issue 27) ------------------------------------------
+
+const callsOf = (name) => page.$eval(`#pf-queries tbody tr[data-name="${name}"] td:nth-child(2)`,
+  (td) => Number(td.textContent.replace(/,/g, ""))).catch(() => null);
+
+// Click "Refresh" until fn (in the page) holds: each process keeps its own
+// slow requests, so a few answers may come from the other one.
+async function refreshUntil(what, fn, arg, timeoutMs = 20000) {
+  await until(what, async () => {
+    await page.click("#perf-refresh");
+    await page.waitForTimeout(400);
+    return page.evaluate(fn, arg);
+  }, timeoutMs);
+}
+
+test("the Performance page: reset asks first, then the service's statements by name", async () => {
+  const other = await apiSession();
+  for (let i = 0; i < 4; i++) assert.equal((await other("GET", `/admin/paints?q=perf-${Date.now()}-${i}`)).status, 200);
+  await page.click("#tab-performance");
+  await page.waitForSelector("#performance-view:not([hidden])");
+  assert.equal(await page.getAttribute("#tab-performance", "aria-current"), "page");
+  await page.waitForSelector('#pf-queries tbody tr[data-name="paints_list"]');
+  const before = await callsOf("paints_list");
+  assert.ok(before >= 4, `paints_list calls before the reset: ${before}`);
+  // Server-Timing of the page's own request is shown
+  assert.match(await page.textContent("#perf-timing"), /auth .*db \d.* total \d/);
+  await page.click("#pf-reset");
+  await page.waitForSelector("#confirm[open]");
+  assert.match(await page.textContent("#confirm-text"), /pg_stat_statements/);
+  await page.click("#confirm-no");
+  await page.waitForSelector("#confirm", { state: "hidden" });
+  await page.click("#pf-reset");
+  await page.click("#confirm-yes");
+  await page.waitForFunction(() => /statistics reset/.test(document.getElementById("flash").textContent));
+  for (let i = 0; i < 3; i++) assert.equal((await other("GET", `/admin/paints?q=perf-${Date.now()}-${i}`)).status, 200);
+  for (const id of [17, 170, 1700, 4711, 9001]) assert.equal((await other("GET", `/admin/paints/${id}`)).status, 200);
+  await refreshUntil("paints_list and paint_get listed", () =>
+    ["paints_list", "paint_get"].every((n) => document.querySelector(`#pf-queries tbody tr[data-name="${n}"]`)));
+  const after = await callsOf("paints_list");
+  assert.ok(after >= 3 && after < before, `paints_list calls: ${before} before the reset, ${after} after`);
+  // largest first by the column chosen
+  await page.click('#pf-queries th .sort[data-sort="calls"]');
+  await page.waitForSelector('#pf-queries th .sort[data-sort="calls"][aria-sort="descending"]');
+  const calls = await page.$$eval("#pf-queries tbody tr td:nth-child(2)", (tds) =>
+    tds.map((t) => Number(t.textContent.replace(/,/g, ""))));
+  assert.ok(calls.length > 1 && calls.every((v, i) => i === 0 || calls[i - 1] >= v), calls.join(" "));
+  // the bar chart of total time: bars, and an axis in ms
+  assert.ok((await page.$$("#c-top rect.bar")).length >= 2);
+  const ticks = await page.$$eval("#c-top text", (ts) => ts.map((t) => t.textContent));
+  assert.ok(ticks.some((t) => /^\d[\d.]* m?s$/.test(t) && t !== "0 ms"), ticks.join(" | "));
+  assert.ok(ticks.includes("paints_list"), ticks.join(" | "));
+  await shot("12-performance");
+});
+
+test("a plan of paint_get with its parameter", async () => {
+  await page.click('#pf-queries tbody tr[data-name="paint_get"] button.pf-plan');
+  await page.waitForSelector("#plan-dialog[open]");
+  try {
+    assert.match(await page.textContent("#plan-query"), /FROM paints WHERE id = \$1/);
+    await page.click("#plan-run"); // no parameter: the server's 400 is shown
+    await page.waitForFunction(() => /takes 1 parameter/.test(document.getElementById("plan-error").textContent));
+    await page.fill("#plan-params", "17");
+    await page.click("#plan-run");
+    await page.waitForSelector("#plan-output:not([hidden])");
+    const plan = await page.textContent("#plan-output");
+    assert.match(plan, /Index Scan using \w+ on paints/);
+    assert.doesNotMatch(plan, /actual/);
+    await page.check("#plan-analyze");
+    await page.click("#plan-run");
+    await page.waitForFunction(() => /actual [\d.]+ ms/.test(document.getElementById("plan-output").textContent));
+    assert.match(await page.textContent("#plan-output"), /Execution time: [\d.]+ ms/);
+    await shot("13-plan");
+  } finally {
+    await page.click("#plan-close");
+  }
+  await page.waitForSelector("#plan-dialog", { state: "hidden" });
+});
+
+test("without pg_stat_statements the page says so, with how to enable it", async () => {
+  const missing = (route) => route.fulfill({
+    status: 200, headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ available: false, reason: "pg_stat_statements must be loaded via shared_preload_libraries",
+      how_to_enable: "Add pg_stat_statements to shared_preload_libraries, restart, CREATE EXTENSION pg_stat_statements", items: [] }),
+  });
+  const isQueries = (url) => url.pathname === "/admin/queries";
+  await page.route(isQueries, missing);
+  try {
+    await page.click("#perf-refresh");
+    await page.waitForSelector("#pf-unavailable:not([hidden])");
+    assert.match(await page.textContent("#pf-unavailable"), /pg_stat_statements is not available/);
+    assert.match(await page.textContent("#pf-how"), /CREATE EXTENSION pg_stat_statements/);
+    assert.equal(await page.isVisible("#pf-queries"), false);
+    assert.equal(await page.isDisabled("#pf-reset"), true);
+  } finally {
+    await page.unroute(isQueries, missing);
+  }
+  await page.click("#perf-refresh");
+  await page.waitForSelector("#pf-queries tbody tr[data-name]");
+  assert.equal(await page.isVisible("#pf-unavailable"), false);
+});
+
+test("slow requests: the threshold and an empty state, then a request slowed by a lock", async () => {
+  const none = (route) => route.fulfill({
+    status: 200, headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ threshold_ms: 500, kept: 200, total: 0, items: [] }),
+  });
+  const isSlow = (url) => url.pathname === "/admin/slow";
+  await page.route(isSlow, none);
+  try {
+    await page.click("#perf-refresh");
+    await page.waitForFunction(() => /No request has been slower than 500 ms/.test(document.getElementById("pf-slow-empty").textContent));
+    assert.equal(await page.isVisible("#pf-slow-empty"), true);
+    assert.equal(await page.isVisible("#pf-slow"), false);
+    assert.match(await page.textContent("#pf-slow-meta"), /slower than 500 ms/);
+  } finally {
+    await page.unroute(isSlow, none);
+  }
+  // a write that waits 1.5 s for a lock on paints
+  const other = await apiSession();
+  const paint = (await other("POST", "/admin/paints", { name: "Slow " + Date.now(), stock: 1 })).body;
+  const lock = psqlSession();
+  lock.p.stdin.write("BEGIN; LOCK TABLE paints IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n");
+  await until("the lock on paints", () => lock.out.includes("locked"));
+  const write = other("PATCH", `/admin/paints/${paint.id}`, { stock: 5 });
+  await new Promise((r) => setTimeout(r, 1500));
+  lock.p.stdin.end("COMMIT;\n");
+  await lock.exited;
+  const r = await write;
+  assert.equal(r.status, 200);
+  const rid = r.headers.get("x-request-id");
+  const row = `#pf-slow tbody tr[data-request-id="${rid}"]`;
+  await refreshUntil("the slow request listed", (sel) => Boolean(document.querySelector(sel)), row);
+  const t = await page.textContent(row);
+  assert.match(t, /PATCH \/admin\/paints\/\d+/);
+  assert.match(t, /paints\.patch/);
+  const slowest = await page.textContent(`${row} td:nth-child(10)`);
+  assert.match(slowest, /^paint_/);
+  await page.click(`${row} summary`);
+  const waited = await page.$$eval(`${row} ol.statements li.slowest`, (lis) =>
+    lis.map((li) => [li.textContent, Number(li.dataset.ms)]));
+  assert.ok(waited.some(([x, ms]) => x.startsWith(slowest) && ms >= 1000 && /\d s /.test(x)), JSON.stringify(waited));
+  assert.match(await page.textContent("#pf-slow-meta"), /slower than 500 ms/);
+  await shot("14-slow-requests");
+});
+
+test("activity lists the database's sessions; cancel asks first, and never for this request", async () => {
+  const tag = "ui-sleep-" + Date.now();
+  const sleeper = psqlSession();
+  sleeper.p.stdin.end(`SELECT pg_sleep(60) /* ${tag} */;\n`);
+  try {
+    await refreshUntil("the sleeping statement listed", (tg) =>
+      [...document.querySelectorAll("#pf-activity tbody tr")].some((tr) => tr.textContent.includes(tg)), tag);
+    const mine = await page.$$eval("#pf-activity tbody tr.me", (trs) => trs.map((tr) => tr.textContent));
+    assert.equal(mine.length, 1);
+    assert.match(mine[0], /this request/);
+    assert.equal(await page.$("#pf-activity tbody tr.me button"), null);
+    const row = `#pf-activity tbody tr:has-text("${tag}")`;
+    const pid = await page.getAttribute(row, "data-pid");
+    await page.click(`${row} button.pf-cancel`);
+    await page.waitForSelector("#confirm[open]");
+    assert.match(await page.textContent("#confirm-text"), new RegExp(`backend ${pid}`));
+    await page.click("#confirm-no");
+    await page.waitForTimeout(500);
+    assert.equal(sleeper.p.exitCode, null, "kept running after “Keep it running”");
+    await page.click(`${row} button.pf-cancel`);
+    await page.click("#confirm-yes");
+    await sleeper.exited;
+    assert.match(sleeper.err, /canceling statement due to user request/);
+    await page.waitForFunction(() => /Cancelled the statement/.test(document.getElementById("flash").textContent));
+  } finally {
+    sleeper.p.kill();
+  }
+});
+
+test("the schema's health: hit ratio, tables with dead rows and vacuum, indexes, replication", async () => {
+  await page.waitForSelector('#pf-tables tbody tr[data-table="paints"]');
+  assert.match(await page.textContent("#pf-hit"), /^\d+(\.\d)? %$/);
+  assert.match(await page.textContent("#pf-database"), /Database size/);
+  const paints = await page.textContent('#pf-tables tbody tr[data-table="paints"]');
+  assert.match(paints, /\d+,\d{3}/); // live rows: the seeded catalogue
+  assert.ok((await page.$$("#pf-unused li")).length >= 1);
+  assert.match(await page.textContent("#pf-replication"), /No replica streams/);
+  await page.click("#tab-paints");
+});
+
+test("the dashboard's charts have axes with units and a time range", async () => {
+  await page.click("#tab-dashboard");
+  await page.waitForSelector("#c-latency circle.last");
+  const texts = async (id) => page.$$eval(`#${id} text`, (ts) => ts.map((t) => t.textContent));
+  const latency = await texts("c-latency");
+  assert.ok(latency.some((t) => /^\d[\d.]* m?s$/.test(t) && t !== "0 ms"), latency.join(" | "));
+  assert.ok(latency.includes("now") && latency.includes("last 5 min") && latency.includes("−5 min"), latency.join(" | "));
+  assert.ok((await texts("c-cache")).includes("100 %"));
+  assert.ok((await texts("c-rate")).some((t) => / \/s$/.test(t)));
+  assert.match(await page.getAttribute("#c-pool", "aria-label"), /Connections in use, last 5 min: now \d+/);
+  await shot("15-dashboard-axes");
   await page.click("#tab-paints");
 });
 
