@@ -297,10 +297,13 @@ function renderSlowRow(s) {
 
 function renderSlow(body) {
   const threshold = formatValue(Number(body.threshold_ms), "ms");
-  $("pf-slow-count").textContent = count(body.total);
-  $("pf-slow-threshold").textContent = `slower than ${threshold}, since the answering process started`;
+  const shared = body.source === "all processes";
+  $("pf-slow-count").textContent = count(body.items.length);
+  $("pf-slow-threshold").textContent = `slower than ${threshold}, ` +
+    (shared ? "from every process" : "from the answering process only");
   $("pf-slow-meta").textContent = `Requests slower than ${threshold} (SLOW_REQUEST_MS), newest first: ` +
-    `the last ${body.kept} of each process are kept, and this list is the answering process's.`;
+    (shared ? `the last ${body.kept} of all the service's processes (shared through Redis).`
+            : `Redis is not in use, so this is the answering process's own list (its last ${body.kept}).`);
   const empty = body.items.length === 0;
   $("pf-slow-empty").textContent = empty ? `No request has been slower than ${threshold}.` : "";
   $("pf-slow-empty").hidden = !empty;

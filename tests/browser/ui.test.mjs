@@ -475,8 +475,8 @@ test("resetting my own password asks for my current one, then logs me out", asyn
 const callsOf = (name) => page.$eval(`#pf-queries tbody tr[data-name="${name}"] td:nth-child(2)`,
   (td) => Number(td.textContent.replace(/,/g, ""))).catch(() => null);
 
-// Click "Refresh" until fn (in the page) holds: each process keeps its own
-// slow requests, so a few answers may come from the other one.
+// Click "Refresh" until fn (in the page) holds: a slow request joins the
+// shared list just after its answer.
 async function refreshUntil(what, fn, arg, timeoutMs = 20000) {
   await until(what, async () => {
     await page.click("#perf-refresh");
@@ -574,7 +574,7 @@ test("without pg_stat_statements the page says so, with how to enable it", async
 test("slow requests: the threshold and an empty state, then a request slowed by a lock", async () => {
   const none = (route) => route.fulfill({
     status: 200, headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ threshold_ms: 500, kept: 200, total: 0, items: [] }),
+    body: JSON.stringify({ threshold_ms: 500, kept: 200, source: "this process", process_total: 0, items: [] }),
   });
   const isSlow = (url) => url.pathname === "/admin/slow";
   await page.route(isSlow, none);
@@ -584,6 +584,7 @@ test("slow requests: the threshold and an empty state, then a request slowed by 
     assert.equal(await page.isVisible("#pf-slow-empty"), true);
     assert.equal(await page.isVisible("#pf-slow"), false);
     assert.match(await page.textContent("#pf-slow-meta"), /slower than 500 ms/);
+    assert.match(await page.textContent("#pf-slow-meta"), /Redis is not in use/);
   } finally {
     await page.unroute(isSlow, none);
   }
@@ -612,6 +613,7 @@ test("slow requests: the threshold and an empty state, then a request slowed by 
     lis.map((li) => [li.textContent, Number(li.dataset.ms)]));
   assert.ok(waited.some(([x, ms]) => x.startsWith(slowest) && ms >= 1000 && /\d s /.test(x)), JSON.stringify(waited));
   assert.match(await page.textContent("#pf-slow-meta"), /slower than 500 ms/);
+  assert.match(await page.textContent("#pf-slow-meta"), /all the service's processes/);
   await shot("14-slow-requests");
 });
 
