@@ -5,7 +5,9 @@
 #
 #   scripts/docker-images.sh base      debian:bookworm-slim, postgres:15 and
 #                                      redis:7 stand-ins, each only if missing
-#   scripts/docker-images.sh project   paintstudio:local from the Dockerfile
+#   scripts/docker-images.sh project   paintstudio:local from the Dockerfile, and
+#                                      the monitoring profile's Prometheus
+#                                      (monitoring/Dockerfile) when it changed
 #
 # debian:bookworm-slim is Debian's minbase made by mmdebstrap, set up as the
 # official slim image is: no manuals, docs or translations (dpkg filters),
@@ -102,8 +104,20 @@ buildkit() {
 	rm -f "$log"
 }
 
+# The monitoring profile's Prometheus (monitoring/Dockerfile), rebuilt when
+# anything in monitoring/ (its rules above all) or the base image changed.
+prometheus() {
+	local r
+	r=$({ find "$REPO/monitoring" -type f -print0 | sort -z | xargs -0 cat
+		"$docker" image inspect -f '{{.Id}}' debian:bookworm-slim; } | sha256sum | cut -c1-16)
+	have paintstudio-prometheus:local "$r" ||
+		step "paintstudio-prometheus:local (Debian's prometheus)" \
+			build --label "paintstudio.recipe=$r" -t paintstudio-prometheus:local "$REPO/monitoring"
+}
+
 project() {
 	step "paintstudio:local (Dockerfile, BuildKit)" buildkit -t paintstudio:local "$REPO"
+	prometheus
 	# The previous build's image, now untagged, goes; BuildKit's cache is
 	# kept to a bound.
 	"$docker" image prune -f >/dev/null
