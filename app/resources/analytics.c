@@ -90,6 +90,28 @@ static struct json_object *num_or_null(const PGresult *r, int row, int col)
 	return json_object_new_double_s(strtod(buf, NULL), buf);
 }
 
+/* A column of a result as a JSON member: its key and how its text reads. */
+struct column {
+	const char *key;
+	struct json_object *(*value)(const PGresult *r, int row, int col);
+};
+
+/* Every row of r as an object of the columns, in order. */
+static struct json_object *rows_json(const PGresult *r, const struct column *cols, int ncols)
+{
+	struct json_object *a = json_object_new_array();
+	int i, k;
+
+	for (i = 0; i < PQntuples(r); i++) {
+		struct json_object *x = json_object_new_object();
+
+		for (k = 0; k < ncols; k++)
+			json_object_object_add(x, cols[k].key, cols[k].value(r, i, k));
+		json_object_array_add(a, x);
+	}
+	return a;
+}
+
 /* PostgreSQL's message of a failed result, one line. */
 static void pg_message(const PGresult *r, char *out, size_t len)
 {
@@ -311,6 +333,14 @@ static void slow_list(struct ctx *c)
 
 /* ---- GET /admin/activity, POST /admin/activity/{pid}/cancel --------------- */
 
+/* activity_list's first columns; the query (tag taken off) and this_request follow. */
+static const struct column activity_columns[] = {
+	{ "pid", int_or_null }, { "user", text_or_null }, { "application", text_or_null },
+	{ "client_addr", text_or_null }, { "backend_type", text_or_null }, { "state", text_or_null },
+	{ "wait_event_type", text_or_null }, { "wait_event", text_or_null },
+	{ "query_seconds", num_or_null }, { "transaction_seconds", num_or_null },
+};
+
 static void activity_list(struct ctx *c)
 {
 	struct json_object *o, *items;
@@ -327,22 +357,12 @@ static void activity_list(struct ctx *c)
 		PQclear(r);
 		return;
 	}
-	items = json_object_new_array();
+	items = rows_json(r, activity_columns, (int)RESOURCE_ARRAY_LEN(activity_columns));
 	for (i = 0; i < PQntuples(r); i++) {
-		struct json_object *a = json_object_new_object();
+		struct json_object *a = json_object_array_get_idx(items, (size_t)i);
 		char name[TRACE_NAME_LEN];
 		const char *text = PQgetvalue(r, i, 10);
 
-		json_object_object_add(a, "pid", int_or_null(r, i, 0));
-		json_object_object_add(a, "user", text_or_null(r, i, 1));
-		json_object_object_add(a, "application", text_or_null(r, i, 2));
-		json_object_object_add(a, "client_addr", text_or_null(r, i, 3));
-		json_object_object_add(a, "backend_type", text_or_null(r, i, 4));
-		json_object_object_add(a, "state", text_or_null(r, i, 5));
-		json_object_object_add(a, "wait_event_type", text_or_null(r, i, 6));
-		json_object_object_add(a, "wait_event", text_or_null(r, i, 7));
-		json_object_object_add(a, "query_seconds", num_or_null(r, i, 8));
-		json_object_object_add(a, "transaction_seconds", num_or_null(r, i, 9));
 		json_object_object_add(a, "statement",
 				       !PQgetisnull(r, i, 10) &&
 				       analytics_statement_tag(text, name, sizeof(name), &text) == 0
@@ -351,7 +371,6 @@ static void activity_list(struct ctx *c)
 								       : json_object_new_string(text));
 		json_object_object_add(a, "this_request",
 				       json_object_new_boolean(strcmp(PQgetvalue(r, i, 11), "t") == 0));
-		json_object_array_add(items, a);
 	}
 	PQclear(r);
 	o = json_object_new_object();
@@ -480,39 +499,14 @@ static void health_tables(const PGresult *r, struct json_object **tables,
 	}
 }
 
-static struct json_object *health_indexes(const PGresult *r)
-{
-	struct json_object *a = json_object_new_array();
-	int i;
+static const struct column unused_index_columns[] = {
+	{ "table", text_or_null }, { "index", text_or_null }, { "size_bytes", int_or_null },
+};
 
-	for (i = 0; i < PQntuples(r); i++) {
-		struct json_object *x = json_object_new_object();
-
-		json_object_object_add(x, "table", text_or_null(r, i, 0));
-		json_object_object_add(x, "index", text_or_null(r, i, 1));
-		json_object_object_add(x, "size_bytes", int_or_null(r, i, 2));
-		json_object_array_add(a, x);
-	}
-	return a;
-}
-
-static struct json_object *health_replication(const PGresult *r)
-{
-	struct json_object *a = json_object_new_array();
-	int i;
-
-	for (i = 0; i < PQntuples(r); i++) {
-		struct json_object *x = json_object_new_object();
-
-		json_object_object_add(x, "name", text_or_null(r, i, 0));
-		json_object_object_add(x, "client_addr", text_or_null(r, i, 1));
-		json_object_object_add(x, "state", text_or_null(r, i, 2));
-		json_object_object_add(x, "replay_lag_seconds", num_or_null(r, i, 3));
-		json_object_object_add(x, "replay_lag_bytes", int_or_null(r, i, 4));
-		json_object_array_add(a, x);
-	}
-	return a;
-}
+static const struct column replication_columns[] = {
+	{ "name", text_or_null }, { "client_addr", text_or_null }, { "state", text_or_null },
+	{ "replay_lag_seconds", num_or_null }, { "replay_lag_bytes", int_or_null },
+};
 
 static void database_health(struct ctx *c)
 {
@@ -536,8 +530,12 @@ static void database_health(struct ctx *c)
 		json_object_object_add(o, "database", health_database(r[0]));
 		json_object_object_add(o, "tables", tables);
 		json_object_object_add(o, "large_table_seq_scans", seq_scans);
-		json_object_object_add(o, "unused_indexes", health_indexes(r[2]));
-		json_object_object_add(o, "replication", health_replication(r[3]));
+		json_object_object_add(o, "unused_indexes",
+				       rows_json(r[2], unused_index_columns,
+						 (int)RESOURCE_ARRAY_LEN(unused_index_columns)));
+		json_object_object_add(o, "replication",
+				       rows_json(r[3], replication_columns,
+						 (int)RESOURCE_ARRAY_LEN(replication_columns)));
 		http_resp_json(&c->resp, 200, o);
 		json_object_put(o);
 	}
