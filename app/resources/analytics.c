@@ -26,6 +26,8 @@
 #define QUERIES_MAX 200
 /* statement_timeout of a plan's EXPLAIN ANALYZE. */
 #define PLAN_TIMEOUT_MS 5000
+/* How long /admin/slow waits for a connection to add the query ids; it answers without them. */
+#define SLOW_IDS_WAIT 0.5
 /* A table is large from this many live rows: sequential scans of it are listed. */
 #define LARGE_TABLE_ROWS 10000
 
@@ -37,6 +39,13 @@ static const struct pool_stmt statements[] = {
 	  "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
 	  "ORDER BY s.total_exec_time DESC LIMIT $1::int" },
 	{ "queries_reset", "SELECT pg_stat_statements_reset()" },
+	/* The query ids of each of the service's statements, by its name (the pool's comment). */
+	{ "queries_ids",
+	  "SELECT m[1], string_agg(queryid::text, ',' ORDER BY calls DESC) FROM ("
+	  "SELECT regexp_match(query, '^/\\* ([a-z0-9_]+) \\*/') AS m, queryid, calls "
+	  "FROM pg_stat_statements "
+	  "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())) s "
+	  "WHERE m IS NOT NULL GROUP BY m[1]" },
 	{ "activity_list",
 	  "SELECT pid, usename, application_name, client_addr::text, backend_type, state, "
 	  "wait_event_type, wait_event, extract(epoch FROM now() - query_start), "
@@ -302,6 +311,56 @@ static int take_slow(const char *value, size_t len, void *arg)
 	return 0;
 }
 
+/*
+ * Each statement of each slow request gets the query ids PostgreSQL gave
+ * its name (pg_stat_statements, most called first): what the log line's
+ * names join to. Best effort, on the operator's probe connection with a
+ * short wait (the page must answer in an incident): without the database
+ * or the extension, the list is answered without them.
+ */
+static void add_query_ids(struct ctx *c, struct json_object *items)
+{
+	PGconn *pg = ctx_db_probe(c, SLOW_IDS_WAIT);
+	struct json_object *ids;
+	PGresult *r;
+	size_t i, k;
+	int row;
+
+	if (pg == NULL) {
+		http_resp_reset(&c->resp);	/* the failed checkout's 503 */
+		return;
+	}
+	r = pool_exec_prepared(pg, "queries_ids", 0, NULL, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		PQclear(r);
+		return;
+	}
+	ids = json_object_new_object();
+	for (row = 0; row < PQntuples(r); row++) {
+		struct json_object *a = json_object_new_array();
+		char *list = xstrdup(PQgetvalue(r, row, 1)), *save = NULL, *id;
+
+		for (id = strtok_r(list, ",", &save); id; id = strtok_r(NULL, ",", &save))
+			json_object_array_add(a, json_object_new_string(id));
+		free(list);
+		json_object_object_add(ids, PQgetvalue(r, row, 0), a);
+	}
+	PQclear(r);
+	for (i = 0; i < json_object_array_length(items); i++) {
+		struct json_object *st = json_object_object_get(json_object_array_get_idx(items, i),
+								"statements");
+
+		for (k = 0; k < json_object_array_length(st); k++) {
+			struct json_object *e = json_object_array_get_idx(st, k), *found;
+
+			if (json_object_object_get_ex(ids, json_object_get_string(
+							      json_object_object_get(e, "name")), &found))
+				json_object_object_add(e, "queryids", json_object_get(found));
+		}
+	}
+	json_object_put(ids);
+}
+
 static void slow_list(struct ctx *c)
 {
 	struct json_object *o = json_object_new_object(), *items = json_object_new_array();
@@ -322,6 +381,7 @@ static void slow_list(struct ctx *c)
 		total = (int64_t)seen;
 		source = "this process";
 	}
+	add_query_ids(c, items);
 	json_object_object_add(o, "threshold_ms", json_object_new_double(c->app->cfg->slow_request_ms));
 	json_object_object_add(o, "kept", json_object_new_int(SLOWLOG_MAX));
 	json_object_object_add(o, "source", json_object_new_string(source));

@@ -161,6 +161,12 @@ class SlowRequests(unittest.TestCase):
         waited = [st for st in slow["statements"] if st["name"] == slow["slowest_statement"]]
         self.assertGreaterEqual(max(st["ms"] for st in waited), 1000, slow)
         self.assertGreaterEqual(slow["db_ms"], 1000, slow)
+        # each statement's query ids, as pg_stat_statements knows them by name
+        ids = {i for st in waited for i in st["queryids"]}
+        self.assertTrue(ids, slow)
+        by_id = {q["queryid"]: q["name"] for q in queries()}
+        self.assertTrue(ids & set(by_id), (ids, slow["slowest_statement"]))
+        self.assertEqual({by_id[i] for i in ids & set(by_id)}, {slow["slowest_statement"]})
         # and the quick requests are not kept
         quick = s.get("/admin/pool")
         self.assertNotIn(quick.headers["x-request-id"],
