@@ -74,21 +74,27 @@ function showTiming(headers) {
 
 // ---- top statements ----------------------------------------------------------
 
-async function loadQueries(headers) {
+// One section's GET: its answer rendered, or its error shown (quietly for
+// a background poll). True when it loaded.
+async function loadSection(path, errorId, headers, render) {
   try {
-    const r = await api("GET", `/admin/queries?limit=${PERF_LIMIT}`, undefined, headers);
-    showTiming(r.headers);
-    sectionError("pf-queries-error", null);
-    perf.available = r.body.available;
-    perf.queries = r.body.items;
-    sampleDbTime();
-    renderQueries(r.body);
+    const r = await api("GET", path, undefined, headers);
+    sectionError(errorId, null);
+    render(r);
     return true;
   } catch (e) {
-    failed("pf-queries-error", e, headers === BACKGROUND);
+    failed(errorId, e, headers === BACKGROUND);
     return false;
   }
 }
+
+const loadQueries = (headers) => loadSection(`/admin/queries?limit=${PERF_LIMIT}`, "pf-queries-error", headers, (r) => {
+  showTiming(r.headers);
+  perf.available = r.body.available;
+  perf.queries = r.body.items;
+  sampleDbTime();
+  renderQueries(r.body);
+});
 
 // The sum of the listed statements' total time, as a rate since the last
 // look (ms of statement time per second). A reset (or a statement leaving
@@ -237,17 +243,7 @@ async function onPlan(ev) {
 
 // ---- slow requests -------------------------------------------------------------
 
-async function loadSlow(headers) {
-  try {
-    const r = await api("GET", "/admin/slow", undefined, headers);
-    sectionError("pf-slow-error", null);
-    renderSlow(r.body);
-    return true;
-  } catch (e) {
-    failed("pf-slow-error", e, headers === BACKGROUND);
-    return false;
-  }
-}
+const loadSlow = (headers) => loadSection("/admin/slow", "pf-slow-error", headers, (r) => renderSlow(r.body));
 
 function statementsDetails(s) {
   const d = document.createElement("details");
@@ -313,17 +309,8 @@ function renderSlow(body) {
 
 // ---- activity ---------------------------------------------------------------------
 
-async function loadActivity(headers) {
-  try {
-    const r = await api("GET", "/admin/activity", undefined, headers);
-    sectionError("pf-activity-error", null);
-    $("pf-activity").tBodies[0].replaceChildren(...r.body.items.map(renderActivityRow));
-    return true;
-  } catch (e) {
-    failed("pf-activity-error", e, headers === BACKGROUND);
-    return false;
-  }
-}
+const loadActivity = (headers) => loadSection("/admin/activity", "pf-activity-error", headers, (r) =>
+  $("pf-activity").tBodies[0].replaceChildren(...r.body.items.map(renderActivityRow)));
 
 function renderActivityRow(a) {
   const tr = document.createElement("tr");
@@ -369,18 +356,10 @@ async function cancelBackend(a) {
 
 // ---- schema health -------------------------------------------------------------
 
-async function loadHealth(headers) {
-  try {
-    const r = await api("GET", "/admin/database", undefined, headers);
-    perf.healthAt = Date.now();
-    sectionError("pf-health-error", null);
-    renderHealth(r.body);
-    return true;
-  } catch (e) {
-    failed("pf-health-error", e, headers === BACKGROUND);
-    return false;
-  }
-}
+const loadHealth = (headers) => loadSection("/admin/database", "pf-health-error", headers, (r) => {
+  perf.healthAt = Date.now();
+  renderHealth(r.body);
+});
 
 function lastOf(manual, auto) {
   const m = manual ? Date.parse(manual) : 0, a = auto ? Date.parse(auto) : 0;

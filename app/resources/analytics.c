@@ -121,6 +121,12 @@ static struct json_object *rows_json(const PGresult *r, const struct column *col
 	return a;
 }
 
+/* part's share of part + rest (a hit ratio, dead rows' share), or null when both are 0. */
+static struct json_object *share(int64_t part, int64_t rest)
+{
+	return part + rest > 0 ? json_object_new_double((double)part / (double)(part + rest)) : NULL;
+}
+
 /* PostgreSQL's message of a failed result, one line. */
 static void pg_message(const PGresult *r, char *out, size_t len)
 {
@@ -129,11 +135,12 @@ static void pg_message(const PGresult *r, char *out, size_t len)
 	snprintf(out, len, "%s", m ? m : "the database did not answer");
 }
 
+/* r's SQLSTATE is state, or of its class when state is two characters ("22"). */
 static int sqlstate_is(const PGresult *r, const char *state)
 {
 	const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
-	return s && strcmp(s, state) == 0;
+	return s && strncmp(s, state, strlen(state)) == 0;
 }
 
 /* pg_stat_statements is missing (42P01, 42883) or not loaded (55000). */
@@ -252,8 +259,7 @@ static void queries_list(struct ctx *c)
 		json_object_object_add(q, "rows", int_or_null(r, i, 7));
 		json_object_object_add(q, "shared_blks_hit", json_object_new_int64(hit));
 		json_object_object_add(q, "shared_blks_read", json_object_new_int64(read));
-		json_object_object_add(q, "hit_ratio", hit + read > 0
-				       ? json_object_new_double((double)hit / (double)(hit + read)) : NULL);
+		json_object_object_add(q, "hit_ratio", share(hit, read));
 		json_object_array_add(items, q);
 	}
 	PQclear(r);
@@ -275,9 +281,6 @@ static void queries_reset(struct ctx *c)
 		return;
 	r = pool_exec_prepared(pg, "queries_reset", 0, NULL, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		char msg[256];
-
-		pg_message(r, msg, sizeof(msg));
 		if (stats_missing(r)) {
 			http_problem(&c->resp, 409, "pg_stat_statements is not available: " HOW_TO_ENABLE,
 				     NULL);
@@ -300,7 +303,7 @@ static void queries_reset(struct ctx *c)
 
 /* ---- GET /admin/slow ------------------------------------------------------ */
 
-/* The shared log's entries, each checked (slowlog_entry_valid) before it is listed. */
+/* The shared log's entries, each checked (slowlog_entry_parse) before it is listed. */
 static int take_slow(const char *value, size_t len, void *arg)
 {
 	struct json_object *o = slowlog_entry_parse(value, len);
@@ -512,8 +515,7 @@ static struct json_object *health_database(const PGresult *r)
 		return o;
 	hit = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	read = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	json_object_object_add(o, "buffer_hit_ratio", hit + read > 0
-			       ? json_object_new_double((double)hit / (double)(hit + read)) : NULL);
+	json_object_object_add(o, "buffer_hit_ratio", share(hit, read));
 	json_object_object_add(o, "blocks_hit", json_object_new_int64(hit));
 	json_object_object_add(o, "blocks_read", json_object_new_int64(read));
 	json_object_object_add(o, "commits", int_or_null(r, 0, 2));
@@ -542,9 +544,7 @@ static void health_tables(const PGresult *r, struct json_object **tables,
 		json_object_object_add(t, "table", text_or_null(r, i, 0));
 		json_object_object_add(t, "live_rows", json_object_new_int64(live));
 		json_object_object_add(t, "dead_rows", json_object_new_int64(dead));
-		json_object_object_add(t, "dead_ratio", live + dead > 0
-				       ? json_object_new_double((double)dead / (double)(live + dead))
-				       : NULL);
+		json_object_object_add(t, "dead_ratio", share(dead, live));
 		json_object_object_add(t, "seq_scans", json_object_new_int64(seq));
 		json_object_object_add(t, "seq_rows_read", json_object_new_int64(seq_read));
 		json_object_object_add(t, "index_scans", int_or_null(r, i, 5));
@@ -671,8 +671,8 @@ static void run_explain(struct ctx *c, PGconn *pg, const char *sql, int analyze)
 		} else if (sqlstate_is(r, "57014")) {
 			http_problem(&c->resp, 422, "the statement ran longer than the plan's "
 				     PS_STR(PLAN_TIMEOUT_MS) " ms limit", NULL);
-		} else if (r && PQresultStatus(r) == PGRES_FATAL_ERROR &&
-			   PQstatus(pg) == CONNECTION_OK) {
+		} else if (sqlstate_is(r, "22") || sqlstate_is(r, "42")) {
+			/* data exceptions (a value of the wrong type) and the like: the parameters */
 			char detail[320];
 
 			snprintf(detail, sizeof(detail), "PostgreSQL refused the parameters: %s", msg);
