@@ -19,7 +19,6 @@
 #include "base/workers.h"
 
 #define WINDOW 0.1		/* seconds between two updates of the limit */
-#define SAMPLES_MAX 256		/* latency samples kept per window (a uniform subset beyond) */
 #define MIN_RTT_EVERY 30.0	/* seconds between two measurements of min_rtt (+-15 %) */
 #define MIN_RTT_SAMPLES 32	/* samples taken with the limit pinned at the floor */
 #define MIN_RTT_LONGEST 2.0	/* seconds a measurement may pin the limit */
@@ -65,15 +64,14 @@ struct admission {
 
 	/* The adaptive limit's measurements. */
 	double win_start;		/* when this window began */
-	double win[SAMPLES_MAX];	/* hold times seen in it (a uniform subset) */
-	int nwin;
-	unsigned long win_seen;		/* samples offered in it */
-	uint32_t rng;			/* xorshift: the subset, the jitter */
+	double win_sum;			/* hold times ended in it, summed */
+	unsigned long nwin;		/* and counted */
+	uint32_t rng;			/* xorshift: min_rtt's jitter */
 	double sample_rtt, min_rtt;
 	int measuring;			/* the limit is pinned at the floor */
 	double measure_start, min_due, saved_limit;
-	double mins[MIN_RTT_SAMPLES];
-	int nmins;
+	double mins_sum;		/* hold times of the measurement, summed */
+	int nmins;			/* and counted */
 
 	struct admission_stats st;	/* counters only (gauges from above) */
 };
@@ -185,21 +183,6 @@ int admission_codel_shed(struct admission_codel *q, double now, double interval)
 	q->count++;
 	q->drop_next += interval / sqrt((double)q->count);
 	return 1;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-
-	return a < b ? -1 : a > b;
-}
-
-double admission_quantile(double *v, int n, double p)
-{
-	if (n <= 0)
-		return 0;
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[(int)(p * (n - 1) + 0.5)];
 }
 
 /* ---- the gate --------------------------------------------------------------- */
@@ -341,20 +324,21 @@ static void update_locked(struct admission *a, double now)
 		if (!enough && now - a->measure_start < MIN_RTT_LONGEST)
 			return;
 		if (a->nmins >= MIN_RTT_FEWEST)
-			a->min_rtt = admission_quantile(a->mins, a->nmins, 0.5);
+			a->min_rtt = a->mins_sum / a->nmins;
 		a->measuring = 0;
 		a->limit = a->saved_limit;
 		/* The next one in MIN_RTT_EVERY, +-15 %, so processes do not pin together. */
 		a->min_due = now + MIN_RTT_EVERY * (0.85 + 0.3 * (double)(rnd(a) % 1000) / 1000.0);
 		a->win_start = now;
+		a->win_sum = 0;
 		a->nwin = 0;
-		a->win_seen = 0;
 		return;
 	}
 	if (now >= a->min_due) {
 		a->measuring = 1;
 		a->measure_start = now;
 		a->nmins = 0;
+		a->mins_sum = 0;
 		a->saved_limit = a->limit;
 		a->limit = a->set.floor;
 		return;
@@ -364,7 +348,7 @@ static void update_locked(struct admission *a, double now)
 	if (a->nwin > 0 && a->min_rtt > 0) {
 		double next;
 
-		a->sample_rtt = admission_quantile(a->win, a->nwin, 0.5);
+		a->sample_rtt = a->win_sum / (double)a->nwin;
 		next = admission_next_limit(a->limit, a->min_rtt, a->sample_rtt, a->set.buffer,
 					    a->set.floor, a->set.ceiling);
 		if ((int)next != (int)a->limit)
@@ -372,8 +356,8 @@ static void update_locked(struct admission *a, double now)
 		a->limit = next;
 	}
 	a->win_start = now;
+	a->win_sum = 0;
 	a->nwin = 0;
-	a->win_seen = 0;
 }
 
 /* Keep t's hold time for the limit: the min_rtt measurement's, or the window's. */
@@ -385,20 +369,14 @@ static void note_sample_locked(struct admission *a, const struct admission_ticke
 		return;
 	if (a->measuring) {
 		/* Only requests admitted under the pinned limit say what no load costs. */
-		if (t->since >= a->measure_start && a->nmins < MIN_RTT_SAMPLES)
-			a->mins[a->nmins++] = held;
+		if (t->since >= a->measure_start && a->nmins < MIN_RTT_SAMPLES) {
+			a->mins_sum += held;
+			a->nmins++;
+		}
 		return;
 	}
-	a->win_seen++;
-	if (a->nwin < SAMPLES_MAX) {
-		a->win[a->nwin++] = held;
-	} else {
-		/* Reservoir sampling: every sample of the window equally likely kept. */
-		unsigned long j = rnd(a) % a->win_seen;
-
-		if (j < SAMPLES_MAX)
-			a->win[j] = held;
-	}
+	a->win_sum += held;
+	a->nwin++;
 }
 
 /*

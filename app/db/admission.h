@@ -10,9 +10,12 @@
  *   it must not wait behind statements).
  * - The limit adapts to the database's measured latency (mode adaptive),
  *   as Envoy's adaptive-concurrency gradient controller does: every
- *   window (100 ms) the median time a place was held (sample) is compared
- *   with the median measured with the limit pinned at the floor (min_rtt,
- *   measured at start and again every MIN_RTT_EVERY seconds):
+ *   window (100 ms) the mean time a place was held (sample) is compared
+ *   with the mean measured with the limit pinned at the floor (min_rtt,
+ *   measured at start and again every MIN_RTT_EVERY seconds; the mean, not
+ *   the median: a database under a CPU quota answers most statements at
+ *   once and stalls the rest for a whole period, which a median never
+ *   sees, and the mean hold is what Little's law ties to throughput):
  *   gradient = clamp(min_rtt * (1 + buffer) / sample, 0.5, 2), and the new
  *   limit is gradient * limit + sqrt(that), within [floor, ceiling]. A
  *   database that takes longer because requests queue inside it gets
@@ -219,8 +222,5 @@ struct admission_codel {
 int admission_codel_note(struct admission_codel *q, double now, double sojourn, double target,
 			 double interval);
 int admission_codel_shed(struct admission_codel *q, double now, double interval);
-
-/* The p-quantile (0..1) of v[0..n) (sorted in place); 0 for n == 0. */
-double admission_quantile(double *v, int n, double p);
 
 #endif

@@ -123,18 +123,6 @@ static void test_codel_control_law_spaces_its_sheds(void **state)
 	assert_true(q.count > 20);
 }
 
-static void test_quantile(void **state)
-{
-	double v[] = { 5, 1, 4, 2, 3 }, one[] = { 7 };
-
-	(void)state;
-	assert_true(admission_quantile(v, 5, 0.5) == 3);
-	assert_true(admission_quantile(v, 5, 0.0) == 1);
-	assert_true(admission_quantile(v, 5, 1.0) == 5);
-	assert_true(admission_quantile(one, 1, 0.5) == 7);
-	assert_true(admission_quantile(v, 0, 0.5) == 0);
-}
-
 static struct admission *gate(enum admission_mode mode, int ceiling, int queue)
 {
 	struct admission_settings s = {
@@ -243,7 +231,6 @@ int main(void)
 		cmocka_unit_test(test_codel_a_burst_is_not_a_standing_queue),
 		cmocka_unit_test(test_codel_standing_queue_until_one_leaves_in_time),
 		cmocka_unit_test(test_codel_control_law_spaces_its_sheds),
-		cmocka_unit_test(test_quantile),
 		cmocka_unit_test(test_background_is_shed_at_the_limit),
 		cmocka_unit_test(test_session_look_ups_have_an_extra_place),
 		cmocka_unit_test(test_off_admits_everyone),
