@@ -528,7 +528,9 @@ void admission_leave(struct admission *a, struct admission_ticket *t)
 	now = now_mono();
 	lock(a);
 	a->in_flight--;
-	note_sample_locked(a, t, now);
+	if (!t->unsampled)
+		note_sample_locked(a, t, now);
+	t->unsampled = 0;
 	update_locked(a, now);
 	grant_locked(a, now);
 	unlock(a);

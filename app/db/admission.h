@@ -99,6 +99,7 @@ struct admission_ticket {
 	double since;		/* monotonic seconds when admitted */
 	int cls;		/* enum admission_class */
 	int taken;		/* 1 between enter and leave */
+	int unsampled;		/* its hold is no latency sample (a streamed answer's); leave clears it */
 };
 
 struct admission;
@@ -157,7 +158,9 @@ void admission_expire(struct admission *a);
 
 /*
  * Give t's place back (no-op if t holds none). The time it was held is
- * the latency sample of the adaptive limit; a waiter takes the place.
+ * the latency sample of the adaptive limit, unless t->unsampled (a
+ * holder whose time is its answer's size, not the database's latency);
+ * a waiter takes the place.
  */
 void admission_leave(struct admission *a, struct admission_ticket *t);
 

@@ -43,6 +43,7 @@ struct pool_conn {
 	double checked_out_at;
 	const char *holder;	/* route holding it (static string) */
 	int leak_reported;	/* pool_report_leaks logged it already */
+	double leak_after;	/* seconds held before it is a leak; written by its holder under p->mu */
 	struct pool_conn *next;	/* idle list, or checked-out list */
 	struct pool_conn *prev;	/* checked-out list only */
 };
@@ -325,6 +326,7 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 	c->checked_out_at = now_mono();
 	c->leak_reported = 0;
 	lock(p);
+	c->leak_after = p->set.leak_threshold;
 	if (p->checked_out > p->peak)
 		p->peak = p->checked_out;
 	c->prev = NULL;
@@ -340,19 +342,20 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 int pool_report_leaks(struct pool *p)
 {
 	enum { MAX_REPORT = 32 };
-	struct { const char *holder; double held; } found[MAX_REPORT];
+	struct { const char *holder; double held, threshold; } found[MAX_REPORT];
 	double now = now_mono();
 	struct pool_conn *c;
 	int n = 0, i;
 
 	lock(p);
 	for (c = p->busy; c && n < MAX_REPORT; c = c->next) {
-		if (c->leak_reported || now - c->checked_out_at <= p->set.leak_threshold)
+		if (c->leak_reported || now - c->checked_out_at <= c->leak_after)
 			continue;
 		c->leak_reported = 1;
 		p->st.leaks++;
 		found[n].holder = c->holder;
 		found[n].held = now - c->checked_out_at;
+		found[n].threshold = c->leak_after;
 		n++;
 	}
 	unlock(p);
@@ -362,10 +365,20 @@ int pool_report_leaks(struct pool *p)
 		log_begin(&l, LOG_WARN, "database connection held past the leak threshold");
 		log_str(&l, "route", found[i].holder);
 		log_num(&l, "held_ms", found[i].held * 1000.0);
-		log_num(&l, "threshold_ms", p->set.leak_threshold * 1000.0);
+		log_num(&l, "threshold_ms", found[i].threshold * 1000.0);
 		log_end(&l);
 	}
 	return n;
+}
+
+void pool_conn_expect(struct pool *p, struct pool_conn *c, double seconds)
+{
+	double after = now_mono() - c->checked_out_at + seconds + p->set.leak_threshold;
+
+	lock(p);
+	if (after > c->leak_after)
+		c->leak_after = after;
+	unlock(p);
 }
 
 PGconn *pool_conn_pg(const struct pool_conn *c)
@@ -399,17 +412,18 @@ static void log_late_return(const char *holder, double held)
 void pool_release(struct pool *p, struct pool_conn *c)
 {
 	int healthy = conn_clean(c->pg) == 0;
-	double now = now_mono(), held = now - c->checked_out_at;
+	/* Only its holder (this thread) writes leak_after: read without the lock. */
+	double now = now_mono(), held = now - c->checked_out_at, leak_after = c->leak_after;
 	int close_it = 0;
 
-	if (held > p->set.leak_threshold)
+	if (held > leak_after)
 		log_late_return(c->holder, held);
 	c->last_used = now;
 	c->holder = NULL;
 
 	lock(p);
 	leave_busy_locked(p, c);
-	if (held > p->set.leak_threshold && !c->leak_reported)
+	if (held > leak_after && !c->leak_reported)
 		p->st.leaks++;
 	if (!healthy) {
 		p->suspect_before = now;

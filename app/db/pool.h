@@ -100,6 +100,14 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 /* The libpq connection of a checked-out c (owned by the pool). */
 PGconn *pool_conn_pg(const struct pool_conn *c);
 
+/*
+ * c, checked out from p, may be held for up to seconds more from now by a
+ * holder bounded by other means (a streamed answer): pool_report_leaks
+ * and pool_release call it a leak only once it is held past that and the
+ * pool's leak threshold. Never shortens what was allowed before.
+ */
+void pool_conn_expect(struct pool *p, struct pool_conn *c, double seconds);
+
 /* Return a connection; it is cleaned, kept, handed to a waiter or closed. */
 void pool_release(struct pool *p, struct pool_conn *c);
 

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "http/context.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -32,6 +33,11 @@ static void release_all(struct ctx *c);
 static struct pool_conn *replica_checkout(struct ctx *c, double timeout);
 static void note_write_position(struct ctx *c);
 static void set_lsn_cookie(struct ctx *c);
+static void final_headers(struct ctx *c);
+static int stream_send(struct ctx *c);
+static void stream_end(struct ctx *c);
+static void log_db_fault(const struct ctx *c, enum log_level level, const char *what,
+			 const char *state, const PGresult *r);
 
 /* Seconds a client should wait before retrying after an overload 503. */
 #define RETRY_AFTER 1
@@ -386,6 +392,25 @@ static void set_lsn_cookie(struct ctx *c)
 			 REPLICAS_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict", value);
 }
 
+/* Log the request's database fault: its SQLSTATE and, with r, the first line of r's message. */
+static void log_db_fault(const struct ctx *c, enum log_level level, const char *what,
+			 const char *state, const PGresult *r)
+{
+	struct log_line l;
+	char msg[256];
+
+	log_begin(&l, level, what);
+	log_str(&l, "request_id", c->request_id);
+	log_str(&l, "route", c->route_name);
+	log_str(&l, "sqlstate", state ? state : "none");
+	if (r) {
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
+		msg[strcspn(msg, "\n")] = '\0';
+		log_str(&l, "error", msg);
+	}
+	log_end(&l);
+}
+
 void ctx_db_error(struct ctx *c, const PGresult *r)
 {
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -402,10 +427,16 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 		 * A broken connection also keeps the replica out until the
 		 * housekeeper reaches it again.
 		 */
-		c->replica_failed = 1;
+		if (c->stream.state == CTX_STREAM_NONE)
+			c->replica_failed = 1;	/* a streamed answer's head is out: no second run */
 		if (PQstatus(pool_conn_pg(c->db)) != CONNECTION_OK || state == NULL ||
 		    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
 			replicas_failed(c->db_replica);
+	}
+	if (c->stream.state != CTX_STREAM_NONE) {
+		log_db_fault(c, LOG_WARN, "database fault in a streamed answer", state, r);
+		ctx_stream_cut(c, "database fault");
+		return;
 	}
 	http_resp_reset(&c->resp);
 	if (state && strcmp(state, "PSA01") == 0) {
@@ -413,27 +444,11 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 		http_problem(&c->resp, 403,
 			     "your admin rights were withdrawn: the change was not made", NULL);
 	} else if (transient) {
-		struct log_line l;
-
-		log_begin(&l, LOG_WARN, "database fault");
-		log_str(&l, "request_id", c->request_id);
-		log_str(&l, "route", c->route_name);
-		log_str(&l, "sqlstate", state ? state : "none");
-		log_end(&l);
+		log_db_fault(c, LOG_WARN, "database fault", state, NULL);
 		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);
 		http_problem(&c->resp, 503, "the database is unavailable; try again shortly", NULL);
 	} else {
-		struct log_line l;
-		char msg[256];
-
-		snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : "");
-		msg[strcspn(msg, "\n")] = '\0';
-		log_begin(&l, LOG_ERROR, "database error");
-		log_str(&l, "request_id", c->request_id);
-		log_str(&l, "route", c->route_name);
-		log_str(&l, "sqlstate", state);
-		log_str(&l, "error", msg);
-		log_end(&l);
+		log_db_fault(c, LOG_ERROR, "database error", state, r);
 		http_problem(&c->resp, 500, "an internal error occurred; it has been logged", NULL);
 	}
 }
@@ -568,12 +583,34 @@ static void keep_slow(const struct ctx *c, int status, double total)
 	free(r);
 }
 
+/* How a streamed answer ended, for the log; NULL for one not streamed. */
+static const char *stream_name(enum ctx_stream_state st)
+{
+	switch (st) {
+	case CTX_STREAM_NONE:
+		return NULL;
+	case CTX_STREAM_OPEN:
+		return "complete";
+	case CTX_STREAM_HEAD:
+		return "head";
+	case CTX_STREAM_GONE:
+		return "client_gone";
+	case CTX_STREAM_CUT:
+		return "cut";
+	}
+	return NULL;
+}
+
 static void log_request(const struct ctx *c, double total)
 {
 	struct log_line l;
 	int status = c->resp.status ? c->resp.status : 500;
-	int slow = total * 1000.0 > c->app->cfg->slow_request_ms;
-	enum log_level level = status >= 500 || slow ? LOG_WARN : LOG_INFO;
+	const char *stream = stream_name(c->stream.state);
+	/* A streamed answer's time is its size's: its head is what a client waits for. */
+	double waited = stream ? c->stream.first_byte : total;
+	int slow = waited * 1000.0 > c->app->cfg->slow_request_ms;
+	enum log_level level = status >= 500 || slow || c->stream.state == CTX_STREAM_CUT
+				       ? LOG_WARN : LOG_INFO;
 
 	log_begin(&l, level, slow ? "slow request" : "request");
 	log_str(&l, "request_id", c->request_id);
@@ -581,6 +618,13 @@ static void log_request(const struct ctx *c, double total)
 	log_str(&l, "path", c->req.path ? c->req.path : "");
 	log_str(&l, "route", c->route_name);
 	log_int(&l, "status", status);
+	log_int(&l, "bytes", (long long)c->body_bytes);
+	if (stream) {
+		log_str(&l, "stream", stream);
+		if (c->stream.why)
+			log_str(&l, "cut_by", c->stream.why);
+		log_num(&l, "first_byte_ms", c->stream.first_byte * 1000.0);
+	}
 	log_int(&l, "user_id", (long long)c->user_id);
 	log_str(&l, "cache", cache_result_name(c->cache));
 	log_str(&l, "db", c->db_name ? c->db_name : "none");
@@ -720,17 +764,9 @@ static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, 
 	}
 }
 
-/* Answer the request (it has its response, or gets a 500), log it, free it. */
-static void answer(struct ctx *c)
+/* The headers every answer gets, added last (a streamed one's before its head goes out). */
+static void final_headers(struct ctx *c)
 {
-	struct app *app = c->app;
-	struct strbuf out;
-	int with_body;
-
-	if (c->resp.status == 0)
-		http_problem(&c->resp, 500, "the handler produced no response", NULL);
-	/* Return the connection before the client is answered: it is free sooner. */
-	ctx_db_release(c);
 	set_lsn_cookie(c);
 	c->cache_time += cache_take_time();
 	http_resp_header(&c->resp, "X-Request-Id", "%s", c->request_id);
@@ -740,6 +776,14 @@ static void answer(struct ctx *c)
 	/* Everything here is live data: not stored unless a handler says so. */
 	if (strstr(c->resp.headers.buf, "Cache-Control:") == NULL)
 		http_resp_header(&c->resp, "Cache-Control", "no-store");
+}
+
+/* Send the whole answer in c->resp. */
+static void send_whole(struct ctx *c)
+{
+	struct strbuf out;
+	int with_body;
+
 	/* The head from a small buffer, the body from where it lies: no copy of it. */
 	strbuf_init(&out);
 	with_body = http_resp_head(&c->resp, strcmp(c->req.method, "HEAD") == 0, &out);
@@ -749,18 +793,141 @@ static void answer(struct ctx *c)
 
 		if (fcgi_reply(c->fcgi, parts, with_body ? 2 : 1) != 0)
 			log_msg(LOG_DEBUG, "the answer was not delivered: %s", strerror(errno));
+		else if (with_body)
+			c->body_bytes = c->resp.body.len;
 	}
 	strbuf_free(&out);
-	{
-		double total = now_mono() - c->t_start;
+}
 
-		metrics_request(c->match.route ? (size_t)(c->match.route - app->routes) : app->nroutes,
-				c->resp.status, total, c->db_time > 0 ? c->db_time : -1.0, c->cache);
-		log_request(c, total);
+/* The status the metrics count: a stream that did not end well is no success. */
+static int metrics_status(const struct ctx *c)
+{
+	if (c->stream.state == CTX_STREAM_CUT)
+		return 500;
+	if (c->stream.state == CTX_STREAM_GONE)
+		return 499;	/* nginx's "client closed request" */
+	return c->resp.status;
+}
+
+/* Answer the request (it has its response, or gets a 500), log it, free it. */
+static void answer(struct ctx *c)
+{
+	struct app *app = c->app;
+	double total;
+
+	if (c->stream.state != CTX_STREAM_NONE) {
+		ctx_db_release(c);	/* back before the last piece, as below */
+		stream_end(c);
+	} else {
+		if (c->resp.status == 0)
+			http_problem(&c->resp, 500, "the handler produced no response", NULL);
+		/* Return the connection before the client is answered: it is free sooner. */
+		ctx_db_release(c);
+		final_headers(c);
+		send_whole(c);
 	}
+	total = now_mono() - c->t_start;
+	/* A streamed answer's database time is its statements': holding is not latency. */
+	metrics_request(c->match.route ? (size_t)(c->match.route - app->routes) : app->nroutes,
+			metrics_status(c), total,
+			c->stream.state != CTX_STREAM_NONE ? c->trace.seconds
+			: c->db_time > 0 ? c->db_time : -1.0, c->cache);
+	log_request(c, total);
 	trace_end();
 	release_all(c);
 	free(c);
+}
+
+int ctx_stream_begin(struct ctx *c, double max_seconds)
+{
+	struct strbuf out;
+	int with_body;
+	double now;
+
+	assert(c->stream.state == CTX_STREAM_NONE && c->resp.status != 0);
+	final_headers(c);
+	c->resp.streamed = 1;
+	strbuf_init(&out);
+	with_body = http_resp_head(&c->resp, strcmp(c->req.method, "HEAD") == 0, &out);
+	{
+		struct fcgi_part part = { out.buf, out.len };
+
+		c->stream.state = fcgi_stream_write(c->fcgi, &part, 1) != 0 ? CTX_STREAM_GONE
+				  : with_body ? CTX_STREAM_OPEN : CTX_STREAM_HEAD;
+	}
+	strbuf_free(&out);
+	now = now_mono();
+	c->stream.first_byte = now - c->t_start;
+	c->stream.until = c->t_start + max_seconds;
+	if (c->db)
+		pool_conn_expect(c->db_pool, c->db, c->stream.until - now);
+	if (c->ticket.taken)
+		c->ticket.unsampled = 1;
+	return c->stream.state == CTX_STREAM_OPEN ? 0 : -1;
+}
+
+/* Send what c->resp.body holds: 0, or -1 with the stream over (the client went away). */
+static int stream_send(struct ctx *c)
+{
+	struct fcgi_part part = { c->resp.body.buf, c->resp.body.len };
+
+	if (part.len == 0)
+		return 0;
+	if (fcgi_stream_write(c->fcgi, &part, 1) != 0) {
+		log_msg(LOG_DEBUG, "a streamed answer was not delivered: %s", strerror(errno));
+		c->stream.state = CTX_STREAM_GONE;
+		strbuf_reset(&c->resp.body);
+		return -1;
+	}
+	c->body_bytes += part.len;
+	strbuf_reset(&c->resp.body);
+	return 0;
+}
+
+int ctx_stream_flush(struct ctx *c)
+{
+	if (c->stream.state != CTX_STREAM_OPEN)
+		return -1;
+	if (now_mono() > c->stream.until) {
+		ctx_stream_cut(c, "time bound");
+		return -1;
+	}
+	return c->resp.body.len >= CTX_STREAM_CHUNK ? stream_send(c) : 0;
+}
+
+void ctx_stream_cut(struct ctx *c, const char *why)
+{
+	if (c->stream.state != CTX_STREAM_OPEN)
+		return;
+	c->stream.state = CTX_STREAM_CUT;
+	c->stream.why = why;
+	strbuf_reset(&c->resp.body);
+}
+
+/* The end of a streamed answer: the rest of the body and the request's end, or no end when it failed. */
+static void stream_end(struct ctx *c)
+{
+	struct fcgi_part part = { c->resp.body.buf, c->resp.body.len };
+
+	switch (c->stream.state) {
+	case CTX_STREAM_OPEN:
+		if (fcgi_reply(c->fcgi, &part, part.len > 0 ? 1 : 0) != 0) {
+			log_msg(LOG_DEBUG, "a streamed answer was not delivered: %s", strerror(errno));
+			c->stream.state = CTX_STREAM_GONE;
+		} else {
+			c->body_bytes += part.len;
+		}
+		break;
+	case CTX_STREAM_HEAD:
+		if (fcgi_reply(c->fcgi, NULL, 0) != 0)
+			c->stream.state = CTX_STREAM_GONE;
+		break;
+	case CTX_STREAM_NONE:
+	case CTX_STREAM_GONE:
+	case CTX_STREAM_CUT:
+		fcgi_stream_abandon(c->fcgi);
+		break;
+	}
 }
 
 struct ctx *ctx_handle(struct app *app, FCGX_Request *r, const struct ctx_parking *parking)

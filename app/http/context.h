@@ -21,6 +21,22 @@
 
 struct ctx;
 
+/* Where a streamed answer is (ctx_stream_begin). */
+enum ctx_stream_state {
+	CTX_STREAM_NONE,	/* not streamed: the answer goes out in one piece at the end */
+	CTX_STREAM_OPEN,	/* the head is sent; the body goes out as it is made */
+	CTX_STREAM_HEAD,	/* the head is sent to a HEAD request: no body follows */
+	CTX_STREAM_GONE,	/* a write failed (the client or nginx went away): nothing more goes out */
+	CTX_STREAM_CUT,		/* cut by a fault or the time bound: it ends without its end */
+};
+
+struct ctx_stream {
+	enum ctx_stream_state state;
+	double until;		/* monotonic: past it, ctx_stream_flush cuts the answer */
+	double first_byte;	/* seconds from the request's start to its head going out */
+	const char *why;	/* what cut it (CTX_STREAM_CUT): a static string */
+};
+
 /*
  * A housekeeping chore of the application, run by the server's
  * housekeeper thread every `every` seconds (rounded to its one-second
@@ -88,6 +104,8 @@ struct ctx {
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
 	double auth_time;		/* seconds spent admitting the request */
 	struct trace trace;		/* its statements (trace.h) */
+	struct ctx_stream stream;	/* a streamed answer's state (ctx_stream_begin) */
+	uint64_t body_bytes;		/* body bytes sent, for the log */
 	enum cache_result cache;	/* CACHE_UNUSED unless the handler looked */
 	/* Who is asking (set by sessions_require): */
 	int64_t user_id;		/* 0: nobody */
@@ -184,9 +202,61 @@ void ctx_db_release(struct ctx *c);
  * Retry-After for faults that pass (connection lost, statement timeout,
  * serialization failure, server shutting down), 403 when the acting admin
  * lost its rights meanwhile (SQLSTATE PSA01, migration 0010), 500 for the
- * rest, which are bugs and are logged. Does not clear r.
+ * rest, which are bugs and are logged. Once a streamed answer's head is
+ * out, it logs the fault and cuts the stream instead. Does not clear r.
  */
 void ctx_db_error(struct ctx *c, const PGresult *r);
+
+/*
+ * Streamed answers, for a body too large to hold in memory (the paints'
+ * export). Every other answer is made whole in c->resp and sent in one
+ * piece when the handler returns.
+ *
+ * ctx_stream_begin sends the status and headers set in c->resp at once,
+ * with those every answer gets (X-Request-Id, Server-Timing so far,
+ * Cache-Control). The handler then appends the body to c->resp.body a
+ * piece at a time and calls ctx_stream_flush after each piece: once
+ * CTX_STREAM_CHUNK bytes or more have gathered, they are sent and the
+ * buffer emptied, so memory stays bounded by the chunk and the piece.
+ * What is left when the handler returns is sent and the request ended
+ * (after the database connection went back). The status cannot change
+ * once the head is out: a fault after that is ctx_stream_cut (and
+ * ctx_db_error cuts a stream instead of setting a response), which ends
+ * the answer without its end, so nginx cuts the client's answer short
+ * and a cut body never looks whole.
+ *
+ * A stream is bounded: its total time by max_seconds from the request's
+ * start (ctx_stream_flush cuts it past that), each write by the socket's
+ * send timeout. The request's read deadline (fcgi_deadline.h) has no
+ * part in it: the request was read whole before the handler ran. The
+ * connection it holds meanwhile is expected to be held that long (no
+ * leak report before then: pool_conn_expect) and its place at the gate
+ * is no latency sample of the adaptive limit (admission.h). The access
+ * log line says how the stream ended ("stream": complete, head,
+ * client_gone, cut), its body bytes and when its head went out
+ * (first_byte_ms, which alone makes it a slow request); the metrics
+ * count it by its status, except a cut as 500 and a client gone as 499,
+ * with its statements' time as its database time.
+ */
+#define CTX_STREAM_CHUNK (64 * 1024)
+
+/*
+ * Send the head of a streamed answer (c->resp.status set, nothing sent
+ * yet). 0 when the body is wanted; -1 when it is not (a HEAD request, or
+ * the head could not be sent): the handler stops, and what it holds goes
+ * back as for any answer.
+ */
+int ctx_stream_begin(struct ctx *c, double max_seconds);
+
+/*
+ * Send c->resp.body when it holds CTX_STREAM_CHUNK bytes or more. 0 to go
+ * on; -1 once the stream is over (the client went away, or the time
+ * bound cut it): the handler stops.
+ */
+int ctx_stream_flush(struct ctx *c);
+
+/* Cut an open stream (why: static, for the log); nothing more is sent. */
+void ctx_stream_cut(struct ctx *c, const char *why);
 
 /*
  * The request body as a JSON object, parsed once and owned by the request.

@@ -49,11 +49,12 @@ static int write_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-int fcgi_reply_fd(int fd, int req_id, const struct fcgi_part *parts, int n)
+/* The STDOUT records of parts[0..n), then, with end, the end of STDOUT and FCGI_END_REQUEST. */
+static int records(int fd, int req_id, const struct fcgi_part *parts, int n, int end)
 {
 	unsigned char hdrs[BATCH / 2][FCGI_HEADER_LEN];
 	/* The end of STDOUT, then FCGI_END_REQUEST: app status 0, complete. */
-	unsigned char end[3 * FCGI_HEADER_LEN] = { 0 };
+	unsigned char tail[3 * FCGI_HEADER_LEN] = { 0 };
 	struct iovec iov[BATCH + 1];
 	int niov = 0, i;
 	size_t off, len;
@@ -75,12 +76,36 @@ int fcgi_reply_fd(int fd, int req_id, const struct fcgi_part *parts, int n)
 			iov[niov++].iov_len = len;
 		}
 	}
-	header(end, FCGI_STDOUT, req_id, 0);
-	header(end + FCGI_HEADER_LEN, FCGI_END_REQUEST, req_id, FCGI_HEADER_LEN);
-	end[2 * FCGI_HEADER_LEN + 4] = FCGI_REQUEST_COMPLETE;
-	iov[niov].iov_base = end;
-	iov[niov++].iov_len = sizeof(end);
+	if (end) {
+		header(tail, FCGI_STDOUT, req_id, 0);
+		header(tail + FCGI_HEADER_LEN, FCGI_END_REQUEST, req_id, FCGI_HEADER_LEN);
+		tail[2 * FCGI_HEADER_LEN + 4] = FCGI_REQUEST_COMPLETE;
+		iov[niov].iov_base = tail;
+		iov[niov++].iov_len = sizeof(tail);
+	}
 	return write_all(fd, iov, niov);
+}
+
+int fcgi_reply_fd(int fd, int req_id, const struct fcgi_part *parts, int n)
+{
+	return records(fd, req_id, parts, n, 1);
+}
+
+int fcgi_stream_fd(int fd, int req_id, const struct fcgi_part *parts, int n)
+{
+	return records(fd, req_id, parts, n, 0);
+}
+
+/*
+ * The answer is ours: make libfcgi's FCGX_FClose a no-op for the out
+ * stream (fields of its public FCGX_Stream), so that FCGX_Finish_r writes
+ * no end of its own. Nothing was written to err, so closing it writes
+ * nothing either.
+ */
+static void take_over(FCGX_Request *r)
+{
+	r->out->wasFCloseCalled = 1;
+	r->out->isClosed = 1;
 }
 
 int fcgi_reply(FCGX_Request *r, const struct fcgi_part *parts, int n)
@@ -92,16 +117,25 @@ int fcgi_reply(FCGX_Request *r, const struct fcgi_part *parts, int n)
 		errno = ETIMEDOUT;
 	else
 		rc = fcgi_reply_fd(r->ipcFd, r->requestId, parts, n);
-
-	/*
-	 * The request is answered and ended: make libfcgi's FCGX_FClose a
-	 * no-op for the out stream (fields of its public FCGX_Stream), so
-	 * that FCGX_Finish_r writes no second end. Nothing was written to
-	 * err, so closing it writes nothing either.
-	 */
-	r->out->wasFCloseCalled = 1;
-	r->out->isClosed = 1;
+	take_over(r);
 	if (rc != 0)
 		r->keepConnection = 0;	/* a half-written answer: close */
 	return rc;
+}
+
+int fcgi_stream_write(FCGX_Request *r, const struct fcgi_part *parts, int n)
+{
+	int rc;
+
+	take_over(r);
+	rc = fcgi_stream_fd(r->ipcFd, r->requestId, parts, n);
+	if (rc != 0)
+		r->keepConnection = 0;
+	return rc;
+}
+
+void fcgi_stream_abandon(FCGX_Request *r)
+{
+	take_over(r);
+	r->keepConnection = 0;	/* no end was sent: the connection cannot carry another request */
 }

@@ -100,6 +100,7 @@ void http_resp_init(struct http_resp *resp)
 {
 	resp->status = 0;
 	resp->content_type = NULL;
+	resp->streamed = 0;
 	strbuf_init(&resp->headers);
 	strbuf_init(&resp->body);
 }
@@ -114,6 +115,7 @@ void http_resp_reset(struct http_resp *resp)
 {
 	resp->status = 0;
 	resp->content_type = NULL;
+	resp->streamed = 0;
 	strbuf_reset(&resp->headers);
 	strbuf_reset(&resp->body);
 }
@@ -232,7 +234,7 @@ int http_resp_head(const struct http_resp *resp, int head_only, struct strbuf *o
 	strbuf_printf(out, "Status: %d %s\r\n", status, http_reason(status));
 	if (!bodyless && resp->content_type)
 		strbuf_printf(out, "Content-Type: %s\r\n", resp->content_type);
-	if (!bodyless)
+	if (!bodyless && !resp->streamed)
 		strbuf_printf(out, "Content-Length: %zu\r\n", resp->body.len);
 	strbuf_append(out, resp->headers.buf, resp->headers.len);
 	strbuf_puts(out, "\r\n");

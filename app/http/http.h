@@ -40,6 +40,7 @@ struct http_resp {
 	struct strbuf headers;	/* "Name: value\r\n" lines */
 	struct strbuf body;
 	const char *content_type;	/* static string */
+	int streamed;		/* the body goes out after the head, its length unknown then */
 };
 
 /*
@@ -140,8 +141,9 @@ void http_resp_serialise(const struct http_resp *resp, int head_only, struct str
 
 /*
  * Serialise only the status line and headers (ending with the blank line)
- * into out. Returns 1 when resp->body must follow them (not HEAD, not a
- * 204 or 304), so the caller can send the body from where it lies.
+ * into out, with a Content-Length of resp->body unless resp->streamed.
+ * Returns 1 when a body must follow them (not HEAD, not a 204 or 304), so
+ * the caller can send the body from where it lies.
  */
 int http_resp_head(const struct http_resp *resp, int head_only, struct strbuf *out);
 

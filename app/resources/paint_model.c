@@ -78,6 +78,59 @@ struct json_object *paint_row_json(const PGresult *r, int row)
 	return o;
 }
 
+/* ---- CSV shape ------------------------------------------------------------ */
+
+/* The export's columns, in enum paint_col order, by their JSON names. */
+static const struct {
+	const char *name;
+	enum csv_cell kind;
+} csv_columns[COL_COUNT] = {
+	[COL_ID] = { "id", CSV_NUMBER },
+	[COL_NAME] = { "name", CSV_TEXT },
+	[COL_BRAND] = { "brand", CSV_TEXT },
+	[COL_CODE] = { "color_code", CSV_TEXT },
+	[COL_TYPE] = { "color_type", CSV_TEXT },
+	[COL_FAMILY] = { "color_family", CSV_TEXT },
+	[COL_IMAGE] = { "image_url", CSV_TEXT },
+	[COL_STOCK] = { "stock", CSV_NUMBER },
+	[COL_PRICE] = { "price", CSV_NUMBER },
+	[COL_DESCRIPTION] = { "description", CSV_TEXT },
+	[COL_PREVIEW] = { "color_preview", CSV_TEXT },
+	[COL_CREATED] = { "created_at", CSV_TEXT },
+	[COL_UPDATED] = { "updated_at", CSV_TEXT },
+	[COL_VERSION] = { "version", CSV_NUMBER },
+};
+
+void paint_csv_header(struct csv_writer *w)
+{
+	int i;
+
+	for (i = 0; i < COL_COUNT; i++)
+		csv_write_cell(w, csv_columns[i].name, strlen(csv_columns[i].name), CSV_TEXT);
+	csv_write_end(w);
+}
+
+void paint_row_csv(struct csv_writer *w, const PGresult *r, int row)
+{
+	int i;
+
+	/* PQgetvalue gives "" for NULL: an empty cell. */
+	for (i = 0; i < COL_COUNT; i++)
+		csv_write_cell(w, PQgetvalue(r, row, i), (size_t)PQgetlength(r, row, i),
+			       csv_columns[i].kind);
+	csv_write_end(w);
+}
+
+void paint_export_filename(time_t t, char out[PAINT_EXPORT_NAME_LEN])
+{
+	struct tm tm;
+
+	/* A time whose year has not four digits does not fit: a plain name then. */
+	if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 1000 ||
+	    strftime(out, PAINT_EXPORT_NAME_LEN, "paints-%Y%m%d-%H%M%S.csv", &tm) == 0)
+		snprintf(out, PAINT_EXPORT_NAME_LEN, "paints.csv");
+}
+
 /* ---- validation ------------------------------------------------------------ */
 
 struct text_rule {

@@ -12,7 +12,9 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
+#include "base/csv.h"
 #include "base/util.h"
 
 /* The writable fields of a paint, in the order of the SQL parameters. */
@@ -116,6 +118,23 @@ char *paint_like_pattern(const char *q);
  * in the API's paint shape; the caller puts it.
  */
 struct json_object *paint_row_json(const PGresult *r, int row);
+
+/*
+ * The export (CSV). Its columns are a paint's fields, named and ordered
+ * as in the JSON (id, name, brand, color_code, color_type, color_family,
+ * image_url, stock, price, description, color_preview, created_at,
+ * updated_at, version). paint_csv_header writes the record of their
+ * names; paint_row_csv the paint in row of r (selected with
+ * PAINT_COLUMNS): text as CSV_TEXT (neutralised where a spreadsheet
+ * could read a formula), the numbers as PostgreSQL formatted them
+ * (CSV_NUMBER: id, stock, price, version), NULL as an empty cell.
+ */
+void paint_csv_header(struct csv_writer *w);
+void paint_row_csv(struct csv_writer *w, const PGresult *r, int row);
+
+/* The export's file name for the UTC time t: "paints-YYYYMMDD-HHMMSS.csv". */
+#define PAINT_EXPORT_NAME_LEN sizeof("paints-YYYYMMDD-HHMMSS.csv")
+void paint_export_filename(time_t t, char out[PAINT_EXPORT_NAME_LEN]);
 
 /*
  * The entries paints caches, as read back from Redis: input, so checked

@@ -204,6 +204,7 @@ struct list_param {
 	const char *const *columns;		/* LP_LIKE, NULL-terminated */
 	size_t max;		/* LP_EXACT, LP_LIKE: characters; LP_LIMIT: the highest */
 	const char *message;	/* when bad; NULL: the checker's own reason */
+	int page_only;		/* a page's parameter, not the whole list's (PAINT_LIST_ALL) */
 };
 
 static const char *const like_columns[] = { "name", "brand", "color_code", NULL };
@@ -215,20 +216,20 @@ static const char *const like_columns[] = { "name", "brand", "color_code", NULL 
  */
 static const struct list_param list_params[] = {
 	{ "sort", LP_SORT, NULL, NULL, NULL, NULL, NULL, 0,
-	  "must be one of created_at, name, price, stock, each with an optional - for descending" },
+	  "must be one of created_at, name, price, stock, each with an optional - for descending", 0 },
 	{ "limit", LP_LIMIT, NULL, NULL, NULL, NULL, NULL, LIST_MAX_LIMIT,
-	  "must be a whole number from 1 to " PS_STR(LIST_MAX_LIMIT) },
-	{ "brand", LP_EXACT, "brand", NULL, NULL, NULL, NULL, 100, "must be 1 to 100 characters" },
+	  "must be a whole number from 1 to " PS_STR(LIST_MAX_LIMIT), 1 },
+	{ "brand", LP_EXACT, "brand", NULL, NULL, NULL, NULL, 100, "must be 1 to 100 characters", 0 },
 	{ "color_family", LP_EXACT, "color_family", NULL, NULL, NULL, NULL, 100,
-	  "must be 1 to 100 characters" },
+	  "must be 1 to 100 characters", 0 },
 	{ "color_type", LP_EXACT, "color_type", NULL, NULL, NULL, NULL, 100,
-	  "must be 1 to 100 characters" },
-	{ "in_stock", LP_BOOL, NULL, NULL, "stock > 0", "stock = 0", NULL, 0, "must be true or false" },
-	{ "q", LP_LIKE, NULL, NULL, NULL, NULL, like_columns, 100, "must be 1 to 100 characters" },
-	{ "min_price", LP_PRICE, "price", ">=", NULL, NULL, NULL, 0, NULL },
-	{ "max_price", LP_PRICE, "price", "<=", NULL, NULL, NULL, 0, NULL },
+	  "must be 1 to 100 characters", 0 },
+	{ "in_stock", LP_BOOL, NULL, NULL, "stock > 0", "stock = 0", NULL, 0, "must be true or false", 0 },
+	{ "q", LP_LIKE, NULL, NULL, NULL, NULL, like_columns, 100, "must be 1 to 100 characters", 0 },
+	{ "min_price", LP_PRICE, "price", ">=", NULL, NULL, NULL, 0, NULL, 0 },
+	{ "max_price", LP_PRICE, "price", "<=", NULL, NULL, NULL, 0, NULL, 0 },
 	{ "cursor", LP_CURSOR, NULL, NULL, NULL, NULL, NULL, 0,
-	  "is not a cursor of this list (it belongs to another sort, or was altered)" },
+	  "is not a cursor of this list (it belongs to another sort, or was altered)", 1 },
 };
 #define NLIST_PARAMS (sizeof(list_params) / sizeof(list_params[0]))
 
@@ -325,7 +326,7 @@ static const char *apply(struct paint_list_query *lq, const struct list_param *p
 }
 
 int paint_list_query_build(struct paint_list_query *lq, const struct http_query *q,
-			   struct json_object **errors)
+			   enum paint_list_scope scope, struct json_object **errors)
 {
 	struct json_object *errs = json_object_new_object();
 	const char *v, *why;
@@ -340,7 +341,11 @@ int paint_list_query_build(struct paint_list_query *lq, const struct http_query 
 	for (k = 0; k < NLIST_PARAMS; k++) {
 		if ((v = http_query_get(q, list_params[k].name)) == NULL)
 			continue;
-		if ((why = apply(lq, &list_params[k], v)) != NULL)
+		if (scope == PAINT_LIST_ALL && list_params[k].page_only)
+			why = "is a parameter of the list's pages: the export has every matching paint";
+		else
+			why = apply(lq, &list_params[k], v);
+		if (why != NULL)
 			json_object_object_add(errs, list_params[k].name, json_object_new_string(why));
 	}
 	if (json_object_object_length(errs) > 0) {
@@ -350,12 +355,14 @@ int paint_list_query_build(struct paint_list_query *lq, const struct http_query 
 	json_object_put(errs);
 	*errors = NULL;
 	begin_sql(lq);
-	/* One row more than asked tells whether there is a next page. */
-	snprintf(lq->limit_text, sizeof(lq->limit_text), "%lld", (long long)lq->limit + 1);
-	/* Qualified: the output columns "price" and "stock" are text casts. */
-	strbuf_printf(&lq->sql, " ORDER BY paints.%s %s, paints.id %s LIMIT $%d", lq->sort->column,
-		      lq->sort->desc ? "DESC" : "ASC", lq->sort->desc ? "DESC" : "ASC",
-		      bind(lq, lq->limit_text));
+	/* Qualified: the output columns "price" and "stock" are text casts. The id makes the order total. */
+	strbuf_printf(&lq->sql, " ORDER BY paints.%s %s, paints.id %s", lq->sort->column,
+		      lq->sort->desc ? "DESC" : "ASC", lq->sort->desc ? "DESC" : "ASC");
+	if (scope == PAINT_LIST_PAGE) {
+		/* One row more than asked tells whether there is a next page. */
+		snprintf(lq->limit_text, sizeof(lq->limit_text), "%lld", (long long)lq->limit + 1);
+		strbuf_printf(&lq->sql, " LIMIT $%d", bind(lq, lq->limit_text));
+	}
 	/* The SQL and its values name the page exactly. */
 	strbuf_init(&lq->canon);
 	strbuf_append(&lq->canon, lq->sql.buf, lq->sql.len);

@@ -59,12 +59,18 @@ PGresult *paint_store_stats(PGconn *pg);
 
 #define PAINT_LIST_MAX_PARAMS 16
 
+/* What a list query selects: one page, or every matching paint (the export). */
+enum paint_list_scope {
+	PAINT_LIST_PAGE,	/* limit and cursor apply: at most limit + 1 rows */
+	PAINT_LIST_ALL,		/* the same filters and order, every row: no limit, no cursor */
+};
+
 /*
- * One page of the list as SQL: run sql with params (ctx_exec_dynamic);
- * its rows are PAINT_COLUMNS, then the sort column as text (for the next
- * cursor), at most limit + 1 of them (one more tells there is a next
- * page). canon (the SQL and its values) names the page exactly: the
- * cache key.
+ * The list as SQL: run sql with params (ctx_exec_dynamic); its rows are
+ * PAINT_COLUMNS, then the sort column as text (for the next cursor), in
+ * the sort's order with the id breaking ties (a total order). For a
+ * page, at most limit + 1 of them (one more tells there is a next page).
+ * canon (the SQL and its values) names the query exactly: the cache key.
  */
 struct paint_list_query {
 	struct strbuf sql;
@@ -79,13 +85,14 @@ struct paint_list_query {
 };
 
 /*
- * Build the page's query from the request's parameters (the strings in
+ * Build the query of scope from the request's parameters (the strings in
  * q must outlive lq). Returns 0, or -1 with *errors a new JSON object
- * naming each bad or unknown parameter (caller puts it). Either way lq
- * must be freed with paint_list_query_free.
+ * naming each bad or unknown parameter, and for PAINT_LIST_ALL limit and
+ * cursor (caller puts it). Either way lq must be freed with
+ * paint_list_query_free.
  */
 int paint_list_query_build(struct paint_list_query *lq, const struct http_query *q,
-			   struct json_object **errors);
+			   enum paint_list_scope scope, struct json_object **errors);
 void paint_list_query_free(struct paint_list_query *lq);
 
 #endif

@@ -16,6 +16,7 @@ extern const struct resource paints_resource;
 void paints_list(struct ctx *c);	/* GET /admin/paints */
 void paints_create(struct ctx *c);	/* POST /admin/paints */
 void paints_stats(struct ctx *c);	/* GET /admin/paints/stats */
+void paints_export(struct ctx *c);	/* GET /admin/paints/export.csv */
 void paints_get(struct ctx *c);		/* GET /admin/paints/{id} */
 void paints_put(struct ctx *c);		/* PUT /admin/paints/{id} */
 void paints_patch(struct ctx *c);	/* PATCH /admin/paints/{id} */

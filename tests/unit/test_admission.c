@@ -189,6 +189,35 @@ static void test_session_look_ups_have_an_extra_place(void **state)
 	admission_destroy(a);
 }
 
+/* A place held by a streamed answer (unsampled) says nothing of the database's latency. */
+static void test_unsampled_holds_are_no_samples(void **state)
+{
+	struct admission *a = gate(ADMISSION_ADAPTIVE, 4, 0);
+	struct admission_ticket t = { 0 };
+	struct admission_stats st;
+	enum admission_shed why;
+	double waited;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t, &why, &waited), 0);
+		t.unsampled = 1;
+		admission_leave(a, &t);
+		assert_int_equal(t.unsampled, 0);	/* leave clears it */
+	}
+	admission_get_stats(a, &st);
+	assert_true(st.measuring);	/* min_rtt still waits for its samples */
+	assert_true(st.min_rtt == 0);
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t, &why, &waited), 0);
+		admission_leave(a, &t);
+	}
+	admission_get_stats(a, &st);
+	assert_false(st.measuring);
+	admission_destroy(a);
+}
+
 static void test_off_admits_everyone(void **state)
 {
 	struct admission *a = gate(ADMISSION_OFF, 1, 0);
@@ -233,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_codel_control_law_spaces_its_sheds),
 		cmocka_unit_test(test_background_is_shed_at_the_limit),
 		cmocka_unit_test(test_session_look_ups_have_an_extra_place),
+		cmocka_unit_test(test_unsampled_holds_are_no_samples),
 		cmocka_unit_test(test_off_admits_everyone),
 		cmocka_unit_test(test_names),
 	};

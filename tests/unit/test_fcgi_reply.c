@@ -40,21 +40,34 @@ static void *drain_main(void *arg)
 	return NULL;
 }
 
-/* Everything fcgi_reply_fd(parts) writes for request id. */
-static struct drain reply_bytes(int id, const struct fcgi_part *parts, int n)
+/* A socket pair whose sv[1] a thread reads into d; write to sv[0], then drain_end. */
+static void drain_begin(struct drain *d, int sv[2], pthread_t *t)
 {
-	struct drain d = { 0 };
-	pthread_t t;
-	int sv[2];
-
+	memset(d, 0, sizeof(*d));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	d.fd = sv[1];
-	assert_int_equal(pthread_create(&t, NULL, drain_main, &d), 0);
-	assert_int_equal(fcgi_reply_fd(sv[0], id, parts, n), 0);
+	d->fd = sv[1];
+	assert_int_equal(pthread_create(t, NULL, drain_main, d), 0);
+}
+
+/* Everything written to sv[0] is in d. */
+static void drain_end(int sv[2], pthread_t t)
+{
 	shutdown(sv[0], SHUT_WR);
 	pthread_join(t, NULL);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/* Everything fcgi_reply_fd(parts) writes for request id. */
+static struct drain reply_bytes(int id, const struct fcgi_part *parts, int n)
+{
+	struct drain d;
+	pthread_t t;
+	int sv[2];
+
+	drain_begin(&d, sv, &t);
+	assert_int_equal(fcgi_reply_fd(sv[0], id, parts, n), 0);
+	drain_end(sv, t);
 	return d;
 }
 
@@ -137,6 +150,53 @@ static void test_large_answer_round_trips(void **state)
 	free(body);
 }
 
+/* A streamed answer: pieces, then the end, are the bytes of the same answer in one piece. */
+static void test_stream_pieces_then_end(void **state)
+{
+	struct fcgi_part whole[] = { { "head\r\n\r\n", 8 }, { "abc", 3 }, { "defgh", 5 } };
+	struct drain one = reply_bytes(7, whole, 3), pieces;
+	unsigned char *a, *b;
+	size_t alen, blen;
+	pthread_t t;
+	int sv[2];
+
+	(void)state;
+	drain_begin(&pieces, sv, &t);
+	assert_int_equal(fcgi_stream_fd(sv[0], 7, &whole[0], 1), 0);
+	assert_int_equal(fcgi_stream_fd(sv[0], 7, &whole[1], 1), 0);
+	assert_int_equal(fcgi_reply_fd(sv[0], 7, &whole[2], 1), 0);
+	drain_end(sv, t);
+	alen = parse_answer(&one, 7, &a);
+	blen = parse_answer(&pieces, 7, &b);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	free(a);
+	free(b);
+	free(one.buf);
+	free(pieces.buf);
+}
+
+/* Without fcgi_reply_fd, nothing ends the request: only STDOUT records with content. */
+static void test_stream_alone_has_no_end(void **state)
+{
+	static const unsigned char want[] = {
+		1, FCGI_STDOUT, 0, 2, 0, 2, 0, 0, 'h', 'i',
+	};
+	struct drain d;
+	struct fcgi_part part = { "hi", 2 };
+	pthread_t t;
+	int sv[2];
+
+	(void)state;
+	drain_begin(&d, sv, &t);
+	assert_int_equal(fcgi_stream_fd(sv[0], 2, &part, 1), 0);
+	assert_int_equal(fcgi_stream_fd(sv[0], 2, NULL, 0), 0);	/* nothing: writes nothing */
+	drain_end(sv, t);
+	assert_int_equal(d.len, sizeof(want));
+	assert_memory_equal(d.buf, want, sizeof(want));
+	free(d.buf);
+}
+
 /* A peer that never reads: the send timeout ends the write with an error. */
 static void test_unread_socket_times_out(void **state)
 {
@@ -163,6 +223,8 @@ int main(void)
 		cmocka_unit_test(test_small_answer_exact_bytes),
 		cmocka_unit_test(test_large_answer_round_trips),
 		cmocka_unit_test(test_unread_socket_times_out),
+		cmocka_unit_test(test_stream_pieces_then_end),
+		cmocka_unit_test(test_stream_alone_has_no_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
