@@ -86,6 +86,7 @@ struct ctx {
 	double db_time;			/* seconds the connection was held */
 	double cache_time;		/* seconds spent talking to Redis */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
+	size_t body_left;		/* a streamed body's bytes not read yet */
 	double auth_time;		/* seconds spent admitting the request */
 	struct trace trace;		/* its statements (trace.h) */
 	enum cache_result cache;	/* CACHE_UNUSED unless the handler looked */
@@ -187,6 +188,14 @@ void ctx_db_release(struct ctx *c);
  * rest, which are bugs and are logged. Does not clear r.
  */
 void ctx_db_error(struct ctx *c, const PGresult *r);
+
+/*
+ * The next bytes of the body of a route that streams it (router.h's
+ * body_stream), at most cap, into buf: how many (> 0), 0 at its end, or
+ * -1 with a 400 set when it ended before Content-Length bytes. What the
+ * handler leaves unread is read and dropped after it returns.
+ */
+long ctx_body_read(struct ctx *c, char *buf, size_t cap);
 
 /*
  * The request body as a JSON object, parsed once and owned by the request.

@@ -322,7 +322,7 @@ out:
 }
 
 static const struct route routes[] = {
-	{ "GET", "/admin/audit", audit_list, "audit.list", AUTH_ADMIN, true },
+	{ "GET", "/admin/audit", audit_list, "audit.list", AUTH_ADMIN, true, 0 },
 };
 
 const struct resource audit_resource = {
