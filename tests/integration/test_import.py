@@ -10,6 +10,7 @@ import glob
 import io
 import json
 import os
+import random
 import threading
 import time
 import unittest
@@ -278,7 +279,7 @@ class CacheAndRaces(unittest.TestCase):
     def test_a_patch_racing_an_import_loses_nothing(self):
         s = stack()
         violations, outcomes = 0, {"import_first": 0, "patch_first": 0}
-        for round_ in range(12):
+        for round_ in range(16):
             paints = [new_paint(brand=brand(), price=1) for _ in range(3)]
             rows = export([p["id"] for p in paints])
             for row in rows:
@@ -290,6 +291,7 @@ class CacheAndRaces(unittest.TestCase):
                 res["import"] = imp(text)
 
             def do_patch(pid):
+                time.sleep(random.random() * 0.04 * (round_ % 4))  # lands before, during, after
                 res[pid] = s.request("PATCH", f"/admin/paints/{pid}",
                                      body={"description": f"patched {round_}"})
             ts = [threading.Thread(target=do_import)] + [
