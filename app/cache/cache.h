@@ -118,9 +118,12 @@ typedef int (*cache_page_check)(const char *value, size_t len);
  * and the write it follows was flushed before. That is one disk flush less
  * per write.
  */
-#define CACHE_OUTBOX_DONE_SQL \
+#define CACHE_OUTBOX_DONE_SQL CACHE_OUTBOX_DONE_WHERE("id = $1")
+/* The same for the rows of an int8[] $1 (cache_after_writes). */
+#define CACHE_OUTBOX_DONE_MANY_SQL CACHE_OUTBOX_DONE_WHERE("id = ANY($1::int8[])")
+#define CACHE_OUTBOX_DONE_WHERE(rows) \
 	"WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) " \
-	"DELETE FROM cache_outbox WHERE id = $1 AND EXISTS (SELECT FROM no_flush) " \
+	"DELETE FROM cache_outbox WHERE " rows " AND EXISTS (SELECT FROM no_flush) " \
 	"AND NOT EXISTS (SELECT 1 FROM cache_leases " \
 	"WHERE until > clock_timestamp() AND redis <> $2) RETURNING id"
 
@@ -223,6 +226,15 @@ int cache_invalidate(const int64_t *ids, int n);
  * only makes it wait the whole bound.
  */
 void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id);
+
+/*
+ * As cache_after_write for a write of many paints in one transaction (an
+ * import): paint_ids[0..n) with their outbox rows outbox_ids, an int8[]
+ * literal ("{7,8,9}") of the same n ids. The invalidations go in a few
+ * pipelined batches (each bumps the pages' generation), the rows are
+ * deleted in one statement (CACHE_OUTBOX_DONE_MANY_SQL).
+ */
+void cache_after_writes(PGconn *pg, const int64_t *paint_ids, int n, const char *outbox_ids);
 
 /*
  * A list or stats page: kind and canonical query name the entry. On

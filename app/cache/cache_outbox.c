@@ -220,43 +220,54 @@ static uint64_t primary_position(PGconn *pg)
 	return lsn;
 }
 
-void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
+/*
+ * Delete the applied outbox rows (one id, or with many an int8[] literal
+ * of n ids) unless another key space is announced: 1 when every one of
+ * them was deleted now.
+ */
+static int outbox_done(PGconn *pg, const char *ids, int many, int n, const char *applied)
 {
-	long long w = cache_now_ms(), deadline, waited;
-	struct cache_conn *t = cache_conn_get(0);
-	char applied[CACHE_IDENT_LEN] = "";
-	const char *params[2] = { outbox_id, applied };
+	const char *params[2] = { ids, applied };
 	PGresult *r;
-	int done = 0;
-	uint64_t lsn = cache_conn_wal_on() ? primary_position(pg) : 0;
+	int done;
 
-	/* With replicas and no position, leave the row to a drainer (it reads one). */
-	if (t && (!cache_conn_wal_on() || lsn) && cache_invalidate_on(t, &paint_id, 1, lsn) == 0) {
-		memcpy(applied, t->ident, sizeof(applied));
+	if (many)
+		r = PQexecParams(pg, CACHE_OUTBOX_DONE_MANY_SQL, 2, NULL, params, NULL, NULL, 0);
+	else
 		r = pool_exec_prepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
-		done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-		PQclear(r);
-		if (done)
-			return;	/* the normal path */
-	}
-	/* Not applied (Redis failed, or the cache is off here): the row stays. */
+	done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == n;
+	PQclear(r);
+	return done;
+}
 
-	/* A fault: let the other processes drain it now, then wait for a way out. */
+/*
+ * The fault path of an acknowledgement (piece A): the rows ids (as for
+ * outbox_done) were not all applied and deleted. Let the other processes
+ * drain them now, then wait, from w and at most about CACHE_TRUST_MS,
+ * until they are gone or no lease can still be running.
+ */
+static void ack_wait(PGconn *pg, long long w, const char *ids, int many, int n,
+		     const char applied[CACHE_IDENT_LEN])
+{
+	long long deadline, waited;
+	char one[32];
+	const char *p1[1] = { ids };
+	PGresult *r;
+
+	if (!many) {	/* the pending check takes an array */
+		snprintf(one, sizeof(one), "{%s}", ids);
+		p1[0] = one;
+	}
 	atomic_fetch_add(&cache_n.ack_waits, 1);
 	PQclear(PQexec(pg, "NOTIFY " NOTIFY_CHANNEL));
 	deadline = w + CACHE_TRUST_MS + CACHE_TRUST_MS * ACK_DRIFT_PPM / 1000000 + ACK_MARGIN_MS;
 	while (cache_now_ms() < deadline) {
-		const char *p1[1] = { outbox_id };
 		int pending, running;
 
-		if (applied[0]) {	/* ours landed: done once no other key space is announced */
-			r = pool_exec_prepared(pg, "outbox_done", 2, params, NULL, NULL, 0);
-			done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-			PQclear(r);
-			if (done)
-				break;
-		}
-		r = PQexecParams(pg, "SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE id = $1), "
+		/* Ours landed: done once no other key space is announced. */
+		if (applied[0] && outbox_done(pg, ids, many, n, applied))
+			break;
+		r = PQexecParams(pg, "SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE id = ANY($1::int8[])), "
 				 "EXISTS (SELECT 1 FROM cache_leases WHERE until > clock_timestamp())",
 				 1, NULL, p1, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -275,6 +286,55 @@ void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
 	}
 	waited = cache_now_ms() - w;
 	atomic_fetch_add(&cache_n.ack_wait_ms, (unsigned long long)(waited > 0 ? waited : 0));
+}
+
+/*
+ * Apply the invalidation of paint_ids[0..n) on this thread's Redis
+ * connection, in batches of CACHE_DRAIN_BATCH: 0 when all landed, with
+ * applied set to the key space they landed in; -1 otherwise.
+ */
+static int invalidate_all(PGconn *pg, const int64_t *paint_ids, int n,
+			  char applied[CACHE_IDENT_LEN])
+{
+	struct cache_conn *t = cache_conn_get(0);
+	uint64_t lsn = cache_conn_wal_on() ? primary_position(pg) : 0;
+	int i, k;
+
+	/* With replicas and no position, leave the rows to a drainer (it reads one). */
+	if (t == NULL || (cache_conn_wal_on() && lsn == 0))
+		return -1;
+	for (i = 0; i < n; i += k) {
+		k = n - i < CACHE_DRAIN_BATCH ? n - i : CACHE_DRAIN_BATCH;
+		if (cache_invalidate_on(t, paint_ids + i, k, lsn) != 0)
+			return -1;
+	}
+	memcpy(applied, t->ident, CACHE_IDENT_LEN);
+	return 0;
+}
+
+void cache_after_write(PGconn *pg, int64_t paint_id, const char *outbox_id)
+{
+	long long w = cache_now_ms();
+	char applied[CACHE_IDENT_LEN] = "";
+
+	if (invalidate_all(pg, &paint_id, 1, applied) == 0 &&
+	    outbox_done(pg, outbox_id, 0, 1, applied))
+		return;	/* the normal path */
+	/* Not applied (Redis failed, or the cache is off here): the row stays. */
+	ack_wait(pg, w, outbox_id, 0, 1, applied);
+}
+
+void cache_after_writes(PGconn *pg, const int64_t *paint_ids, int n, const char *outbox_ids)
+{
+	long long w = cache_now_ms();
+	char applied[CACHE_IDENT_LEN] = "";
+
+	if (n <= 0)
+		return;
+	if (invalidate_all(pg, paint_ids, n, applied) == 0 &&
+	    outbox_done(pg, outbox_ids, 1, n, applied))
+		return;
+	ack_wait(pg, w, outbox_ids, 1, n, applied);
 }
 
 /* ---- the drainer thread ------------------------------------------------------- */

@@ -58,29 +58,48 @@ static void set_request_id(struct ctx *c)
 	sodium_bin2hex(c->request_id, sizeof(c->request_id), raw, sizeof(raw));
 }
 
-/* Read exactly CONTENT_LENGTH bytes, within the configured bound. */
-static int read_body(struct ctx *c, FCGX_Request *r)
+/*
+ * The request's Content-Length into *len (0 when absent), at most max
+ * bytes: 0, or -1 with the 400 or 413 set.
+ */
+static int content_length(struct ctx *c, size_t max, int64_t *len)
 {
 	const char *cl = http_param(&c->req, "CONTENT_LENGTH");
-	int64_t len;
-	size_t got = 0;
 
+	*len = 0;
 	if (cl == NULL || *cl == '\0')
 		return 0;
-	if (parse_int64(cl, 0, INT64_MAX, &len) != 0) {
+	if (parse_int64(cl, 0, INT64_MAX, len) != 0) {
 		http_problem(&c->resp, 400, "Content-Length is not a number", NULL);
 		return -1;
 	}
-	if ((uint64_t)len > c->app->cfg->max_body) {
+	if ((uint64_t)*len > max) {
 		char detail[96];
 
-		snprintf(detail, sizeof(detail), "the body is larger than %zu bytes",
-			 c->app->cfg->max_body);
+		snprintf(detail, sizeof(detail), "the body is larger than %zu bytes", max);
 		http_problem(&c->resp, 413, detail, NULL);
 		return -1;
 	}
-	if (len == 0)
+	return 0;
+}
+
+/*
+ * Read exactly CONTENT_LENGTH bytes, within the configured bound; for a
+ * route that streams its body, only check the length against the route's
+ * bound and leave the bytes to ctx_body_read.
+ */
+static int read_body(struct ctx *c, FCGX_Request *r)
+{
+	size_t stream = c->match.route->body_stream;
+	int64_t len;
+	size_t got = 0;
+
+	if (content_length(c, stream ? stream : c->app->cfg->max_body, &len) != 0)
+		return -1;
+	if (stream || len == 0) {
+		c->body_left = (size_t)len;
 		return 0;
+	}
 	c->req.body = xmalloc((size_t)len + 1);
 	while (got < (size_t)len) {
 		int n = FCGX_GetStr(c->req.body + got, (int)((size_t)len - got), r->in);
@@ -96,6 +115,45 @@ static int read_body(struct ctx *c, FCGX_Request *r)
 		return -1;
 	}
 	return 0;
+}
+
+long ctx_body_read(struct ctx *c, char *buf, size_t cap)
+{
+	int want = (int)(c->body_left < cap ? c->body_left : cap);
+	int n;
+
+	if (c->body_left == 0 || cap == 0)
+		return 0;
+	if (want > (1 << 20))
+		want = 1 << 20;
+	n = FCGX_GetStr(buf, want, c->fcgi->in);
+	if (n <= 0) {
+		c->body_left = 0;
+		http_problem(&c->resp, 400, "the body ended before Content-Length bytes", NULL);
+		return -1;
+	}
+	c->body_left -= (size_t)n;
+	return n;
+}
+
+/*
+ * What a streaming handler left unread, read and dropped (bounded by the
+ * route's Content-Length limit), so that the kept connection's next
+ * request starts where it should.
+ */
+static void body_discard(struct ctx *c)
+{
+	char buf[16384];
+
+	while (c->body_left > 0) {
+		int n = FCGX_GetStr(buf, (int)(c->body_left < sizeof(buf) ? c->body_left : sizeof(buf)),
+				    c->fcgi->in);
+
+		if (n <= 0)
+			break;
+		c->body_left -= (size_t)n;
+	}
+	c->body_left = 0;
 }
 
 /* The session's last write position, from its cookie (0: none or not this session's). */
@@ -753,6 +811,7 @@ static void dispatch(struct ctx *c, FCGX_Request *r, const struct route *table, 
 		c->route_name = c->match.route->name;
 		if (read_body(c, r) == 0 && c->app->admit(c, c->match.route->auth) == 0)
 			run_handler(c);
+		body_discard(c);
 		break;
 	case ROUTE_METHOD_NOT_ALLOWED:
 		http_resp_header(&c->resp, "Allow", "%s", c->match.allow);

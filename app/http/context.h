@@ -102,6 +102,7 @@ struct ctx {
 	double db_time;			/* seconds the connection was held */
 	double cache_time;		/* seconds spent talking to Redis */
 	struct json_object *body_json;	/* parsed by ctx_json_body, or NULL */
+	size_t body_left;		/* a streamed body's bytes not read yet */
 	double auth_time;		/* seconds spent admitting the request */
 	struct trace trace;		/* its statements (trace.h) */
 	struct ctx_stream stream;	/* a streamed answer's state (ctx_stream_begin) */
@@ -257,6 +258,14 @@ int ctx_stream_flush(struct ctx *c);
 
 /* Cut an open stream (why: static, for the log); nothing more is sent. */
 void ctx_stream_cut(struct ctx *c, const char *why);
+
+/*
+ * The next bytes of the body of a route that streams it (router.h's
+ * body_stream), at most cap, into buf: how many (> 0), 0 at its end, or
+ * -1 with a 400 set when it ended before Content-Length bytes. What the
+ * handler leaves unread is read and dropped after it returns.
+ */
+long ctx_body_read(struct ctx *c, char *buf, size_t cap);
 
 /*
  * The request body as a JSON object, parsed once and owned by the request.

@@ -186,6 +186,18 @@ void http_resp_json(struct http_resp *resp, int status, struct json_object *obj)
 void http_problem(struct http_resp *resp, int status, const char *detail,
 		  struct json_object *errors)
 {
+	struct json_object *members = NULL;
+
+	if (errors) {
+		members = json_object_new_object();
+		json_object_object_add(members, "errors", errors);
+	}
+	http_problem_with(resp, status, detail, members);
+}
+
+void http_problem_with(struct http_resp *resp, int status, const char *detail,
+		       struct json_object *members)
+{
 	struct json_object *o = json_object_new_object();
 	const char *title = http_reason(status);
 
@@ -193,8 +205,11 @@ void http_problem(struct http_resp *resp, int status, const char *detail,
 	json_object_object_add(o, "title", json_object_new_string(title));
 	json_object_object_add(o, "status", json_object_new_int(status));
 	json_object_object_add(o, "detail", json_object_new_string(detail));
-	if (errors)
-		json_object_object_add(o, "errors", errors);
+	if (members) {
+		json_object_object_foreach(members, key, val)
+			json_object_object_add(o, key, json_object_get(val));
+		json_object_put(members);
+	}
 	json_object_object_add(o, "error", json_object_new_string(title));
 	http_resp_json(resp, status, o);
 	resp->content_type = "application/problem+json";

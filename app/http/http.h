@@ -116,6 +116,14 @@ void http_resp_json_raw(struct http_resp *resp, int status, const char *json, si
 void http_problem(struct http_resp *resp, int status, const char *detail,
 		  struct json_object *errors);
 
+/*
+ * As http_problem, with the members of the JSON object members (consumed;
+ * NULL for none) after detail, in their order: an answer that is both a
+ * problem and a report (an import's 422).
+ */
+void http_problem_with(struct http_resp *resp, int status, const char *detail,
+		       struct json_object *members);
+
 /* The longest entity tag the service sends, quotes included. */
 #define HTTP_ETAG_MAX 64
 

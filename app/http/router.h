@@ -37,6 +37,13 @@ struct route {
 	const char *name;	/* stable label for logs and metrics */
 	enum auth_level auth;	/* who may call it */
 	bool read_only;		/* reads only: never writes the database */
+	/*
+	 * 0: the body is read whole before the handler runs, at most
+	 * MAX_BODY_KB. Else the handler reads it in pieces itself
+	 * (ctx_body_read), after the request was admitted, and a
+	 * Content-Length over this many bytes is answered 413 unread.
+	 */
+	size_t body_stream;
 };
 
 #define ROUTER_MAX_VARS 4

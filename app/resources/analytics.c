@@ -749,14 +749,14 @@ static void query_plan(struct ctx *c)
 }
 
 static const struct route routes[] = {
-	{ "GET", "/admin/queries", queries_list, "admin.queries", AUTH_ADMIN, true },
-	{ "POST", "/admin/queries/reset", queries_reset, "admin.queries.reset", AUTH_ADMIN, false },
-	{ "GET", "/admin/queries/{name}/plan", query_plan, "admin.queries.plan", AUTH_ADMIN, true },
-	{ "GET", "/admin/slow", slow_list, "admin.slow", AUTH_ADMIN, true },
-	{ "GET", "/admin/activity", activity_list, "admin.activity", AUTH_ADMIN, true },
+	{ "GET", "/admin/queries", queries_list, "admin.queries", AUTH_ADMIN, true, 0 },
+	{ "POST", "/admin/queries/reset", queries_reset, "admin.queries.reset", AUTH_ADMIN, false, 0 },
+	{ "GET", "/admin/queries/{name}/plan", query_plan, "admin.queries.plan", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/slow", slow_list, "admin.slow", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/activity", activity_list, "admin.activity", AUTH_ADMIN, true, 0 },
 	{ "POST", "/admin/activity/{pid}/cancel", activity_cancel, "admin.activity.cancel",
-	  AUTH_ADMIN, false },
-	{ "GET", "/admin/database", database_health, "admin.database", AUTH_ADMIN, true },
+	  AUTH_ADMIN, false, 0 },
+	{ "GET", "/admin/database", database_health, "admin.database", AUTH_ADMIN, true, 0 },
 };
 
 const struct resource analytics_resource = {

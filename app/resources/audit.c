@@ -92,7 +92,8 @@ int audit_prepare(PGconn *pg, PGresult **failed)
 	"json_build_object('id', id, 'at', " \
 	"to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
 	"'actor', json_build_object('id', actor_id, 'username', actor), 'entity', entity, " \
-	"'entity_id', entity_id, 'action', action, 'changes', changes)::text"
+	"'entity_id', entity_id, 'action', action, 'changes', changes, " \
+	"'operation_id', operation_id)::text"
 
 enum audit_param_kind {
 	AP_ID,		/* a whole number 1..2^63-1: sql with $n */
@@ -115,6 +116,8 @@ static const struct audit_param audit_params[] = {
 	  "must be a user id (a whole number from 1)" },
 	{ "actor", AP_ID, " AND actor_id = $%d::int8",
 	  "must be a user id (a whole number from 1)" },
+	{ "operation", AP_ID, " AND operation_id = $%d::int8",
+	  "must be an operation id, such as an import's import_id (a whole number from 1)" },
 	{ "since", AP_TIME, " AND at >= $%d::timestamptz",
 	  "must be an ISO 8601 time with its zone, such as 2026-01-31T09:30:00Z "
 	  "(write + as %2B)" },
@@ -322,7 +325,7 @@ out:
 }
 
 static const struct route routes[] = {
-	{ "GET", "/admin/audit", audit_list, "audit.list", AUTH_ADMIN, true },
+	{ "GET", "/admin/audit", audit_list, "audit.list", AUTH_ADMIN, true, 0 },
 };
 
 const struct resource audit_resource = {

@@ -53,7 +53,8 @@ struct ctx;
 /*
  * GET /admin/audit: entries newest first (by id), {"items": [...],
  * "next_cursor": ...}; filters paint=<id> and user=<id> (entries about
- * that paint or user), actor=<user id> (entries by that user), since
+ * that paint or user), actor=<user id> (entries by that user),
+ * operation=<id> (the entries of one import, migration 0013), since
  * (inclusive) and until (exclusive) as ISO 8601 times, limit 1..200
  * (50), cursor. A bad or unknown parameter is a 400 naming it.
  */

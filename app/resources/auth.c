@@ -181,9 +181,9 @@ static const struct pool_stmt statements[] = {
 };
 
 static const struct route routes[] = {
-	{ "POST", "/auth/login", auth_login, "auth.login", AUTH_NONE, false },
-	{ "POST", "/auth/logout", auth_logout, "auth.logout", AUTH_USER, false },
-	{ "GET", "/auth/me", auth_me, "auth.me", AUTH_USER, true },
+	{ "POST", "/auth/login", auth_login, "auth.login", AUTH_NONE, false, 0 },
+	{ "POST", "/auth/logout", auth_logout, "auth.logout", AUTH_USER, false, 0 },
+	{ "GET", "/auth/me", auth_me, "auth.me", AUTH_USER, true, 0 },
 };
 
 const struct resource auth_resource = {

@@ -743,12 +743,12 @@ static void ops_admin_metrics(struct ctx *c)
 
 /* Every /admin/ route is AUTH_ADMIN: the unit tests hold the table to it. */
 static const struct route routes[] = {
-	{ "GET", "/healthz", ops_live, "healthz", AUTH_NONE, true },
-	{ "GET", "/readyz", ops_ready, "readyz", AUTH_NONE, true },
-	{ "GET", "/metrics", ops_prometheus, "metrics", AUTH_LOOPBACK_OR_ADMIN, true },
-	{ "GET", "/admin/pool", ops_pool, "admin.pool", AUTH_ADMIN, true },
-	{ "GET", "/admin/cache", ops_cache, "admin.cache", AUTH_ADMIN, true },
-	{ "GET", "/admin/metrics", ops_admin_metrics, "admin.metrics", AUTH_ADMIN, true },
+	{ "GET", "/healthz", ops_live, "healthz", AUTH_NONE, true, 0 },
+	{ "GET", "/readyz", ops_ready, "readyz", AUTH_NONE, true, 0 },
+	{ "GET", "/metrics", ops_prometheus, "metrics", AUTH_LOOPBACK_OR_ADMIN, true, 0 },
+	{ "GET", "/admin/pool", ops_pool, "admin.pool", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/cache", ops_cache, "admin.cache", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/metrics", ops_admin_metrics, "admin.metrics", AUTH_ADMIN, true, 0 },
 };
 
 const struct resource ops_resource = {

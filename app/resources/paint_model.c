@@ -31,19 +31,41 @@ int paint_parse_id(const char *s, size_t len, int64_t *id)
 
 /* ---- JSON shape ---------------------------------------------------------- */
 
+/* The writable fields' names, in JSON bodies and as CSV columns. */
+static const char *const field_names[PF_COUNT] = {
+	[PF_NAME] = "name", [PF_BRAND] = "brand", [PF_CODE] = "color_code",
+	[PF_TYPE] = "color_type", [PF_FAMILY] = "color_family", [PF_IMAGE] = "image_url",
+	[PF_DESCRIPTION] = "description", [PF_PREVIEW] = "color_preview",
+	[PF_STOCK] = "stock", [PF_PRICE] = "price",
+};
+
+const char *paint_field_name(enum paint_field f)
+{
+	return field_names[f];
+}
+
+int paint_field_find(const char *name)
+{
+	int f;
+
+	for (f = 0; f < PF_COUNT; f++)
+		if (strcmp(name, field_names[f]) == 0)
+			return f;
+	return -1;
+}
+
 static const struct {
-	const char *key;
 	enum paint_field field;
 	int col;
 } text_fields[] = {
-	{ "name", PF_NAME, COL_NAME },
-	{ "brand", PF_BRAND, COL_BRAND },
-	{ "color_code", PF_CODE, COL_CODE },
-	{ "color_type", PF_TYPE, COL_TYPE },
-	{ "color_family", PF_FAMILY, COL_FAMILY },
-	{ "image_url", PF_IMAGE, COL_IMAGE },
-	{ "description", PF_DESCRIPTION, COL_DESCRIPTION },
-	{ "color_preview", PF_PREVIEW, COL_PREVIEW },
+	{ PF_NAME, COL_NAME },
+	{ PF_BRAND, COL_BRAND },
+	{ PF_CODE, COL_CODE },
+	{ PF_TYPE, COL_TYPE },
+	{ PF_FAMILY, COL_FAMILY },
+	{ PF_IMAGE, COL_IMAGE },
+	{ PF_DESCRIPTION, COL_DESCRIPTION },
+	{ PF_PREVIEW, COL_PREVIEW },
 };
 #define NTEXT (sizeof(text_fields) / sizeof(text_fields[0]))
 
@@ -58,7 +80,7 @@ struct json_object *paint_row_json(const PGresult *r, int row)
 	for (i = 0; i < NTEXT; i++) {
 		if (text_fields[i].field == PF_DESCRIPTION || text_fields[i].field == PF_PREVIEW)
 			continue;	/* placed below, in the API's order of a paint's fields */
-		json_object_object_add(o, text_fields[i].key,
+		json_object_object_add(o, field_names[text_fields[i].field],
 				       json_object_new_string(PQgetvalue(r, row, text_fields[i].col)));
 	}
 	json_object_object_add(o, "stock",
@@ -161,10 +183,7 @@ static int is_known(const char *key)
 {
 	size_t i;
 
-	for (i = 0; i < NTEXT; i++)
-		if (strcmp(key, text_fields[i].key) == 0)
-			return 1;
-	if (strcmp(key, "stock") == 0 || strcmp(key, "price") == 0)
+	if (paint_field_find(key) >= 0)
 		return 1;
 	for (i = 0; i < sizeof(read_only) / sizeof(read_only[0]); i++)
 		if (strcmp(key, read_only[i]) == 0)
@@ -237,30 +256,14 @@ static const char *preview_error(char *val)
 	return NULL;
 }
 
-/* Validate one text field; returns the stored value (malloc'd) or NULL + *why. */
-static char *check_text(enum paint_field f, struct json_object *v, const char **why)
+/* Validate the text s of text field f; returns the stored value (malloc'd) or NULL + *why. */
+static char *text_value(enum paint_field f, const char *s, const char **why)
 {
 	const struct text_rule *rule = &text_rules[f];
-	const char *s, *start, *end;
+	const char *start, *end;
 	char *val;
 	size_t i;
 
-	if (v == NULL) {
-		if (rule->def == NULL) {
-			*why = "is required";
-			return NULL;
-		}
-		return xstrdup(rule->def);
-	}
-	if (!json_object_is_type(v, json_type_string)) {
-		*why = "must be a string";
-		return NULL;
-	}
-	s = json_object_get_string(v);
-	if (strlen(s) != (size_t)json_object_get_string_len(v)) {
-		*why = "must not contain NUL characters";
-		return NULL;
-	}
 	/* Trim ASCII white space at both ends. */
 	start = s + strspn(s, " \t\r\n");
 	end = start + strlen(start);
@@ -294,13 +297,52 @@ bad:
 	return NULL;
 }
 
+/* Validate one text field; returns the stored value (malloc'd) or NULL + *why. */
+static char *check_text(enum paint_field f, struct json_object *v, const char **why)
+{
+	const struct text_rule *rule = &text_rules[f];
+	const char *s;
+
+	if (v == NULL) {
+		if (rule->def == NULL) {
+			*why = "is required";
+			return NULL;
+		}
+		return xstrdup(rule->def);
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		*why = "must be a string";
+		return NULL;
+	}
+	s = json_object_get_string(v);
+	if (strlen(s) != (size_t)json_object_get_string_len(v)) {
+		*why = "must not contain NUL characters";
+		return NULL;
+	}
+	return text_value(f, s, why);
+}
+
+#define STOCK_RANGE "must be from 0 to " PAINT_MAX_STOCK_TEXT
+
+/* A stock n as the value PostgreSQL receives, or NULL + *why when out of range. */
+static char *stock_value(int64_t n, const char **why)
+{
+	char buf[24];
+
+	if (n < 0 || n > PAINT_MAX_STOCK) {
+		*why = STOCK_RANGE;
+		return NULL;
+	}
+	snprintf(buf, sizeof(buf), "%lld", (long long)n);
+	return xstrdup(buf);
+}
+
 static char *check_stock(struct json_object *v, const char **why)
 {
 	int64_t n;
-	char buf[24];
 
 	if (v == NULL)
-		return xstrdup("0");
+		return xstrdup(paint_field_default(PF_STOCK));
 	if (!json_object_is_type(v, json_type_int)) {
 		*why = json_object_is_type(v, json_type_double) ? "must be a whole number"
 								 : "must be a number";
@@ -308,12 +350,33 @@ static char *check_stock(struct json_object *v, const char **why)
 	}
 	errno = 0;
 	n = json_object_get_int64(v);
-	if (errno == ERANGE || n < 0 || n > PAINT_MAX_STOCK) {
-		*why = "must be from 0 to " PAINT_MAX_STOCK_TEXT;
+	if (errno == ERANGE) {
+		*why = STOCK_RANGE;
 		return NULL;
 	}
-	snprintf(buf, sizeof(buf), "%lld", (long long)n);
-	return xstrdup(buf);
+	return stock_value(n, why);
+}
+
+/* A stock written as text (a CSV cell): decimal digits, judged as JSON's would be. */
+static char *stock_text(const char *s, const char **why)
+{
+	size_t sign = *s == '-', digits = strspn(s + sign, "0123456789");
+	char end = s[sign + digits];
+	int64_t n;
+
+	if (digits == 0 || (end != '\0' && end != '.' && end != 'e' && end != 'E')) {
+		*why = "must be a number";
+		return NULL;
+	}
+	if (end != '\0') {
+		*why = "must be a whole number";
+		return NULL;
+	}
+	if (sign || parse_int64(s, 0, INT64_MAX, &n) != 0) {
+		*why = STOCK_RANGE;
+		return NULL;
+	}
+	return stock_value(n, why);
 }
 
 static char *check_price(struct json_object *v, const char **why)
@@ -321,7 +384,7 @@ static char *check_price(struct json_object *v, const char **why)
 	const char *text;
 
 	if (v == NULL)
-		return xstrdup("0.00");
+		return xstrdup(paint_field_default(PF_PRICE));
 	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double)) {
 		*why = "must be a number";
 		return NULL;
@@ -363,9 +426,9 @@ int paint_validate(struct json_object *body, struct json_object *base,
 		enum paint_field f = text_fields[i].field;
 
 		why = NULL;
-		out->value[f] = check_text(f, effective(body, base, text_fields[i].key), &why);
+		out->value[f] = check_text(f, effective(body, base, field_names[f]), &why);
 		if (out->value[f] == NULL)
-			json_object_object_add(errs, text_fields[i].key, json_object_new_string(why));
+			json_object_object_add(errs, field_names[f], json_object_new_string(why));
 	}
 	out->value[PF_STOCK] = check_stock(effective(body, base, "stock"), &why);
 	if (out->value[PF_STOCK] == NULL)
@@ -392,6 +455,24 @@ void paint_input_free(struct paint_input *in)
 		free(in->value[i]);
 		in->value[i] = NULL;
 	}
+}
+
+const char *paint_field_default(enum paint_field f)
+{
+	if (f == PF_STOCK)
+		return "0";
+	if (f == PF_PRICE)
+		return "0.00";
+	return text_rules[f].def;
+}
+
+char *paint_field_from_text(enum paint_field f, const char *s, const char **why)
+{
+	if (f == PF_STOCK)
+		return stock_text(s, why);
+	if (f == PF_PRICE)
+		return (*why = paint_price_error(s)) == NULL ? xstrdup(s) : NULL;
+	return text_value(f, s, why);
 }
 
 char *paint_like_pattern(const char *q)

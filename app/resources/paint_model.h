@@ -78,6 +78,26 @@ int paint_validate(struct json_object *body, struct json_object *base,
 		   struct paint_input *out, struct json_object **errors);
 void paint_input_free(struct paint_input *in);
 
+/* The name of field f in JSON bodies and as a CSV column ("name", "stock"). */
+const char *paint_field_name(enum paint_field f);
+
+/* The field called name, or -1. */
+int paint_field_find(const char *name);
+
+/* The value a new paint takes for field f when it is not given, or NULL when f is required. */
+const char *paint_field_default(enum paint_field f);
+
+/*
+ * Validate field f written as text (a CSV cell, NUL-terminated) by the
+ * rules paint_validate applies to a body's member: a text field as a JSON
+ * string (trimmed, no control characters, its length, #RRGGBB lower-cased,
+ * the URL's shape), stock as a whole decimal number 0..PAINT_MAX_STOCK,
+ * price as paint_price_error. Returns the value PostgreSQL receives
+ * (malloc'd; caller frees), or NULL with *why the message (static), the
+ * same words as paint_validate's.
+ */
+char *paint_field_from_text(enum paint_field f, const char *s, const char **why);
+
 /*
  * Validate a stock change body {"delta": n}: a non-zero whole number within
  * +-PAINT_MAX_STOCK. Returns 0 with *delta, or -1 with *errors a new JSON

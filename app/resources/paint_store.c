@@ -22,8 +22,6 @@
 /* $1..$10 are the writable fields in enum paint_field order. */
 #define PAINT_VALUES "$1, $2, $3, $4, $5, $6, $7, $8, $9::int4, $10::numeric"
 
-/* What a paint's audit entry leaves out: the id (the entry's entity_id) and bookkeeping. */
-#define PAINT_AUDIT_SKIP "'{id,version,created_at,updated_at}'::text[]"
 
 const struct pool_stmt paint_store_statements[] = {
 	{ "paint_get", "SELECT " PAINT_COLUMNS " FROM paints WHERE id = $1" },

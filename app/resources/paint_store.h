@@ -24,6 +24,18 @@
 extern const struct pool_stmt paint_store_statements[];
 #define PAINT_STORE_NSTMTS 9
 
+/* What a paint's audit entry leaves out: the id (the entry's entity_id) and bookkeeping. */
+#define PAINT_AUDIT_SKIP "'{id,version,created_at,updated_at}'::text[]"
+
+/*
+ * The transaction-level advisory lock every write of many paints at once
+ * (an import, a bulk edit) takes before it reads what it will change, so
+ * that two of them run one after the other. Single writes do not take
+ * it: row locks (FOR UPDATE) order them with the bulk ones.
+ */
+#define PAINT_BULK_LOCK_KEY "7415028"
+#define PAINT_BULK_LOCK_SQL "SELECT pg_advisory_xact_lock(" PAINT_BULK_LOCK_KEY ")"
+
 /* Who writes, for the audit trail. */
 struct paint_actor {
 	int64_t id;		/* users.id */

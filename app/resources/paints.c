@@ -723,15 +723,15 @@ out:
 
 /* Literal routes before placeholders: "/stats" must win over "/{id}". */
 static const struct route routes[] = {
-	{ "GET", "/admin/paints", paints_list, "paints.list", AUTH_ADMIN, true },
-	{ "POST", "/admin/paints", paints_create, "paints.create", AUTH_ADMIN, false },
-	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats", AUTH_ADMIN, true },
-	{ "GET", "/admin/paints/export.csv", paints_export, "paints.export", AUTH_ADMIN, true },
-	{ "GET", "/admin/paints/{id}", paints_get, "paints.get", AUTH_ADMIN, true },
-	{ "PUT", "/admin/paints/{id}", paints_put, "paints.put", AUTH_ADMIN, false },
-	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch", AUTH_ADMIN, false },
-	{ "DELETE", "/admin/paints/{id}", paints_delete, "paints.delete", AUTH_ADMIN, false },
-	{ "POST", "/admin/paints/{id}/stock", paints_stock, "paints.stock", AUTH_ADMIN, false },
+	{ "GET", "/admin/paints", paints_list, "paints.list", AUTH_ADMIN, true, 0 },
+	{ "POST", "/admin/paints", paints_create, "paints.create", AUTH_ADMIN, false, 0 },
+	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/paints/export.csv", paints_export, "paints.export", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/paints/{id}", paints_get, "paints.get", AUTH_ADMIN, true, 0 },
+	{ "PUT", "/admin/paints/{id}", paints_put, "paints.put", AUTH_ADMIN, false, 0 },
+	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch", AUTH_ADMIN, false, 0 },
+	{ "DELETE", "/admin/paints/{id}", paints_delete, "paints.delete", AUTH_ADMIN, false, 0 },
+	{ "POST", "/admin/paints/{id}/stock", paints_stock, "paints.stock", AUTH_ADMIN, false, 0 },
 };
 
 const struct resource paints_resource = {

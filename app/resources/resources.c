@@ -10,6 +10,7 @@
 #include "resources/analytics.h"
 #include "resources/audit.h"
 #include "resources/auth.h"
+#include "resources/imports.h"
 #include "resources/ops.h"
 #include "resources/paints.h"
 #include "resources/sessions.h"
@@ -21,6 +22,7 @@ static const struct resource *const all[] = {
 	&auth_resource,
 	&sessions_resource,
 	&paints_resource,
+	&imports_resource,
 	&audit_resource,
 	&users_resource,
 	&analytics_resource,

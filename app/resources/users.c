@@ -72,12 +72,12 @@ static const struct pool_stmt statements[] = {
 
 /* Every /admin/ route is admin-only; /auth/password is for any user. */
 static const struct route routes[] = {
-	{ "GET", "/admin/users", users_list, "users.list", AUTH_ADMIN, true },
-	{ "POST", "/admin/users", users_create, "users.create", AUTH_ADMIN, false },
-	{ "PATCH", "/admin/users/{id}", users_patch, "users.patch", AUTH_ADMIN, false },
+	{ "GET", "/admin/users", users_list, "users.list", AUTH_ADMIN, true, 0 },
+	{ "POST", "/admin/users", users_create, "users.create", AUTH_ADMIN, false, 0 },
+	{ "PATCH", "/admin/users/{id}", users_patch, "users.patch", AUTH_ADMIN, false, 0 },
 	{ "DELETE", "/admin/users/{id}/sessions", users_end_sessions, "users.end_sessions",
-	  AUTH_ADMIN, false },
-	{ "POST", "/auth/password", users_change_password, "users.password", AUTH_USER, false },
+	  AUTH_ADMIN, false, 0 },
+	{ "POST", "/auth/password", users_change_password, "users.password", AUTH_USER, false, 0 },
 };
 
 const struct resource users_resource = {

@@ -186,7 +186,7 @@ class TheList(unittest.TestCase):
 
     def test_bad_parameters_are_400_naming_each(self):
         s = stack()
-        bad = {"paint": "abc", "actor": "0", "user": "-1", "since": "yesterday",
+        bad = {"paint": "abc", "actor": "0", "user": "-1", "operation": "x1", "since": "yesterday",
                "until": "2026-02-30T00:00:00Z", "limit": "201", "cursor": "bm90LWEtY3Vyc29y",
                "colour": "red"}
         r = s.get("/admin/audit?" + urllib.parse.urlencode(bad))

@@ -17,13 +17,13 @@ static void h_stats(struct ctx *c) { (void)c; }
 static void h_stock(struct ctx *c) { (void)c; }
 
 static const struct route table[] = {
-	{ "GET", "/admin/paints", h_list, "list", AUTH_ADMIN, true },
-	{ "POST", "/admin/paints", h_list, "create", AUTH_ADMIN, false },
-	{ "GET", "/admin/paints/stats", h_stats, "stats", AUTH_ADMIN, true },
-	{ "GET", "/admin/paints/{id}", h_get, "get", AUTH_ADMIN, true },
-	{ "PUT", "/admin/paints/{id}", h_put, "put", AUTH_ADMIN, false },
-	{ "DELETE", "/admin/paints/{id}", h_put, "delete", AUTH_ADMIN, false },
-	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock", AUTH_ADMIN, false },
+	{ "GET", "/admin/paints", h_list, "list", AUTH_ADMIN, true, 0 },
+	{ "POST", "/admin/paints", h_list, "create", AUTH_ADMIN, false, 0 },
+	{ "GET", "/admin/paints/stats", h_stats, "stats", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/paints/{id}", h_get, "get", AUTH_ADMIN, true, 0 },
+	{ "PUT", "/admin/paints/{id}", h_put, "put", AUTH_ADMIN, false, 0 },
+	{ "DELETE", "/admin/paints/{id}", h_put, "delete", AUTH_ADMIN, false, 0 },
+	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock", AUTH_ADMIN, false, 0 },
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
