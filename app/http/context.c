@@ -1074,3 +1074,20 @@ int ctx_exec_ok(struct ctx *c, const char *name, const char *sql, int nparams,
 	PQclear(r);
 	return r ? 0 : -1;
 }
+
+int ctx_flag_param(struct ctx *c, const char *name)
+{
+	struct json_object *errs = json_object_new_object();
+	const char *v = http_query_get(&c->req.query, name);
+
+	http_query_reject_unknown(&c->req.query, &name, 1, sizeof(name), errs);
+	if (v && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 &&
+	    strcmp(v, "false") != 0)
+		json_object_object_add(errs, name, json_object_new_string("must be 1, true, 0 or false"));
+	if (json_object_object_length(errs) > 0) {
+		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errs);
+		return -1;
+	}
+	json_object_put(errs);
+	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+}

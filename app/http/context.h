@@ -186,6 +186,13 @@ PGresult *ctx_exec_dynamic(struct ctx *c, const char *name, const char *sql, int
 			   const char *const *params);
 
 /*
+ * A route whose one query parameter is the flag name (1, true, 0 or
+ * false): 1 when set, 0 when absent or off, or -1 with a 400 set naming
+ * a bad value or any other parameter.
+ */
+int ctx_flag_param(struct ctx *c, const char *name);
+
+/*
  * ctx_exec_dynamic, expecting status want: the result (caller PQclears),
  * or NULL with the response set (ctx_db_error; the result cleared).
  * ctx_exec_ok runs it for its effect alone: 0, or -1 with the response set.

@@ -122,25 +122,6 @@ struct bulk_run {
 	struct strbuf outbox;	/* "{id,...}" of their outbox rows */
 };
 
-/* The preview parameter: 0 or 1, or -1 with the 400 set. */
-static int preview_param(struct ctx *c)
-{
-	static const char *const known[] = { "preview" };
-	struct json_object *errs = json_object_new_object();
-	const char *v = http_query_get(&c->req.query, "preview");
-
-	http_query_reject_unknown(&c->req.query, known, 1, sizeof(known[0]), errs);
-	if (v && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 &&
-	    strcmp(v, "false") != 0)
-		json_object_object_add(errs, "preview", json_object_new_string("must be 1, true, 0 or false"));
-	if (json_object_object_length(errs) > 0) {
-		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errs);
-		return -1;
-	}
-	json_object_put(errs);
-	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
-}
-
 /* The list's errors for the filter, each named "filter.<name>": a 422. */
 static void filter_refused(struct ctx *c, struct json_object *list_errors)
 {
@@ -459,7 +440,7 @@ void paints_bulk(struct ctx *c)
 
 	memset(&run, 0, sizeof(run));
 	strbuf_init(&run.outbox);
-	if ((preview = preview_param(c)) < 0 || (body = body_json(c)) == NULL)
+	if ((preview = ctx_flag_param(c, "preview")) < 0 || (body = body_json(c)) == NULL)
 		goto out;
 	if (bulk_request_read(body, &run.req, &errors) != 0) {
 		http_problem(&c->resp, 422, "the bulk edit is invalid: see errors", errors);

@@ -226,25 +226,6 @@ static int is_csv(const char *ct)
 	return strncasecmp(cs, "utf-8", 5) == 0 || strncasecmp(cs, "utf8", 4) == 0;
 }
 
-/* The dry_run parameter: 0 or 1, or -1 with the 400 set. */
-static int dry_run_param(struct ctx *c)
-{
-	static const char *const known[] = { "dry_run" };
-	struct json_object *errs = json_object_new_object();
-	const char *v = http_query_get(&c->req.query, "dry_run");
-
-	http_query_reject_unknown(&c->req.query, known, 1, sizeof(known[0]), errs);
-	if (v && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 &&
-	    strcmp(v, "false") != 0)
-		json_object_object_add(errs, "dry_run", json_object_new_string("must be 1, true, 0 or false"));
-	if (json_object_object_length(errs) > 0) {
-		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errs);
-		return -1;
-	}
-	json_object_put(errs);
-	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
-}
-
 /* Start the transaction, the table and its COPY: 0, or -1 with the response set. */
 static int copy_begin(struct ctx *c, PGconn *pg)
 {
@@ -495,7 +476,7 @@ void paints_import(struct ctx *c)
 	int dry_run;
 	PGconn *pg;
 
-	if ((dry_run = dry_run_param(c)) < 0)
+	if ((dry_run = ctx_flag_param(c, "dry_run")) < 0)
 		return;
 	if (!is_csv(http_param(&c->req, "CONTENT_TYPE"))) {
 		http_problem(&c->resp, 415, "send the file as text/csv (UTF-8)", NULL);

@@ -16,7 +16,7 @@ import uuid
 
 from harness import stack
 from test_basics import assert_problem
-from test_import import export, imp, to_csv
+from test_import import export, imp, state, to_csv
 from test_paints_api import new_paint
 
 
@@ -31,12 +31,6 @@ def undo(op, **kw):
 
 def brand():
     return "Bulk " + uuid.uuid4().hex[:10]
-
-
-def state(ids):
-    return stack().psql("SELECT string_agg(concat_ws('|', id, name, stock, price, description, "
-                        "version), E'\\n' ORDER BY id) FROM paints "
-                        f"WHERE id IN ({','.join(str(int(i)) for i in ids)})")
 
 
 def audit_count():
