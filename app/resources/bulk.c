@@ -5,7 +5,9 @@
  *    filter) go into a temporary table with their place in the list's
  *    order. An applied edit first takes PAINT_BULK_LOCK_SQL (an import or
  *    another bulk edit waits, or went first), then locks the paints FOR
- *    UPDATE in id order: a single PATCH waits, or went first and is read.
+ *    UPDATE in id order: a single PATCH waits, or went first and is read;
+ *    a filter runs again once the locks are held (what a PATCH took out of
+ *    it is left alone).
  * 2. Set-based statements judge each paint: its version, whether the
  *    change changes it, whether an added value leaves its bounds (then
  *    the whole edit is refused, those paints listed).
@@ -232,6 +234,24 @@ static int choose(struct ctx *c, struct bulk_run *run)
 }
 
 /*
+ * After the row locks: a paint chosen by the filter that a write which
+ * went first took out of it (its brand changed, say) is no longer chosen.
+ * The filter runs again, reading what committed; 0, or -1 with the response set.
+ */
+static int recheck_filter(struct ctx *c, struct bulk_run *run)
+{
+	struct strbuf sql;
+	int rc;
+
+	strbuf_init(&sql);
+	strbuf_printf(&sql, "DELETE FROM bulk_rows WHERE id NOT IN (SELECT l.id FROM (%s) l)", run->lq.sql.buf);
+	rc = ctx_exec_ok(c, "bulk_recheck_filter", sql.buf, run->lq.nparams, run->lq.params,
+			 PGRES_COMMAND_OK);
+	strbuf_free(&sql);
+	return rc;
+}
+
+/*
  * Lock the paints (unless a preview), then judge each: its version,
  * changed or not, out of bounds. 0 with the counts, or -1 with the
  * response set (a 422 listing the paints an add would take out of bounds).
@@ -247,7 +267,8 @@ static int judge(struct ctx *c, struct bulk_run *run, int preview)
 		      "bad = %s FROM paints p WHERE p.id = b.id", run->sql.old.buf, run->sql.new.buf,
 		      run->sql.bounds.buf);
 	if ((!preview && (ctx_exec_ok(c, "bulk_lock", PAINT_BULK_LOCK_SQL, 0, NULL, PGRES_TUPLES_OK) != 0 ||
-			  ctx_exec_ok(c, "bulk_lock_rows", SQL_LOCK_ROWS, 0, NULL, PGRES_TUPLES_OK) != 0)) ||
+			  ctx_exec_ok(c, "bulk_lock_rows", SQL_LOCK_ROWS, 0, NULL, PGRES_TUPLES_OK) != 0 ||
+			  (run->req.by_filter && recheck_filter(c, run) != 0))) ||
 	    ctx_exec_ok(c, "bulk_judge", sql.buf, run->sql.nparams, run->sql.params, PGRES_COMMAND_OK) != 0 ||
 	    (r = ctx_exec_expect(c, "bulk_out_of_bounds", SQL_OUT_OF_BOUNDS, 0, NULL, PGRES_TUPLES_OK)) == NULL)
 		goto out;

@@ -10,6 +10,7 @@ at 0."""
 import threading
 import time
 import random
+import subprocess
 import unittest
 import urllib.parse
 import uuid
@@ -202,6 +203,31 @@ class Refused(unittest.TestCase):
             self.assertEqual((r.status, r.json()["count"]), (200, 10000), r)
         finally:
             stack().psql(f"DELETE FROM paints WHERE brand = '{b}'")
+
+
+class FilterAtTheLock(unittest.TestCase):
+    def test_a_paint_taken_out_of_the_filter_while_the_edit_waits_is_left_alone(self):
+        b = brand()
+        ps = [new_paint(brand=b, stock=1) for _ in range(3)]
+        # another transaction holds paint 0's row and moves it to another brand
+        holder = subprocess.Popen(["psql", stack().settings["DATABASE_URL"], "-qAtX"], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        holder.stdin.write(f"BEGIN; UPDATE paints SET brand = 'moved {b}' WHERE id = {ps[0]['id']}; "
+                           "SELECT 'held';\n")
+        holder.stdin.flush()
+        self.assertEqual(holder.stdout.readline().strip(), "held")
+        res = {}
+        t = threading.Thread(target=lambda: res.update(r=bulk({"filter": {"brand": b}, "add": {"stock": 1}})))
+        t.start()
+        time.sleep(0.5)  # the edit chose the three paints and waits for the row
+        self.assertTrue(t.is_alive())
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        t.join(timeout=30)
+        self.assertEqual((res["r"].status, res["r"].json()["count"]), (200, 2), res["r"])
+        self.assertEqual(stack().psql(f"SELECT string_agg(stock::text, ',' ORDER BY id) FROM paints "
+                                      f"WHERE id IN ({','.join(str(p['id']) for p in ps)})"), "1,2,2")
 
 
 class Undo(unittest.TestCase):
