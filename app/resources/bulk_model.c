@@ -75,8 +75,8 @@ static int read_filter(struct json_object *v, struct bulk_request *out, struct j
 		text = json_object_is_type(val, json_type_string)
 			       ? json_object_get_string(val)
 			       : json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
-		if (strlen(text) != (size_t)(json_object_is_type(val, json_type_string)
-						     ? json_object_get_string_len(val) : (int)strlen(text))) {
+		if (json_object_is_type(val, json_type_string) &&
+		    strlen(text) != (size_t)json_object_get_string_len(val)) {
 			err(errs, "filter", "must not contain NUL characters");
 			return -1;
 		}
