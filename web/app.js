@@ -203,6 +203,7 @@ function renderTable() {
     const key = b.dataset.sort;
     b.setAttribute("aria-sort", state.sort === key ? "ascending" : state.sort === "-" + key ? "descending" : "none");
   }
+  document.dispatchEvent(new Event("paints:rendered")); // bulk.js: the selection column
 }
 
 async function loadFirstPage() {
@@ -486,6 +487,8 @@ function renderHistoryEntry(e) {
   when.dateTime = e.at;
   head.append(when, " ", text("strong", (e.actor && e.actor.username) || "?"), " ",
     text("span", e.action, "history-action"));
+  const undo = typeof bulkHistoryAction === "function" && bulkHistoryAction(e); // bulk.js
+  if (undo) head.append(" ", undo);
   const changes = document.createElement("ul");
   changes.className = "history-changes";
   for (const [field, c] of Object.entries(e.changes || {})) {

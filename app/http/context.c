@@ -136,6 +136,22 @@ long ctx_body_read(struct ctx *c, char *buf, size_t cap)
 	return n;
 }
 
+int ctx_body_read_all(struct ctx *c)
+{
+	size_t len = c->body_left, got = 0;
+	long n;
+
+	if (c->req.body != NULL)
+		return 0;
+	/* The length was held to the route's body_stream before the handler ran. */
+	c->req.body = xmalloc(len + 1);
+	while (got < len && (n = ctx_body_read(c, c->req.body + got, len - got)) > 0)
+		got += (size_t)n;
+	c->req.body[got] = '\0';
+	c->req.body_len = got;
+	return got == len ? 0 : -1;
+}
+
 /*
  * What a streaming handler left unread, read and dropped (bounded by the
  * route's Content-Length limit), so that the kept connection's next
@@ -1033,4 +1049,45 @@ void ctx_resume(struct ctx *c)
 		shed_answer(c, c->wait.why);
 	}
 	answer(c);
+}
+
+PGresult *ctx_exec_expect(struct ctx *c, const char *name, const char *sql, int nparams,
+			  const char *const *params, ExecStatusType want)
+{
+	PGresult *r = ctx_exec_dynamic(c, name, sql, nparams, params);
+
+	if (r == NULL)
+		return NULL;
+	if (PQresultStatus(r) != want) {
+		ctx_db_error(c, r);
+		PQclear(r);
+		return NULL;
+	}
+	return r;
+}
+
+int ctx_exec_ok(struct ctx *c, const char *name, const char *sql, int nparams,
+		const char *const *params, ExecStatusType want)
+{
+	PGresult *r = ctx_exec_expect(c, name, sql, nparams, params, want);
+
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+int ctx_flag_param(struct ctx *c, const char *name)
+{
+	struct json_object *errs = json_object_new_object();
+	const char *v = http_query_get(&c->req.query, name);
+
+	http_query_reject_unknown(&c->req.query, &name, 1, sizeof(name), errs);
+	if (v && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 &&
+	    strcmp(v, "false") != 0)
+		json_object_object_add(errs, name, json_object_new_string("must be 1, true, 0 or false"));
+	if (json_object_object_length(errs) > 0) {
+		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errs);
+		return -1;
+	}
+	json_object_put(errs);
+	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
 }

@@ -186,6 +186,23 @@ PGresult *ctx_exec_dynamic(struct ctx *c, const char *name, const char *sql, int
 			   const char *const *params);
 
 /*
+ * A route whose one query parameter is the flag name (1, true, 0 or
+ * false): 1 when set, 0 when absent or off, or -1 with a 400 set naming
+ * a bad value or any other parameter.
+ */
+int ctx_flag_param(struct ctx *c, const char *name);
+
+/*
+ * ctx_exec_dynamic, expecting status want: the result (caller PQclears),
+ * or NULL with the response set (ctx_db_error; the result cleared).
+ * ctx_exec_ok runs it for its effect alone: 0, or -1 with the response set.
+ */
+PGresult *ctx_exec_expect(struct ctx *c, const char *name, const char *sql, int nparams,
+			  const char *const *params, ExecStatusType want);
+int ctx_exec_ok(struct ctx *c, const char *name, const char *sql, int nparams,
+		const char *const *params, ExecStatusType want);
+
+/*
  * Run a command that returns no rows (BEGIN, COMMIT) on the request's
  * connection, checked out as by ctx_db. 0, or -1 with the response set
  * (ctx_db's 503, or ctx_db_error's).
@@ -266,6 +283,14 @@ void ctx_stream_cut(struct ctx *c, const char *why);
  * handler leaves unread is read and dropped after it returns.
  */
 long ctx_body_read(struct ctx *c, char *buf, size_t cap);
+
+/*
+ * For a route that streams its body but wants it whole (a body bounded
+ * by its body_stream rather than MAX_BODY_KB): read the rest of it into
+ * the request's body, as if read before the handler, so ctx_json_body
+ * takes it. Returns 0, or -1 with a 400 set when it ended early.
+ */
+int ctx_body_read_all(struct ctx *c);
 
 /*
  * The request body as a JSON object, parsed once and owned by the request.

@@ -226,53 +226,6 @@ static int is_csv(const char *ct)
 	return strncasecmp(cs, "utf-8", 5) == 0 || strncasecmp(cs, "utf8", 4) == 0;
 }
 
-/* The dry_run parameter: 0 or 1, or -1 with the 400 set. */
-static int dry_run_param(struct ctx *c)
-{
-	static const char *const known[] = { "dry_run" };
-	struct json_object *errs = json_object_new_object();
-	const char *v = http_query_get(&c->req.query, "dry_run");
-
-	http_query_reject_unknown(&c->req.query, known, 1, sizeof(known[0]), errs);
-	if (v && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 && strcmp(v, "0") != 0 &&
-	    strcmp(v, "false") != 0)
-		json_object_object_add(errs, "dry_run", json_object_new_string("must be 1, true, 0 or false"));
-	if (json_object_object_length(errs) > 0) {
-		http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errs);
-		return -1;
-	}
-	json_object_put(errs);
-	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
-}
-
-/*
- * Run sql on the request's connection: the result when it has status
- * want, else NULL with the response set (and the result cleared).
- */
-static PGresult *run_sql(struct ctx *c, const char *label, const char *sql, int n,
-			 const char *const *params, ExecStatusType want)
-{
-	PGresult *r = ctx_exec_dynamic(c, label, sql, n, params);
-
-	if (r == NULL)
-		return NULL;
-	if (PQresultStatus(r) != want) {
-		ctx_db_error(c, r);
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
-
-static int run_ok(struct ctx *c, const char *label, const char *sql, int n,
-		  const char *const *params, ExecStatusType want)
-{
-	PGresult *r = run_sql(c, label, sql, n, params, want);
-
-	PQclear(r);
-	return r ? 0 : -1;
-}
-
 /* Start the transaction, the table and its COPY: 0, or -1 with the response set. */
 static int copy_begin(struct ctx *c, PGconn *pg)
 {
@@ -386,13 +339,13 @@ static int judge(struct ctx *c, struct import_run *run, int dry_run)
 	PGresult *r;
 
 	if (ctx_db_exec(c, "ANALYZE import_rows") != 0 ||
-	    run_ok(c, "import_lock", PAINT_BULK_LOCK_SQL, 0, NULL, PGRES_TUPLES_OK) != 0 ||
-	    run_ok(c, "import_match", SQL_MATCH, 0, NULL, PGRES_COMMAND_OK) != 0 ||
-	    (!dry_run && run_ok(c, "import_lock_rows", SQL_LOCK, 0, NULL, PGRES_TUPLES_OK) != 0) ||
-	    run_ok(c, "import_classify", SQL_CLASSIFY, 0, NULL, PGRES_COMMAND_OK) != 0 ||
+	    ctx_exec_ok(c, "import_lock", PAINT_BULK_LOCK_SQL, 0, NULL, PGRES_TUPLES_OK) != 0 ||
+	    ctx_exec_ok(c, "import_match", SQL_MATCH, 0, NULL, PGRES_COMMAND_OK) != 0 ||
+	    (!dry_run && ctx_exec_ok(c, "import_lock_rows", SQL_LOCK, 0, NULL, PGRES_TUPLES_OK) != 0) ||
+	    ctx_exec_ok(c, "import_classify", SQL_CLASSIFY, 0, NULL, PGRES_COMMAND_OK) != 0 ||
 	    ctx_db_exec(c, "ANALYZE import_rows") != 0)	/* again: the plans below need the statuses */
 		return -1;
-	if ((r = run_sql(c, "import_check", SQL_CHECK, 4, params, PGRES_TUPLES_OK)) == NULL)
+	if ((r = ctx_exec_expect(c, "import_check", SQL_CHECK, 4, params, PGRES_TUPLES_OK)) == NULL)
 		return -1;
 	import_errors_merge_start(&run->errors);
 	for (i = 0; i < PQntuples(r); i++)
@@ -402,7 +355,7 @@ static int judge(struct ctx *c, struct import_run *run, int dry_run)
 	if (PQntuples(r) > 0)
 		run->errors.total += strtoull(PQgetvalue(r, 0, 3), NULL, 10) - (size_t)PQntuples(r);
 	PQclear(r);
-	if ((r = run_sql(c, "import_counts", SQL_COUNTS, 0, NULL, PGRES_TUPLES_OK)) == NULL)
+	if ((r = ctx_exec_expect(c, "import_counts", SQL_COUNTS, 0, NULL, PGRES_TUPLES_OK)) == NULL)
 		return -1;
 	for (i = 0; i < 3; i++)
 		run->counts[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
@@ -444,7 +397,7 @@ static int apply(struct ctx *c, struct import_run *run, char import_id[24])
 	params[0] = actor;
 	params[1] = c->username;
 	params[2] = summary;
-	if ((r = run_sql(c, "import_operation", SQL_OPERATION, 3, params, PGRES_TUPLES_OK)) == NULL)
+	if ((r = ctx_exec_expect(c, "import_operation", SQL_OPERATION, 3, params, PGRES_TUPLES_OK)) == NULL)
 		return -1;
 	snprintf(import_id, 24, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
@@ -452,7 +405,7 @@ static int apply(struct ctx *c, struct import_run *run, char import_id[24])
 	for (f = 0; f < PF_COUNT; f++)
 		params[3 + f] = paint_field_default((enum paint_field)f);
 	strbuf_putc(&run->outbox, '{');
-	if ((r = run_sql(c, "import_update", SQL_UPDATE, 3, params, PGRES_TUPLES_OK)) == NULL)
+	if ((r = ctx_exec_expect(c, "import_update", SQL_UPDATE, 3, params, PGRES_TUPLES_OK)) == NULL)
 		return -1;
 	n = note_changed(run, r);
 	PQclear(r);
@@ -462,7 +415,7 @@ static int apply(struct ctx *c, struct import_run *run, char import_id[24])
 			     "try again", NULL);
 		return -1;
 	}
-	if ((r = run_sql(c, "import_insert", SQL_INSERT, 13, params, PGRES_TUPLES_OK)) == NULL)
+	if ((r = ctx_exec_expect(c, "import_insert", SQL_INSERT, 13, params, PGRES_TUPLES_OK)) == NULL)
 		return -1;
 	note_changed(run, r);
 	PQclear(r);
@@ -523,7 +476,7 @@ void paints_import(struct ctx *c)
 	int dry_run;
 	PGconn *pg;
 
-	if ((dry_run = dry_run_param(c)) < 0)
+	if ((dry_run = ctx_flag_param(c, "dry_run")) < 0)
 		return;
 	if (!is_csv(http_param(&c->req, "CONTENT_TYPE"))) {
 		http_problem(&c->resp, 415, "send the file as text/csv (UTF-8)", NULL);

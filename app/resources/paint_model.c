@@ -475,6 +475,15 @@ char *paint_field_from_text(enum paint_field f, const char *s, const char **why)
 	return text_value(f, s, why);
 }
 
+char *paint_field_from_json(enum paint_field f, struct json_object *v, const char **why)
+{
+	if (f == PF_STOCK)
+		return check_stock(v, why);
+	if (f == PF_PRICE)
+		return check_price(v, why);
+	return check_text(f, v, why);
+}
+
 char *paint_like_pattern(const char *q)
 {
 	struct strbuf sb;

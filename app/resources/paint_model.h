@@ -99,6 +99,14 @@ const char *paint_field_default(enum paint_field f);
 char *paint_field_from_text(enum paint_field f, const char *s, const char **why);
 
 /*
+ * Validate field f given as a JSON member's value v by paint_validate's
+ * rules (NULL, for a JSON null: the field's default, or "is required").
+ * Returns the value PostgreSQL receives (malloc'd; caller frees), or NULL
+ * with *why the message (static).
+ */
+char *paint_field_from_json(enum paint_field f, struct json_object *v, const char **why);
+
+/*
  * Validate a stock change body {"delta": n}: a non-zero whole number within
  * +-PAINT_MAX_STOCK. Returns 0 with *delta, or -1 with *errors a new JSON
  * object of per-field messages (caller puts it).

@@ -10,6 +10,7 @@
 #include "resources/analytics.h"
 #include "resources/audit.h"
 #include "resources/auth.h"
+#include "resources/bulk.h"
 #include "resources/imports.h"
 #include "resources/ops.h"
 #include "resources/paints.h"
@@ -23,6 +24,7 @@ static const struct resource *const all[] = {
 	&sessions_resource,
 	&paints_resource,
 	&imports_resource,
+	&bulk_resource,
 	&audit_resource,
 	&users_resource,
 	&analytics_resource,

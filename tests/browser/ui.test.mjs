@@ -714,7 +714,7 @@ test("Import CSV: a dry run lists every bad line and changes nothing; a good fil
   assert.match(await page.textContent("#import-status"), /changes nothing/);
   assert.equal(await page.isDisabled("#import-apply"), true);
   assert.equal(count(), 0);
-  await shot("16-import-errors");
+  await shot("22-import-errors");
 
   await page.setInputFiles("#import-file", good);
   await page.waitForFunction(() => /Ready: 1 paint/.test(document.getElementById("import-status").textContent));
@@ -726,11 +726,118 @@ test("Import CSV: a dry run lists every bad line and changes nothing; a good fil
   const op = psql(`SELECT operation_id FROM audit_log WHERE entity = 'paint' AND entity_id =
     (SELECT id FROM paints WHERE color_code = 'BB-${stamp}-4')`);
   assert.match(await page.textContent("#import-status"), new RegExp(`import #${op} `));
-  await shot("17-import-applied");
+  await shot("23-import-applied");
   await page.click("#import-close");
   // the list, reloaded after the import, has the new paint first (newest first)
   await page.waitForFunction((n) => document.querySelector("#paints tbody tr td:nth-child(2)")?.textContent === n,
     `Imported Teal ${stamp}`);
+
+// Show only the paints of brand b in the list (the other filters cleared).
+async function filterBrand(b) {
+  if (!await page.isVisible("#paints-view")) await page.click("#tab-paints");
+  for (const id of ["#f-q", "#f-family", "#f-type"]) await page.fill(id, "");
+  await page.selectOption("#f-stock", "");
+  await page.fill("#f-brand", b);
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction((brand) => {
+    const tds = [...document.querySelectorAll("#paints tbody tr td:nth-child(3)")];
+    return tds.length > 0 && tds.every((td) => td.textContent === brand);
+  }, b);
+}
+
+test("bulk edit: select the shown paints, preview, apply, undo", async () => {
+  const other = await apiSession();
+  const b = `BulkUI ${Date.now()}`;
+  const ids = [];
+  for (const [i, price] of [[1, 4], [2, 5], [3, 6]]) {
+    ids.push((await other("POST", "/admin/paints", { name: `Bulk paint ${i}`, brand: b, price })).body.id);
+  }
+  await filterBrand(b);
+  assert.equal(await page.textContent("#bulk-selected"), "No paint selected");
+  assert.ok(await page.isDisabled("#bulk-edit"));
+  await page.check(`#paints tbody tr[data-id="${ids[0]}"] .bulk-pick`);
+  await page.waitForSelector("#bulk-selected:has-text('1 selected')");
+  await page.check("#bulk-all-shown");
+  await page.waitForSelector("#bulk-selected:has-text('3 selected')");
+  assert.equal(await page.textContent("#bulk-all-matching"), "Select all 3 matching");
+  await shot("16-bulk-selection");
+  await page.click("#bulk-edit");
+  await page.waitForSelector("#bulk-dialog[open]");
+  await page.selectOption("#bulk-field", "price");
+  await page.selectOption("#bulk-op", "set");
+  await page.fill("#bulk-value", "5");
+  await page.click("#bulk-preview-btn");
+  await page.waitForSelector("#bulk-preview:not([hidden])");
+  assert.match(await page.textContent("#bulk-preview-count"), /^2 of 3 paints would change \(1 already/);
+  const sample = await page.$$eval("#bulk-sample tbody tr", (trs) => trs.map((tr) => tr.textContent));
+  assert.equal(sample.length, 3);
+  assert.ok(sample.some((t) => t.includes("Bulk paint 1") && /45$/.test(t)), sample.join(" | "));
+  assert.equal(psql(`SELECT string_agg(price::text, ',' ORDER BY id) FROM paints WHERE brand = '${b}'`),
+    "4.00,5.00,6.00"); // a preview writes nothing
+  await shot("17-bulk-preview");
+  await page.click("#bulk-apply");
+  await page.waitForSelector("#bulk-result:has-text('Changed 2 paints, 1 unchanged')");
+  assert.ok(await page.isVisible("#bulk-undo"));
+  await page.waitForFunction(() => [...document.querySelectorAll("#paints tbody tr td:nth-child(8)")]
+    .every((td) => td.textContent === "5.00"));
+  await shot("18-bulk-applied");
+  await page.click("#bulk-undo");
+  await page.waitForSelector("#bulk-result:has-text('Undone: 2 paints restored')");
+  await shot("19-bulk-undone");
+  await page.click("#bulk-close");
+  await page.waitForFunction(() => [...document.querySelectorAll("#paints tbody tr td:nth-child(8)")]
+    .map((td) => td.textContent).sort().join() === "4.00,5.00,6.00");
+  assert.equal(await page.textContent("#bulk-selected"), "No paint selected");
+});
+
+test("bulk edit: select all N matching past the first page, add to stock", async () => {
+  const b = `BulkMany ${Date.now()}`;
+  psql(`INSERT INTO paints (name, brand, stock) SELECT 'Many ' || g, '${b}', 1 FROM generate_series(1, 60) g`);
+  await filterBrand(b);
+  await page.waitForSelector("#bulk-all-matching:has-text('Select all 60 matching')");
+  await page.click("#bulk-all-matching");
+  await page.waitForSelector("#bulk-selected:has-text('All 60 paints matching the filter are selected')");
+  assert.ok(await page.isChecked("#paints tbody tr .bulk-pick"));
+  await page.click("#bulk-edit");
+  await page.selectOption("#bulk-field", "stock");
+  await page.selectOption("#bulk-op", "add");
+  await page.fill("#bulk-value", "2");
+  await page.click("#bulk-preview-btn");
+  await page.waitForSelector("#bulk-preview-count:has-text('60 of 60 paints would change; the first 20')");
+  assert.equal(await page.$$eval("#bulk-sample tbody tr", (trs) => trs.length), 20);
+  await page.click("#bulk-apply");
+  await page.waitForSelector("#bulk-result:has-text('Changed 60 paints')");
+  await page.click("#bulk-close");
+  assert.equal(psql(`SELECT sum(stock) FROM paints WHERE brand = '${b}'`), "180");
+});
+
+test("bulk edit: a refusal is shown, and the history's Undo restores a bulk edit", async () => {
+  const other = await apiSession();
+  const b = `BulkHist ${Date.now()}`;
+  const id = (await other("POST", "/admin/paints", { name: "Bulk history", brand: b, stock: 1 })).body.id;
+  await filterBrand(b);
+  await page.check("#bulk-all-shown");
+  await page.click("#bulk-edit");
+  await page.selectOption("#bulk-field", "stock");
+  await page.selectOption("#bulk-op", "add");
+  await page.fill("#bulk-value", "-5");
+  await page.click("#bulk-preview-btn");
+  await page.waitForSelector("#bulk-error:not([hidden])");
+  assert.match(await page.textContent("#bulk-error"), /1 paints would leave their field's bounds.*paints \d+/);
+  await shot("20-bulk-refused");
+  await page.click("#bulk-close");
+  const op = (await other("POST", "/admin/paints/bulk", { ids: [id], set: { description: "bulk note" } })).body.id;
+  await page.click(`#paints tbody tr[data-id="${id}"] button:has-text("Edit")`);
+  await page.waitForSelector("#history-list .bulk-history-undo");
+  assert.equal(await page.getAttribute("#history-list .bulk-history-undo", "aria-label"), `Undo bulk edit ${op}`);
+  await shot("21-bulk-history");
+  await page.click("#history-list .bulk-history-undo");
+  await page.waitForSelector("#confirm[open]");
+  await page.click("#confirm-yes");
+  await page.waitForSelector("#flash:has-text('Undone: 1 paint restored')");
+  assert.equal((await other("GET", `/admin/paints/${id}`)).body.description, "");
+  await page.waitForSelector("#history-list li:has-text('undo')");
+  await page.click("#cancel-edit");
 });
 
 test("logging out returns to the login page", async () => {
