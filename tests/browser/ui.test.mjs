@@ -731,6 +731,7 @@ test("Import CSV: a dry run lists every bad line and changes nothing; a good fil
   // the list, reloaded after the import, has the new paint first (newest first)
   await page.waitForFunction((n) => document.querySelector("#paints tbody tr td:nth-child(2)")?.textContent === n,
     `Imported Teal ${stamp}`);
+});
 
 // Show only the paints of brand b in the list (the other filters cleared).
 async function filterBrand(b) {
