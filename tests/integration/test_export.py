@@ -213,7 +213,6 @@ class Cells(unittest.TestCase):
         self.assertIn("'+SUM(A1:A9),", text)
         self.assertIn("'-3 degrees,", text)
         self.assertIn("'@cmd,", text)
-        self.assertIn("\n10", text)
         self.assertRegex(text, r"\d,''quoted,")
         self.assertIn('"a,b"', text)
         self.assertIn('"say ""hi"""', text)
