@@ -98,6 +98,8 @@ static void peers_announce(const struct config *cfg)
 static const struct app_chore chores[] = {
 	/* expired sessions and stale login counters */
 	{ "auth.cleanup", 60, auth_cleanup },
+	/* the low-stock gauge, alert and dashboard list (metrics_low_stock) */
+	{ "paints.low_stock", 5, paints_low_stock_sample },
 };
 
 /*

@@ -18,6 +18,8 @@ const state = {
   items: [],
   cursor: null,
   firstPageEtag: null,
+  facetsEtag: null, // the facets' ETag, for facetsQuery
+  facetsQuery: null,
   editing: null, // the paint being edited (null: creating)
   editingEtag: null,
   timer: null,
@@ -141,9 +143,17 @@ async function onLogout() {
 
 // ---- the paints table --------------------------------------------------
 
-function listUrl(cursor) {
+// The list's filters as query parameters (the list, its facets and the export share them).
+function filterParams() {
   const p = new URLSearchParams();
-  for (const [k, v] of Object.entries(state.filters)) if (v !== "") p.set(k, v);
+  for (const [k, v] of Object.entries(state.filters)) if (v !== "" && v !== undefined) p.set(k, v);
+  return p;
+}
+
+const fmtCount = (n) => Number(n).toLocaleString("en-US");
+
+function listUrl(cursor) {
+  const p = filterParams();
   p.set("sort", state.sort);
   p.set("limit", "50");
   if (cursor) p.set("cursor", cursor);
@@ -171,7 +181,14 @@ function renderRow(p) {
   chip.style.backgroundColor = p.color_preview; // CSSOM: allowed by the CSP
   chip.title = p.color_preview;
   sw.append(chip);
-  tr.append(sw, text("td", p.name, "name"), text("td", p.brand), text("td", p.color_code),
+  const name = text("td", p.name, "name");
+  if (p.low_stock) {
+    tr.classList.add("low");
+    const badge = text("span", "Low stock", "badge");
+    badge.title = `stock at or below ${p.low_stock_threshold === null ? "the default threshold" : p.low_stock_threshold}`;
+    name.append(badge);
+  }
+  tr.append(sw, name, text("td", p.brand), text("td", p.color_code),
     text("td", p.color_type), text("td", p.color_family), text("td", String(p.stock), "num stock"),
     text("td", Number(p.price).toFixed(2), "num"), text("td", formatDate(p.created_at)),
     text("td", formatDate(p.updated_at)));
@@ -197,7 +214,7 @@ function renderRow(p) {
 function renderTable() {
   const body = $("paints").tBodies[0];
   body.replaceChildren(...state.items.map(renderRow));
-  $("count").textContent = String(state.items.length);
+  $("count").textContent = fmtCount(state.items.length);
   $("more").hidden = !state.cursor;
   for (const b of document.querySelectorAll("#paints th .sort")) {
     const key = b.dataset.sort;
@@ -213,8 +230,48 @@ async function loadFirstPage() {
     state.cursor = r.body.next_cursor;
     state.firstPageEtag = r.headers.get("ETag");
     renderTable();
+    loadFacets();
   } catch (e) {
     if (e.status !== 401) flash(e.message);
+  }
+}
+
+// The facets of the current filters: the pick lists' values with their
+// counts, and how many paints match. Polled like the list, with
+// If-None-Match (an unchanged answer is a 304).
+async function loadFacets(background = false) {
+  const query = filterParams().toString();
+  const headers = Object.assign({}, background ? BACKGROUND : {},
+    state.facetsEtag && state.facetsQuery === query ? { "If-None-Match": state.facetsEtag } : {});
+  try {
+    const r = await api("GET", "/admin/paints/facets?" + query, undefined, headers);
+    if (r.status === 304 || filterParams().toString() !== query) return; // unchanged, or the filters moved on
+    state.facetsEtag = r.headers.get("ETag");
+    state.facetsQuery = query;
+    renderFacets(r.body);
+  } catch (e) {
+    if (!(background && backOff(e)) && e.status !== 401) $("matching").textContent = "?";
+  }
+}
+
+// Fill each pick list (select.facet) with its facet's values, "Citadel (312)",
+// keeping the value picked even when nothing matches it now.
+function renderFacets(f) {
+  $("matching").textContent = fmtCount(f.total);
+  for (const sel of document.querySelectorAll("select.facet")) {
+    const facet = sel.dataset.facet;
+    const picked = state.filters[facet] || "";
+    const values = f[facet].filter((v) => v.value !== ""); // "" cannot be picked (the filter needs 1 character)
+    const opts = [new Option("any", "")];
+    for (const v of values) opts.push(new Option(`${v.value} (${fmtCount(v.count)})`, v.value));
+    if (picked && !values.some((v) => v.value === picked)) opts.push(new Option(`${picked} (0)`, picked));
+    if (f.more[facet]) {
+      const more = new Option("… more: narrow the other filters", "");
+      more.disabled = true;
+      opts.push(more);
+    }
+    sel.replaceChildren(...opts);
+    sel.value = picked;
   }
 }
 
@@ -233,14 +290,7 @@ async function loadMore() {
 async function loadStatsTotal(background = false) {
   try {
     const r = await api("GET", "/admin/paints/stats", undefined, background ? BACKGROUND : {});
-    $("total").textContent = String(r.body.total);
-    const fill = (id, obj) => $(id).replaceChildren(...Object.keys(obj).map((k) => {
-      const o = document.createElement("option");
-      o.value = k;
-      return o;
-    }));
-    fill("brands", r.body.by_brand);
-    fill("families", r.body.by_family);
+    $("total").textContent = fmtCount(r.body.total);
   } catch (_) { /* the total is a nicety */ }
 }
 
@@ -262,6 +312,7 @@ async function refreshList() {
   try {
     const r = await api("GET", listUrl(null), undefined, headers);
     $("refresh-state").textContent = "· checked " + new Date().toLocaleTimeString();
+    loadFacets(true); // a write elsewhere may change the counts but not this page
     if (r.status === 304) return;
     state.items = r.body.items;
     state.cursor = r.body.next_cursor;
@@ -293,13 +344,25 @@ function stopRefresh() {
 }
 
 function onFilter(ev) {
-  ev.preventDefault();
+  if (ev) ev.preventDefault();
+  const stock = $("f-stock").value;
   state.filters = {
-    q: $("f-q").value.trim(), brand: $("f-brand").value.trim(),
-    color_family: $("f-family").value.trim(), color_type: $("f-type").value.trim(),
-    in_stock: $("f-stock").value,
+    q: $("f-q").value.trim(), brand: $("f-brand").value,
+    color_family: $("f-family").value, color_type: $("f-type").value,
+    in_stock: stock === "low" ? "" : stock, low_stock: stock === "low" ? "true" : "",
   };
   loadFirstPage();
+}
+
+// The list of what is low on stock (the dashboard's link): the filters
+// cleared but that one.
+function showLowStock(ev) {
+  ev.preventDefault();
+  $("filters").reset();
+  $("f-stock").value = "low";
+  state.filters = { low_stock: "true" };
+  state.sort = "stock";
+  showView("paints");
 }
 
 function onSort(ev) {
@@ -348,7 +411,7 @@ async function deletePaint(p) {
 // ---- the editor ---------------------------------------------------------
 
 const FIELDS = ["name", "brand", "color_code", "color_type", "color_family", "color_preview",
-  "stock", "price", "image_url", "description"];
+  "stock", "low_stock_threshold", "price", "image_url", "description"];
 
 // The server's rules, so most mistakes are caught before a round trip.
 function validate(v) {
@@ -363,6 +426,8 @@ function validate(v) {
   if (v.color_preview && !/^#[0-9a-fA-F]{6}$/.test(v.color_preview.trim())) e.color_preview = "must be a colour as #RRGGBB";
   if (v.image_url.trim() && !/^https?:\/\/[^\s/?#:][^\s]*$/i.test(v.image_url.trim())) e.image_url = "must be empty or an absolute http(s) URL";
   if (v.stock !== "" && !(/^\d+$/.test(v.stock) && Number(v.stock) <= 1000000)) e.stock = "must be a whole number from 0 to 1000000";
+  const low = v.low_stock_threshold.trim();
+  if (low !== "" && !(/^\d+$/.test(low) && Number(low) <= 1000000)) e.low_stock_threshold = "must be empty or a whole number from 0 to 1000000";
   if (v.price !== "" && !/^(0|[1-9]\d{0,7})(\.\d{1,2})?$/.test(v.price)) e.price = "must be a number ≥ 0 with at most 2 decimals, below 100000000";
   return e;
 }
@@ -426,6 +491,7 @@ async function onSave(ev) {
     color_type: v.color_type.trim(), color_family: v.color_family.trim(),
     color_preview: v.color_preview.trim() || null, image_url: v.image_url.trim(),
     description: v.description, stock: v.stock === "" ? 0 : Number(v.stock),
+    low_stock_threshold: v.low_stock_threshold.trim() === "" ? null : Number(v.low_stock_threshold.trim()),
   };
   // the price as typed: JSON.parse would turn "19.90" into 19.9, which is the same decimal
   body.price = v.price === "" ? 0 : Number(v.price);
@@ -675,12 +741,28 @@ async function refreshDashboard(background = false) {
     li.className = i.pass ? "pass" : "fail";
     return li;
   }));
+  renderLowStock(m.low_stock);
   $("d-alerts").replaceChildren(...(m.alerts.length ? m.alerts.map((a) => {
     const li = document.createElement("li");
     li.className = "fail";
     li.textContent = `${a.alert}: ${Number(a.value).toFixed(1)} ${a.unit} (threshold ${a.threshold})`;
     return li;
   }) : [text("li", "No alerts.", "pass")]));
+}
+
+// The catalogue's low stock as the service last sampled it: how many, and the lowest.
+function renderLowStock(low) {
+  if (!low) return;
+  $("d-low").textContent = low.count === null ? "not sampled yet" : `${fmtCount(low.count)} low`;
+  $("d-low-meta").textContent = `at or below each paint's threshold (default ${low.default_threshold}` +
+    `${low.default_threshold === 0 ? ": off" : ""})` + (low.count > low.lowest.length ? ` · the ${low.lowest.length} lowest:` : "");
+  $("d-low-list").replaceChildren(...low.lowest.map((p) => {
+    const li = document.createElement("li");
+    li.append(text("span", p.brand ? `${p.name} (${p.brand})` : p.name),
+      text("span", `${fmtCount(p.stock)} / ${fmtCount(p.threshold)}`, "num"));
+    return li;
+  }));
+  $("d-low-link").hidden = !low.count;
 }
 
 // The admission gate in front of PostgreSQL: places taken of the limit,
@@ -706,6 +788,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tab-dashboard").addEventListener("click", () => showView("dashboard"));
   $("filters").addEventListener("submit", onFilter);
   $("f-reset").addEventListener("click", () => { state.filters = {}; setTimeout(loadFirstPage, 0); });
+  for (const sel of document.querySelectorAll("#filters select")) sel.addEventListener("change", () => onFilter());
+  $("d-low-link").addEventListener("click", showLowStock);
   for (const b of document.querySelectorAll("#paints th .sort")) b.addEventListener("click", onSort);
   $("more").addEventListener("click", loadMore);
   $("new-paint").addEventListener("click", () => openEditor(null));

@@ -489,6 +489,7 @@ static int load_observability(struct config *cfg, char *const *envp, char *err, 
 		{ "ALERT_MEMORY_PERCENT", 85, 100, offsetof(struct config, alert_memory_percent) },
 		{ "ALERT_ERROR_RATE", 5, 100, offsetof(struct config, alert_error_percent) },
 		{ "ALERT_CONNECTION_TIMEOUTS", 3, 1000000, offsetof(struct config, alert_pool_timeouts) },
+		{ "ALERT_LOW_STOCK_PAINTS", 1, 100000000, offsetof(struct config, alert_low_stock) },
 		{ "TARGET_QUERY_MS", 2000, 3600000, offsetof(struct config, target.query_ms) },
 		{ "TARGET_POOL_USAGE", 80, 100, offsetof(struct config, target.pool_percent) },
 		{ "TARGET_CACHE_HIT_RATE", 70, 100, offsetof(struct config, target.cache_hit_percent) },
@@ -504,6 +505,14 @@ static int load_observability(struct config *cfg, char *const *envp, char *err, 
 		*(double *)((char *)cfg + knobs[k].off) = v;
 	}
 	return 0;
+}
+
+/* The catalogue's rules: the default low-stock threshold (0: paints without their own are never low). */
+static int load_catalogue(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	/* The bound is the stock's (PAINT_MAX_STOCK, a layer above this one). */
+	return get_int(envp, "LOW_STOCK_THRESHOLD", 5, 0, 1000000, &cfg->low_stock_threshold,
+		       err, errlen);
 }
 
 int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
@@ -524,7 +533,7 @@ int config_load(struct config *cfg, char *const *envp, char *err, size_t errlen)
 	pr = cfg->env == APP_ENV_PRODUCTION ? &production : &development;
 	if (load_database(cfg, envp, pr, err, errlen) || load_cache(cfg, envp, err, errlen) ||
 	    load_server(cfg, envp, err, errlen) || load_auth(cfg, envp, err, errlen) ||
-	    load_observability(cfg, envp, err, errlen))
+	    load_observability(cfg, envp, err, errlen) || load_catalogue(cfg, envp, err, errlen))
 		goto fail;
 	if (cfg->env == APP_ENV_PRODUCTION && check_placeholders(cfg, err, errlen))
 		goto fail;

@@ -81,7 +81,8 @@ struct config {
 	/* Observability */
 	double slow_request_ms;	/* requests slower than this log a warning */
 	double alert_query_ms, alert_pool_percent, alert_memory_percent,
-	       alert_error_percent, alert_pool_timeouts;
+	       alert_error_percent, alert_pool_timeouts,
+	       alert_low_stock;	/* ALERT_LOW_STOCK_PAINTS: low paints that fire the alert */
 	struct {			/* what /admin/metrics's indicators are held to */
 		double query_ms;		/* p50 and p99 database time below */
 		double pool_percent;		/* peak pool use below */
@@ -89,6 +90,9 @@ struct config {
 		double error_percent;		/* 5xx rate below */
 		double server_connections;	/* PostgreSQL connections open below */
 	} target;
+
+	/* The catalogue */
+	int low_stock_threshold;	/* LOW_STOCK_THRESHOLD: for paints without their own; 0 none */
 
 	/* Logging */
 	enum log_level log_level;

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "obs/metrics.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -57,20 +58,25 @@ static double started_wall;
 
 /*
  * The last sample and the alert states; sample_mu guards them. Written by
- * the housekeeper each second, read by the two metrics routes.
+ * the housekeeper each second (the low-stock fields by the application's
+ * chore, metrics_low_stock), read by the two metrics routes.
  */
 static pthread_mutex_t sample_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	double rss_bytes, mem_total_bytes, cpu_seconds, cpu_percent;
 	int pool_peak;
 	double sampled_at;	/* monotonic */
-} sample;
+	long long low_stock;	/* -1 until the application's first sample */
+	double low_stock_at;	/* Unix seconds */
+	int nlow;
+	struct metrics_low_paint low[METRICS_LOW_MAX];
+} sample = { .low_stock = -1 };
 
-enum { A_QUERY, A_POOL, A_MEMORY, A_ERRORS, A_TIMEOUTS, NALERTS = METRICS_NALERTS };
-static const char *const alert_names[NALERTS] = {
-	"query_time", "pool_utilisation", "memory", "error_rate", "connection_timeouts",
+enum { A_QUERY, A_POOL, A_MEMORY, A_ERRORS, A_TIMEOUTS, A_LOW_STOCK, NALERTS = METRICS_NALERTS };
+const char *const metrics_alert_names[NALERTS] = {
+	"query_time", "pool_utilisation", "memory", "error_rate", "connection_timeouts", "low_stock",
 };
-static const char *const alert_units[NALERTS] = { "ms", "%", "%", "%", "count" };
+static const char *const alert_units[NALERTS] = { "ms", "%", "%", "%", "count", "count" };
 static struct { int firing; double value, threshold; } alerts[NALERTS];
 static struct alert_thresholds thresholds;
 
@@ -85,6 +91,20 @@ void metrics_setup(const struct config *c, size_t n)
 	thresholds.memory_percent = c ? c->alert_memory_percent : 85;
 	thresholds.error_percent = c ? c->alert_error_percent : 5;
 	thresholds.pool_timeouts = c ? c->alert_pool_timeouts : 3;
+	thresholds.low_stock = c ? c->alert_low_stock : 1;
+}
+
+void metrics_low_stock(long long count, const struct metrics_low_paint *lowest, int n)
+{
+	assert(n >= 0 && n <= METRICS_LOW_MAX);
+	pthread_mutex_lock(&sample_mu);
+	/* Held: sample's low-stock fields are one sample's, whole. */
+	sample.low_stock = count;
+	sample.low_stock_at = now_wall();
+	sample.nlow = n;
+	if (n > 0)
+		memcpy(sample.low, lowest, (size_t)n * sizeof(*lowest));
+	pthread_mutex_unlock(&sample_mu);
 }
 
 void metrics_fcgi_closed(enum metrics_fcgi_close why, unsigned n)
@@ -257,6 +277,9 @@ static void evaluate_alerts(const struct pool_stats *ps, const struct metrics_wi
 	limits[A_ERRORS] = thresholds.error_percent;
 	values[A_TIMEOUTS] = (double)t->pool_timeouts;
 	limits[A_TIMEOUTS] = thresholds.pool_timeouts;
+	/* Not sampled yet: nothing known to be low. */
+	values[A_LOW_STOCK] = sample.low_stock > 0 ? (double)sample.low_stock : 0;
+	limits[A_LOW_STOCK] = thresholds.low_stock;
 	for (i = 0; i < NALERTS; i++) {
 		int firing = values[i] >= limits[i] && !(i == A_QUERY && values[i] == 0);
 
@@ -264,7 +287,7 @@ static void evaluate_alerts(const struct pool_stats *ps, const struct metrics_wi
 			struct log_line l;
 
 			log_begin(&l, firing ? LOG_WARN : LOG_INFO, firing ? "alert firing" : "alert cleared");
-			log_str(&l, "alert", alert_names[i]);
+			log_str(&l, "alert", metrics_alert_names[i]);
 			log_num(&l, "value", values[i]);
 			log_num(&l, "threshold", limits[i]);
 			log_end(&l);
@@ -335,17 +358,24 @@ void metrics_snapshot(struct metrics_snapshot *s)
 	s->mem_limit_bytes = sample.mem_total_bytes;
 	s->cpu_percent = sample.cpu_percent;
 	for (a = 0; a < NALERTS; a++) {
-		s->alerts[a].name = alert_names[a];
+		s->alerts[a].name = metrics_alert_names[a];
 		s->alerts[a].unit = alert_units[a];
 		s->alerts[a].firing = alerts[a].firing;
 		s->alerts[a].value = alerts[a].value;
 		s->alerts[a].threshold = alerts[a].threshold;
 	}
+	s->low_stock = sample.low_stock;
+	s->low_stock_at = sample.low_stock_at;
+	s->nlow = sample.nlow;
+	s->low = xcalloc(METRICS_LOW_MAX, sizeof(*s->low));
+	memcpy(s->low, sample.low, (size_t)sample.nlow * sizeof(*s->low));
 	pthread_mutex_unlock(&sample_mu);
 }
 
 void metrics_snapshot_free(struct metrics_snapshot *s)
 {
 	free(s->routes);
+	free(s->low);
 	s->routes = NULL;
+	s->low = NULL;
 }

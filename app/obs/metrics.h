@@ -25,6 +25,7 @@ struct alert_thresholds {
 	double memory_percent;		/* RSS of the machine's (or cgroup's) memory */
 	double error_percent;		/* 5xx answers of all answers */
 	double pool_timeouts;		/* checkouts that timed out in the window */
+	double low_stock;		/* paints low on stock */
 };
 
 /* Call once before threads start. nroutes: the size of the route table. */
@@ -57,7 +58,23 @@ void metrics_set_inflight_source(int (*inflight)(void));
 /* Each second, from the housekeeper: sample the process and the pool, check alerts. */
 void metrics_sample(struct pool *p);
 
-#define METRICS_NALERTS 5
+/*
+ * The catalogue's low stock, as sampled by the application (a chore of
+ * the paints resource): how many paints are low, and the lowest few.
+ * metrics_low_stock replaces the last sample (copying lowest[0..n), n at
+ * most METRICS_LOW_MAX); the low_stock alert is judged on it at the next
+ * metrics_sample. Until the first sample the count is unknown (-1).
+ */
+#define METRICS_LOW_MAX 10
+struct metrics_low_paint {
+	long long id, stock, threshold;	/* threshold: the effective one */
+	char name[808], brand[408];	/* UTF-8: 200 and 100 characters at most */
+};
+void metrics_low_stock(long long count, const struct metrics_low_paint *lowest, int n);
+
+#define METRICS_NALERTS 6
+/* The alerts' names, as /metrics labels them (paintstudio_alert_firing{alert=...}). */
+extern const char *const metrics_alert_names[METRICS_NALERTS];
 
 /* The sliding window's totals (the last WINDOW_SECONDS). */
 struct metrics_window {
@@ -96,6 +113,10 @@ struct metrics_snapshot {
 	} fcgi_closed[METRICS_FCGI_NCLOSE];	/* by enum metrics_fcgi_close */
 	struct metrics_window window;
 	struct metrics_alert alerts[METRICS_NALERTS];
+	long long low_stock;		/* paints low on stock; -1: not sampled yet */
+	double low_stock_at;		/* Unix seconds of that sample */
+	int nlow;
+	struct metrics_low_paint *low;	/* nlow entries (the lowest first), owned */
 };
 
 /* Fill s (never fails); release it with metrics_snapshot_free. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "obs/metrics.h"
 
 enum { FCGI_BEGIN = 1, FCGI_END = 3, FCGI_PARAMS = 4, FCGI_STDIN = 5, FCGI_STDOUT = 6 };
 
@@ -199,9 +200,6 @@ double status_metric(const char *text, const char *metric)
 
 int status_run(const char *spec)
 {
-	static const char *const alerts[] = {
-		"query_time", "pool_utilisation", "memory", "error_rate", "connection_timeouts",
-	};
 	struct strbuf out;
 	char err[256], key[96];
 	const char *body;
@@ -253,9 +251,9 @@ int status_run(const char *spec)
 	       status_metric(body, "paintstudio_redis_up") == 1 ? "up" : "DOWN", hits, misses,
 	       hits + misses > 0 ? 100.0 * hits / (hits + misses) : 0.0,
 	       status_metric(body, "paintstudio_cache_errors_total"));
-	for (i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++) {
-		snprintf(key, sizeof(key), "paintstudio_alert_firing{alert=\"%s\"}", alerts[i]);
-		printf("%-22s %-20s %s\n", i == 0 ? "alerts" : "", alerts[i],
+	for (i = 0; i < METRICS_NALERTS; i++) {
+		snprintf(key, sizeof(key), "paintstudio_alert_firing{alert=\"%s\"}", metrics_alert_names[i]);
+		printf("%-22s %-20s %s\n", i == 0 ? "alerts" : "", metrics_alert_names[i],
 		       status_metric(body, key) == 1 ? "FIRING" : "ok");
 	}
 	strbuf_free(&out);

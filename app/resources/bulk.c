@@ -317,7 +317,7 @@ static void preview_answer(struct ctx *c, struct bulk_run *run)
 	json_object_object_add(o, "unchanged", json_object_new_int64(run->unchanged));
 	sample = json_object_new_array();
 	for (i = 0; i < PQntuples(r); i++) {
-		struct json_object *p = paint_row_json(r, i);
+		struct json_object *p = paint_row_json(r, i, c->app->cfg->low_stock_threshold);
 
 		json_object_object_add(p, "before", cell_json(r, i, COL_COUNT));
 		json_object_object_add(p, "after", cell_json(r, i, COL_COUNT + 1));
@@ -469,7 +469,7 @@ void paints_bulk(struct ctx *c)
 	}
 	if (run.req.by_filter) {
 		run.have_lq = 1;
-		if (paint_list_query_build(&run.lq, &run.req.filter, PAINT_LIST_ALL, &errors) != 0) {
+		if (paint_list_query_build(&run.lq, &run.req.filter, PAINT_LIST_ALL, c->app->cfg->low_stock_threshold, &errors) != 0) {
 			filter_refused(c, errors);
 			goto out;
 		}

@@ -147,6 +147,11 @@ static int read_change(const char *key, struct json_object *v, struct bulk_reque
 			bad = 1;
 			continue;
 		}
+		if (f >= PF_CATALOGUE) {
+			err(errs, name, "is not changed by bulk edits: set it in the paint's editor");
+			bad = 1;
+			continue;
+		}
 		ch->value[f] = ch->op == BULK_ADD ? add_value((enum paint_field)f, val, &why)
 						  : paint_field_from_json((enum paint_field)f, val, &why);
 		if (ch->value[f] == NULL) {
@@ -264,7 +269,7 @@ void bulk_undo_assign(struct strbuf *out)
 {
 	int f;
 
-	for (f = 0; f < PF_COUNT; f++) {
+	for (f = 0; f < PF_CATALOGUE; f++) {	/* what a bulk edit may change */
 		const char *col = paint_field_name((enum paint_field)f);
 
 		strbuf_printf(out, "%s%s = CASE WHEN t.changes ? '%s' THEN (t.changes -> '%s' ->> 'old')::%s "

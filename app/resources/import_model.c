@@ -12,13 +12,14 @@
 #include "base/util.h"
 
 /* The columns after the writable fields, in enum import_column order. */
-static const char *const extra_columns[IC_COUNT - PF_COUNT] = {
-	"id", "version", "created_at", "updated_at",
+static const char *const extra_columns[IC_COUNT - PF_CATALOGUE] = {
+	"id", "version", "created_at", "updated_at", "low_stock_threshold",
 };
 
 static const char *column_name(int col)
 {
-	return col < PF_COUNT ? paint_field_name((enum paint_field)col) : extra_columns[col - PF_COUNT];
+	return col < PF_CATALOGUE ? paint_field_name((enum paint_field)col)
+				  : extra_columns[col - PF_CATALOGUE];
 }
 
 static int column_find(const char *name)
@@ -68,7 +69,7 @@ int import_header_missing_required(const struct import_header *h)
 {
 	int f;
 
-	for (f = 0; f < PF_COUNT; f++)
+	for (f = 0; f < PF_CATALOGUE; f++)
 		if (h->at[f] < 0 && paint_field_default((enum paint_field)f) == NULL)
 			return f;
 	return -1;
@@ -202,7 +203,7 @@ int import_row_read(const struct import_header *h, const struct csv_record *rec,
 			row->id = number_cell(col, rec->cells[i], rec->lens[i], &why);
 		else if (col == IC_VERSION)
 			row->version = number_cell(col, rec->cells[i], rec->lens[i], &why);
-		else if (col < PF_COUNT) {
+		else if (col < PF_CATALOGUE) {
 			s = csv_unneutralise(rec->cells[i], rec->lens[i], &len);
 			row->value[col] = paint_field_from_text((enum paint_field)col, s, &why);
 		}
@@ -242,7 +243,7 @@ void import_row_copy(const struct import_row *row, struct strbuf *out)
 	copy_value(out, row->id);
 	strbuf_putc(out, '\t');
 	copy_value(out, row->version);
-	for (f = 0; f < PF_COUNT; f++) {
+	for (f = 0; f < PF_CATALOGUE; f++) {
 		strbuf_putc(out, '\t');
 		copy_value(out, row->value[f]);
 	}

@@ -33,9 +33,12 @@
 #define IMPORT_MAX_CELLS 32
 #define IMPORT_MAX_RECORD (256 * 1024)
 
-/* The columns beyond the writable fields (0..PF_COUNT-1). */
+/*
+ * The columns beyond the fields an import writes (0..PF_CATALOGUE-1):
+ * created_at, updated_at and low_stock_threshold are read and ignored.
+ */
 enum import_column {
-	IC_ID = PF_COUNT, IC_VERSION, IC_CREATED_AT, IC_UPDATED_AT, IC_COUNT
+	IC_ID = PF_CATALOGUE, IC_VERSION, IC_CREATED_AT, IC_UPDATED_AT, IC_LOW_THRESHOLD, IC_COUNT
 };
 
 /* The header: which column each cell position holds, and where each column is. */

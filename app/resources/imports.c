@@ -386,7 +386,7 @@ static int note_changed(struct import_run *run, const PGresult *r)
 static int apply(struct ctx *c, struct import_run *run, char import_id[24])
 {
 	char actor[24], summary[160];
-	const char *params[13];
+	const char *params[3 + PF_CATALOGUE];
 	PGresult *r;
 	int f, n;
 
@@ -402,7 +402,7 @@ static int apply(struct ctx *c, struct import_run *run, char import_id[24])
 	snprintf(import_id, 24, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	params[2] = import_id;
-	for (f = 0; f < PF_COUNT; f++)
+	for (f = 0; f < PF_CATALOGUE; f++)
 		params[3 + f] = paint_field_default((enum paint_field)f);
 	strbuf_putc(&run->outbox, '{');
 	if ((r = ctx_exec_expect(c, "import_update", SQL_UPDATE, 3, params, PGRES_TUPLES_OK)) == NULL)

@@ -434,6 +434,11 @@ static void prom_process(struct strbuf *sb, const struct metrics_snapshot *m)
 	prom_value(sb, "process_start_time_seconds", "gauge", "Start time since the Unix epoch.", m->started_wall);
 	prom_value(sb, "paintstudio_threads_busy", "gauge", "Worker threads serving a request.", m->threads_busy);
 	prom_value(sb, "paintstudio_threads", "gauge", "Worker threads.", m->threads);
+	/* Unknown until the first sample (a few seconds after start): no series rather than a false 0. */
+	if (m->low_stock >= 0)
+		prom_value(sb, "paintstudio_paints_low_stock", "gauge",
+			   "Paints at or below their low-stock threshold (sampled every few seconds).",
+			   (double)m->low_stock);
 	prom_head(sb, "paintstudio_alert_firing", "gauge", "1 while an alert's threshold is crossed.");
 	for (i = 0; i < METRICS_NALERTS; i++)
 		strbuf_printf(sb, "paintstudio_alert_firing{alert=\"%s\"} %d\n", m->alerts[i].name,
@@ -691,6 +696,39 @@ static struct json_object *fastcgi_json(const struct metrics_snapshot *m)
 	return o;
 }
 
+/*
+ * The catalogue's low stock as last sampled: {count (null until the first
+ * sample), default_threshold, sampled_at, lowest: [{id, name, brand,
+ * stock, threshold}]}, the lowest first.
+ */
+static struct json_object *low_stock_json(const struct config *cfg, const struct metrics_snapshot *m)
+{
+	struct json_object *o = json_object_new_object(), *lowest = json_object_new_array();
+	char ts[40];
+	int i;
+
+	json_object_object_add(o, "count", m->low_stock >= 0 ? json_object_new_int64(m->low_stock) : NULL);
+	json_object_object_add(o, "default_threshold", json_object_new_int(cfg->low_stock_threshold));
+	if (m->low_stock >= 0) {
+		format_iso8601(m->low_stock_at, ts, sizeof(ts));
+		json_object_object_add(o, "sampled_at", json_object_new_string(ts));
+	} else {
+		json_object_object_add(o, "sampled_at", NULL);
+	}
+	for (i = 0; i < m->nlow; i++) {
+		struct json_object *p = json_object_new_object();
+
+		json_object_object_add(p, "id", json_object_new_int64(m->low[i].id));
+		json_object_object_add(p, "name", json_object_new_string(m->low[i].name));
+		json_object_object_add(p, "brand", json_object_new_string(m->low[i].brand));
+		json_object_object_add(p, "stock", json_object_new_int64(m->low[i].stock));
+		json_object_object_add(p, "threshold", json_object_new_int64(m->low[i].threshold));
+		json_object_array_add(lowest, p);
+	}
+	json_object_object_add(o, "lowest", lowest);
+	return o;
+}
+
 static void ops_admin_metrics(struct ctx *c)
 {
 	struct json_object *o = json_object_new_object(), *mem, *cache, *reqs;
@@ -734,6 +772,7 @@ static void ops_admin_metrics(struct ctx *c)
 	json_object_object_add(o, "requests", reqs);
 	json_object_object_add(o, "indicators", indicators(c->app->cfg, t, &ps));
 	json_object_object_add(o, "alerts", alerts_json(&m));
+	json_object_object_add(o, "low_stock", low_stock_json(c->app->cfg, &m));
 	format_iso8601(now_wall(), ts, sizeof(ts));
 	json_object_object_add(o, "timestamp", json_object_new_string(ts));
 	metrics_snapshot_free(&m);

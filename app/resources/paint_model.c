@@ -36,7 +36,7 @@ static const char *const field_names[PF_COUNT] = {
 	[PF_NAME] = "name", [PF_BRAND] = "brand", [PF_CODE] = "color_code",
 	[PF_TYPE] = "color_type", [PF_FAMILY] = "color_family", [PF_IMAGE] = "image_url",
 	[PF_DESCRIPTION] = "description", [PF_PREVIEW] = "color_preview",
-	[PF_STOCK] = "stock", [PF_PRICE] = "price",
+	[PF_STOCK] = "stock", [PF_PRICE] = "price", [PF_LOW_THRESHOLD] = "low_stock_threshold",
 };
 
 const char *paint_field_name(enum paint_field f)
@@ -69,10 +69,20 @@ static const struct {
 };
 #define NTEXT (sizeof(text_fields) / sizeof(text_fields[0]))
 
-struct json_object *paint_row_json(const PGresult *r, int row)
+int paint_is_low(int64_t stock, int64_t threshold, int64_t low_default)
+{
+	int64_t t = threshold < 0 ? low_default : threshold;
+
+	return t > 0 && stock <= t;
+}
+
+struct json_object *paint_row_json(const PGresult *r, int row, int64_t low_default)
 {
 	struct json_object *o = json_object_new_object();
 	const char *price = PQgetvalue(r, row, COL_PRICE);
+	int own = !PQgetisnull(r, row, COL_LOW_THRESHOLD);
+	int64_t stock = strtoll(PQgetvalue(r, row, COL_STOCK), NULL, 10);
+	int64_t threshold = own ? strtoll(PQgetvalue(r, row, COL_LOW_THRESHOLD), NULL, 10) : -1;
 	size_t i;
 
 	json_object_object_add(o, "id",
@@ -83,8 +93,7 @@ struct json_object *paint_row_json(const PGresult *r, int row)
 		json_object_object_add(o, field_names[text_fields[i].field],
 				       json_object_new_string(PQgetvalue(r, row, text_fields[i].col)));
 	}
-	json_object_object_add(o, "stock",
-			       json_object_new_int64(strtoll(PQgetvalue(r, row, COL_STOCK), NULL, 10)));
+	json_object_object_add(o, "stock", json_object_new_int64(stock));
 	/* numeric(10,2) as text keeps the exact decimal: emit it verbatim. */
 	json_object_object_add(o, "price", json_object_new_double_s(strtod(price, NULL), price));
 	json_object_object_add(o, "description",
@@ -97,6 +106,9 @@ struct json_object *paint_row_json(const PGresult *r, int row)
 			       json_object_new_string(PQgetvalue(r, row, COL_UPDATED)));
 	json_object_object_add(o, "version",
 			       json_object_new_int64(strtoll(PQgetvalue(r, row, COL_VERSION), NULL, 10)));
+	json_object_object_add(o, "low_stock_threshold", own ? json_object_new_int64(threshold) : NULL);
+	json_object_object_add(o, "low_stock",
+			       json_object_new_boolean(paint_is_low(stock, threshold, low_default)));
 	return o;
 }
 
@@ -121,6 +133,7 @@ static const struct {
 	[COL_CREATED] = { "created_at", CSV_TEXT },
 	[COL_UPDATED] = { "updated_at", CSV_TEXT },
 	[COL_VERSION] = { "version", CSV_NUMBER },
+	[COL_LOW_THRESHOLD] = { "low_stock_threshold", CSV_NUMBER },
 };
 
 void paint_csv_header(struct csv_writer *w)
@@ -177,7 +190,7 @@ static const struct text_rule text_rules[PF_COUNT] = {
 };
 
 /* Members a client may send back unchanged from a GET: accepted, ignored. */
-static const char *const read_only[] = { "id", "created_at", "updated_at", "version" };
+static const char *const read_only[] = { "id", "created_at", "updated_at", "version", "low_stock" };
 
 static int is_known(const char *key)
 {
@@ -396,6 +409,19 @@ static char *check_price(struct json_object *v, const char **why)
 	return xstrdup(text);
 }
 
+/*
+ * A paint's own low-stock threshold: a stock level (check_stock's rule),
+ * or absent or null for none (*out NULL: the default applies). 0, or -1
+ * with *why.
+ */
+static int check_threshold(struct json_object *v, char **out, const char **why)
+{
+	*out = NULL;
+	if (v == NULL)
+		return 0;
+	return (*out = check_stock(v, why)) != NULL ? 0 : -1;
+}
+
 /* The member key of body, else of base; NULL when absent or null (default). */
 static struct json_object *effective(struct json_object *body, struct json_object *base,
 				     const char *key)
@@ -436,6 +462,9 @@ int paint_validate(struct json_object *body, struct json_object *base,
 	out->value[PF_PRICE] = check_price(effective(body, base, "price"), &why);
 	if (out->value[PF_PRICE] == NULL)
 		json_object_object_add(errs, "price", json_object_new_string(why));
+	if (check_threshold(effective(body, base, "low_stock_threshold"), &out->value[PF_LOW_THRESHOLD],
+			    &why) != 0)
+		json_object_object_add(errs, "low_stock_threshold", json_object_new_string(why));
 
 	if (json_object_object_length(errs) > 0) {
 		paint_input_free(out);
@@ -740,4 +769,65 @@ int paint_cached_stats_check(const char *v, size_t len)
 			}
 	}
 	return r == 0 && json_scan_end(&js) == 0 && seen == (1u << NSTATS) - 1 ? 0 : -1;
+}
+
+const char *const paint_facets[PAINT_NFACETS] = { "brand", "color_family", "color_type" };
+
+/* A facet's values: an array of objects, each with a "value" string and a "count" number. */
+static int facet_values(struct json_scan *js)
+{
+	const char *key;
+	size_t keylen;
+	enum json_kind kind;
+	int r, m, seen;
+
+	if (json_scan_enter(js, JSON_ARRAY) != 0)
+		return -1;
+	while ((r = json_scan_element(js)) == 1) {
+		if (json_scan_enter(js, JSON_OBJECT) != 0)
+			return -1;
+		seen = 0;
+		while ((m = json_scan_member(js, &key, &keylen)) == 1) {
+			if ((kind = json_scan_value(js)) == JSON_BAD)
+				return -1;
+			if (key_is(key, keylen, "value"))
+				seen |= kind == JSON_STRING ? 1 : 4;
+			else if (key_is(key, keylen, "count"))
+				seen |= kind == JSON_NUMBER ? 2 : 4;
+		}
+		if (m != 0 || seen != 3)
+			return -1;
+	}
+	return r == 0 ? 0 : -1;
+}
+
+int paint_cached_facets_check(const char *v, size_t len)
+{
+	struct json_scan js;
+	const char *key;
+	size_t keylen, i;
+	enum json_kind kind;
+	unsigned seen = 0, all = (1u << (PAINT_NFACETS + 2)) - 1;
+	int r, facet;
+
+	if (page_enter(v, len, &js) != 0)
+		return -1;
+	while ((r = json_scan_member(&js, &key, &keylen)) == 1) {
+		for (facet = -1, i = 0; i < PAINT_NFACETS; i++)
+			if (key_is(key, keylen, paint_facets[i]))
+				facet = (int)i;
+		if (facet >= 0) {
+			if (facet_values(&js) != 0)
+				return -1;
+			seen |= 1u << facet;
+			continue;
+		}
+		if ((kind = json_scan_value(&js)) == JSON_BAD)
+			return -1;
+		if (key_is(key, keylen, "total"))
+			seen |= kind == JSON_NUMBER ? 1u << PAINT_NFACETS : 1u << 31;
+		else if (key_is(key, keylen, "more"))
+			seen |= kind == JSON_OBJECT ? 1u << (PAINT_NFACETS + 1) : 1u << 31;
+	}
+	return r == 0 && json_scan_end(&js) == 0 && seen == all ? 0 : -1;
 }

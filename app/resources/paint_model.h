@@ -20,12 +20,24 @@
 /* The writable fields of a paint, in the order of the SQL parameters. */
 enum paint_field {
 	PF_NAME, PF_BRAND, PF_CODE, PF_TYPE, PF_FAMILY, PF_IMAGE, PF_DESCRIPTION,
-	PF_PREVIEW, PF_STOCK, PF_PRICE, PF_COUNT
+	PF_PREVIEW, PF_STOCK, PF_PRICE, PF_LOW_THRESHOLD, PF_COUNT
 };
 
-/* A validated paint: every field as the text PostgreSQL receives. */
+/*
+ * The fields a CSV import and a bulk edit write: the catalogue's, all but
+ * the low-stock threshold (0..PF_CATALOGUE-1). An import reads the
+ * export's low_stock_threshold column and leaves the paint's as it is; a
+ * bulk edit refuses it. Thresholds are set in the editor or by PATCH.
+ */
+#define PF_CATALOGUE PF_LOW_THRESHOLD
+
+/*
+ * A validated paint: every field as the text PostgreSQL receives. Owned;
+ * after a successful validate only value[PF_LOW_THRESHOLD] may be NULL
+ * (SQL NULL: the paint follows the default threshold).
+ */
 struct paint_input {
-	char *value[PF_COUNT];	/* owned; never NULL after a successful validate */
+	char *value[PF_COUNT];
 };
 
 /*
@@ -44,13 +56,36 @@ struct paint_input {
 	"stock, price::text, description, color_preview, " \
 	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
 	"to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
-	"version"
+	"version, low_stock_threshold"
 
 enum paint_col {
 	COL_ID, COL_NAME, COL_BRAND, COL_CODE, COL_TYPE, COL_FAMILY, COL_IMAGE,
 	COL_STOCK, COL_PRICE, COL_DESCRIPTION, COL_PREVIEW, COL_CREATED,
-	COL_UPDATED, COL_VERSION, COL_COUNT
+	COL_UPDATED, COL_VERSION, COL_LOW_THRESHOLD, COL_COUNT
 };
+
+/*
+ * Low stock. A paint's effective threshold is its own (low_stock_threshold)
+ * or, when that is NULL, the service's default (LOW_STOCK_THRESHOLD); the
+ * paint is low when that threshold is above 0 and its stock is at or
+ * below it. So an out-of-stock paint is low, and a threshold of 0 (a
+ * paint's own, or the default for paints without one) means "never low".
+ *
+ * paint_is_low is the rule in C (threshold < 0: the paint has none of its
+ * own); PAINT_LOW_SQL(d) is the same rule as an SQL condition, never NULL,
+ * with d the default as SQL text (a parameter such as "$3", or "%s" for a
+ * format taking it twice): the OR of two disjoint arms, paints on the
+ * default (PAINT_LOW_DEFAULT_SQL) and paints with their own threshold
+ * (PAINT_LOW_OWN_SQL). Each arm implies the predicate of one of migration
+ * 0014's partial indexes (paints_low_default_idx, paints_low_own_idx), so
+ * either can be counted from its index alone.
+ */
+int paint_is_low(int64_t stock, int64_t threshold, int64_t low_default);
+#define PAINT_LOW_DEFAULT_SQL(d) \
+	"low_stock_threshold IS NULL AND stock <= " d "::int4 AND " d "::int4 > 0"
+#define PAINT_LOW_OWN_SQL \
+	"low_stock_threshold IS NOT NULL AND low_stock_threshold > 0 AND stock <= low_stock_threshold"
+#define PAINT_LOW_SQL(d) "((" PAINT_LOW_DEFAULT_SQL(d) ") OR (" PAINT_LOW_OWN_SQL "))"
 
 /* An order of the list: ?sort=<param>, a column, and its cursor's cast. */
 struct paint_sort {
@@ -143,19 +178,22 @@ char *paint_like_pattern(const char *q);
 
 /*
  * The paint in row of r (selected with PAINT_COLUMNS) as a new JSON object
- * in the API's paint shape; the caller puts it.
+ * in the API's paint shape, "low_stock" judged with the default threshold
+ * low_default (paint_is_low); the caller puts it.
  */
-struct json_object *paint_row_json(const PGresult *r, int row);
+struct json_object *paint_row_json(const PGresult *r, int row, int64_t low_default);
 
 /*
- * The export (CSV). Its columns are a paint's fields, named and ordered
- * as in the JSON (id, name, brand, color_code, color_type, color_family,
- * image_url, stock, price, description, color_preview, created_at,
- * updated_at, version). paint_csv_header writes the record of their
+ * The export (CSV). Its columns are a paint's stored fields, named and
+ * ordered as in the JSON (id, name, brand, color_code, color_type,
+ * color_family, image_url, stock, price, description, color_preview,
+ * created_at, updated_at, version, low_stock_threshold; not the derived
+ * low_stock). paint_csv_header writes the record of their
  * names; paint_row_csv the paint in row of r (selected with
  * PAINT_COLUMNS): text as CSV_TEXT (neutralised where a spreadsheet
  * could read a formula), the numbers as PostgreSQL formatted them
- * (CSV_NUMBER: id, stock, price, version), NULL as an empty cell.
+ * (CSV_NUMBER: id, stock, price, version, low_stock_threshold), NULL as
+ * an empty cell.
  */
 void paint_csv_header(struct csv_writer *w);
 void paint_row_csv(struct csv_writer *w, const PGresult *r, int row);
@@ -185,5 +223,18 @@ int paint_cached_paint_check(const char *v, size_t len, int64_t id);
  */
 int paint_cached_list_check(const char *v, size_t len);
 int paint_cached_stats_check(const char *v, size_t len);
+
+/*
+ * The facets page: "<etag>\n<body>", body an object with "total" (a
+ * number), "more" (an object) and each of PAINT_FACETS (an array of
+ * objects, each with a "value" string and a "count" number).
+ */
+int paint_cached_facets_check(const char *v, size_t len);
+
+/* The facets, in the order of the answer and of the facets statement's rows. */
+#define PAINT_NFACETS 3
+extern const char *const paint_facets[PAINT_NFACETS];	/* brand, color_family, color_type */
+/* The most values a facet lists; "more" says when it has others. */
+#define PAINT_FACET_MAX 200
 
 #endif

@@ -22,7 +22,7 @@
 
 /* The statements (registered by paints_resource): PAINT_STORE_NSTMTS of them. */
 extern const struct pool_stmt paint_store_statements[];
-#define PAINT_STORE_NSTMTS 9
+#define PAINT_STORE_NSTMTS 10
 
 /* What a paint's audit entry leaves out: the id (the entry's entity_id) and bookkeeping. */
 #define PAINT_AUDIT_SKIP "'{id,version,created_at,updated_at}'::text[]"
@@ -67,44 +67,66 @@ PGresult *paint_store_get(PGconn *pg, const char *id, int for_update);
 PGresult *paint_store_version(PGconn *pg, const char *id);
 PGresult *paint_store_stats(PGconn *pg);
 
+/*
+ * The low-stock sample with low_default the default threshold: one row,
+ * (count, JSON array of the PAINT_LOW_SAMPLED lowest paints, each {id,
+ * name, brand, stock, threshold}: stock, then id, ascending).
+ */
+#define PAINT_LOW_SAMPLED 10
+PGresult *paint_store_low_stock(PGconn *pg, int64_t low_default);
+
 /* ---- the list ------------------------------------------------------------ */
 
 #define PAINT_LIST_MAX_PARAMS 16
 
-/* What a list query selects: one page, or every matching paint (the export). */
+/*
+ * What a list query selects: one page, every matching paint (the
+ * export), or the matching paints counted by facet.
+ */
 enum paint_list_scope {
 	PAINT_LIST_PAGE,	/* limit and cursor apply: at most limit + 1 rows */
 	PAINT_LIST_ALL,		/* the same filters and order, every row: no limit, no cursor */
+	PAINT_LIST_FACETS,	/* the same filters, counted: no limit, no cursor; sort ignored */
 };
 
 /*
- * The list as SQL: run sql with params (ctx_exec_dynamic); its rows are
- * PAINT_COLUMNS, then the sort column as text (for the next cursor), in
- * the sort's order with the id breaking ties (a total order). For a
- * page, at most limit + 1 of them (one more tells there is a next page).
- * canon (the SQL and its values) names the query exactly: the cache key.
+ * The list as SQL: run sql with params (ctx_exec_dynamic). For a page or
+ * all, its rows are PAINT_COLUMNS, then the sort column as text (for the
+ * next cursor), in the sort's order with the id breaking ties (a total
+ * order); for a page, at most limit + 1 of them (one more tells there is
+ * a next page). For the facets, rows (facet, value, count): first facet
+ * 0 (value NULL, count: the paints matching every filter), then for
+ * facet i (1-based: paint_facets[i - 1]) its values counted under every
+ * filter but the facet's own (disjunctive facets), at most
+ * PAINT_FACET_MAX + 1 of them (one more tells there are more), count
+ * descending, then value. canon (the SQL, its values and the default
+ * threshold) names the query exactly: the cache key.
  */
 struct paint_list_query {
 	struct strbuf sql;
 	struct strbuf canon;
+	struct strbuf where;	/* the conditions of the filters that are not facets */
+	struct strbuf facet_where[PAINT_NFACETS];	/* each facet's own condition, or empty */
 	const char *params[PAINT_LIST_MAX_PARAMS];
 	int nparams;
 	const struct paint_sort *sort;
 	int64_t limit;
 	char *like;		/* owned: q's LIKE pattern */
 	char *cursor_value;	/* owned: the cursor's sort value */
-	char cursor_id[24], limit_text[24];
+	char cursor_id[24], limit_text[24], low_default_text[24];
 };
 
 /*
  * Build the query of scope from the request's parameters (the strings in
- * q must outlive lq). Returns 0, or -1 with *errors a new JSON object
- * naming each bad or unknown parameter, and for PAINT_LIST_ALL limit and
+ * q must outlive lq), low_default the default low-stock threshold (for
+ * low_stock=). Returns 0, or -1 with *errors a new JSON object naming
+ * each bad or unknown parameter, and outside PAINT_LIST_PAGE limit and
  * cursor (caller puts it). Either way lq must be freed with
  * paint_list_query_free.
  */
 int paint_list_query_build(struct paint_list_query *lq, const struct http_query *q,
-			   enum paint_list_scope scope, struct json_object **errors);
+			   enum paint_list_scope scope, int64_t low_default,
+			   struct json_object **errors);
 void paint_list_query_free(struct paint_list_query *lq);
 
 #endif

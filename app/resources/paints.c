@@ -18,8 +18,15 @@
 #include "base/util.h"
 #include "cache/cache.h"
 #include "http/context.h"
+#include "obs/metrics.h"
 #include "resources/paint_model.h"
 #include "resources/paint_store.h"
+
+/* The default low-stock threshold (LOW_STOCK_THRESHOLD), for every paint's "low_stock". */
+static int64_t low_default(const struct ctx *c)
+{
+	return c->app->cfg->low_stock_threshold;
+}
 
 static void not_found(struct ctx *c)
 {
@@ -71,7 +78,7 @@ static int path_id(struct ctx *c, char text[24])
 /* Answer with the paint in the first row of r. */
 static void send_paint(struct ctx *c, int status, const PGresult *r)
 {
-	struct json_object *o = paint_row_json(r, 0);
+	struct json_object *o = paint_row_json(r, 0, low_default(c));
 
 	set_etag(c, PQgetvalue(r, 0, COL_VERSION));
 	http_resp_json(&c->resp, status, o);
@@ -320,7 +327,7 @@ static enum patch_result patch_once(struct ctx *c, PGconn *pg, const char *id,
 		changed_since(c, PQgetvalue(r, 0, COL_VERSION));
 		goto out;
 	}
-	base = paint_row_json(r, 0);
+	base = paint_row_json(r, 0, low_default(c));
 	if (paint_validate(body, base, &in, &errors) != 0) {
 		validation_failed(c, errors);
 		goto out;
@@ -533,14 +540,18 @@ void paints_stats(struct ctx *c)
 
 /* ---- the list ---------------------------------------------------------------- */
 
-/* Answer from the cached list page named key, if any; 0 when answered. gen is set either way. */
-static int send_page_from_cache(struct ctx *c, const char *key, char gen[24])
+/*
+ * Answer from the cached page of kind ("list", "facets") named key, if
+ * any, as check lets it through; 0 when answered. gen is set either way.
+ */
+static int send_page_from_cache(struct ctx *c, const char *kind, const char *key,
+				cache_page_check check, char gen[24])
 {
 	struct strbuf cached;
 	int rc = -1;
 
 	strbuf_init(&cached);
-	c->cache = cache_page_get("list", key, paint_cached_list_check, &cached, gen);
+	c->cache = cache_page_get(kind, key, check, &cached, gen);
 	if (c->cache == CACHE_HIT && send_cached_page(c, &cached) == 0)
 		rc = 0;
 	strbuf_free(&cached);
@@ -557,7 +568,7 @@ static void send_list_page(struct ctx *c, const struct paint_list_query *lq, con
 
 	items = json_object_new_array_ext(rows);
 	for (i = 0; i < rows && i < lq->limit; i++)
-		json_object_array_add(items, paint_row_json(r, i));
+		json_object_array_add(items, paint_row_json(r, i, low_default(c)));
 	json_object_object_add(o, "items", items);
 	json_object_object_add(o, "next_cursor",
 			       rows > lq->limit ? paint_cursor_make(lq->sort, PQgetvalue(r, last, COL_COUNT),
@@ -574,32 +585,39 @@ static int list_query(struct ctx *c, struct paint_list_query *lq, enum paint_lis
 {
 	struct json_object *errors;
 
-	if (paint_list_query_build(lq, &c->req.query, scope, &errors) == 0)
+	if (paint_list_query_build(lq, &c->req.query, scope, low_default(c), &errors) == 0)
 		return 0;
 	http_problem(&c->resp, 400, "some query parameters are invalid: see errors", errors);
 	return -1;
 }
 
-void paints_list(struct ctx *c)
+/* How a cached query's rows become its page: into c->resp, cached under gen (finish_page). */
+typedef void (*page_maker)(struct ctx *c, const struct paint_list_query *lq, const PGresult *r,
+			   const char *gen);
+
+/*
+ * A read of the list's query in scope (a page, or the facets), cached as
+ * the list's pages are: the parameters (400), the cached page of kind if
+ * check lets it through, else the statement named stmt and make.
+ */
+static void cached_query(struct ctx *c, enum paint_list_scope scope, const char *kind,
+			 cache_page_check check, const char *stmt, page_maker make)
 {
 	struct paint_list_query lq;
 	char gen[24];
 	PGresult *r;
 
-	if (list_query(c, &lq, PAINT_LIST_PAGE) != 0)
-		goto out;
-	if (send_page_from_cache(c, lq.canon.buf, gen) == 0)
-		goto out;
-	if ((r = ctx_exec_dynamic(c, "paints_list", lq.sql.buf, lq.nparams, lq.params)) == NULL)
+	if (list_query(c, &lq, scope) != 0 || send_page_from_cache(c, kind, lq.canon.buf, check, gen) == 0 ||
+	    (r = ctx_exec_dynamic(c, stmt, lq.sql.buf, lq.nparams, lq.params)) == NULL)
 		goto out;
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
 		ctx_db_release(c);	/* read: the connection goes back before the page is made and cached */
-		send_list_page(c, &lq, r, gen);
+		make(c, &lq, r, gen);
 	} else {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 
-		/* Class 22: a cursor value PostgreSQL cannot read back. */
-		if (state && strncmp(state, "22", 2) == 0)
+		/* Class 22 with a cursor: a cursor value PostgreSQL cannot read back. */
+		if (lq.cursor_value && state && strncmp(state, "22", 2) == 0)
 			http_problem(&c->resp, 400, "the cursor is not valid for this list", NULL);
 		else
 			ctx_db_error(c, r);
@@ -607,6 +625,118 @@ void paints_list(struct ctx *c)
 	PQclear(r);
 out:
 	paint_list_query_free(&lq);
+}
+
+void paints_list(struct ctx *c)
+{
+	cached_query(c, PAINT_LIST_PAGE, "list", paint_cached_list_check, "paints_list", send_list_page);
+}
+
+/* ---- the facets ---------------------------------------------------------------- */
+
+/* A facet's value row of r: {value, count}. */
+static struct json_object *facet_value(const PGresult *r, int row)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "value", json_object_new_string(PQgetvalue(r, row, 1)));
+	json_object_object_add(o, "count", json_object_new_int64(strtoll(PQgetvalue(r, row, 2), NULL, 10)));
+	return o;
+}
+
+/*
+ * The facets' rows r (paint_list_query's facets scope) as {total, brand,
+ * color_family, color_type, more}, into c->resp with its ETag, cached
+ * under gen as the list's pages are.
+ */
+static void send_facets(struct ctx *c, const struct paint_list_query *lq, const PGresult *r,
+			const char *gen)
+{
+	struct json_object *o = json_object_new_object(), *more = json_object_new_object();
+	struct json_object *values[PAINT_NFACETS];
+	int shown[PAINT_NFACETS] = { 0 }, rows = PQntuples(r), i, f;
+	int64_t total = 0;
+
+	for (f = 0; f < PAINT_NFACETS; f++)
+		values[f] = json_object_new_array();
+	for (i = 0; i < rows; i++) {
+		f = atoi(PQgetvalue(r, i, 0));
+		if (f == 0)
+			total = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+		else if (f <= PAINT_NFACETS && shown[f - 1]++ < PAINT_FACET_MAX)
+			json_object_array_add(values[f - 1], facet_value(r, i));
+	}
+	json_object_object_add(o, "total", json_object_new_int64(total));
+	for (f = 0; f < PAINT_NFACETS; f++) {
+		json_object_object_add(o, paint_facets[f], values[f]);
+		json_object_object_add(more, paint_facets[f], json_object_new_boolean(shown[f] > PAINT_FACET_MAX));
+	}
+	json_object_object_add(o, "more", more);
+	http_resp_json(&c->resp, 200, o);
+	json_object_put(o);
+	finish_page(c, "facets", lq->canon.buf, gen);
+}
+
+/*
+ * GET /admin/paints/facets: the paints the list's filters match, counted
+ * by brand, family and type. The list's parameters and 400s (limit and
+ * cursor refused; sort accepted and ignored), cached as its pages are.
+ */
+void paints_facets(struct ctx *c)
+{
+	cached_query(c, PAINT_LIST_FACETS, "facets", paint_cached_facets_check, "paints_facets",
+		     send_facets);
+}
+
+/* ---- low stock ------------------------------------------------------------------- */
+
+/* One entry of the sample's JSON array (paint_store_low_stock) into p; -1 if it is not one. */
+static int low_paint(struct json_object *e, struct metrics_low_paint *p)
+{
+	struct json_object *id, *name, *brand, *stock, *threshold;
+
+	if (!json_object_object_get_ex(e, "id", &id) || !json_object_object_get_ex(e, "name", &name) ||
+	    !json_object_object_get_ex(e, "brand", &brand) ||
+	    !json_object_object_get_ex(e, "stock", &stock) ||
+	    !json_object_object_get_ex(e, "threshold", &threshold))
+		return -1;
+	p->id = json_object_get_int64(id);
+	p->stock = json_object_get_int64(stock);
+	p->threshold = json_object_get_int64(threshold);
+	snprintf(p->name, sizeof(p->name), "%s", json_object_get_string(name));
+	snprintf(p->brand, sizeof(p->brand), "%s", json_object_get_string(brand));
+	return 0;
+}
+
+_Static_assert(PAINT_LOW_SAMPLED <= METRICS_LOW_MAX, "the metrics keep every paint sampled");
+
+int paints_low_stock_sample(struct pool *p, const struct config *cfg)
+{
+	struct metrics_low_paint lowest[METRICS_LOW_MAX];
+	struct json_object *list = NULL;
+	struct pool_error err;
+	struct pool_conn *conn;
+	PGresult *r;
+	int n = 0, i, rc = -1;
+
+	/* A busy pool skips this round: the last sample stands. */
+	if (pool_checkout(p, 0.2, "paints.low_stock", &conn, &err) != 0)
+		return -1;
+	r = paint_store_low_stock(pool_conn_pg(conn), cfg->low_stock_threshold);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	    (list = json_tokener_parse(PQgetvalue(r, 0, 1))) != NULL &&
+	    json_object_is_type(list, json_type_array)) {
+		for (i = 0; i < (int)json_object_array_length(list) && n < METRICS_LOW_MAX; i++)
+			if (low_paint(json_object_array_get_idx(list, i), &lowest[n]) == 0)
+				n++;
+		metrics_low_stock(strtoll(PQgetvalue(r, 0, 0), NULL, 10), lowest, n);
+		rc = 0;
+	}
+	if (list)
+		json_object_put(list);
+	PQclear(r);
+	pool_release(p, conn);
+	return rc;
 }
 
 /* ---- the export ---------------------------------------------------------------- */
@@ -727,6 +857,7 @@ static const struct route routes[] = {
 	{ "POST", "/admin/paints", paints_create, "paints.create", AUTH_ADMIN, false, 0 },
 	{ "GET", "/admin/paints/stats", paints_stats, "paints.stats", AUTH_ADMIN, true, 0 },
 	{ "GET", "/admin/paints/export.csv", paints_export, "paints.export", AUTH_ADMIN, true, 0 },
+	{ "GET", "/admin/paints/facets", paints_facets, "paints.facets", AUTH_ADMIN, true, 0 },
 	{ "GET", "/admin/paints/{id}", paints_get, "paints.get", AUTH_ADMIN, true, 0 },
 	{ "PUT", "/admin/paints/{id}", paints_put, "paints.put", AUTH_ADMIN, false, 0 },
 	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch", AUTH_ADMIN, false, 0 },

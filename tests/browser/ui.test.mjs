@@ -118,12 +118,13 @@ test("logging in shows the seeded catalogue with swatches", async () => {
   assert.equal((await cells(2)).length, 50);
   const colour = await page.$eval("#paints tbody tr .swatch", (s) => getComputedStyle(s).backgroundColor);
   assert.match(colour, /^rgb\(/);
-  await page.waitForFunction(() => Number(document.getElementById("total").textContent) >= 10000);
+  await page.waitForFunction(() => Number(document.getElementById("total").textContent.replace(/,/g, "")) >= 10000);
   await shot("02-paints");
 });
 
 test("filters and sorting", async () => {
-  await page.fill("#f-brand", "Golden");
+  await page.waitForSelector('#f-brand option[value="Golden"]', { state: "attached" });
+  await page.selectOption("#f-brand", "Golden");
   await page.click("#filters button[type=submit]");
   await page.waitForFunction(() => [...document.querySelectorAll("#paints tbody tr td:nth-child(3)")]
     .every((td) => td.textContent === "Golden"));
@@ -333,6 +334,109 @@ test("the list's poll is marked as background; a 503 on it is quiet, and polling
     null, { timeout: 4 * REFRESH_MS });
 });
 
+// The number in a line such as "1,234": 1234.
+const num = (t) => Number(String(t).replace(/[^\d]/g, ""));
+
+test("the brand, family and type pick lists are the facets, with their counts", async () => {
+  await page.waitForSelector("#paints-view:not([hidden])");
+  const other = await apiSession();
+  const all = (await other("GET", "/admin/paints/facets")).body;
+  await page.waitForFunction((n) => document.getElementById("matching").textContent.replace(/,/g, "") === String(n),
+    all.total);
+  const labels = (id) => page.$$eval(`#${id} option`, (os) => os.map((o) => [o.value, o.textContent]));
+  const shown = new Map(await labels("f-brand"));
+  for (const v of all.brand.filter((x) => x.value)) assert.equal(shown.get(v.value), `${v.value} (${v.count.toLocaleString("en-US")})`);
+  assert.equal(shown.get(""), "any");
+  // picking a family: the brands counted under it, the family's own list unchanged (disjunctive)
+  await page.selectOption("#f-family", "Blue");
+  const blue = (await other("GET", "/admin/paints/facets?color_family=Blue")).body;
+  await page.waitForFunction((n) => document.getElementById("matching").textContent.replace(/,/g, "") === String(n),
+    blue.total);
+  const golden = blue.brand.find((x) => x.value === "Golden");
+  assert.equal(new Map(await labels("f-brand")).get("Golden"), `Golden (${golden.count})`);
+  assert.deepEqual((await labels("f-family")).slice(1).map(([v]) => v),
+    all.color_family.filter((x) => x.value).map((x) => x.value));
+  assert.equal(await page.inputValue("#f-family"), "Blue");
+  // "N shown of M matching (T in all)"
+  const line = (await page.textContent("#count-line")).replace(/\s+/g, " ");
+  assert.match(line, /^ ?50 shown of [\d,]+ matching \([\d,]+ in all\)/);
+  assert.equal(num(await page.textContent("#matching")), blue.total);
+  assert.ok(num(await page.textContent("#total")) >= all.total - 5);
+  // the facets' polls are background requests, revalidated with If-None-Match
+  const polls = [];
+  const seen = (req) => {
+    if (new URL(req.url()).pathname === "/admin/paints/facets") polls.push(req.headers());
+  };
+  page.on("request", seen);
+  await page.waitForTimeout(REFRESH_MS + 1000);
+  page.off("request", seen);
+  assert.ok(polls.length >= 1);
+  assert.ok(polls.every((h) => h["x-request-purpose"] === "background" && h["if-none-match"]), JSON.stringify(polls));
+  await shot("24-facets-pick-lists");
+  await page.click("#f-reset");
+  await page.waitForFunction(() => document.getElementById("f-family").value === "");
+});
+
+test("low stock: the filter, the badge on low rows, the dashboard's panel and its link", async () => {
+  const other = await apiSession();
+  const brand = "Low UI " + Date.now();
+  const made = [];
+  for (const [name, stock, own] of [["Almost Gone Ochre", 1, null], ["Reorder Teal", 12, 20], ["Plenty Umber", 40, 20]]) {
+    const r = await other("POST", "/admin/paints", { name, brand, stock, low_stock_threshold: own });
+    assert.equal(r.status, 201);
+    made.push(r.body);
+  }
+  assert.deepEqual(made.map((p) => p.low_stock), [true, true, false]);
+  await page.fill("#f-q", brand);
+  await page.selectOption("#f-stock", "low");
+  await page.waitForFunction(() => document.querySelectorAll("#paints tbody tr").length === 2);
+  const rows = await page.$$eval("#paints tbody tr", (trs) => trs.map((tr) => [tr.className, tr.querySelector(".badge")?.textContent]));
+  assert.deepEqual(rows, [["low", "Low stock"], ["low", "Low stock"]]);
+  assert.equal(num(await page.textContent("#matching")), 2);
+  await shot("25-low-stock-filter");
+  await page.selectOption("#f-stock", "");
+  await page.waitForFunction(() => document.querySelectorAll("#paints tbody tr").length === 3);
+  assert.equal(await page.$(`#paints tbody tr[data-id="${made[2].id}"] .badge`), null);
+  // the editor has the paint's own threshold
+  await page.click(`#paints tbody tr[data-id="${made[1].id}"] button:has-text("Edit")`);
+  await page.waitForSelector("#editor[open]");
+  assert.equal(await page.inputValue("#p-low_stock_threshold"), "20");
+  await page.fill("#p-low_stock_threshold", "-3");
+  await page.click("#save-paint");
+  await page.waitForSelector("#e-low_stock_threshold:not(:empty)");
+  await page.click("#cancel-edit");
+  await page.click("#f-reset");
+  // the dashboard: how many are low (as sampled), the lowest, and a link to the filtered list
+  await page.click("#tab-dashboard");
+  const low = await (async () => {
+    let m;
+    await until("the low-stock sample", async () => {
+      m = (await other("GET", "/admin/metrics")).body.low_stock;
+      return m.count !== null;
+    });
+    return m;
+  })();
+  await page.waitForFunction(() => /^[\d,]+ low$/.test(document.getElementById("d-low").textContent));
+  assert.ok(num(await page.textContent("#d-low")) > 0);
+  const items = await page.$$eval("#d-low-list li", (lis) => lis.map((li) => li.textContent));
+  assert.equal(items.length, Math.min(10, low.count));
+  assert.ok(items.every((t) => /\d+ \/ \d+$/.test(t)), items.join("|"));
+  await page.evaluate(() => document.getElementById("d-low-section").scrollIntoView());
+  await shot("26-dashboard-low-stock");
+  await page.click("#d-low-link");
+  await page.waitForSelector("#paints-view:not([hidden])");
+  assert.equal(await page.inputValue("#f-stock"), "low");
+  await page.waitForFunction(() => {
+    const trs = [...document.querySelectorAll("#paints tbody tr")];
+    return trs.length > 0 && trs.every((tr) => tr.querySelector(".badge"));
+  });
+  await page.click("#f-reset");
+  await page.waitForFunction(() => document.querySelectorAll("#paints tbody tr").length === 50);
+  await page.click('th .sort[data-sort="created_at"]');
+  await page.click('th .sort[data-sort="created_at"]');
+  await page.waitForSelector('th .sort[data-sort="created_at"][aria-sort="descending"]');
+});
+
 test("keyboard only: tab to the filters and submit with Enter", async () => {
   await page.focus("#f-q");
   await page.keyboard.type("cobalt");
@@ -472,8 +576,11 @@ test("resetting my own password asks for my current one, then logs me out", asyn
 
 // ---- the Performance page (issue 27) ------------------------------------------
 
-const callsOf = (name) => page.$eval(`#pf-queries tbody tr[data-name="${name}"] td:nth-child(2)`,
-  (td) => Number(td.textContent.replace(/,/g, ""))).catch(() => null);
+// A statement's calls over every row of its name: a dynamic statement
+// (the list with and without each filter) has one row per shape.
+const callsOf = (name) => page.$$eval(`#pf-queries tbody tr[data-name="${name}"] td:nth-child(2)`,
+  (tds) => tds.length ? tds.reduce((n, td) => n + Number(td.textContent.replace(/,/g, "")), 0) : null)
+  .catch(() => null);
 
 // Click "Refresh" until fn (in the page) holds: a slow request joins the
 // shared list just after its answer.
@@ -673,7 +780,8 @@ test("the dashboard's charts have axes with units and a time range", async () =>
 
 test("Export CSV downloads exactly the list's current filter", async () => {
   await page.click("#f-reset");
-  await page.fill("#f-brand", "Golden");
+  await page.waitForSelector('#f-brand option[value="Golden"]', { state: "attached" });
+  await page.selectOption("#f-brand", "Golden");
   await page.click("#filters button[type=submit]");
   await page.waitForFunction(() => [...document.querySelectorAll("#paints tbody tr td:nth-child(3)")]
     .every((td) => td.textContent === "Golden"));
@@ -728,17 +836,20 @@ test("Import CSV: a dry run lists every bad line and changes nothing; a good fil
   assert.match(await page.textContent("#import-status"), new RegExp(`import #${op} `));
   await shot("23-import-applied");
   await page.click("#import-close");
-  // the list, reloaded after the import, has the new paint first (newest first)
-  await page.waitForFunction((n) => document.querySelector("#paints tbody tr td:nth-child(2)")?.textContent === n,
-    `Imported Teal ${stamp}`);
+  // the list, reloaded after the import, has the new paint first (newest first; stock 3 is
+  // low: the name's cell also has the badge)
+  await page.waitForFunction((n) => document.querySelector("#paints tbody tr td:nth-child(2)")
+    ?.textContent.startsWith(n), `Imported Teal ${stamp}`);
 });
 
 // Show only the paints of brand b in the list (the other filters cleared).
 async function filterBrand(b) {
   if (!await page.isVisible("#paints-view")) await page.click("#tab-paints");
-  for (const id of ["#f-q", "#f-family", "#f-type"]) await page.fill(id, "");
-  await page.selectOption("#f-stock", "");
-  await page.fill("#f-brand", b);
+  await page.fill("#f-q", "");
+  // a fresh list and facets (the other pick lists cleared): the brand just made is among them
+  await page.click("#f-reset");
+  await page.waitForSelector(`#f-brand option[value="${b}"]`, { state: "attached" });
+  await page.selectOption("#f-brand", b);
   await page.click("#filters button[type=submit]");
   await page.waitForFunction((brand) => {
     const tds = [...document.querySelectorAll("#paints tbody tr td:nth-child(3)")];

@@ -58,8 +58,10 @@ class WhatIsRecorded(unittest.TestCase):
         self.assertRegex(e["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
         ch = e["changes"]
         self.assertEqual(set(ch), {"name", "brand", "color_code", "color_type", "color_family",
-                                   "image_url", "stock", "price", "description", "color_preview"})
+                                   "image_url", "stock", "price", "description", "color_preview",
+                                   "low_stock_threshold"})
         self.assertEqual(ch["name"], {"old": None, "new": p["name"]})
+        self.assertEqual(ch["low_stock_threshold"], {"old": None, "new": None})  # the default applies
         self.assertEqual(ch["stock"], {"old": None, "new": 10})
         self.assertEqual(ch["price"], {"old": None, "new": 12.5})
         self.assertEqual(ch["description"], {"old": None, "new": "first"})

@@ -23,8 +23,8 @@ from test_load import rss_kb
 
 FIELDS = ["id", "name", "brand", "color_code", "color_type", "color_family", "image_url",
           "stock", "price", "description", "color_preview", "created_at", "updated_at",
-          "version"]
-NUMBERS = ("id", "stock", "price", "version")
+          "version", "low_stock_threshold"]
+NUMBERS = ("id", "stock", "price", "version", "low_stock_threshold")
 BOM = "\ufeff"
 PATH = "/admin/paints/export.csv"
 
@@ -80,6 +80,8 @@ def same_paint(t, row, item):
     for k in FIELDS:
         if k == "price":
             t.assertEqual(Decimal(row[k]), Decimal(str(item[k])), (k, row, item))
+        elif k == "low_stock_threshold":  # null: an empty cell
+            t.assertEqual(row[k], "" if item[k] is None else str(item[k]), (k, row, item))
         elif k in NUMBERS:
             t.assertEqual(int(row[k]), item[k], (k, row, item))
         else:

@@ -133,6 +133,25 @@ class DryRunAndApply(unittest.TestCase):
                          (None, 3, 0))
         self.assertEqual((state(ids), audit_count()), (before, entries))
 
+    def test_the_exports_own_file_imports_unchanged(self):
+        """GET /admin/paints/export.csv as it comes (a byte order mark, every
+        column, low_stock_threshold too, which an import reads and leaves
+        alone): importing it changes nothing, a threshold included."""
+        s = stack()
+        r = s.request("PATCH", f"/admin/paints/{self.a['id']}", body=json.dumps(
+            {"low_stock_threshold": 7}).encode(), headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        ids = [self.a["id"], self.b["id"]]
+        r = s.get("/admin/paints/export.csv?" + urllib.parse.urlencode({"brand": self.brand}))
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"low_stock_threshold", r.body.split(b"\r\n", 1)[0])
+        before, entries = state(ids), audit_count()
+        rep = imp(r.body)
+        self.assertEqual(rep.status, 200, rep)
+        self.assertEqual((rep.json()["import_id"], rep.json()["unchanged"]), (None, 2))
+        self.assertEqual((state(ids), audit_count()), (before, entries))
+        self.assertEqual(s.psql(f"SELECT low_stock_threshold FROM paints WHERE id = {self.a['id']}"), "7")
+
     def test_bad_query_parameter(self):
         r = stack().request("POST", "/admin/paints/import?dryrun=1", body=self.file,
                             headers={"Content-Type": "text/csv"})

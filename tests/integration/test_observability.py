@@ -276,6 +276,7 @@ class Commands(unittest.TestCase):
         self.assertRegex(r.stdout, r"pool\s+\d+ active, \d+ idle, \d+ waiting, max \d+")
         self.assertRegex(r.stdout, r"cache\s+up")
         self.assertRegex(r.stdout, r"connection_timeouts\s+(ok|FIRING)")
+        self.assertRegex(r.stdout, r"low_stock\s+(ok|FIRING)")
         bad = stack().run_binary("status", env={"FCGI_LISTEN": "unix:/nonexistent.sock"})
         self.assertEqual(bad.returncode, 1)
         self.assertIn("cannot connect", bad.stderr)

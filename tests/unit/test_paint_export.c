@@ -17,36 +17,7 @@
 #include "resources/paint_model.h"
 #include "resources/paint_store.h"
 
-/* Every query string parsed, kept until the end: a query's values point into it. */
-static struct http_query queries[32];
-static int nqueries;
-
-/* Build the list query of scope from the query string qs: 0 or -1, errors (if any) as JSON text in errtext. */
-static int build(const char *qs, enum paint_list_scope scope, struct paint_list_query *lq,
-		 char *errtext, size_t errlen)
-{
-	struct http_query *q = &queries[nqueries++];
-	struct json_object *errors = NULL;
-	int rc;
-
-	assert_true(nqueries <= 32);
-	assert_int_equal(http_parse_query(qs, q), 0);
-	rc = paint_list_query_build(lq, q, scope, &errors);
-	errtext[0] = '\0';
-	if (errors) {
-		snprintf(errtext, errlen, "%s", json_object_to_json_string(errors));
-		json_object_put(errors);
-	}
-	return rc;
-}
-
-static int free_queries(void **state)
-{
-	(void)state;
-	while (nqueries > 0)
-		http_query_free(&queries[--nqueries]);
-	return 0;
-}
+#include "paint_test.h"
 
 static void test_all_has_the_page_filters_and_order_without_limit(void **state)
 {
@@ -127,27 +98,6 @@ static void test_bad_filters_are_the_lists_errors(void **state)
 	}
 }
 
-/* A result of PAINT_COLUMNS' shape with one row of values (NULL: SQL NULL). */
-static PGresult *paint_row(const char *const values[COL_COUNT])
-{
-	PGresAttDesc attrs[COL_COUNT];
-	PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-	int i;
-
-	memset(attrs, 0, sizeof(attrs));
-	for (i = 0; i < COL_COUNT; i++) {
-		attrs[i].name = (char *)"c";
-		attrs[i].typid = 25;	/* text */
-		attrs[i].typlen = -1;
-		attrs[i].atttypmod = -1;
-	}
-	assert_non_null(r);
-	assert_true(PQsetResultAttrs(r, COL_COUNT, attrs));
-	for (i = 0; i < COL_COUNT; i++)
-		assert_true(PQsetvalue(r, 0, i, (char *)values[i], values[i] ? (int)strlen(values[i]) : -1));
-	return r;
-}
-
 static void test_header_names_the_json_fields(void **state)
 {
 	struct strbuf sb;
@@ -158,7 +108,8 @@ static void test_header_names_the_json_fields(void **state)
 	csv_writer_init(&w, &sb);
 	paint_csv_header(&w);
 	assert_string_equal(sb.buf, "id,name,brand,color_code,color_type,color_family,image_url,stock,"
-			    "price,description,color_preview,created_at,updated_at,version\r\n");
+			    "price,description,color_preview,created_at,updated_at,version,"
+			    "low_stock_threshold\r\n");
 	strbuf_free(&sb);
 }
 
@@ -170,7 +121,7 @@ static void test_row_text_neutralised_numbers_as_given(void **state)
 		[COL_IMAGE] = "", [COL_STOCK] = "0", [COL_PRICE] = "12.50",
 		[COL_DESCRIPTION] = "line one\nline \"two\"", [COL_PREVIEW] = "#cccccc",
 		[COL_CREATED] = "2025-10-06T13:47:38.079025Z", [COL_UPDATED] = "2025-10-06T13:47:38.079025Z",
-		[COL_VERSION] = "3",
+		[COL_VERSION] = "3", [COL_LOW_THRESHOLD] = NULL,
 	};
 	PGresult *r = paint_row(values);
 	struct strbuf sb;
@@ -183,7 +134,7 @@ static void test_row_text_neutralised_numbers_as_given(void **state)
 	assert_string_equal(sb.buf,
 			    "17,\"'=HYPERLINK(\"\"x\"\")\",\"'+Brand, Inc.\",'-12,'@type,,,0,12.50,"
 			    "\"line one\nline \"\"two\"\"\",#cccccc,2025-10-06T13:47:38.079025Z,"
-			    "2025-10-06T13:47:38.079025Z,3\r\n");
+			    "2025-10-06T13:47:38.079025Z,3,\r\n");
 	strbuf_free(&sb);
 	PQclear(r);
 }
@@ -219,7 +170,7 @@ static void test_row_reads_back(void **state)
 		[COL_FAMILY] = "\xef\xbb\xbf" "bom", [COL_IMAGE] = "https://example.com/x?a=1&b=2",
 		[COL_STOCK] = "1000000", [COL_PRICE] = "99999999.99", [COL_DESCRIPTION] = "\r\n",
 		[COL_PREVIEW] = "#ABCDEF", [COL_CREATED] = "", [COL_UPDATED] = "-",
-		[COL_VERSION] = "1",
+		[COL_VERSION] = "1", [COL_LOW_THRESHOLD] = "7",
 	};
 	struct csv_limits lim = { 1024, 64, 8192 };
 	PGresult *r = paint_row(values);
