@@ -9,7 +9,7 @@ from harness import stack
 
 PAINT_KEYS = {"id", "name", "brand", "color_code", "color_type", "color_family",
               "image_url", "stock", "price", "description", "color_preview",
-              "created_at", "updated_at", "version"}
+              "created_at", "updated_at", "version", "low_stock_threshold", "low_stock"}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
