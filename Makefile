@@ -12,7 +12,7 @@
 
 CC ?= cc
 SANITIZE ?=
-PKGS := fcgi libpq json-c hiredis libsodium
+PKGS := fcgi libpq json-c hiredis libsodium libpng libturbojpeg libwebp
 
 comma := ,
 ifeq ($(SANITIZE),)
@@ -22,11 +22,13 @@ BUILD := build/$(subst $(comma),-,$(SANITIZE))
 endif
 
 # libfcgi ships no .pc file on Debian: fall back to plain flags.
-PKG_CFLAGS := $(shell pkg-config --cflags libpq json-c hiredis libsodium 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs libpq json-c hiredis libsodium 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags libpq json-c hiredis libsodium \
+	libpng libturbojpeg libwebp 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs libpq json-c hiredis libsodium \
+	libpng libturbojpeg libwebp 2>/dev/null)
 ifeq ($(PKG_LIBS),)
-PKG_LIBS := -lpq -ljson-c -lhiredis -lsodium
-PKG_CFLAGS := -I/usr/include/postgresql
+PKG_LIBS := -lpq -ljson-c -lhiredis -lsodium -lpng16 -lturbojpeg -lwebp
+PKG_CFLAGS := -I/usr/include/postgresql -I/usr/include/libpng16
 endif
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
