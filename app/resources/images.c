@@ -331,9 +331,6 @@ static void images_get(struct ctx *c)
 		c->resp.content_type = "image/webp";
 		strbuf_append(&c->resp.body, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
 		cache_headers(c, etag);
-		/* Pixels only, whatever a browser would guess. */
-		http_resp_header(&c->resp, "Content-Security-Policy",
-				 "default-src 'none'; sandbox");
 	}
 	PQclear(r);
 }

@@ -16,6 +16,7 @@ import zlib
 
 from harness import stack
 from test_basics import assert_problem
+from test_import import service_rss_kb
 from test_paints_api import new_paint
 
 IMAGE_URL = "/images/%s.webp"
@@ -121,7 +122,6 @@ class Upload(unittest.TestCase):
         self.assertIn("max-age=31536000", full.headers["cache-control"])
         self.assertIn("public", full.headers["cache-control"])
         self.assertNotIn("x-accel-expires", full.headers)
-        self.assertIn("sandbox", full.headers["content-security-policy"])
         self.assertEqual(full.headers["x-content-type-options"], "nosniff")
         thumb = stack().request("GET", "/images/%s.thumb.webp" % h, auth=False)
         self.assertEqual(thumb.status, 200, thumb)
@@ -193,6 +193,28 @@ class Upload(unittest.TestCase):
             "(changes ? 'image_hash')::text FROM audit_log WHERE entity = 'paint' "
             f"AND entity_id = {a['id']} ORDER BY id DESC LIMIT 1")
         self.assertEqual(entry, f"image {IMAGE_URL % ha} false")
+
+
+class Largest(unittest.TestCase):
+    def test_the_largest_images_allowed_are_stored_and_memory_goes_back(self):
+        """6000 x 4000 (24 million pixels, the limit), as PNG and as JPEG,
+        three times each: stored at 1200 x 800. The service's resident
+        memory is printed: the PNG's 96 MB of pixels live only while it is
+        decoded (a sanitizer build keeps freed memory in quarantine)."""
+        p = new_paint()
+        rss0 = service_rss_kb()
+        for kind in ("png", "jpeg"):
+            data = mkimage(kind, 6000, 4000)
+            took = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                r = upload(p["id"], data, content_type="image/" + kind)
+                took.append(time.monotonic() - t0)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(stored(image_hash(r.json()))[:4], (1200, 800, 160, 107))
+            print(f"\n6000 x 4000 {kind} ({len(data) / 1e6:.1f} MB): upload "
+                  f"{min(took):.2f}-{max(took):.2f} s", flush=True)
+        print(f"service RSS kB before {rss0}, after {service_rss_kb()}", flush=True)
 
 
 class Remove(unittest.TestCase):
@@ -359,7 +381,7 @@ class Hostile(unittest.TestCase):
         assert_problem(self, upload(99999999999, data), 404)
         assert_problem(self, upload(p["id"], data, headers={"If-Match": '"v999"'}), 412)
         self.assertEqual(image_count(), count)
-        self.assertEqual(paint_row(p["id"]), "%d " % p["version"])
+        self.assertEqual(paint_row(p["id"]).strip(), str(p["version"]))
 
     def test_addresses_that_are_not_an_image_are_404(self):
         for path in ("/images/" + "0" * 64 + ".webp", "/images/" + "0" * 64 + ".thumb.webp"):
