@@ -76,7 +76,9 @@ static void shrink(const struct raster *src, uint32_t w, uint32_t h, struct rast
 static void shrink_row(const unsigned char *row, uint32_t sw, uint32_t dw, uint64_t wv,
 		       uint64_t *acc);
 static int opaque(const struct raster *r);
-static enum image_status encode(struct job *j, const struct raster *r, struct image_webp *out);
+static void bleed(struct raster *r);
+static void bleed_row(unsigned char *p, uint32_t w, int *visible);
+static enum image_status encode(struct job *j, struct raster *r, struct image_webp *out);
 
 static const unsigned char png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
@@ -582,17 +584,64 @@ static int opaque(const struct raster *r)
 }
 
 /*
+ * Give each fully transparent pixel of r the colour of a visible one: the
+ * nearest before it in its row (after it, for those before the row's
+ * first), or in a row with none visible, the row above's (below's, for
+ * the rows above the first with any). They stay invisible, but a lossy
+ * encoder then sees no false edge where a transparent area meets a
+ * visible one, which would ring into the visible pixels (a dark fringe
+ * around a cut-out, from the black that shrink gives invisible pixels).
+ */
+static void bleed(struct raster *r)
+{
+	size_t stride = (size_t)r->w * 4;
+	uint32_t y, x, first = r->h;
+	int visible;
+	unsigned char *p;
+
+	for (y = 0; y < r->h; y++) {
+		p = r->px + y * stride;
+		bleed_row(p, r->w, &visible);
+		if (visible && first == r->h)
+			first = y;
+		else if (!visible && first < y)
+			for (x = 0; x < r->w; x++)
+				memcpy(p + x * 4, p - stride + x * 4, 3);
+	}
+	for (y = first; y-- > 0 && first < r->h;)
+		for (x = 0; x < r->w; x++)
+			memcpy(r->px + y * stride + x * 4, r->px + (y + 1) * stride + x * 4, 3);
+}
+
+/* bleed along the row p (w pixels); *visible: whether it has a visible pixel. */
+static void bleed_row(unsigned char *p, uint32_t w, int *visible)
+{
+	uint32_t x, first = 0;
+
+	while (first < w && p[first * 4 + 3] == 0)
+		first++;
+	*visible = first < w;
+	if (!*visible)
+		return;
+	for (x = 0; x < first; x++)
+		memcpy(p + x * 4, p + first * 4, 3);
+	for (x = first + 1; x < w; x++)
+		if (p[x * 4 + 3] == 0)
+			memcpy(p + x * 4, p + (x - 1) * 4, 3);
+}
+
+/*
  * r as lossy WebP into *out (its data libwebp's, freed by WebPFree):
  * single-threaded with fixed settings, so deterministic; an alpha plane
- * only if r is not opaque; no metadata chunk (libwebp writes none unless
- * told to).
+ * only if r is not opaque (its invisible pixels' colours changed first:
+ * bleed); no metadata chunk (libwebp writes none unless told to).
  */
-static enum image_status encode(struct job *j, const struct raster *r, struct image_webp *out)
+static enum image_status encode(struct job *j, struct raster *r, struct image_webp *out)
 {
 	WebPConfig cfg;
 	WebPPicture pic;
 	WebPMemoryWriter wr;
-	int ok;
+	int ok, solid = opaque(r);
 
 	if (!WebPConfigInit(&cfg) || !WebPPictureInit(&pic))
 		return refuse(j, IMAGE_INVALID, "could not be encoded: libwebp did not start");
@@ -604,8 +653,10 @@ static enum image_status encode(struct job *j, const struct raster *r, struct im
 	WebPMemoryWriterInit(&wr);
 	pic.writer = WebPMemoryWrite;
 	pic.custom_ptr = &wr;
+	if (!solid)
+		bleed(r);
 	ok = WebPValidateConfig(&cfg) &&
-	     (opaque(r) ? WebPPictureImportRGBX(&pic, r->px, (int)r->w * 4)
+	     (solid ? WebPPictureImportRGBX(&pic, r->px, (int)r->w * 4)
 			: WebPPictureImportRGBA(&pic, r->px, (int)r->w * 4)) &&
 	     WebPEncode(&cfg, &pic);
 	if (!ok) {
