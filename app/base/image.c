@@ -66,6 +66,9 @@ static enum image_status check_size(struct job *j, uint32_t w, uint32_t h);
 static void fit(uint32_t w, uint32_t h, uint32_t side, uint32_t *tw, uint32_t *th);
 static void raster_alloc(struct raster *r, uint32_t w, uint32_t h);
 static enum image_status decode_png(struct job *j, const unsigned char *data, size_t len);
+static int png_chunks_fit(const unsigned char *d, size_t n);
+static uint32_t rd16(const unsigned char *p, int le);
+static uint32_t rd32(const unsigned char *p, int le);
 static enum image_status decode_jpeg(struct job *j, const unsigned char *data, size_t len);
 static enum image_status decode_webp(struct job *j, const unsigned char *data, size_t len);
 static int jpeg_scale(uint32_t w, uint32_t h, uint32_t want, tjscalingfactor *best);
@@ -239,20 +242,36 @@ static void raster_alloc(struct raster *r, uint32_t w, uint32_t h)
 
 /* PNG. */
 
+/*
+ * libpng allocates a chunk's declared length before it reads the chunk
+ * (a 200-byte file declaring a 2 GB tEXt costs a 2 GB malloc), so the
+ * chunks are walked here first: the size from IHDR (which must come
+ * first) checked against the limits, then every chunk up to IEND must lie
+ * within the file, so that none can cost more than the upload's size.
+ */
 static enum image_status decode_png(struct job *j, const unsigned char *data, size_t len)
 {
 	png_image img;
 	enum image_status st;
 
+	if (len < 8 + 8 + 13 || memcmp(data + 8, "\0\0\0\x0dIHDR", 8) != 0)
+		return refuse(j, IMAGE_INVALID, "is not a valid PNG image: no IHDR chunk first");
+	st = check_size(j, rd32(data + 16, 0), rd32(data + 20, 0));
+	if (st != IMAGE_OK)
+		return st;
+	if (!png_chunks_fit(data, len))
+		return refuse(j, IMAGE_INVALID,
+			      "is not a valid PNG image: truncated (a chunk runs past its end)");
 	memset(&img, 0, sizeof(img));
 	img.version = PNG_IMAGE_VERSION;
 	if (!png_image_begin_read_from_memory(&img, data, len)) {
 		st = refuse(j, IMAGE_INVALID, "is not a valid PNG image: %s", img.message);
 		goto out;
 	}
-	st = check_size(j, img.width, img.height);
-	if (st != IMAGE_OK)
+	if (img.width != j->width || img.height != j->height) {	/* libpng read another IHDR? */
+		st = refuse(j, IMAGE_INVALID, "is not a valid PNG image: its size is unclear");
 		goto out;
+	}
 	img.format = PNG_FORMAT_RGBA;
 	raster_alloc(&j->px, img.width, img.height);
 	/* PNG_IMAGE_WARNING may be set here: see the top of the file. */
@@ -261,6 +280,22 @@ static enum image_status decode_png(struct job *j, const unsigned char *data, si
 out:
 	png_image_free(&img);
 	return st;
+}
+
+/* 1 if each chunk of the PNG d[0..n) lies within it, up to an IEND chunk. */
+static int png_chunks_fit(const unsigned char *d, size_t n)
+{
+	size_t pos = 8, clen;
+
+	while (n - pos >= 12) {
+		clen = rd32(d + pos, 0);
+		if (clen > n - pos - 12)
+			return 0;
+		if (memcmp(d + pos + 4, "IEND", 4) == 0)
+			return 1;
+		pos += 12 + clen;
+	}
+	return 0;
 }
 
 /* JPEG. */

@@ -422,28 +422,31 @@ static void refused(const unsigned char *data, size_t len, const struct image_se
 static void test_too_large(void **state)
 {
 	struct image_settings set = settings(1200, 160);
+	static const struct {
+		int jpeg;
+		uint32_t w, h;
+		enum image_status st;
+		const char *want;
+	} declared[] = {
+		{ 0, 100000, 100000, IMAGE_TOO_LARGE, "100000 x 100000" },
+		/* 25 M pixels, each side within its limit */
+		{ 0, 5000, 5000, IMAGE_TOO_LARGE, "25000000 pixels; at most 24000000" },
+		{ 0, 8193, 1, IMAGE_TOO_LARGE, "at most 8192 on a side" },
+		{ 0, 0, 10, IMAGE_INVALID, "declares a size of 0 x 10 pixels" },
+		{ 1, 60000, 60000, IMAGE_TOO_LARGE, "60000 x 60000" },
+		{ 1, 0, 8, IMAGE_INVALID, "JPEG" },
+	};
 	unsigned char *img, vp8x[30];
-	size_t len;
+	size_t len, i;
 
 	(void)state;
-	img = png_declaring(100000, 100000, &len);
-	refused(img, len, &set, IMAGE_TOO_LARGE, "100000 x 100000");
-	free(img);
-	img = png_declaring(5000, 5000, &len);	/* 25 M pixels, sides within */
-	refused(img, len, &set, IMAGE_TOO_LARGE, "25000000 pixels; at most 24000000");
-	free(img);
-	img = png_declaring(8193, 1, &len);
-	refused(img, len, &set, IMAGE_TOO_LARGE, "at most 8192 on a side");
-	free(img);
-	img = png_declaring(0, 10, &len);
-	refused(img, len, &set, IMAGE_INVALID, "PNG");
-	free(img);
-	img = jpeg_declaring(60000, 60000, &len);
-	refused(img, len, &set, IMAGE_TOO_LARGE, "60000 x 60000");
-	free(img);
-	img = jpeg_declaring(0, 8, &len);
-	refused(img, len, &set, IMAGE_INVALID, "JPEG");
-	free(img);
+	for (i = 0; i < sizeof(declared) / sizeof(declared[0]); i++) {
+		img = declared[i].jpeg
+			      ? jpeg_declaring((uint16_t)declared[i].w, (uint16_t)declared[i].h, &len)
+			      : png_declaring(declared[i].w, declared[i].h, &len);
+		refused(img, len, &set, declared[i].st, declared[i].want);
+		free(img);
+	}
 	webp_vp8x(vp8x, 16383, 16383, 0);
 	refused(vp8x, sizeof(vp8x), &set, IMAGE_TOO_LARGE, "16383 x 16383");
 	webp_vp8x(vp8x, 16, 16, 0x02);
@@ -473,6 +476,50 @@ static void test_truncated(void **state)
 			process(img, cut[i], &set, &out, IMAGE_INVALID);
 		free(img);
 	}
+}
+
+/* The PNG data with its first IDAT's data cut to keep bytes (its CRC made right), then IEND. */
+static unsigned char *png_short_idat(const unsigned char *data, size_t len, size_t keep,
+				     size_t *out_len)
+{
+	size_t pos = 8;
+	unsigned char *out, *c;
+
+	while (pos + 12 <= len && memcmp(data + pos + 4, "IDAT", 4) != 0)
+		pos += 12 + ((size_t)data[pos] << 24 | data[pos + 1] << 16 | data[pos + 2] << 8 |
+			     data[pos + 3]);
+	assert_true(pos + 12 + keep <= len);
+	out = xmalloc(pos);
+	memcpy(out, data, pos);
+	*out_len = pos;
+	c = imgen_png_chunk("IDAT", data + pos + 8, keep);
+	out = imgen_insert(out, out_len, *out_len, c, keep + 12);
+	free(c);
+	c = imgen_png_chunk("IEND", NULL, 0);
+	out = imgen_insert(out, out_len, *out_len, c, 12);
+	free(c);
+	return out;
+}
+
+/*
+ * A PNG whose chunks are whole but whose IDAT holds half the image data
+ * is refused; so is a chunk declaring more than the file holds (without
+ * libpng allocating it: that would be 2 GB).
+ */
+static void test_png_short(void **state)
+{
+	struct image_settings set = settings(1200, 160);
+	unsigned char *img, *cut;
+	size_t len, cut_len;
+
+	(void)state;
+	img = make_noisy(K_PNG, 64, 48, &len);
+	cut = png_short_idat(img, len, 2000, &cut_len);
+	refused(cut, cut_len, &set, IMAGE_INVALID, "PNG");
+	free(cut);
+	imgen_be32(img + 33, 0x7ffffff0);	/* the chunk after IHDR */
+	refused(img, len, &set, IMAGE_INVALID, "truncated");
+	free(img);
 }
 
 /* A byte flipped anywhere in the middle: refused or decoded, never a crash. */
@@ -687,6 +734,7 @@ int main(void)
 		cmocka_unit_test(test_colour),
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_png_short),
 		cmocka_unit_test(test_corrupt),
 		cmocka_unit_test(test_exif_orientation),
 		cmocka_unit_test(test_exif_malformed),
