@@ -18,16 +18,20 @@
  *   (a bad CRC there, a colour profile it does not like) or compressed
  *   data past the last row, and leave every pixel decoded. An animated
  *   PNG gives its default image.
- * - JPEG: any error or warning (TJFLAG_STOPONWARNING: "Premature end of
- *   JPEG file" is refused, not grey-filled); a progressive JPEG of more
+ * - JPEG: any error or warning ("Premature end of JPEG file" is refused,
+ *   not grey-filled; TJFLAG_STOPONWARNING stops at the first); a progressive JPEG of more
  *   than 500 scans (TJFLAG_LIMITSCANS: a CPU bomb); CMYK and YCCK JPEGs
  *   (IMAGE_UNSUPPORTED: TurboJPEG does not decode them to RGB, and the
  *   inverted Adobe convention makes a guess wrong half the time).
  * - WebP: anything but VP8_STATUS_OK, and animated files.
  *
- * Memory: the decoded pixels (at most max_pixels times 4 bytes, a PNG's
- * whole size; a JPEG's or WebP's about the stored size) plus, while
- * shrinking or rotating, the smaller result and two rows of counters.
+ * Memory, per call: the decoded pixels (at most max_pixels times 4
+ * bytes, a PNG's whole size; a JPEG's or WebP's about the stored size)
+ * plus, while shrinking or rotating, the smaller result and a row of
+ * counters; inside libjpeg, a progressive JPEG's coefficients at full
+ * size (up to max_pixels times 6 bytes, even when decoded shrunk); no
+ * PNG chunk larger than the upload (decode_png). The caller bounds how
+ * many calls run at once.
  */
 #include "base/image.h"
 
