@@ -355,7 +355,7 @@ static void test_colour(void **state)
 static unsigned char *png_declaring(uint32_t w, uint32_t h, size_t *len)
 {
 	static const unsigned char empty_zlib[] = { 0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01 };
-	unsigned char ihdr[13] = { 0 }, *buf = xmalloc(8), *c;
+	unsigned char ihdr[13] = { 0 }, *buf = xmalloc(8);
 
 	memcpy(buf, "\x89PNG\r\n\x1a\n", 8);
 	*len = 8;
@@ -363,16 +363,9 @@ static unsigned char *png_declaring(uint32_t w, uint32_t h, size_t *len)
 	imgen_be32(ihdr + 4, h);
 	ihdr[8] = 8;
 	ihdr[9] = 6;
-	c = imgen_png_chunk("IHDR", ihdr, 13);
-	buf = imgen_insert(buf, len, *len, c, 25);
-	free(c);
-	c = imgen_png_chunk("IDAT", empty_zlib, sizeof(empty_zlib));
-	buf = imgen_insert(buf, len, *len, c, 12 + sizeof(empty_zlib));
-	free(c);
-	c = imgen_png_chunk("IEND", NULL, 0);
-	buf = imgen_insert(buf, len, *len, c, 12);
-	free(c);
-	return buf;
+	buf = imgen_png_chunk(buf, len, *len, "IHDR", ihdr, 13);
+	buf = imgen_png_chunk(buf, len, *len, "IDAT", empty_zlib, sizeof(empty_zlib));
+	return imgen_png_chunk(buf, len, *len, "IEND", NULL, 0);
 }
 
 /* A small JPEG whose SOF0 declares w x h. */
@@ -483,7 +476,7 @@ static unsigned char *png_short_idat(const unsigned char *data, size_t len, size
 				     size_t *out_len)
 {
 	size_t pos = 8;
-	unsigned char *out, *c;
+	unsigned char *out;
 
 	while (pos + 12 <= len && memcmp(data + pos + 4, "IDAT", 4) != 0)
 		pos += 12 + ((size_t)data[pos] << 24 | data[pos + 1] << 16 | data[pos + 2] << 8 |
@@ -492,13 +485,8 @@ static unsigned char *png_short_idat(const unsigned char *data, size_t len, size
 	out = xmalloc(pos);
 	memcpy(out, data, pos);
 	*out_len = pos;
-	c = imgen_png_chunk("IDAT", data + pos + 8, keep);
-	out = imgen_insert(out, out_len, *out_len, c, keep + 12);
-	free(c);
-	c = imgen_png_chunk("IEND", NULL, 0);
-	out = imgen_insert(out, out_len, *out_len, c, 12);
-	free(c);
-	return out;
+	out = imgen_png_chunk(out, out_len, *out_len, "IDAT", data + pos + 8, keep);
+	return imgen_png_chunk(out, out_len, *out_len, "IEND", NULL, 0);
 }
 
 /*
