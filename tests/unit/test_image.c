@@ -607,6 +607,29 @@ static void test_exif_orientation(void **state)
 	check_corner(exif, 32, 16, 32, 1, 0);
 }
 
+/* A JPEG shrunk on load (1/8) then turned: the sizes as shown. */
+static void test_exif_shrunk(void **state)
+{
+	struct image_settings set = settings(120, 30);
+	struct image_out out;
+	unsigned char *img, exif[32];
+	size_t len;
+
+	(void)state;
+	img = make_noisy(K_JPEG, 1000, 600, &len);
+	img = imgen_jpeg_add(img, &len, 0xe1, exif, imgen_exif(exif, 6));
+	process(img, len, &set, &out, IMAGE_OK);
+	assert_int_equal(out.source_width, 600);
+	assert_int_equal(out.source_height, 1000);
+	assert_int_equal(out.full.width, 72);
+	assert_int_equal(out.full.height, 120);
+	assert_int_equal(out.thumb.width, 18);
+	assert_int_equal(out.thumb.height, 30);
+	WebPFree(unwebp(&out.full));
+	image_out_free(&out);
+	free(img);
+}
+
 /* Malformed EXIF is ignored: the image as stored. */
 static void test_exif_malformed(void **state)
 {
@@ -725,6 +748,7 @@ int main(void)
 		cmocka_unit_test(test_png_short),
 		cmocka_unit_test(test_corrupt),
 		cmocka_unit_test(test_exif_orientation),
+		cmocka_unit_test(test_exif_shrunk),
 		cmocka_unit_test(test_exif_malformed),
 		cmocka_unit_test(test_metadata_stripped),
 		cmocka_unit_test(test_deterministic),
