@@ -18,16 +18,20 @@
  *   (a bad CRC there, a colour profile it does not like) or compressed
  *   data past the last row, and leave every pixel decoded. An animated
  *   PNG gives its default image.
- * - JPEG: any error or warning (TJFLAG_STOPONWARNING: "Premature end of
- *   JPEG file" is refused, not grey-filled); a progressive JPEG of more
+ * - JPEG: any error or warning ("Premature end of JPEG file" is refused,
+ *   not grey-filled; TJFLAG_STOPONWARNING stops at the first); a progressive JPEG of more
  *   than 500 scans (TJFLAG_LIMITSCANS: a CPU bomb); CMYK and YCCK JPEGs
  *   (IMAGE_UNSUPPORTED: TurboJPEG does not decode them to RGB, and the
  *   inverted Adobe convention makes a guess wrong half the time).
  * - WebP: anything but VP8_STATUS_OK, and animated files.
  *
- * Memory: the decoded pixels (at most max_pixels times 4 bytes, a PNG's
- * whole size; a JPEG's or WebP's about the stored size) plus, while
- * shrinking or rotating, the smaller result and two rows of counters.
+ * Memory, per call: the decoded pixels (at most max_pixels times 4
+ * bytes, a PNG's whole size; a JPEG's or WebP's about the stored size)
+ * plus, while shrinking or rotating, the smaller result and a row of
+ * counters; inside libjpeg, a progressive JPEG's coefficients at full
+ * size (up to max_pixels times 6 bytes, even when decoded shrunk); no
+ * PNG chunk larger than the upload (decode_png). The caller bounds how
+ * many calls run at once.
  */
 #include "base/image.h"
 
@@ -66,6 +70,9 @@ static enum image_status check_size(struct job *j, uint32_t w, uint32_t h);
 static void fit(uint32_t w, uint32_t h, uint32_t side, uint32_t *tw, uint32_t *th);
 static void raster_alloc(struct raster *r, uint32_t w, uint32_t h);
 static enum image_status decode_png(struct job *j, const unsigned char *data, size_t len);
+static int png_chunks_fit(const unsigned char *d, size_t n);
+static uint32_t rd16(const unsigned char *p, int le);
+static uint32_t rd32(const unsigned char *p, int le);
 static enum image_status decode_jpeg(struct job *j, const unsigned char *data, size_t len);
 static enum image_status decode_webp(struct job *j, const unsigned char *data, size_t len);
 static int jpeg_scale(uint32_t w, uint32_t h, uint32_t want, tjscalingfactor *best);
@@ -76,7 +83,9 @@ static void shrink(const struct raster *src, uint32_t w, uint32_t h, struct rast
 static void shrink_row(const unsigned char *row, uint32_t sw, uint32_t dw, uint64_t wv,
 		       uint64_t *acc);
 static int opaque(const struct raster *r);
-static enum image_status encode(struct job *j, const struct raster *r, struct image_webp *out);
+static void bleed(struct raster *r);
+static void bleed_row(unsigned char *p, uint32_t w, int *visible);
+static enum image_status encode(struct job *j, struct raster *r, struct image_webp *out);
 
 static const unsigned char png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
@@ -237,20 +246,36 @@ static void raster_alloc(struct raster *r, uint32_t w, uint32_t h)
 
 /* PNG. */
 
+/*
+ * libpng allocates a chunk's declared length before it reads the chunk
+ * (a 200-byte file declaring a 2 GB tEXt costs a 2 GB malloc), so the
+ * chunks are walked here first: the size from IHDR (which must come
+ * first) checked against the limits, then every chunk up to IEND must lie
+ * within the file, so that none can cost more than the upload's size.
+ */
 static enum image_status decode_png(struct job *j, const unsigned char *data, size_t len)
 {
 	png_image img;
 	enum image_status st;
 
+	if (len < 8 + 8 + 13 || memcmp(data + 8, "\0\0\0\x0dIHDR", 8) != 0)
+		return refuse(j, IMAGE_INVALID, "is not a valid PNG image: no IHDR chunk first");
+	st = check_size(j, rd32(data + 16, 0), rd32(data + 20, 0));
+	if (st != IMAGE_OK)
+		return st;
+	if (!png_chunks_fit(data, len))
+		return refuse(j, IMAGE_INVALID,
+			      "is not a valid PNG image: truncated (a chunk runs past its end)");
 	memset(&img, 0, sizeof(img));
 	img.version = PNG_IMAGE_VERSION;
 	if (!png_image_begin_read_from_memory(&img, data, len)) {
 		st = refuse(j, IMAGE_INVALID, "is not a valid PNG image: %s", img.message);
 		goto out;
 	}
-	st = check_size(j, img.width, img.height);
-	if (st != IMAGE_OK)
+	if (img.width != j->width || img.height != j->height) {	/* libpng read another IHDR? */
+		st = refuse(j, IMAGE_INVALID, "is not a valid PNG image: its size is unclear");
 		goto out;
+	}
 	img.format = PNG_FORMAT_RGBA;
 	raster_alloc(&j->px, img.width, img.height);
 	/* PNG_IMAGE_WARNING may be set here: see the top of the file. */
@@ -259,6 +284,22 @@ static enum image_status decode_png(struct job *j, const unsigned char *data, si
 out:
 	png_image_free(&img);
 	return st;
+}
+
+/* 1 if each chunk of the PNG d[0..n) lies within it, up to an IEND chunk. */
+static int png_chunks_fit(const unsigned char *d, size_t n)
+{
+	size_t pos = 8, clen;
+
+	while (n - pos >= 12) {
+		clen = rd32(d + pos, 0);
+		if (clen > n - pos - 12)
+			return 0;
+		if (memcmp(d + pos + 4, "IEND", 4) == 0)
+			return 1;
+		pos += 12 + clen;
+	}
+	return 0;
 }
 
 /* JPEG. */
@@ -582,17 +623,64 @@ static int opaque(const struct raster *r)
 }
 
 /*
+ * Give each fully transparent pixel of r the colour of a visible one: the
+ * nearest before it in its row (after it, for those before the row's
+ * first), or in a row with none visible, the row above's (below's, for
+ * the rows above the first with any). They stay invisible, but a lossy
+ * encoder then sees no false edge where a transparent area meets a
+ * visible one, which would ring into the visible pixels (a dark fringe
+ * around a cut-out, from the black that shrink gives invisible pixels).
+ */
+static void bleed(struct raster *r)
+{
+	size_t stride = (size_t)r->w * 4;
+	uint32_t y, x, first = r->h;
+	int visible;
+	unsigned char *p;
+
+	for (y = 0; y < r->h; y++) {
+		p = r->px + y * stride;
+		bleed_row(p, r->w, &visible);
+		if (visible && first == r->h)
+			first = y;
+		else if (!visible && first < y)
+			for (x = 0; x < r->w; x++)
+				memcpy(p + x * 4, p - stride + x * 4, 3);
+	}
+	for (y = first; y-- > 0 && first < r->h;)
+		for (x = 0; x < r->w; x++)
+			memcpy(r->px + y * stride + x * 4, r->px + (y + 1) * stride + x * 4, 3);
+}
+
+/* bleed along the row p (w pixels); *visible: whether it has a visible pixel. */
+static void bleed_row(unsigned char *p, uint32_t w, int *visible)
+{
+	uint32_t x, first = 0;
+
+	while (first < w && p[first * 4 + 3] == 0)
+		first++;
+	*visible = first < w;
+	if (!*visible)
+		return;
+	for (x = 0; x < first; x++)
+		memcpy(p + x * 4, p + first * 4, 3);
+	for (x = first + 1; x < w; x++)
+		if (p[x * 4 + 3] == 0)
+			memcpy(p + x * 4, p + (x - 1) * 4, 3);
+}
+
+/*
  * r as lossy WebP into *out (its data libwebp's, freed by WebPFree):
  * single-threaded with fixed settings, so deterministic; an alpha plane
- * only if r is not opaque; no metadata chunk (libwebp writes none unless
- * told to).
+ * only if r is not opaque (its invisible pixels' colours changed first:
+ * bleed); no metadata chunk (libwebp writes none unless told to).
  */
-static enum image_status encode(struct job *j, const struct raster *r, struct image_webp *out)
+static enum image_status encode(struct job *j, struct raster *r, struct image_webp *out)
 {
 	WebPConfig cfg;
 	WebPPicture pic;
 	WebPMemoryWriter wr;
-	int ok;
+	int ok, solid = opaque(r);
 
 	if (!WebPConfigInit(&cfg) || !WebPPictureInit(&pic))
 		return refuse(j, IMAGE_INVALID, "could not be encoded: libwebp did not start");
@@ -604,8 +692,10 @@ static enum image_status encode(struct job *j, const struct raster *r, struct im
 	WebPMemoryWriterInit(&wr);
 	pic.writer = WebPMemoryWrite;
 	pic.custom_ptr = &wr;
+	if (!solid)
+		bleed(r);
 	ok = WebPValidateConfig(&cfg) &&
-	     (opaque(r) ? WebPPictureImportRGBX(&pic, r->px, (int)r->w * 4)
+	     (solid ? WebPPictureImportRGBX(&pic, r->px, (int)r->w * 4)
 			: WebPPictureImportRGBA(&pic, r->px, (int)r->w * 4)) &&
 	     WebPEncode(&cfg, &pic);
 	if (!ok) {

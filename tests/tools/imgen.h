@@ -75,8 +75,9 @@ static inline uint32_t imgen_crc32(const unsigned char *p, size_t n)
 	return c ^ 0xffffffffu;
 }
 
-/* A PNG chunk type[4] with data[0..n): malloc'd, 12 + n bytes. */
-static inline unsigned char *imgen_png_chunk(const char *type, const void *data, size_t n)
+/* A PNG chunk type[4] with data[0..n) put into the PNG buf[0..*len) at pos. */
+static inline unsigned char *imgen_png_chunk(unsigned char *buf, size_t *len, size_t pos,
+					     const char *type, const void *data, size_t n)
 {
 	unsigned char *c = xmalloc(size_add(n, 12));
 
@@ -85,7 +86,9 @@ static inline unsigned char *imgen_png_chunk(const char *type, const void *data,
 	if (n > 0)
 		memcpy(c + 8, data, n);
 	imgen_be32(c + 8 + n, imgen_crc32(c + 4, n + 4));
-	return c;
+	buf = imgen_insert(buf, len, pos, c, n + 12);
+	free(c);
+	return buf;
 }
 
 /* rgba as an RGBA PNG (libpng's simplified writer); with text, a tEXt "Comment" after IHDR. */
@@ -94,7 +97,7 @@ static inline unsigned char *imgen_png(const unsigned char *rgba, uint32_t w, ui
 {
 	png_image img;
 	png_alloc_size_t n = 0;
-	unsigned char *buf, *chunk;
+	unsigned char *buf;
 	size_t tlen;
 	char *kv;
 
@@ -114,9 +117,7 @@ static inline unsigned char *imgen_png(const unsigned char *rgba, uint32_t w, ui
 		kv = xmalloc(size_add(tlen, 8));
 		memcpy(kv, "Comment", 8);	/* keyword, NUL, text */
 		memcpy(kv + 8, text, tlen);
-		chunk = imgen_png_chunk("tEXt", kv, tlen + 8);
-		buf = imgen_insert(buf, len, 8 + 25, chunk, tlen + 8 + 12);	/* after IHDR */
-		free(chunk);
+		buf = imgen_png_chunk(buf, len, 8 + 25, "tEXt", kv, tlen + 8);	/* after IHDR */
 		free(kv);
 	}
 	return buf;
