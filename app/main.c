@@ -35,6 +35,7 @@
 #include "obs/status.h"
 #include "resources/audit.h"
 #include "resources/auth.h"
+#include "resources/images.h"
 #include "resources/paints.h"
 #include "resources/resources.h"
 #include "resources/sessions.h"
@@ -100,6 +101,8 @@ static const struct app_chore chores[] = {
 	{ "auth.cleanup", 60, auth_cleanup },
 	/* the low-stock gauge, alert and dashboard list (metrics_low_stock) */
 	{ "paints.low_stock", 5, paints_low_stock_sample },
+	/* stored images no paint has shown for a while (images.h) */
+	{ "images.sweep", 3600, images_sweep },
 };
 
 /*
