@@ -33,7 +33,12 @@ extern const struct resource images_resource;
 
 /* An upload's body, at most (nginx's location for the route says the same). */
 #define IMAGES_MAX_BODY (10u * 1024 * 1024)
-/* Uploads processed at once, each holding its decoded pixels meanwhile. */
+/*
+ * Uploads processed at once, each holding its decoded pixels meanwhile:
+ * at the limits below (24 million pixels), about 100 MB for a PNG and up
+ * to 150 MB for a progressive JPEG (libjpeg's coefficients), so a
+ * process's image work stays under about 300 MB whatever arrives.
+ */
 #define IMAGES_AT_ONCE 2
 #define IMAGES_GRACE_DAYS 7
 
