@@ -177,6 +177,7 @@ static int cmd_serve(const struct config *cfg)
 	app.chores = chores;
 	app.nchores = sizeof(chores) / sizeof(chores[0]);
 	metrics_setup(cfg, app.nroutes);
+	ps.primary = 1;
 	app.pool = pool_create(&ps);
 	app.gate = gate_create(cfg);
 	replicas_setup(cfg, &ps);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,16 @@ static PGconn *connect_once(const struct pool_settings *set, double deadline)
 	return pg;
 }
 
+/* When a failure to connect was last logged (log_allowed). */
+static atomic_llong failure_logged_ms;
+
 PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
+			struct pool_error *err)
+{
+	return pgconnect_tries(set, deadline, deadline, err);
+}
+
+PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double retry_until,
 			struct pool_error *err)
 {
 	static _Thread_local unsigned seed;
@@ -118,10 +128,12 @@ PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 			err->msg[strcspn(err->msg, "\n")] = '\0';
 			PQfinish(pg);
 		}
-		left = deadline - now_mono();
+		left = (retry_until < deadline ? retry_until : deadline) - now_mono();
 		if (!connect_error_is_transient(err->msg) || left <= 0.001) {
-			log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s",
-				attempt, err->msg);
+			/* Once a second at most: while it is down, every request finds it so. */
+			if (log_allowed(&failure_logged_ms, 1.0))
+				log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s",
+					attempt, err->msg);
 			return NULL;
 		}
 		sleep_for = backoff * ((double)(rand_r(&seed) % 1000) / 1000.0);

@@ -23,6 +23,14 @@ PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 			struct pool_error *err);
 
 /*
+ * As pgconnect_until, but no attempt starts after retry_until (an
+ * attempt under way may last until deadline): retry_until now makes one
+ * attempt.
+ */
+PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double retry_until,
+			struct pool_error *err);
+
+/*
  * Settings for a side connection (not a pool's): base with application
  * name "<base's name> <suffix>" (written into name, namelen bytes, which
  * must outlive out), the given statement timeout and no statements to

@@ -44,6 +44,7 @@ struct pool_conn {
 	const char *holder;	/* route holding it (static string) */
 	int leak_reported;	/* pool_report_leaks logged it already */
 	double leak_after;	/* seconds held before it is a leak; written by its holder under p->mu */
+	int discard;		/* close it when it comes back (pool_conn_discard) */
 	struct pool_conn *next;	/* idle list, or checked-out list */
 	struct pool_conn *prev;	/* checked-out list only */
 };
@@ -81,6 +82,14 @@ struct pool {
 	 * are pinged before use even without pre_ping.
 	 */
 	double suspect_before;
+	/*
+	 * Reachability, for fail-fast opening and failovers: the last open
+	 * that failed (monotonic; 0 none since the last success), the first
+	 * failure since a connection last worked (0: none), and the server
+	 * of the last connection opened (st.server).
+	 */
+	double open_failed_at;
+	double trouble_since;
 	struct pool_stats st;		/* counters only (gauges from above) */
 };
 
@@ -90,7 +99,7 @@ static void grant_slot_locked(struct pool *p);
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err);
 static void conn_close(struct pool_conn *c);
-static int conn_ping(PGconn *pg);
+static int conn_ping(const struct pool *p, PGconn *pg);
 static int conn_clean(PGconn *pg);
 static struct timespec abs_deadline(double mono_deadline);
 
@@ -267,7 +276,7 @@ static void vet_idle(struct pool *p, struct pool_conn *c, double suspect_before,
 
 	if (!recycle &&
 	    !(((p->set.pre_ping && now - c->last_used > POOL_PREPING_IDLE) ||
-	       c->created < suspect_before) && conn_ping(c->pg) != 0))
+	       c->created < suspect_before) && conn_ping(p, c->pg) != 0))
 		return;
 	conn_close(c);
 	*must_open = 1;
@@ -411,7 +420,7 @@ static void log_late_return(const char *holder, double held)
 
 void pool_release(struct pool *p, struct pool_conn *c)
 {
-	int healthy = conn_clean(c->pg) == 0;
+	int healthy = !c->discard && conn_clean(c->pg) == 0;
 	/* Only its holder (this thread) writes leak_after: read without the lock. */
 	double now = now_mono(), held = now - c->checked_out_at, leak_after = c->leak_after;
 	int close_it = 0;
@@ -427,6 +436,8 @@ void pool_release(struct pool *p, struct pool_conn *c)
 		p->st.leaks++;
 	if (!healthy) {
 		p->suspect_before = now;
+		if (p->trouble_since == 0)
+			p->trouble_since = now;
 		p->open--;
 		p->st.invalidated++;
 		p->st.closed++;
@@ -528,6 +539,20 @@ void pool_get_stats(struct pool *p, struct pool_stats *st)
 	st->checked_out = p->checked_out;
 	st->overflow = p->open > p->set.size ? p->open - p->set.size : 0;
 	st->waiting = p->waiting;
+	st->unreachable_seconds = p->open_failed_at && p->trouble_since
+		? now_mono() - p->trouble_since : 0;
+	unlock(p);
+}
+
+void pool_conn_discard(struct pool *p, struct pool_conn *c)
+{
+	double now = now_mono();
+
+	lock(p);
+	c->discard = 1;
+	p->suspect_before = now;
+	if (p->trouble_since == 0)
+		p->trouble_since = now;
 	unlock(p);
 }
 
@@ -594,11 +619,55 @@ static int conn_event(PGEventId id, void *info, void *pass)
  * LOCK TABLE) would then hold up every new connection, a session
  * look-up's too, for as long as the lock lasts. 0, or -1 with err.
  */
+/*
+ * After an open that began at started: note whether the database could be
+ * reached, and which server a new connection reached (a failover when
+ * another than the last). pg NULL: the open failed.
+ */
+static void note_open(struct pool *p, PGconn *pg, double started)
+{
+	double now = now_mono(), took = 0;
+	char server[sizeof(p->st.server)], was[sizeof(p->st.server)];
+	int moved;
+
+	if (pg)
+		snprintf(server, sizeof(server), "%s:%s", PQhost(pg), PQport(pg));
+	lock(p);
+	if (pg == NULL) {
+		p->open_failed_at = now;
+		if (p->trouble_since == 0)
+			p->trouble_since = started;
+		unlock(p);
+		return;
+	}
+	moved = p->st.server[0] && strcmp(p->st.server, server) != 0;
+	if (moved) {
+		took = p->trouble_since ? now - p->trouble_since : 0;
+		memcpy(was, p->st.server, sizeof(was));
+		p->st.failovers++;
+		p->st.failover_seconds = took;
+	}
+	memcpy(p->st.server, server, sizeof(server));
+	p->open_failed_at = 0;
+	p->trouble_since = 0;
+	unlock(p);
+	if (moved)
+		log_msg(LOG_WARN, "pool: connected to another server, %s (was %s), %.1f s after the first failure",
+			server, was, took);
+}
+
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
 {
-	PGconn *pg = pgconnect_until(&p->set, deadline, err);
+	double now = now_mono(), retry_until = now + POOL_OPEN_RETRY;
+	PGconn *pg;
 
+	lock(p);
+	if (p->open_failed_at && now - p->open_failed_at < POOL_FAILFAST)
+		retry_until = now;	/* it failed a moment ago: one attempt */
+	unlock(p);
+	pg = pgconnect_tries(&p->set, deadline, retry_until, err);
+	note_open(p, pg, now);
 	if (pg == NULL)
 		return -1;
 	if (!PQregisterEventProc(pg, conn_event, "pool", NULL) ||
@@ -614,6 +683,7 @@ static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 	memset(c->prepared, 0, sizeof(c->prepared));
 	c->ndyn = c->dyn_next = 0;	/* a new session has no dynamic statements */
 	c->created = c->last_used = now_mono();
+	c->discard = 0;
 	return 0;
 }
 
@@ -692,11 +762,17 @@ static void conn_close(struct pool_conn *c)
 	c->pg = NULL;
 }
 
-/* 0 when the server answered an empty query on pg. */
-static int conn_ping(PGconn *pg)
+/*
+ * 0 when the server answered on pg: an empty query, or for the primary's
+ * pool, that it is not in recovery (a demoted primary is, and takes no
+ * writes).
+ */
+static int conn_ping(const struct pool *p, PGconn *pg)
 {
-	PGresult *r = PQexec(pg, "");
-	int ok = PQresultStatus(r) == PGRES_EMPTY_QUERY;
+	PGresult *r = PQexec(pg, p->set.primary ? "SELECT pg_is_in_recovery()" : "");
+	int ok = p->set.primary ? PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+					  strcmp(PQgetvalue(r, 0, 0), "f") == 0
+				: PQresultStatus(r) == PGRES_EMPTY_QUERY;
 
 	PQclear(r);
 	return ok && PQstatus(pg) == CONNECTION_OK ? 0 : -1;

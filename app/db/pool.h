@@ -50,6 +50,13 @@ struct pool_settings {
 	double idle_timeout;		/* seconds idle before overflow closes */
 	const struct pool_stmt *stmts;	/* not copied: must outlive the pool */
 	int nstmts;
+	/*
+	 * The primary's pool: its connections must reach a server that
+	 * takes writes. A connection vetted before use (pre_ping, or after
+	 * a failure made older ones suspect) is checked with
+	 * pg_is_in_recovery(), so one left on a demoted primary is closed.
+	 */
+	int primary;
 };
 
 enum pool_errkind {
@@ -77,12 +84,36 @@ struct pool_stats {
 	uint64_t checkouts, timeouts, opened, closed, recycled, failed,
 		 invalidated, leaks, reaped;
 	double wait_seconds_total;
+	/*
+	 * The server its connections reach, and its changes. server is the
+	 * "host:port" (libpq's PQhost, PQport) of the last connection opened;
+	 * "" before the first. A failover is a connection opened to another
+	 * server than the last; failover_seconds the last one's time from the
+	 * service's view: from the first failure (a lost or refused
+	 * connection, a read-only or shut-down server) to that connection.
+	 * unreachable_seconds: how long opening has failed, 0 while it works.
+	 */
+	char server[128];
+	uint64_t failovers;
+	double failover_seconds;
+	double unreachable_seconds;
 };
 
 struct pool;
 
 /* Idle time after which pre-ping checks a connection before handing it out. */
 #define POOL_PREPING_IDLE 1.0
+
+/*
+ * Opening a connection: attempts are retried (with jittered back-off,
+ * errors that can pass only) for at most POOL_OPEN_RETRY seconds, within
+ * the checkout's deadline; and for POOL_FAILFAST seconds after an open
+ * failed, a checkout makes one attempt only. So while the database is
+ * down or failing over, a request is answered in about one connection
+ * attempt (a 503 with Retry-After), never held for the pool's timeout.
+ */
+#define POOL_OPEN_RETRY 2.0
+#define POOL_FAILFAST 1.0
 
 /* Create an empty pool (connections open on demand). Never fails. */
 struct pool *pool_create(const struct pool_settings *settings);
@@ -171,6 +202,14 @@ PGresult *pool_exec_prepared(PGconn *pg, const char *name, int nparams,
  * when preparing failed (*failed: the result, which the caller PQclears).
  */
 int pool_prepare(PGconn *pg, const char *name, PGresult **failed);
+
+/*
+ * c's server failed it in a way that says it may no longer be the one to
+ * use (read-only, shutting down, the connection lost): c is closed when
+ * it comes back, and every connection opened before now is vetted before
+ * its next use. Call while c is checked out.
+ */
+void pool_conn_discard(struct pool *p, struct pool_conn *c);
 
 /* Free the pool; every connection must be back (after pool_shutdown). */
 void pool_destroy(struct pool *p);

@@ -152,6 +152,7 @@ void replicas_setup(const struct config *cfg, const struct pool_settings *ps)
 		r->url = xstrndup(item, len);
 		r->set = *ps;
 		r->set.database_url = r->url;
+		r->set.primary = 0;	/* a replica is in recovery by design */
 		r->pool = pool_create(&r->set);
 		atomic_store(&r->lag_us, -1);
 		nreps++;

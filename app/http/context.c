@@ -488,12 +488,30 @@ static void log_db_fault(const struct ctx *c, enum log_level level, const char *
 void ctx_db_error(struct ctx *c, const PGresult *r)
 {
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	int transient;
+	int transient, gone;
 
-	/* Class 08 connection, 53 resources, 57 operator/timeout, 40 rollback. */
-	transient = state == NULL || PQstatus(c->db ? pool_conn_pg(c->db) : NULL) != CONNECTION_OK ||
-		    strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
-		    strncmp(state, "57", 2) == 0 || strncmp(state, "40", 2) == 0;
+	/*
+	 * The server may no longer be the one to use: the connection lost
+	 * (08, or none), the server shutting down (57P01-57P03), or read-only
+	 * (25006: a primary demoted in a failover).
+	 */
+	gone = state == NULL || PQstatus(c->db ? pool_conn_pg(c->db) : NULL) != CONNECTION_OK ||
+	       strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+	       strcmp(state, "25006") == 0;
+	/* And those that pass: 53 resources, 57 operator/timeout, 40 rollback. */
+	transient = gone || strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+		    strncmp(state, "40", 2) == 0;
+	if (gone && c->db && c->db_replica < 0) {
+		/*
+		 * Closed when it comes back, and the pool's older connections
+		 * vetted before use (pool.h). A read-only route runs once more
+		 * on a fresh connection (run_handler); a write is never run
+		 * again: it may have committed, and the client is told 503.
+		 */
+		pool_conn_discard(c->db_pool, c->db);
+		if (c->stream.state == CTX_STREAM_NONE && !c->primary_retried)
+			c->primary_failed = 1;
+	}
 	if (c->db && c->db_replica >= 0) {
 		/*
 		 * A replica failed a read (lost, shutting down, a recovery
@@ -808,6 +826,14 @@ static void run_handler(struct ctx *c)
 		http_resp_reset(&c->resp);
 		c->replica_failed = 0;
 		c->no_replica = 1;
+		c->match.route->handler(c);
+	}
+	if (c->primary_failed) {
+		/* Once: the connection it failed on is gone (ctx_db_error). */
+		ctx_db_release(c);
+		http_resp_reset(&c->resp);
+		c->primary_failed = 0;
+		c->primary_retried = 1;
 		c->match.route->handler(c);
 	}
 }

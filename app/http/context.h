@@ -92,6 +92,8 @@ struct ctx {
 	int admitted;			/* sessions_require let the handler run */
 	int no_replica;			/* read the primary only (a replica failed this request) */
 	int replica_failed;		/* a replica failed the handler: run it again on the primary */
+	int primary_failed;		/* the primary's connection failed a read-only handler: again */
+	int primary_retried;		/* ran again so already (never twice) */
 	int session_lsn_read;		/* session_lsn holds the cookie's position */
 	uint64_t session_lsn;		/* the session's last write (__Host-ps_lsn), 0 none */
 	uint64_t write_lsn;		/* the primary's position after this request's writes */
@@ -218,11 +220,14 @@ void ctx_db_release(struct ctx *c);
 /*
  * Turn a failed PGresult (or a NULL one) into the response: 503 with
  * Retry-After for faults that pass (connection lost, statement timeout,
- * serialization failure, server shutting down), 403 when the acting admin
- * lost its rights meanwhile (SQLSTATE PSA01, migration 0010), 422 when a
- * foreign key refused the write (23503: it names a stored image that is
- * not, migration 0015), 500 for the rest, which are bugs and are logged. Once a streamed answer's head is
- * out, it logs the fault and cuts the stream instead. Does not clear r.
+ * serialization failure, server shutting down or read-only: a failover;
+ * the primary's connection is then discarded, pool_conn_discard, and a
+ * read-only route runs once more on a fresh one), 403 when the acting
+ * admin lost its rights meanwhile (SQLSTATE PSA01, migration 0010), 422
+ * when a foreign key refused the write (23503: it names a stored image
+ * that is not, migration 0015), 500 for the rest, which are bugs and are
+ * logged. Once a streamed answer's head is out, it logs the fault and
+ * cuts the stream instead. Does not clear r.
  */
 void ctx_db_error(struct ctx *c, const PGresult *r);
 

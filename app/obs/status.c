@@ -198,6 +198,50 @@ double status_metric(const char *text, const char *metric)
 	return -1;
 }
 
+/*
+ * The first label's value of metric's sample in text ("" when it has
+ * none), at most outlen - 1 bytes of it, printable ASCII only.
+ */
+static void status_label(const char *text, const char *metric, char *out, size_t outlen)
+{
+	size_t n = strlen(metric), k = 0;
+	const char *p = text, *v;
+
+	out[0] = '\0';
+	while ((p = strstr(p, metric)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[n] == '{' && (v = strchr(p + n, '"')) != NULL) {
+			for (v++; *v && *v != '"' && *v != '\n' && k + 1 < outlen; v++)
+				if (*v >= 0x20 && *v < 0x7f)
+					out[k++] = *v;
+			out[k] = '\0';
+			return;
+		}
+		p += n;
+	}
+}
+
+/* Which servers the process uses: the database primary, the Redis master (with sentinels). */
+static void print_server(const char *body)
+{
+	char server[128];
+	double unreachable = status_metric(body, "paintstudio_database_unreachable_seconds");
+
+	status_label(body, "paintstudio_database_server_info", server, sizeof(server));
+	printf("%-22s %s, %.0f failovers (the last took %.1f s)%s\n", "database server",
+	       server[0] ? server : "(none yet)",
+	       status_metric(body, "paintstudio_database_failovers_total"),
+	       status_metric(body, "paintstudio_database_failover_seconds"),
+	       unreachable > 0 ? ", UNREACHABLE" : "");
+	if (unreachable > 0)
+		printf("%-22s for %.1f s\n", "", unreachable);
+	status_label(body, "paintstudio_redis_master_info", server, sizeof(server));
+	if (server[0])
+		printf("%-22s %s (sentinels), %.0f switches (the last took %.1f s)\n",
+		       "redis master", server,
+		       status_metric(body, "paintstudio_redis_master_switches_total"),
+		       status_metric(body, "paintstudio_redis_master_last_switch_seconds"));
+}
+
 int status_run(const char *spec)
 {
 	struct strbuf out;
@@ -230,6 +274,7 @@ int status_run(const char *spec)
 	       status_metric(body, "paintstudio_pool_connections_timeout_total"),
 	       status_metric(body, "paintstudio_pool_connections_created_total"),
 	       status_metric(body, "paintstudio_pool_connections_closed_total"));
+	print_server(body);
 	for (i = 1; i <= 8; i++) {	/* the replicas' pools, when there are any */
 		char up[96], k2[128], k3[128], k4[128];
 		double lag;

@@ -30,6 +30,7 @@ static void ops_cache(struct ctx *c);
 static void ops_prometheus(struct ctx *c);
 static void ops_admin_metrics(struct ctx *c);
 static struct json_object *replicas_json(void);
+static void add_count(struct json_object *o, const char *key, uint64_t v);
 static void prom_replicas(struct strbuf *sb);
 
 /*
@@ -101,22 +102,51 @@ static int database_ready(struct ctx *c, int *probed)
 	return ok;
 }
 
+/*
+ * Not ready: a 503 that says what the pool knows. A primary that cannot
+ * be reached, or one that failed a connection (read-only, shutting down),
+ * is a primary going away: a failover, or a database down.
+ */
+static void not_ready(struct ctx *c)
+{
+	struct pool_stats st;
+	struct json_object *db = json_object_new_object(), *members = json_object_new_object();
+	char detail[300];
+
+	pool_get_stats(c->app->pool, &st);
+	if (st.unreachable_seconds > 0)
+		snprintf(detail, sizeof(detail),
+			 "the database primary cannot be reached (last %s) for %.1f s: it is failing "
+			 "over or down; try again shortly", st.server[0] ? st.server : "none",
+			 st.unreachable_seconds);
+	else
+		snprintf(detail, sizeof(detail), "the database is unavailable; try again shortly");
+	json_object_object_add(db, "server", json_object_new_string(st.server));
+	json_object_object_add(db, "unreachable_seconds",
+			       json_object_new_double(st.unreachable_seconds));
+	add_count(db, "failovers", st.failovers);
+	json_object_object_add(members, "database", db);
+	http_resp_reset(&c->resp);
+	http_resp_header(&c->resp, "Retry-After", "1");
+	http_problem_with(&c->resp, 503, detail, members);
+}
+
 static void ops_ready(struct ctx *c)
 {
 	struct json_object *o;
+	struct pool_stats st;
 	int probed, ok = database_ready(c, &probed);
 
-	if (probed) {
-		if (!ok)
-			return;	/* the probe's own 503 */
-	} else if (!ok) {
-		http_resp_header(&c->resp, "Retry-After", "1");
-		http_problem(&c->resp, 503, "the database is unavailable; try again shortly", NULL);
+	(void)probed;
+	if (!ok) {
+		not_ready(c);
 		return;
 	}
+	pool_get_stats(c->app->pool, &st);
 	o = json_object_new_object();
 	json_object_object_add(o, "status", json_object_new_string("ready"));
 	json_object_object_add(o, "database", json_object_new_string("ok"));
+	json_object_object_add(o, "database_server", json_object_new_string(st.server));
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
@@ -151,6 +181,12 @@ struct json_object *ops_pool_json(struct pool *p)
 	add_count(o, "failed", st.failed);
 	add_count(o, "leaks", st.leaks);
 	json_object_object_add(o, "wait_seconds_total", json_object_new_double(st.wait_seconds_total));
+	/* The server it reaches, and failovers (pool.h). */
+	json_object_object_add(o, "server", json_object_new_string(st.server));
+	add_count(o, "failovers", st.failovers);
+	json_object_object_add(o, "failover_seconds", json_object_new_double(st.failover_seconds));
+	json_object_object_add(o, "unreachable_seconds",
+			       json_object_new_double(st.unreachable_seconds));
 	return o;
 }
 
@@ -377,6 +413,18 @@ static void prom_pool(struct strbuf *sb, const struct pool_stats *ps, const stru
 	prom_value(sb, "paintstudio_pool_connections_failed_total", "counter",
 		   "Connections that could not be opened (PostgreSQL unreachable or refusing).",
 		   (double)ps->failed);
+	prom_head(sb, "paintstudio_database_server_info", "gauge",
+		  "The server the primary's pool opened its last connection to (host:port).");
+	strbuf_printf(sb, "paintstudio_database_server_info{server=\"%s\"} 1\n", ps->server);
+	prom_value(sb, "paintstudio_database_failovers_total", "counter",
+		   "Connections opened to another server than the last (a failover followed).",
+		   (double)ps->failovers);
+	prom_value(sb, "paintstudio_database_failover_seconds", "gauge",
+		   "The last failover, from the first failure seen to a connection to the new primary.",
+		   ps->failover_seconds);
+	prom_value(sb, "paintstudio_database_unreachable_seconds", "gauge",
+		   "How long opening a connection to the primary has failed; 0 while it works.",
+		   ps->unreachable_seconds);
 	prom_head(sb, "paintstudio_pool_connections_acquire_seconds", "histogram",
 		  "Time a request waited for a connection.");
 	prom_histogram(sb, "paintstudio_pool_connections_acquire_seconds", "", m->pool_acquire,

@@ -582,6 +582,47 @@ static void test_one_broken_connection_makes_older_ones_suspect(void **state)
 	PQfinish(adm);
 }
 
+/*
+ * A connection its caller found on a server that may be going away (read
+ * only, shutting down: a failover) is closed when it comes back, and the
+ * older ones are vetted before their next use: on the primary's pool,
+ * that their server is not in recovery.
+ */
+static void test_discarded_connection_is_closed_and_older_ones_vetted(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *a, *b;
+	struct pool_error err;
+	struct pool_stats st;
+	int pb;
+
+	(void)state;
+	settings(&s, "discard", 2, 0, 5);	/* no pre-ping */
+	s.primary = 1;
+	p = pool_create(&s);
+	assert_int_equal(pool_checkout(p, 0, "t", &a, &err), 0);
+	assert_int_equal(pool_checkout(p, 0, "t", &b, &err), 0);
+	pb = PQbackendPID(pool_conn_pg(b));
+	pool_release(p, b);
+	pool_conn_discard(p, a);
+	must_query(pool_conn_pg(a), "SELECT 1");	/* still usable until it comes back */
+	pool_release(p, a);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.open, 1);
+	assert_int_equal(st.invalidated, 1);
+	assert_true(strchr(st.server, ':') != NULL);
+	assert_int_equal(st.failovers, 0);
+	/* b is older than the discard: vetted (a primary: not in recovery) and kept */
+	assert_int_equal(pool_checkout(p, 0, "t", &b, &err), 0);
+	assert_int_equal(PQbackendPID(pool_conn_pg(b)), pb);
+	pool_release(p, b);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.invalidated, 1);
+	assert_int_equal(pool_shutdown(p, 1), 0);
+	pool_destroy(p);
+}
+
 static void test_returned_mid_transaction_comes_back_clean(void **state)
 {
 	struct pool_settings s;
@@ -726,6 +767,44 @@ static void test_unreachable_database_fails_within_deadline(void **state)
 	assert_int_equal(err.kind, POOL_ERR_CONNECT);
 	assert_true(took >= 1.0);	/* retried with backoff... */
 	assert_true(took < 4.0);	/* ...but never past the deadline */
+	pool_destroy(p);
+}
+
+/*
+ * Once opening failed, the next checkout makes one attempt only: while
+ * the database is down or failing over, requests are answered at once,
+ * not after the retries (pool.h, POOL_FAILFAST); and how long it has been
+ * unreachable is known.
+ */
+static void test_unreachable_database_fails_fast_after_a_failure(void **state)
+{
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	struct pool_stats st;
+	double t0, first, second;
+
+	(void)state;
+	settings(&s, "failfast", 1, 0, 10);
+	s.database_url = "postgresql://nobody@127.0.0.1:1/none";	/* refused */
+	p = pool_create(&s);
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), -1);
+	first = now_mono() - t0;
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), -1);
+	second = now_mono() - t0;
+	assert_int_equal(err.kind, POOL_ERR_CONNECT);
+	/* The first retried for POOL_OPEN_RETRY (not the 10 s timeout)... */
+	assert_true(first >= POOL_OPEN_RETRY * 0.9);
+	assert_true(first < POOL_OPEN_RETRY + 2.0);
+	/* ...the second tried once: a refused connect on loopback */
+	assert_true(second < POOL_OPEN_RETRY * 0.5);
+	pool_get_stats(p, &st);
+	assert_int_equal(st.failed, 2);
+	assert_true(st.unreachable_seconds >= first);
+	assert_string_equal(st.server, "");
 	pool_destroy(p);
 }
 
@@ -884,10 +963,12 @@ int main(void)
 		cmocka_unit_test(test_pre_ping_hides_a_killed_connection),
 		cmocka_unit_test(test_broken_connection_is_discarded_on_return),
 		cmocka_unit_test(test_one_broken_connection_makes_older_ones_suspect),
+		cmocka_unit_test(test_discarded_connection_is_closed_and_older_ones_vetted),
 		cmocka_unit_test(test_returned_mid_transaction_comes_back_clean),
 		cmocka_unit_test(test_statements_prepared_once_per_connection),
 		cmocka_unit_test(test_a_locked_table_holds_up_no_new_connection),
 		cmocka_unit_test(test_unreachable_database_fails_within_deadline),
+		cmocka_unit_test(test_unreachable_database_fails_fast_after_a_failure),
 		cmocka_unit_test(test_bad_password_fails_at_once),
 		cmocka_unit_test(test_shutdown_fails_waiters_promptly),
 		cmocka_unit_test(test_leak_report_names_the_route),
