@@ -40,19 +40,24 @@ function clearChosen() {
 
 // The section for the paint being edited (state.editing; null: a new
 // paint, which has no id to upload to yet): its image and what can be done.
+// Only a stored image is shown: an image_url of another site is not
+// fetched from here (the admin's browser would call on any host an edit
+// named), only said.
 function renderImage() {
   const p = state.editing;
   const url = p ? p.image_url : "";
+  const stored = STORED_IMAGE.test(url || "");
   const img = $("image-current");
-  if (url) {
+  if (stored) {
     if (img.getAttribute("src") !== url) img.src = url;
     img.alt = `Image of ${p.name}`;
   } else {
     img.removeAttribute("src");
   }
-  img.hidden = !url;
-  $("image-none").hidden = Boolean(url);
-  $("image-caption").textContent = !url ? "" : STORED_IMAGE.test(url) ? "Current" : "Current (from its URL)";
+  img.hidden = !stored;
+  $("image-none").hidden = stored;
+  $("image-none").textContent = url ? "An image of another site (its URL above), not shown here" : "No image";
+  $("image-caption").textContent = stored ? "Current" : "";
   $("image-unsaved").hidden = Boolean(p);
   $("image-file").disabled = !p || imaging.busy;
   $("image-upload").disabled = !p || !imaging.file || imaging.busy;

@@ -1238,6 +1238,28 @@ test("images: Remove image leaves the paint without one, in the editor, the list
   assert.equal(await page.$eval(row, (tr) => Math.round(tr.getBoundingClientRect().height)), height);
 });
 
+test("images: an image_url of another site is said, not fetched, in the editor and the list", async () => {
+  const other = await apiSession();
+  const id = imgPaints.bare.id;
+  assert.equal((await other("PATCH", `/admin/paints/${id}`, { image_url: "https://example.com/elsewhere.png" })).status, 200);
+  const asked = [];
+  const note = (r) => { if (r.url().includes("example.com")) asked.push(r.url()); };
+  page.on("request", note);
+  try {
+    await filterBrand(IMG_BRAND);
+    assert.equal(await page.$(`#paints tbody tr[data-id="${id}"] img`), null);
+    await openEditorOf(id);
+    assert.ok(await page.isHidden("#image-current"));
+    assert.match(await page.textContent("#image-none"), /another site/);
+    assert.ok(await page.isEnabled("#image-remove"));
+    await page.click("#cancel-edit");
+    await page.waitForSelector("#editor", { state: "hidden" });
+  } finally {
+    page.off("request", note);
+  }
+  assert.deepEqual(asked, []);
+});
+
 test("images: a new paint's editor says to save it first, with no upload control enabled", async () => {
   await page.click("#new-paint");
   await page.waitForSelector("#editor[open]");
