@@ -19,6 +19,7 @@ FROM debian:bookworm-slim
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       libfcgi0ldbl libpq5 libjson-c5 libhiredis0.14 libsodium23 \
+      libpng16-16 libturbojpeg0 libwebp7 \
       nginx openssl ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home /app --shell /usr/sbin/nologin paintstudio \

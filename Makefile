@@ -12,7 +12,7 @@
 
 CC ?= cc
 SANITIZE ?=
-PKGS := fcgi libpq json-c hiredis libsodium
+PKGS := fcgi libpq json-c hiredis libsodium libpng libturbojpeg libwebp
 
 comma := ,
 ifeq ($(SANITIZE),)
@@ -22,11 +22,13 @@ BUILD := build/$(subst $(comma),-,$(SANITIZE))
 endif
 
 # libfcgi ships no .pc file on Debian: fall back to plain flags.
-PKG_CFLAGS := $(shell pkg-config --cflags libpq json-c hiredis libsodium 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs libpq json-c hiredis libsodium 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags libpq json-c hiredis libsodium \
+	libpng libturbojpeg libwebp 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs libpq json-c hiredis libsodium \
+	libpng libturbojpeg libwebp 2>/dev/null)
 ifeq ($(PKG_LIBS),)
-PKG_LIBS := -lpq -ljson-c -lhiredis -lsodium
-PKG_CFLAGS := -I/usr/include/postgresql
+PKG_LIBS := -lpq -ljson-c -lhiredis -lsodium -lpng16 -lturbojpeg -lwebp
+PKG_CFLAGS := -I/usr/include/postgresql -I/usr/include/libpng16
 endif
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -65,6 +67,9 @@ DB_BINS := $(DB_SRCS:tests/db/%.c=$(BUILD)/dbtests/%)
 # The fuzz harnesses, built to replay their corpora (make fuzz runs libFuzzer).
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
+# Tools the tests run (tests/tools/mkimage.c: test images).
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all deps browser-deps run stop test test-compose unit clean web bench bench-badday fuzz valgrind FORCE
 all: $(BUILD)/paintstudio web
@@ -109,10 +114,15 @@ $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIB_OBJS) | $(BUILD
 	@echo "  FUZZ  $@"
 	$(Q)$(CC) $(CFLAGS) -Itests/fuzz -MF $(BUILD)/obj/fuzz_$*.d -o $@ $< tests/fuzz/replay.c $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/dbtests $(BUILD)/fuzz-replay:
+# Test tools (never in the service binary): mkimage makes test images.
+$(BUILD)/tools/%: tests/tools/%.c $(LIB_OBJS) | $(BUILD)/tools
+	@echo "  TOOL  $@"
+	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/obj/tool_$*.d -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/dbtests $(BUILD)/fuzz-replay $(BUILD)/tools:
 	mkdir -p $@
 
-unit: $(UNIT_BINS) $(DB_BINS) $(FUZZ_BINS)
+unit: $(UNIT_BINS) $(DB_BINS) $(FUZZ_BINS) $(TOOL_BINS)
 
 deps:
 	@scripts/deps.sh
@@ -172,4 +182,5 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/obj/%.d) \
-	$(DB_BINS:$(BUILD)/dbtests/%=$(BUILD)/obj/db_%.d)
+	$(DB_BINS:$(BUILD)/dbtests/%=$(BUILD)/obj/db_%.d) \
+	$(TOOL_BINS:$(BUILD)/tools/%=$(BUILD)/obj/tool_%.d)

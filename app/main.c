@@ -35,6 +35,7 @@
 #include "obs/status.h"
 #include "resources/audit.h"
 #include "resources/auth.h"
+#include "resources/images.h"
 #include "resources/paints.h"
 #include "resources/resources.h"
 #include "resources/sessions.h"
@@ -100,6 +101,8 @@ static const struct app_chore chores[] = {
 	{ "auth.cleanup", 60, auth_cleanup },
 	/* the low-stock gauge, alert and dashboard list (metrics_low_stock) */
 	{ "paints.low_stock", 5, paints_low_stock_sample },
+	/* stored images no paint has shown for a while (images.h) */
+	{ "images.sweep", 3600, images_sweep },
 };
 
 /*
@@ -444,15 +447,20 @@ static int check_redis(const struct config *cfg)
 {
 	redisContext *rc;
 	redisReply *rep = NULL;
-	char where[160], why[200] = "";
+	struct redis_url u;
+	char where[160], why[200] = "", host[CACHE_HOST_MAX];
 	int failed = 0;
 
 	if (!redis_url_given(&cfg->redis)) {
 		printf("%-12s SKIP  REDIS_URL is empty: cache disabled\n", "redis");
 		return 0;
 	}
-	redis_url_where(&cfg->redis, where, sizeof(where));
-	rc = cache_redis_connect(&cfg->redis, 2000, why, sizeof(why));
+	if (cache_master_url(cfg, &u, host, why, sizeof(why)) != 0) {
+		printf("%-12s FAIL  sentinels: %s\n", "redis", why);
+		return 1;
+	}
+	redis_url_where(&u, where, sizeof(where));
+	rc = cache_redis_connect(&u, 2000, why, sizeof(why));
 	if (rc)
 		rep = redisCommand(rc, "PING");
 	if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {

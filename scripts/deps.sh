@@ -9,7 +9,8 @@
 set -euo pipefail
 
 build_pkgs=(make gcc pkg-config libc6-dev
-	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev)
+	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev
+	libpng-dev libturbojpeg0-dev libwebp-dev)
 stack_pkgs=(postgresql-15 redis-server redis-tools
 	nginx openssl ca-certificates curl procps python3)
 # prometheus: for promtool (the rules' unit tests, the /metrics lint).

@@ -8,8 +8,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$REPO/build/fuzz
 SECS=${FUZZ_SECONDS:-60}
 mkdir -p "$OUT/crashes"
-cflags="-std=c11 -D_DEFAULT_SOURCE -pthread -g -O1 -Iapp -Itests/fuzz $(pkg-config --cflags libpq json-c hiredis libsodium)"
-libs="-lfcgi $(pkg-config --libs libpq json-c hiredis libsodium) -pthread"
+cflags="-std=c11 -D_DEFAULT_SOURCE -pthread -g -O1 -Iapp -Itests/fuzz $(pkg-config --cflags libpq json-c hiredis libsodium libpng libturbojpeg libwebp)"
+libs="-lfcgi $(pkg-config --libs libpq json-c hiredis libsodium libpng libturbojpeg libwebp) -pthread"
 srcs=$(ls "$REPO"/app/*/*.c)
 cd "$REPO"
 total=0

@@ -421,6 +421,69 @@ static int load_admission(struct config *cfg, char *const *envp, char *err, size
 	return 0;	/* a floor above the pool's ceiling is brought down to it (admission.h) */
 }
 
+/*
+ * REDIS_SENTINELS: "host:port,host:port,..." (at most REDIS_SENTINELS_MAX;
+ * an IPv6 address in brackets), with REDIS_SENTINEL_MASTER (a name of
+ * letters, digits, '.', '_', '-') and REDIS_SENTINEL_PASSWORD.
+ */
+static int load_sentinels(struct config *cfg, char *const *envp, char *err, size_t errlen)
+{
+	struct redis_sentinels *s = &cfg->sentinels;
+	const char *list = env_get(envp, "REDIS_SENTINELS"), *item, *colon;
+	char *text = NULL;
+	size_t len, hlen;
+	int64_t port;
+
+	if (list == NULL || *list == '\0')
+		return 0;
+	if (cfg->redis.host == NULL) {
+		snprintf(err, errlen, "REDIS_SENTINELS needs a redis:// REDIS_URL (for the master's "
+			 "password and database; its host is asked of the sentinels)");
+		return -1;
+	}
+	while ((item = list_next(&list, &len)) != NULL) {
+		if (s->n == REDIS_SENTINELS_MAX) {
+			snprintf(err, errlen, "REDIS_SENTINELS is invalid: at most %d sentinels",
+				 REDIS_SENTINELS_MAX);
+			return -1;
+		}
+		text = xstrndup(item, len);
+		colon = strrchr(text, ':');
+		hlen = colon ? (size_t)(colon - text) : 0;
+		if (hlen > 2 && text[0] == '[' && text[hlen - 1] == ']') {
+			memmove(text, text + 1, hlen - 2);
+			text[hlen - 2] = '\0';
+		} else if (colon) {
+			text[hlen] = '\0';
+		}
+		if (colon == NULL || hlen == 0 || strlen(text) > 255 ||
+		    strspn(text, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:") !=
+			    strlen(text) ||
+		    parse_int64(colon + 1, 1, 65535, &port) != 0) {
+			snprintf(err, errlen, "REDIS_SENTINELS is invalid: expected host:port[,host:port...]");
+			free(text);
+			return -1;
+		}
+		s->host[s->n] = text;
+		s->port[s->n++] = (int)port;
+	}
+	if (get_str(envp, "REDIS_SENTINEL_MASTER", "paintstudio", 64, &s->master, err, errlen))
+		return -1;
+	if (s->master[0] == '\0' ||
+	    strspn(s->master, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-") !=
+		    strlen(s->master)) {
+		snprintf(err, errlen, "REDIS_SENTINEL_MASTER is invalid: letters, digits, '.', '_' or '-'");
+		return -1;
+	}
+	if (get_str(envp, "REDIS_SENTINEL_PASSWORD", "", 512, &s->password, err, errlen))
+		return -1;
+	if (s->password[0] == '\0') {
+		free(s->password);
+		s->password = NULL;
+	}
+	return 0;
+}
+
 static int load_cache(struct config *cfg, char *const *envp, char *err, size_t errlen)
 {
 	if (get_str(envp, "REDIS_URL", LOCAL_REDIS_URL, 4096,
@@ -434,7 +497,8 @@ static int load_cache(struct config *cfg, char *const *envp, char *err, size_t e
 			return -1;
 		}
 	}
-	return get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen) ||
+	return load_sentinels(cfg, envp, err, errlen) ||
+	       get_int(envp, "CACHE_TTL", 300, 1, 86400 * 30, &cfg->cache_ttl, err, errlen) ||
 	       get_int(envp, "CACHE_TIMEOUT_MS", 100, 1, 10000, &cfg->cache_timeout_ms, err, errlen)
 		       ? -1 : 0;
 }
@@ -557,6 +621,10 @@ void config_free(struct config *cfg)
 	free(cfg->replica_urls);
 	free(cfg->redis_url_text);
 	redis_url_free(&cfg->redis);
+	for (int i = 0; i < cfg->sentinels.n; i++)
+		free(cfg->sentinels.host[i]);
+	free(cfg->sentinels.master);
+	free(cfg->sentinels.password);
 	free(cfg->fcgi_listen);
 	free(cfg->allowed_origins);
 	free(cfg->metrics_token);

@@ -26,6 +26,21 @@ struct redis_url {
 	int db;
 };
 
+/*
+ * Redis Sentinel (REDIS_SENTINELS): where to ask for the master's address
+ * (cache_sentinel.c). n is 0 without sentinels: REDIS_URL's server is
+ * the master. With them, REDIS_URL gives the credentials and database
+ * only; its host and port are asked of the sentinels.
+ */
+#define REDIS_SENTINELS_MAX 8
+struct redis_sentinels {
+	int n;
+	char *host[REDIS_SENTINELS_MAX];
+	int port[REDIS_SENTINELS_MAX];
+	char *master;		/* REDIS_SENTINEL_MASTER: the name they watch it by */
+	char *password;		/* REDIS_SENTINEL_PASSWORD: the sentinels' own; NULL none */
+};
+
 struct config {
 	enum app_env env;
 
@@ -57,6 +72,7 @@ struct config {
 	/* Redis */
 	char *redis_url_text;	/* as given (never log) */
 	struct redis_url redis;
+	struct redis_sentinels sentinels;
 	int cache_ttl;		/* seconds */
 	int cache_timeout_ms;	/* Redis connect and command timeout */
 

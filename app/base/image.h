@@ -40,12 +40,15 @@ struct image_settings {
 /* Why an upload was refused; IMAGE_OK when it was not. */
 enum image_status {
 	IMAGE_OK,
-	IMAGE_UNSUPPORTED,	/* not PNG, JPEG or WebP by its content (415) */
+	IMAGE_UNSUPPORTED,	/* not PNG, JPEG or WebP by its content, or a CMYK JPEG (415) */
 	IMAGE_TOO_LARGE,	/* over a limit: bytes, a side or pixels (413) */
 	IMAGE_INVALID,		/* does not decode: truncated, corrupt, animated... (422) */
 };
 
-/* One WebP image made by image_process: bytes owned by it, width x height. */
+/*
+ * One WebP image made by image_process: data[0..len) (libwebp's memory:
+ * freed only by image_out_free), width x height.
+ */
 struct image_webp {
 	unsigned char *data;
 	size_t len;

@@ -282,6 +282,26 @@ void cache_note_replica_read(uint64_t replayed);
 double cache_take_time(void);
 
 /*
+ * Where the master is (cache_sentinel.c). cache_master_url fills *u with
+ * REDIS_URL's server, or, with REDIS_SENTINELS, with its credentials and
+ * database at the address the sentinels name for REDIS_SENTINEL_MASTER
+ * (host written into host, which must outlive u). 0, or -1 with err
+ * when no sentinel named one. Nothing of *u is owned by the caller.
+ */
+#define CACHE_HOST_MAX 256
+int cache_master_url(const struct config *cfg, struct redis_url *u, char host[CACHE_HOST_MAX],
+		     char *err, size_t errlen);
+
+/* What the sentinels said, for /admin/cache and /metrics. */
+struct cache_master_stats {
+	char master[CACHE_HOST_MAX + 8];	/* "host:port" they named last; "" none yet */
+	uint64_t switches;			/* times they named another master */
+	double last_switch_seconds;		/* the last: from the first failure to the new address */
+	uint64_t sentinel_errors;		/* sentinels that did not answer when asked */
+};
+void cache_master_get_stats(struct cache_master_stats *st);
+
+/*
  * Pure helpers, exposed for tests. cache_identity_parse reads the replies
  * of INFO server and INFO replication: 0 and out = "<run_id>/<replid>"
  * when the server is a master with both ids, else -1. cache_key_prefix

@@ -115,6 +115,7 @@ void cache_conn_failed(struct cache_conn *t, const char *reason)
 	/* reason may live in the context freed below: keep a copy. */
 	snprintf(what, sizeof(what), "%s", reason ? reason : "");
 	atomic_fetch_add(&cache_n.errors, 1);
+	cache_master_suspect();
 	if (t && t->rc) {
 		redisFree(t->rc);
 		t->rc = NULL;
@@ -341,10 +342,12 @@ fail:
 
 static int connect_thread(struct cache_conn *t)
 {
-	char why[160];
+	char why[200], host[CACHE_HOST_MAX];
+	struct redis_url u;
 	redisReply *r;
 
-	t->rc = cache_redis_connect(&cfg->redis, cfg->cache_timeout_ms, why, sizeof(why));
+	t->rc = cache_master_url(cfg, &u, host, why, sizeof(why)) == 0
+		? cache_redis_connect(&u, cfg->cache_timeout_ms, why, sizeof(why)) : NULL;
 	if (t->rc == NULL) {
 		cache_conn_failed(t, why);
 		return -1;
@@ -357,6 +360,7 @@ static int connect_thread(struct cache_conn *t)
 		return -1;
 	if (read_identity(t, t->ident) != 0)
 		return -1;
+	cache_master_ok();
 	cache_key_prefix(t->ident, t->prefix);
 	t->last_gen_len = 0;	/* a generation read in another key space means nothing here */
 	t->conn_no++;

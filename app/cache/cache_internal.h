@@ -73,6 +73,17 @@ struct cache_conn *cache_conn_get(int need_trust);
 void cache_conn_failed(struct cache_conn *t, const char *reason);
 
 /*
+ * The master's address, with sentinels (cache_sentinel.c):
+ * cache_master_suspect after any failure (the sentinels are asked again
+ * before the next connection), cache_master_ok once a connection to it
+ * proved a master. cache_sentinel_reply reads the reply of SENTINEL
+ * get-master-addr-by-name: 0 with a checked host and port, else -1.
+ */
+void cache_master_suspect(void);
+void cache_master_ok(void);
+int cache_sentinel_reply(const redisReply *r, char host[CACHE_HOST_MAX], int *port);
+
+/*
  * Read n pipelined replies into r[0..n). 0 when every one arrived and none
  * is an error reply (caller frees them); else -1 after cache_conn_failed
  * (t->rc is gone, r[] freed).

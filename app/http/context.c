@@ -517,6 +517,12 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 		/* Migration 0010: the actor lost its admin rights while the write ran. */
 		http_problem(&c->resp, 403,
 			     "your admin rights were withdrawn: the change was not made", NULL);
+	} else if (state && strcmp(state, "23503") == 0) {
+		/* A foreign key: the write names what is not stored (a removed image). */
+		log_db_fault(c, LOG_INFO, "write refused by a foreign key", state, r);
+		http_problem(&c->resp, 422,
+			     "the change refers to something that is not stored "
+			     "(an image that was removed?): nothing was changed", NULL);
 	} else if (transient) {
 		log_db_fault(c, LOG_WARN, "database fault", state, NULL);
 		http_resp_header(&c->resp, "Retry-After", "%d", RETRY_AFTER);

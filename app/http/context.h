@@ -219,8 +219,9 @@ void ctx_db_release(struct ctx *c);
  * Turn a failed PGresult (or a NULL one) into the response: 503 with
  * Retry-After for faults that pass (connection lost, statement timeout,
  * serialization failure, server shutting down), 403 when the acting admin
- * lost its rights meanwhile (SQLSTATE PSA01, migration 0010), 500 for the
- * rest, which are bugs and are logged. Once a streamed answer's head is
+ * lost its rights meanwhile (SQLSTATE PSA01, migration 0010), 422 when a
+ * foreign key refused the write (23503: it names a stored image that is
+ * not, migration 0015), 500 for the rest, which are bugs and are logged. Once a streamed answer's head is
  * out, it logs the fault and cuts the stream instead. Does not clear r.
  */
 void ctx_db_error(struct ctx *c, const PGresult *r);

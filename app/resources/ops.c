@@ -220,6 +220,21 @@ static void ops_pool(struct ctx *c)
 	json_object_put(o);
 }
 
+/* What the sentinels said (REDIS_SENTINELS): the master, and its switches. */
+static struct json_object *sentinels_json(void)
+{
+	struct cache_master_stats ms;
+	struct json_object *o = json_object_new_object();
+
+	cache_master_get_stats(&ms);
+	json_object_object_add(o, "master", json_object_new_string(ms.master));
+	add_count(o, "switches", ms.switches);
+	json_object_object_add(o, "last_switch_seconds",
+			       json_object_new_double(ms.last_switch_seconds));
+	add_count(o, "sentinel_errors", ms.sentinel_errors);
+	return o;
+}
+
 static void ops_cache(struct ctx *c)
 {
 	struct cache_stats st;
@@ -246,6 +261,8 @@ static void ops_cache(struct ctx *c)
 	add_count(o, BAD_VALUES, st.bad_values);
 	json_object_object_add(o, "hit_rate",
 			       json_object_new_double(lookups ? (double)st.hits / (double)lookups : 0.0));
+	if (c->app->cfg->sentinels.n > 0)
+		json_object_object_add(o, "sentinels", sentinels_json());
 	http_resp_json(&c->resp, 200, o);
 	json_object_put(o);
 }
@@ -425,6 +442,25 @@ static void prom_cache(struct strbuf *sb, const struct cache_stats *cs)
 	prom_value(sb, "paintstudio_redis_up", "gauge", "1 when the cache is in use.", cs->up);
 }
 
+/* With REDIS_SENTINELS: the master they name, and how often it changed. */
+static void prom_sentinels(struct strbuf *sb)
+{
+	struct cache_master_stats ms;
+
+	cache_master_get_stats(&ms);
+	prom_head(sb, "paintstudio_redis_master_info", "gauge",
+		  "The Redis master the sentinels named last (address label).");
+	strbuf_printf(sb, "paintstudio_redis_master_info{address=\"%s\"} 1\n", ms.master);
+	prom_value(sb, "paintstudio_redis_master_switches_total", "counter",
+		   "Times the sentinels named another Redis master.", (double)ms.switches);
+	prom_value(sb, "paintstudio_redis_master_last_switch_seconds", "gauge",
+		   "The last switch, from the first Redis failure seen to the new master's address.",
+		   ms.last_switch_seconds);
+	prom_value(sb, "paintstudio_redis_sentinel_errors_total", "counter",
+		   "Sentinels that did not answer when asked for the master.",
+		   (double)ms.sentinel_errors);
+}
+
 static void prom_process(struct strbuf *sb, const struct metrics_snapshot *m)
 {
 	int i;
@@ -483,6 +519,8 @@ static void ops_prometheus(struct ctx *c)
 	prom_admission(sb, c->app->gate);
 	prom_replicas(sb);
 	prom_cache(sb, &cs);
+	if (c->app->cfg->sentinels.n > 0)
+		prom_sentinels(sb);
 	prom_process(sb, &m);
 	prom_fastcgi(sb, &m);
 	metrics_snapshot_free(&m);

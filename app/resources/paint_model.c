@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "resources/paint_model.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +230,24 @@ const char *paint_price_error(const char *t)
 	return NULL;
 }
 
+int paint_image_url_hash(const char *url, char hash[PAINT_IMAGE_HASH_LEN + 1])
+{
+	size_t n = strlen(PAINT_IMAGE_PREFIX), i;
+
+	if (strncmp(url, PAINT_IMAGE_PREFIX, n) != 0)
+		return -1;
+	for (i = 0; i < PAINT_IMAGE_HASH_LEN; i++)
+		if (!isdigit((unsigned char)url[n + i]) && !(url[n + i] >= 'a' && url[n + i] <= 'f'))
+			return -1;
+	if (strcmp(url + n + PAINT_IMAGE_HASH_LEN, PAINT_IMAGE_SUFFIX) != 0)
+		return -1;
+	if (hash) {
+		memcpy(hash, url + n, PAINT_IMAGE_HASH_LEN);
+		hash[PAINT_IMAGE_HASH_LEN] = '\0';
+	}
+	return 0;
+}
+
 static int is_url_char(unsigned char ch)
 {
 	return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '<' && ch != '>' &&
@@ -240,8 +259,10 @@ static const char *image_url_error(const char *u)
 	const char *host;
 	const unsigned char *p;
 
-	if (*u == '\0')
+	if (*u == '\0' || paint_image_url_hash(u, NULL) == 0)
 		return NULL;
+	if (*u == '/')
+		return "must be an absolute http(s) URL, or a stored image's /images/<sha-256>.webp";
 	if (strncasecmp(u, "http://", 7) == 0)
 		host = u + 7;
 	else if (strncasecmp(u, "https://", 8) == 0)

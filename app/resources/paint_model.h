@@ -96,6 +96,23 @@ struct paint_sort {
 };
 
 /*
+ * A stored image's address, as a paint's image_url gives it (migration
+ * 0015 says the same in SQL): PAINT_IMAGE_PREFIX, the SHA-256 of the
+ * image's WebP bytes in lower-case hex, PAINT_IMAGE_SUFFIX. Its
+ * thumbnail is served at the same address with PAINT_IMAGE_THUMB_SUFFIX.
+ */
+#define PAINT_IMAGE_PREFIX "/images/"
+#define PAINT_IMAGE_SUFFIX ".webp"
+#define PAINT_IMAGE_THUMB_SUFFIX ".thumb.webp"
+#define PAINT_IMAGE_HASH_LEN 64
+
+/*
+ * 0 when url is a stored image's address (copying its hash to hash, a
+ * terminated string, unless hash is NULL), else -1.
+ */
+int paint_image_url_hash(const char *url, char hash[PAINT_IMAGE_HASH_LEN + 1]);
+
+/*
  * Parse a paint id from s[0..len): decimal digits only, 1..2^63-1, no sign,
  * no leading zeros. Returns 0 and *id, or -1.
  */

@@ -24,8 +24,8 @@
 extern const struct pool_stmt paint_store_statements[];
 #define PAINT_STORE_NSTMTS 10
 
-/* What a paint's audit entry leaves out: the id (the entry's entity_id) and bookkeeping. */
-#define PAINT_AUDIT_SKIP "'{id,version,created_at,updated_at}'::text[]"
+/* What a paint's audit entry leaves out: the id (the entry's entity_id), bookkeeping and image_hash (image_url's). */
+#define PAINT_AUDIT_SKIP "'{id,version,created_at,updated_at,image_hash}'::text[]"
 
 /*
  * The transaction-level advisory lock every write of many paints at once

@@ -19,6 +19,7 @@
 #include "cache/cache.h"
 #include "http/context.h"
 #include "obs/metrics.h"
+#include "resources/images.h"
 #include "resources/paint_model.h"
 #include "resources/paint_store.h"
 
@@ -294,17 +295,35 @@ void paints_put(struct ctx *c)
 }
 
 /*
- * One attempt at a PATCH: read the row, merge the body into it, write it on
- * condition that its version is still the one read. Unlocked, the attempt
- * costs two statements; a writer in between makes the conditional write
- * miss and PATCH_RACED is returned with nothing answered. Locked, it runs
- * in a transaction under the row lock (three more round trips) and cannot
- * race. Otherwise the answer is set and PATCH_DONE returned.
+ * A change merged into a paint as a merge-patch (RFC 7396) is: by PATCH,
+ * and by the routes that change one field of it (its image).
+ */
+struct paint_change {
+	const char *id;
+	const char *version;		/* If-Match's, or NULL: any */
+	struct json_object *body;	/* the merge-patch */
+	const char *action;		/* the audit entry's: "patch", "image" */
+	/*
+	 * Run in the change's transaction before the paint is read (so the
+	 * change runs locked): 0, or -1 with the response set. NULL: none.
+	 */
+	int (*before)(struct ctx *c, PGconn *pg, void *arg);
+	void *arg;
+	char *replaced_image;		/* set when written: the image_url it replaced (malloc'd) */
+};
+
+/*
+ * One attempt at a change: read the row, merge the body into it, write it
+ * on condition that its version is still the one read. Unlocked, the
+ * attempt costs two statements; a writer in between makes the conditional
+ * write miss and PATCH_RACED is returned with nothing answered. Locked, it
+ * runs in a transaction under the row lock (three more round trips) and
+ * cannot race. Otherwise the answer is set and PATCH_DONE returned.
  */
 enum patch_result { PATCH_DONE, PATCH_RACED };
 
-static enum patch_result patch_once(struct ctx *c, PGconn *pg, const char *id,
-				    struct json_object *body, const char *version, int locked)
+static enum patch_result patch_once(struct ctx *c, PGconn *pg, struct paint_change *ch,
+				    int locked)
 {
 	struct paint_actor who = actor(c);
 	struct paint_input in = { { NULL } };
@@ -314,7 +333,9 @@ static enum patch_result patch_once(struct ctx *c, PGconn *pg, const char *id,
 
 	if (locked && ctx_db_exec(c, "BEGIN") != 0)
 		return PATCH_DONE;
-	r = paint_store_get(pg, id, locked);
+	if (ch->before && ch->before(c, pg, ch->arg) != 0)
+		goto out;
+	r = paint_store_get(pg, ch->id, locked);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		ctx_db_error(c, r);
 		goto out;
@@ -323,16 +344,16 @@ static enum patch_result patch_once(struct ctx *c, PGconn *pg, const char *id,
 		not_found(c);
 		goto out;
 	}
-	if (version && strcmp(version, PQgetvalue(r, 0, COL_VERSION)) != 0) {
+	if (ch->version && strcmp(ch->version, PQgetvalue(r, 0, COL_VERSION)) != 0) {
 		changed_since(c, PQgetvalue(r, 0, COL_VERSION));
 		goto out;
 	}
 	base = paint_row_json(r, 0, low_default(c));
-	if (paint_validate(body, base, &in, &errors) != 0) {
+	if (paint_validate(ch->body, base, &in, &errors) != 0) {
 		validation_failed(c, errors);
 		goto out;
 	}
-	u = paint_store_update(pg, &in, id, PQgetvalue(r, 0, COL_VERSION), "patch", &who);
+	u = paint_store_update(pg, &in, ch->id, PQgetvalue(r, 0, COL_VERSION), ch->action, &who);
 	if (!locked && PQresultStatus(u) == PGRES_TUPLES_OK && PQntuples(u) == 0) {
 		res = PATCH_RACED;
 		goto out;
@@ -343,8 +364,9 @@ static enum patch_result patch_once(struct ctx *c, PGconn *pg, const char *id,
 	}
 	if (locked && ctx_db_exec(c, "COMMIT") != 0)
 		goto out;
+	ch->replaced_image = xstrdup(PQgetvalue(r, 0, COL_IMAGE));
 	send_paint(c, 200, u);
-	after_write(pg, id, PQgetvalue(u, 0, PAINT_COL_OUTBOX));
+	after_write(pg, ch->id, PQgetvalue(u, 0, PAINT_COL_OUTBOX));
 out:
 	/* A failure above leaves the transaction open: the pool rolls it back. */
 	if (locked && PQtransactionStatus(pg) != PQTRANS_IDLE)
@@ -357,19 +379,78 @@ out:
 	return res;
 }
 
-/* Optimistic first; if another writer came in between, again under the lock. */
+/*
+ * Make the change: optimistic first, and if another writer came in
+ * between, again under the lock; with a before step, locked at once.
+ */
+static void paint_change(struct ctx *c, struct paint_change *ch)
+{
+	PGconn *pg = ctx_db(c, 0);
+
+	if (pg == NULL)
+		return;
+	if (ch->before || patch_once(c, pg, ch, 0) == PATCH_RACED)
+		patch_once(c, pg, ch, 1);
+}
+
 void paints_patch(struct ctx *c)
 {
 	char id[24], vbuf[24];
-	const char *version;
-	struct json_object *body;
-	PGconn *pg;
+	struct paint_change ch = { .id = id, .action = "patch" };
 
-	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &version) != 0 ||
-	    (body = ctx_json_body(c, 1)) == NULL || (pg = ctx_db(c, 0)) == NULL)
+	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &ch.version) != 0 ||
+	    (ch.body = ctx_json_body(c, 1)) == NULL)
 		return;
-	if (patch_once(c, pg, id, body, version, 0) == PATCH_RACED)
-		patch_once(c, pg, id, body, version, 1);
+	paint_change(c, &ch);
+	free(ch.replaced_image);
+}
+
+/* After an image route's change: forget the stored image it replaced. */
+static void image_replaced(struct ctx *c, const struct paint_change *ch, const char *now)
+{
+	if (c->resp.status == 200 && ch->replaced_image && strcmp(ch->replaced_image, now) != 0)
+		images_forget(c, ctx_db(c, 0), ch->replaced_image);
+}
+
+/*
+ * POST /admin/paints/{id}/image: the body is the image. It is processed
+ * before any connection is taken, then stored and shown by the paint in
+ * one transaction.
+ */
+void paints_image_put(struct ctx *c)
+{
+	char id[24], vbuf[24];
+	struct images_upload up;
+	struct paint_change ch = { .id = id, .action = "image", .before = images_upload_store,
+				   .arg = &up };
+
+	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &ch.version) != 0)
+		return;
+	if (images_upload_read(c, &up) == 0) {
+		ch.body = json_object_new_object();
+		json_object_object_add(ch.body, "image_url", json_object_new_string(up.url));
+		paint_change(c, &ch);
+		image_replaced(c, &ch, up.url);
+		json_object_put(ch.body);
+		free(ch.replaced_image);
+	}
+	images_upload_free(&up);
+}
+
+/* DELETE /admin/paints/{id}/image: the paint shows none; a stored one no paint shows goes. */
+void paints_image_delete(struct ctx *c)
+{
+	char id[24], vbuf[24];
+	struct paint_change ch = { .id = id, .action = "image" };
+
+	if (path_id(c, id) != 0 || if_match_version(c, vbuf, &ch.version) != 0)
+		return;
+	ch.body = json_object_new_object();
+	json_object_object_add(ch.body, "image_url", NULL);
+	paint_change(c, &ch);
+	image_replaced(c, &ch, "");
+	json_object_put(ch.body);
+	free(ch.replaced_image);
 }
 
 void paints_delete(struct ctx *c)
@@ -863,6 +944,10 @@ static const struct route routes[] = {
 	{ "PATCH", "/admin/paints/{id}", paints_patch, "paints.patch", AUTH_ADMIN, false, 0 },
 	{ "DELETE", "/admin/paints/{id}", paints_delete, "paints.delete", AUTH_ADMIN, false, 0 },
 	{ "POST", "/admin/paints/{id}/stock", paints_stock, "paints.stock", AUTH_ADMIN, false, 0 },
+	{ "POST", "/admin/paints/{id}/image", paints_image_put, "paints.image_put", AUTH_ADMIN, false,
+	  IMAGES_MAX_BODY },
+	{ "DELETE", "/admin/paints/{id}/image", paints_image_delete, "paints.image_delete",
+	  AUTH_ADMIN, false, 0 },
 };
 
 const struct resource paints_resource = {

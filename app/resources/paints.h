@@ -34,5 +34,7 @@ void paints_put(struct ctx *c);		/* PUT /admin/paints/{id} */
 void paints_patch(struct ctx *c);	/* PATCH /admin/paints/{id} */
 void paints_delete(struct ctx *c);	/* DELETE /admin/paints/{id} */
 void paints_stock(struct ctx *c);	/* POST /admin/paints/{id}/stock */
+void paints_image_put(struct ctx *c);	/* POST /admin/paints/{id}/image */
+void paints_image_delete(struct ctx *c);	/* DELETE /admin/paints/{id}/image */
 
 #endif

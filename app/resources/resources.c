@@ -11,6 +11,7 @@
 #include "resources/audit.h"
 #include "resources/auth.h"
 #include "resources/bulk.h"
+#include "resources/images.h"
 #include "resources/imports.h"
 #include "resources/ops.h"
 #include "resources/paints.h"
@@ -23,6 +24,7 @@ static const struct resource *const all[] = {
 	&auth_resource,
 	&sessions_resource,
 	&paints_resource,
+	&images_resource,
 	&imports_resource,
 	&bulk_resource,
 	&audit_resource,

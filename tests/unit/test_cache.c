@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "cache/cache_internal.h"
 
 #define RUN "run_id:5d0c1f6e0a2b7f4e9c3d8a1b6e0f2c4d7a9b3e5f\r\n"
 #define REPL "master_replid:8b1e4c7a0d3f6b9e2c5a8d1f4b7e0a3c6d9f2b5e\r\n"
@@ -110,10 +111,69 @@ static void test_an_identity_with_other_bytes_is_refused(void **state)
 	assert_int_equal(cache_identity_parse(RUN, "role:master\r\nmaster_replid:8b1e4c7a0d3f\x01" "b9e2c5a\r\n", ident), -1);
 }
 
+/* A reply made here, as hiredis would hand it over: strings (NULL: nil). */
+static redisReply *reply(int type, int n, const char *a, const char *b)
+{
+	static redisReply top, el[2];
+	static redisReply *els[2] = { &el[0], &el[1] };
+	const char *v[2] = { a, b };
+	int i;
+
+	memset(&top, 0, sizeof(top));
+	top.type = type;
+	top.elements = (size_t)n;
+	top.element = els;
+	for (i = 0; i < 2; i++) {
+		memset(&el[i], 0, sizeof(el[i]));
+		el[i].type = v[i] ? REDIS_REPLY_STRING : REDIS_REPLY_NIL;
+		el[i].str = (char *)v[i];
+		el[i].len = v[i] ? strlen(v[i]) : 0;
+	}
+	return &top;
+}
+
+/* SENTINEL get-master-addr-by-name: read from Redis, so checked like any input. */
+static void test_sentinel_replies(void **state)
+{
+	static const struct { const char *host, *port; } bad[] = {
+		{ "", "6379" }, { "10.0.0.1", "" }, { "10.0.0.1", "0" }, { "10.0.0.1", "65536" },
+		{ "10.0.0.1", "63790000" }, { "10.0.0.1", "-1" }, { "10.0.0.1", "6379x" },
+		{ "evil host", "6379" }, { "a\r\nb", "6379" }, { "10.0.0.1", NULL }, { NULL, "6379" },
+	};
+	char host[CACHE_HOST_MAX], longest[CACHE_HOST_MAX + 1];
+	int port = 0;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(cache_sentinel_reply(reply(REDIS_REPLY_ARRAY, 2, "127.0.0.1", "56380"),
+					      host, &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 56380);
+	assert_int_equal(cache_sentinel_reply(reply(REDIS_REPLY_ARRAY, 2, "fe80::1", "6379"),
+					      host, &port), 0);
+	assert_string_equal(host, "fe80::1");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (cache_sentinel_reply(reply(REDIS_REPLY_ARRAY, 2, bad[i].host, bad[i].port),
+					 host, &port) != -1)
+			fail_msg("taken: %s %s", bad[i].host ? bad[i].host : "(nil)",
+				 bad[i].port ? bad[i].port : "(nil)");
+	assert_int_equal(cache_sentinel_reply(NULL, host, &port), -1);
+	assert_int_equal(cache_sentinel_reply(reply(REDIS_REPLY_NIL, 0, NULL, NULL), host, &port), -1);
+	assert_int_equal(cache_sentinel_reply(reply(REDIS_REPLY_ARRAY, 1, "h", "1"), host, &port), -1);
+	memset(longest, 'a', CACHE_HOST_MAX);
+	longest[CACHE_HOST_MAX] = '\0';
+	assert_int_equal(cache_sentinel_reply(reply(REDIS_REPLY_ARRAY, 2, longest, "1"), host, &port),
+			 -1);
+	longest[CACHE_HOST_MAX - 1] = '\0';
+	assert_int_equal(cache_sentinel_reply(reply(REDIS_REPLY_ARRAY, 2, longest, "1"), host, &port),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_identity_of_a_master),
+		cmocka_unit_test(test_sentinel_replies),
 		cmocka_unit_test(test_a_replica_or_a_bad_reply_has_no_identity),
 		cmocka_unit_test(test_each_start_and_promotion_has_its_own_key_space),
 		cmocka_unit_test(test_generations_and_positions_read_back),

@@ -126,6 +126,11 @@ static void test_bad_values_name_the_variable(void **state)
 		{ "DATABASE_URL=postgres://u@h:99999999/x", "DATABASE_URL" },
 		{ "REDIS_URL=http://x", "REDIS_URL" },
 		{ "REDIS_URL=redis://h:0", "REDIS_URL" },
+		{ "REDIS_SENTINELS=h", "REDIS_SENTINELS" },
+		{ "REDIS_SENTINELS=h:0", "REDIS_SENTINELS" },
+		{ "REDIS_SENTINELS=:26379", "REDIS_SENTINELS" },
+		{ "REDIS_SENTINELS=a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9", "REDIS_SENTINELS" },
+		{ "REDIS_SENTINELS=h o:1", "REDIS_SENTINELS" },
 		{ "FCGI_LISTEN=nowhere", "FCGI_LISTEN" },
 		{ "FCGI_LISTEN=127.0.0.1:70000", "FCGI_LISTEN" },
 		{ "FCGI_LISTEN=unix:", "FCGI_LISTEN" },
@@ -450,6 +455,41 @@ static void test_production_refuses_placeholder_passwords(void **state)
 	}
 }
 
+/* REDIS_SENTINELS: host:port lists (IPv6 in brackets), the master's name, its password. */
+static void test_redis_sentinels(void **state)
+{
+	char *env[] = { "REDIS_URL=redis://:pw@ignored:6379/2",
+			"REDIS_SENTINELS=10.0.0.1:26379, s2.example:26380,[::1]:26381",
+			"REDIS_SENTINEL_MASTER=shop-cache", "REDIS_SENTINEL_PASSWORD=spw", NULL };
+	char *bad_name[] = { "REDIS_SENTINELS=h:1", "REDIS_SENTINEL_MASTER=a b", NULL };
+	char *unix_url[] = { "REDIS_URL=unix:///run/redis.sock", "REDIS_SENTINELS=h:1", NULL };
+	char *defaults[] = { "REDIS_SENTINELS=h:1", NULL };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, env), 0);
+	assert_int_equal(cfg.sentinels.n, 3);
+	assert_string_equal(cfg.sentinels.host[0], "10.0.0.1");
+	assert_int_equal(cfg.sentinels.port[0], 26379);
+	assert_string_equal(cfg.sentinels.host[1], "s2.example");
+	assert_int_equal(cfg.sentinels.port[1], 26380);
+	assert_string_equal(cfg.sentinels.host[2], "::1");
+	assert_int_equal(cfg.sentinels.port[2], 26381);
+	assert_string_equal(cfg.sentinels.master, "shop-cache");
+	assert_string_equal(cfg.sentinels.password, "spw");
+	assert_string_equal(cfg.redis.password, "pw");
+	assert_int_equal(cfg.redis.db, 2);
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, defaults), 0);
+	assert_string_equal(cfg.sentinels.master, "paintstudio");
+	assert_null(cfg.sentinels.password);
+	config_free(&cfg);
+	assert_int_equal(load(&cfg, bad_name), -1);
+	assert_non_null(strstr(err, "REDIS_SENTINEL_MASTER"));
+	assert_int_equal(load(&cfg, unix_url), -1);
+	assert_non_null(strstr(err, "REDIS_SENTINELS needs a redis://"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -463,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_redis_url_forms),
 		cmocka_unit_test(test_redis_unix_socket_forms),
+		cmocka_unit_test(test_redis_sentinels),
 		cmocka_unit_test(test_redis_unix_url_from_the_environment),
 		cmocka_unit_test(test_redis_where_tcp),
 		cmocka_unit_test(test_empty_redis_disables_cache),

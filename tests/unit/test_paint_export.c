@@ -167,7 +167,7 @@ static void test_row_reads_back(void **state)
 	const char *values[COL_COUNT] = {
 		[COL_ID] = "9223372036854775807", [COL_NAME] = "'quoted' \xc3\xa9t\xc3\xa9",
 		[COL_BRAND] = " padded ", [COL_CODE] = "\t tab", [COL_TYPE] = "a,b",
-		[COL_FAMILY] = "\xef\xbb\xbf" "bom", [COL_IMAGE] = "https://example.com/x?a=1&b=2",
+		[COL_FAMILY] = "\xef\xbb\xbf\x62om" /* BOM, "bom" */, [COL_IMAGE] = "https://example.com/x?a=1&b=2",
 		[COL_STOCK] = "1000000", [COL_PRICE] = "99999999.99", [COL_DESCRIPTION] = "\r\n",
 		[COL_PREVIEW] = "#ABCDEF", [COL_CREATED] = "", [COL_UPDATED] = "-",
 		[COL_VERSION] = "1", [COL_LOW_THRESHOLD] = "7",

@@ -110,6 +110,8 @@ static void test_each_bad_value_names_its_field(void **state)
 		{ "{\"name\":\"x\",\"color_preview\":\"#abc\"}", "color_preview" },
 		{ "{\"name\":\"x\",\"image_url\":\"data:image/png;base64,xx\"}", "image_url" },
 		{ "{\"name\":\"x\",\"image_url\":\"http://a b\"}", "image_url" },
+		{ "{\"name\":\"x\",\"image_url\":\"/etc/passwd\"}", "image_url" },
+		{ "{\"name\":\"x\",\"image_url\":\"/images/../x.webp\"}", "image_url" },
 		{ "{\"name\":\"x\",\"stock\":-1}", "stock" },
 		{ "{\"name\":\"x\",\"stock\":1000001}", "stock" },
 		{ "{\"name\":\"x\",\"stock\":2.0}", "stock" },
@@ -126,6 +128,40 @@ static void test_each_bad_value_names_its_field(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (validate(bad[i].body, NULL, &in, bad[i].field) != -1)
 			fail_msg("accepted: %s", bad[i].body);
+}
+
+/* A stored image's address: exactly /images/<64 lower-case hex>.webp. */
+static void test_image_url_hash(void **state)
+{
+	static const char hex[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const char *const bad[] = {
+		"", "/images/", "/images/.webp", "images/X.webp",
+		"/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeF.webp",
+		"/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde.webp",
+		"/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0.webp",
+		"/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.thumb.webp",
+		"/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.webp?x",
+		"/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.png",
+		"https://x.example/images/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.webp",
+	};
+	char url[128], hash[PAINT_IMAGE_HASH_LEN + 1];
+	struct paint_input in;
+	char body[256];
+	size_t i;
+
+	(void)state;
+	snprintf(url, sizeof(url), "/images/%s.webp", hex);
+	assert_int_equal(paint_image_url_hash(url, hash), 0);
+	assert_string_equal(hash, hex);
+	assert_int_equal(paint_image_url_hash(url, NULL), 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (paint_image_url_hash(bad[i], hash) != -1)
+			fail_msg("taken as a stored image's address: %s", bad[i]);
+	/* A paint may name one. */
+	snprintf(body, sizeof(body), "{\"name\":\"x\",\"image_url\":\"%s\"}", url);
+	assert_int_equal(validate(body, NULL, &in, NULL), 0);
+	assert_string_equal(in.value[PF_IMAGE], url);
+	paint_input_free(&in);
 }
 
 static void test_length_counts_characters(void **state)
@@ -329,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_price_kept_exact),
 		cmocka_unit_test(test_price_rules),
 		cmocka_unit_test(test_each_bad_value_names_its_field),
+		cmocka_unit_test(test_image_url_hash),
 		cmocka_unit_test(test_length_counts_characters),
 		cmocka_unit_test(test_merge_patch),
 		cmocka_unit_test(test_like_pattern),
