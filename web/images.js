@@ -26,7 +26,8 @@ function imageStatus(message, isError) {
   el.className = isError ? "error" : "muted";
 }
 
-const fmtBytes = (n) => n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : `${Math.max(1, Math.round(n / 1024))} KiB`;
+const fmtBytes = (n) => n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB`
+  : n >= 1024 ? `${Math.round(n / 1024)} KiB` : `${n} bytes`;
 
 // Forget the chosen file and its preview.
 function clearChosen() {
