@@ -4,7 +4,7 @@
 // DATABASE_URL (the service's role, for rows made in SQL).
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -103,6 +103,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  rmSync(IMAGE_DIR, { recursive: true, force: true });
 });
 
 test("an anonymous visitor gets the login page", async () => {
