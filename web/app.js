@@ -44,7 +44,10 @@ class ApiError extends Error {
 async function api(method, path, body, headers = {}) {
   const h = Object.assign({}, headers);
   const init = { method, headers: h, credentials: "same-origin", cache: "no-store" };
-  if (body !== undefined) {
+  if (body instanceof Blob) { // a file sent as it is (images.js): its own type unless headers name one
+    if (!h["Content-Type"]) h["Content-Type"] = body.type || "application/octet-stream";
+    init.body = body;
+  } else if (body !== undefined) {
     h["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -172,15 +175,37 @@ function formatDate(iso) {
   return isNaN(d) ? iso : d.toISOString().slice(0, 16).replace("T", " ");
 }
 
+// A stored image's address (what an upload sets image_url to), and its thumbnail's.
+const STORED_IMAGE = /^\/images\/[0-9a-f]{64}\.webp$/;
+const thumbUrl = (url) => STORED_IMAGE.test(url || "") ? url.replace(/\.webp$/, ".thumb.webp") : null;
+
 function renderRow(p) {
   const tr = document.createElement("tr");
   tr.dataset.id = String(p.id);
   const sw = document.createElement("td");
+  sw.className = "visual";
   const chip = document.createElement("span");
   chip.className = "swatch";
   chip.style.backgroundColor = p.color_preview; // CSSOM: allowed by the CSP
   chip.title = p.color_preview;
-  sw.append(chip);
+  // The thumbnail of a stored image (none for an external URL: the list
+  // loads only this site's images); the slot keeps its size without one,
+  // so every row has the same height.
+  const slot = document.createElement("span");
+  slot.className = "thumb-slot";
+  const thumb = thumbUrl(p.image_url);
+  if (thumb) {
+    const img = document.createElement("img");
+    img.className = "thumb";
+    img.src = thumb;
+    img.alt = p.name;
+    img.width = 40;
+    img.height = 40;
+    img.loading = "lazy";
+    img.decoding = "async";
+    slot.append(img);
+  }
+  sw.append(chip, slot);
   const name = text("td", p.name, "name");
   if (p.low_stock) {
     tr.classList.add("low");
@@ -424,7 +449,10 @@ function validate(v) {
   }
   if (len(v.description) > 5000) e.description = "must be at most 5000 characters";
   if (v.color_preview && !/^#[0-9a-fA-F]{6}$/.test(v.color_preview.trim())) e.color_preview = "must be a colour as #RRGGBB";
-  if (v.image_url.trim() && !/^https?:\/\/[^\s/?#:][^\s]*$/i.test(v.image_url.trim())) e.image_url = "must be empty or an absolute http(s) URL";
+  const img = v.image_url.trim();
+  if (img && !/^https?:\/\/[^\s/?#:][^\s]*$/i.test(img) && !STORED_IMAGE.test(img)) {
+    e.image_url = "must be empty, an absolute http(s) URL or a stored image's address (/images/….webp)";
+  }
   if (v.stock !== "" && !(/^\d+$/.test(v.stock) && Number(v.stock) <= 1000000)) e.stock = "must be a whole number from 0 to 1000000";
   const low = v.low_stock_threshold.trim();
   if (low !== "" && !(/^\d+$/.test(low) && Number(low) <= 1000000)) e.low_stock_threshold = "must be empty or a whole number from 0 to 1000000";
@@ -455,6 +483,7 @@ function fillForm(p) {
   if (!p) $("p-color_preview").value = "#cccccc";
   updateSwatch();
   showErrors({});
+  document.dispatchEvent(new Event("editor:filled")); // images.js: the Image section
 }
 
 async function openEditor(p) {

@@ -4,8 +4,11 @@
 // DATABASE_URL (the service's role, for rows made in SQL).
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 const BASE = process.env.BASE_URL;
@@ -14,7 +17,7 @@ const STACK_DIR = process.env.STACK_DIR;
 const ARTIFACTS = process.env.ARTIFACTS || "tests/artifacts";
 const REFRESH_MS = 5000;
 // Answers the tests provoke on purpose; Chromium logs each as a console error.
-const EXPECTED = /Failed to load resource: the server responded with a status of (400|401|403|409|412|422|503)/;
+const EXPECTED = /Failed to load resource: the server responded with a status of (400|401|403|409|412|413|415|422|503)/;
 
 let browser, page;
 const problems = [];
@@ -34,11 +37,13 @@ async function apiSession() {
   assert.equal(r.status, 200);
   const body = await r.json();
   const cookie = r.headers.get("set-cookie").split(";")[0];
-  return async (method, path, payload) => {
+  // payload: JSON, or bytes (a Buffer) sent as they are with contentType
+  return async (method, path, payload, contentType) => {
     const h = { Cookie: cookie };
     if (method !== "GET") Object.assign(h, { Origin: BASE, "X-CSRF-Token": body.csrf_token });
-    if (payload !== undefined) h["Content-Type"] = "application/json";
-    const res = await fetch(BASE + path, { method, headers: h, body: payload && JSON.stringify(payload) });
+    const raw = payload instanceof Uint8Array;
+    if (payload !== undefined) h["Content-Type"] = raw ? contentType || "application/octet-stream" : "application/json";
+    const res = await fetch(BASE + path, { method, headers: h, body: raw ? payload : payload && JSON.stringify(payload) });
     return { status: res.status, headers: res.headers, body: res.status === 204 ? null : await res.json() };
   };
 }
@@ -98,6 +103,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  rmSync(IMAGE_DIR, { recursive: true, force: true });
 });
 
 test("an anonymous visitor gets the login page", async () => {
@@ -953,6 +959,322 @@ test("bulk edit: a refusal is shown, and the history's Undo restores a bulk edit
   assert.equal((await other("GET", `/admin/paints/${id}`)).body.description, "");
   await page.waitForSelector("#history-list li:has-text('undo')");
   await page.click("#cancel-edit");
+});
+
+// ---- images (#28) ---------------------------------------------------------
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([head, body, crc]);
+}
+
+// A w × h RGB PNG: a gradient from colour a (left) to b (right), darker downwards.
+function png(w, h, a, b) {
+  const raw = Buffer.alloc((w * 3 + 1) * h); // each row: filter 0, then RGB
+  for (let y = 0; y < h; y++) {
+    const shade = 1 - 0.5 * y / (h - 1);
+    for (let x = 0; x < w; x++) {
+      const t = x / (w - 1);
+      for (let i = 0; i < 3; i++) raw[y * (w * 3 + 1) + 1 + x * 3 + i] = Math.round((a[i] + (b[i] - a[i]) * t) * shade);
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bits per sample
+  ihdr[9] = 2; // RGB; compression, filter and interlace 0
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk("IHDR", ihdr), pngChunk("IDAT", deflateSync(raw)), pngChunk("IEND", Buffer.alloc(0))]);
+}
+
+const IMAGE_DIR = mkdtempSync(join(tmpdir(), "ui-images-"));
+function imageFile(name, bytes) {
+  const path = join(IMAGE_DIR, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+const STORED = /^\/images\/[0-9a-f]{64}\.webp$/;
+const IMG_BRAND = `ImagesUI ${Date.now()}`;
+const imgPaints = {}; // made by the first images test: main, moss, sand, bare
+
+// true once the img sel has loaded (naturalWidth > 0): its naturalWidth
+async function loaded(sel) {
+  await page.waitForFunction((s) => {
+    const i = document.querySelector(s);
+    return i && i.getAttribute("src") && i.complete && i.naturalWidth > 0;
+  }, sel);
+  return page.$eval(sel, (i) => i.naturalWidth);
+}
+
+async function openEditorOf(id) {
+  await page.click(`#paints tbody tr[data-id="${id}"] button:has-text("Edit")`);
+  await page.waitForSelector("#editor[open]");
+  await page.waitForFunction(() => !document.getElementById("image-box").hasAttribute("aria-busy")
+    || document.getElementById("image-box").getAttribute("aria-busy") === "false");
+}
+
+test("images: a chosen PNG is previewed, uploaded (Uploading… meanwhile), shown in the editor and as the list's thumbnail", async () => {
+  const other = await apiSession();
+  const mk = async (name, color_preview) =>
+    (await other("POST", "/admin/paints", { name, brand: IMG_BRAND, color_preview, stock: 40 })).body;
+  imgPaints.main = await mk("Image Ultramarine", "#1e3a8a");
+  imgPaints.moss = await mk("Image Moss", "#3f6212");
+  imgPaints.sand = await mk("Image Sand", "#d6b370");
+  imgPaints.bare = await mk("Image None", "#888888");
+  // two get theirs through the API, so the list shows a few
+  for (const [p, a, b] of [[imgPaints.moss, [30, 70, 10], [170, 210, 90]], [imgPaints.sand, [130, 95, 40], [245, 225, 175]]]) {
+    const r = await other("POST", `/admin/paints/${p.id}/image`, png(240, 180, a, b), "image/png");
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.match(r.body.image_url, STORED);
+  }
+  await filterBrand(IMG_BRAND);
+  const id = imgPaints.main.id;
+  const row = `#paints tbody tr[data-id="${id}"]`;
+  assert.equal(await page.$(`${row} img`), null); // no image yet: no thumbnail
+
+  await openEditorOf(id);
+  assert.ok(await page.isVisible("#image-none"));
+  assert.ok(await page.isDisabled("#image-upload"));
+  assert.ok(await page.isDisabled("#image-remove"));
+  assert.ok(await page.isHidden("#image-unsaved"));
+  await page.setInputFiles("#image-file", imageFile("ultramarine.png", png(400, 300, [10, 30, 120], [90, 160, 250])));
+  // the local preview, before anything is sent
+  assert.equal(await loaded("#image-preview"), 400);
+  assert.match(await page.getAttribute("#image-preview", "src"), /^blob:/);
+  assert.match(await page.textContent("#image-chosen-caption"), /^Chosen: ultramarine\.png \(\d+ KiB\), not uploaded yet$/);
+  assert.ok(await page.isVisible("#image-none")); // still none stored
+  await page.locator("#image-box").scrollIntoViewIfNeeded();
+  await shot("27-image-preview");
+
+  // the upload, held back a moment: the controls are disabled and it says so
+  let release;
+  const held = new Promise((r) => { release = r; });
+  const hold = async (route) => { await held; await route.continue(); };
+  await page.route("**/admin/paints/*/image", hold);
+  try {
+    // keyboard only: from the file input, Tab reaches Upload and Enter presses it
+    await page.focus("#image-file");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "image-upload");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => document.getElementById("image-status").textContent === "Uploading…");
+    assert.ok(await page.isDisabled("#image-upload"));
+    assert.ok(await page.isDisabled("#image-file"));
+    assert.equal(await page.getAttribute("#image-box", "aria-busy"), "true");
+    release();
+    await page.waitForFunction(() => document.getElementById("image-status").textContent === "Uploaded ultramarine.png.");
+  } finally {
+    release();
+    await page.unroute("**/admin/paints/*/image", hold);
+  }
+  const src = await page.getAttribute("#image-current", "src");
+  assert.match(src, STORED);
+  assert.equal(await loaded("#image-current"), 400); // never enlarged
+  assert.equal(await page.getAttribute("#image-current", "alt"), "Image of Image Ultramarine");
+  assert.ok(await page.isHidden("#image-none"));
+  assert.ok(await page.isHidden("#image-chosen")); // the preview is gone with its file
+  assert.equal(await page.inputValue("#p-image_url"), src);
+  assert.ok(await page.isEnabled("#image-remove"));
+  assert.ok(await page.isDisabled("#image-upload"));
+  const now = (await other("GET", `/admin/paints/${id}`)).body;
+  assert.equal(now.image_url, src);
+  assert.equal(now.version, imgPaints.main.version + 1);
+  await page.waitForSelector("#history-list li:has-text('image_url')");
+  await shot("28-image-uploaded");
+
+  // Save afterwards: the editor has the new ETag (no conflict), and the field's stored address passes
+  await page.fill("#p-stock", "41");
+  await page.click("#save-paint");
+  await page.waitForSelector("#editor", { state: "hidden" });
+  const saved = (await other("GET", `/admin/paints/${id}`)).body;
+  assert.equal(saved.stock, 41);
+  assert.equal(saved.image_url, src);
+
+  // the list: the thumbnail beside the swatch
+  const thumb = `${row} img.thumb`;
+  await page.waitForSelector(thumb);
+  assert.equal(await page.getAttribute(thumb, "src"), src.replace(/\.webp$/, ".thumb.webp"));
+  assert.equal(await loaded(thumb), 160); // the thumbnail's size: at most 160 px
+  assert.equal(await page.getAttribute(thumb, "alt"), "Image Ultramarine");
+  assert.equal(await page.getAttribute(thumb, "loading"), "lazy");
+  assert.equal(await page.getAttribute(thumb, "width"), "40");
+  assert.equal(await page.getAttribute(thumb, "height"), "40");
+  const box = await page.$eval(thumb, (i) => [i.getBoundingClientRect().width, getComputedStyle(i).objectFit]);
+  assert.deepEqual(box, [40, "cover"]);
+  assert.match(await page.$eval(`${row} .swatch`, (s) => getComputedStyle(s).backgroundColor), /^rgb\(30, 58, 138\)$/);
+  for (const p of [imgPaints.moss, imgPaints.sand]) await loaded(`#paints tbody tr[data-id="${p.id}"] img.thumb`);
+  assert.equal(await page.$(`#paints tbody tr[data-id="${imgPaints.bare.id}"] img`), null);
+  // rows with and without a thumbnail are the same height (within the half
+  // pixel the first row's collapsed top border takes)
+  const heights = await page.$$eval("#paints tbody tr", (trs) => trs.map((tr) => tr.getBoundingClientRect().height));
+  assert.equal(heights.length, 4);
+  assert.ok(Math.max(...heights) - Math.min(...heights) < 1, heights.join());
+  await shot("29-list-thumbnails");
+});
+
+test("images: a text file named .png (415) and a truncated PNG (422) show the service's reason; too big or the wrong type is refused before sending", async () => {
+  const other = await apiSession();
+  const id = imgPaints.main.id;
+  const before = (await other("GET", `/admin/paints/${id}`)).body;
+  assert.match(before.image_url, STORED);
+  const sent = [];
+  const count = (r) => { if (r.method() === "POST" && /\/admin\/paints\/\d+\/image$/.test(r.url())) sent.push(r.url()); };
+  page.on("request", count);
+  try {
+    await openEditorOf(id);
+    await loaded("#image-current");
+
+    // refused here: a type that is not an image's, and a file over 10 MiB
+    await page.setInputFiles("#image-file", imageFile("notes.txt", "just words\n"));
+    await page.waitForSelector("#image-status.error");
+    assert.equal(await page.textContent("#image-status"), "notes.txt is text/plain: choose a PNG, JPEG or WebP image.");
+    assert.ok(await page.isDisabled("#image-upload"));
+    await page.setInputFiles("#image-file", imageFile("huge.png", Buffer.alloc(10 * 1024 * 1024 + 1)));
+    await page.waitForFunction(() => /an image may be at most 10 MiB/.test(document.getElementById("image-status").textContent));
+    assert.match(await page.textContent("#image-status"), /^huge\.png is 10\.0 MiB: /);
+    assert.ok(await page.isDisabled("#image-upload"));
+    assert.deepEqual(sent, []);
+
+    // the service is the judge of the content: "bad.png" is called image/png by its name
+    const bad = Buffer.from("not an image");
+    await page.setInputFiles("#image-file", imageFile("bad.png", bad));
+    await page.waitForSelector("#image-chosen:not([hidden])");
+    await page.click("#image-upload");
+    await page.waitForSelector("#image-status.error");
+    const r415 = await other("POST", `/admin/paints/${id}/image`, bad, "image/png");
+    assert.equal(r415.status, 415);
+    assert.equal(await page.textContent("#image-status"), r415.body.detail);
+    assert.equal(await page.getAttribute("#image-current", "src"), before.image_url); // the current image stays
+    await page.locator("#image-box").scrollIntoViewIfNeeded();
+    await shot("30-image-refused-415");
+
+    // a PNG cut short: its header is fine, its pixels end early
+    const whole = png(400, 300, [200, 40, 40], [250, 200, 60]);
+    const cut = whole.subarray(0, Math.floor(whole.length * 0.6));
+    await page.setInputFiles("#image-file", imageFile("cut.png", cut));
+    await page.waitForFunction(() => !document.getElementById("image-status").classList.contains("error"));
+    await page.click("#image-upload");
+    await page.waitForSelector("#image-status.error");
+    const r422 = await other("POST", `/admin/paints/${id}/image`, cut, "image/png");
+    assert.equal(r422.status, 422);
+    assert.equal(await page.textContent("#image-status"), r422.body.detail);
+    await shot("31-image-refused-422");
+    assert.equal(sent.length, 2); // the two the service judged, none of the two refused here
+    await page.click("#cancel-edit");
+    await page.waitForSelector("#editor", { state: "hidden" });
+  } finally {
+    page.off("request", count);
+  }
+  const after_ = (await other("GET", `/admin/paints/${id}`)).body;
+  assert.equal(after_.image_url, before.image_url);
+  assert.equal(after_.version, before.version); // nothing changed
+});
+
+test("images: an upload after another admin's edit is a 412 shown as the editor's conflict; Reload, then it goes through", async () => {
+  const other = await apiSession();
+  const id = imgPaints.moss.id;
+  const old = (await other("GET", `/admin/paints/${id}`)).body.image_url;
+  await openEditorOf(id);
+  await loaded("#image-current");
+  assert.equal(await page.getAttribute("#image-current", "src"), old);
+  assert.equal((await other("PATCH", `/admin/paints/${id}`, { description: "changed elsewhere" })).status, 200);
+  await page.setInputFiles("#image-file", imageFile("moss.png", png(300, 300, [20, 50, 10], [120, 180, 60])));
+  await page.click("#image-upload");
+  await page.waitForSelector("#conflict:not([hidden])");
+  assert.match(await page.textContent("#image-status"), /changed by someone else/);
+  assert.equal((await other("GET", `/admin/paints/${id}`)).body.image_url, old);
+  await page.click("#conflict-reload");
+  await page.waitForSelector("#conflict", { state: "hidden" });
+  assert.equal(await page.inputValue("#p-description"), "changed elsewhere");
+  assert.ok(await page.isEnabled("#image-upload")); // the chosen file is kept
+  await page.click("#image-upload");
+  await page.waitForFunction(() => document.getElementById("image-status").textContent === "Uploaded moss.png.");
+  const now = (await other("GET", `/admin/paints/${id}`)).body;
+  assert.match(now.image_url, STORED);
+  assert.notEqual(now.image_url, old);
+  assert.equal(now.description, "changed elsewhere");
+  assert.equal(await page.getAttribute("#image-current", "src"), now.image_url);
+  await page.click("#cancel-edit");
+  await page.waitForSelector("#editor", { state: "hidden" });
+  await page.waitForFunction(([sel, src]) => document.querySelector(sel)?.getAttribute("src") === src,
+    [`#paints tbody tr[data-id="${id}"] img.thumb`, now.image_url.replace(/\.webp$/, ".thumb.webp")]);
+});
+
+test("images: Remove image leaves the paint without one, in the editor, the list and the API", async () => {
+  const other = await apiSession();
+  const id = imgPaints.main.id;
+  const row = `#paints tbody tr[data-id="${id}"]`;
+  const height = await page.$eval(row, (tr) => Math.round(tr.getBoundingClientRect().height));
+  await openEditorOf(id);
+  await loaded("#image-current");
+  await page.click("#image-remove");
+  await page.waitForFunction(() => document.getElementById("image-status").textContent === "The image was removed.");
+  assert.ok(await page.isVisible("#image-none"));
+  assert.equal(await page.textContent("#image-none"), "No image");
+  assert.ok(await page.isHidden("#image-current"));
+  assert.ok(await page.isDisabled("#image-remove"));
+  assert.equal(await page.inputValue("#p-image_url"), "");
+  await page.locator("#image-box").scrollIntoViewIfNeeded();
+  await shot("32-image-removed");
+  assert.equal((await other("GET", `/admin/paints/${id}`)).body.image_url, "");
+  await page.click("#cancel-edit");
+  await page.waitForSelector("#editor", { state: "hidden" });
+  await page.waitForFunction((sel) => document.querySelector(sel) && !document.querySelector(sel + " img"), row);
+  assert.equal(await page.$eval(row, (tr) => Math.round(tr.getBoundingClientRect().height)), height);
+});
+
+test("images: an image_url of another site is said, not fetched, in the editor and the list", async () => {
+  const other = await apiSession();
+  const id = imgPaints.bare.id;
+  assert.equal((await other("PATCH", `/admin/paints/${id}`, { image_url: "https://example.com/elsewhere.png" })).status, 200);
+  const asked = [];
+  const note = (r) => { if (r.url().includes("example.com")) asked.push(r.url()); };
+  page.on("request", note);
+  try {
+    await filterBrand(IMG_BRAND);
+    assert.equal(await page.$(`#paints tbody tr[data-id="${id}"] img`), null);
+    await openEditorOf(id);
+    assert.ok(await page.isHidden("#image-current"));
+    assert.match(await page.textContent("#image-none"), /another site/);
+    assert.ok(await page.isEnabled("#image-remove"));
+    await page.click("#cancel-edit");
+    await page.waitForSelector("#editor", { state: "hidden" });
+  } finally {
+    page.off("request", note);
+  }
+  assert.deepEqual(asked, []);
+});
+
+test("images: a new paint's editor says to save it first, with no upload control enabled", async () => {
+  await page.click("#new-paint");
+  await page.waitForSelector("#editor[open]");
+  assert.ok(await page.isVisible("#image-unsaved"));
+  assert.match(await page.textContent("#image-unsaved"), /Save the paint first/);
+  assert.ok(await page.isVisible("#image-none"));
+  assert.ok(await page.isDisabled("#image-file"));
+  assert.ok(await page.isDisabled("#image-upload"));
+  assert.ok(await page.isDisabled("#image-remove"));
+  await page.locator("#image-box").scrollIntoViewIfNeeded();
+  await shot("33-image-new-paint");
+  await page.click("#cancel-edit");
+  await page.waitForSelector("#editor", { state: "hidden" });
 });
 
 test("logging out returns to the login page", async () => {
