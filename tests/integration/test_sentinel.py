@@ -108,7 +108,11 @@ class Sentinel(unittest.TestCase):
         for c in self.caches(r):
             self.assertEqual(c["sentinels"]["master"], f"127.0.0.1:{s.redis_port}", c)
         t0 = time.monotonic()
-        r.run(lambda: self.sentinel("SENTINEL", "FAILOVER", MASTER), lambda: None)
+        # The switch happens amid the races (from race START), and the races
+        # after END run once the sentinel names the promoted replica.
+        r.run(lambda: self.sentinel("SENTINEL", "FAILOVER", MASTER),
+              lambda: wait(lambda: self.master_port() == self.replica_port,
+                           "the sentinel to name the promoted replica"))
         print(f"\n  {r.report('SENTINEL FAILOVER')} in {time.monotonic() - t0:.1f}s", flush=True)
         self.assertEqual(r.stale, [], f"{len(r.stale)} stale reads: {r.stale[:10]}")
         self.assertEqual(self.master_port(), self.replica_port)
