@@ -67,14 +67,25 @@ enum route_result router_match(const struct route *table, size_t n,
 			       const char *method, const char *path,
 			       struct route_match *m)
 {
-	int path_known = 0;
+	int path_known = 0, fewest = ROUTER_MAX_VARS + 1;
 	size_t i;
 
+	/*
+	 * The patterns with the fewest variables that match are the path's:
+	 * /admin/paints/import is the import's path, never a paint id, so a
+	 * GET there is a 405, not a bad id.
+	 */
+	for (i = 0; i < n; i++) {
+		struct route_match tmp;
+
+		if (pattern_match(table[i].pattern, path, &tmp) && tmp.nvars < fewest)
+			fewest = tmp.nvars;
+	}
 	memset(m, 0, sizeof(*m));
 	for (i = 0; i < n; i++) {
 		struct route_match tmp;
 
-		if (!pattern_match(table[i].pattern, path, &tmp))
+		if (!pattern_match(table[i].pattern, path, &tmp) || tmp.nvars != fewest)
 			continue;
 		if (method_matches(table[i].method, method)) {
 			*m = tmp;

@@ -110,6 +110,13 @@ class Errors(unittest.TestCase):
         r = stack().request("DELETE", "/healthz")
         assert_problem(self, r, 405)
         self.assertEqual(r.headers["allow"], "GET, HEAD")
+        # A literal path is its own routes', never a paint's id.
+        for method, path, allow in (("GET", "/admin/paints/import", "POST"),
+                                    ("DELETE", "/admin/paints/stats", "GET, HEAD"),
+                                    ("PUT", "/admin/paints/export.csv", "GET, HEAD")):
+            r = stack().request(method, path)
+            assert_problem(self, r, 405)
+            self.assertEqual(r.headers["allow"], allow, path)
 
     def test_head(self):
         r = stack().request("HEAD", "/healthz")
