@@ -35,7 +35,7 @@ static int get_int(char *const *envp, const char *name, int def, int min,
 		   int max, int *out, char *err, size_t errlen);
 static int get_str(char *const *envp, const char *name, const char *def,
 		   size_t maxlen, char **out, char *err, size_t errlen);
-static int check_database_url(const char *url, char *err, size_t errlen);
+static int check_database_url(const char *url, int keywords, char *err, size_t errlen);
 static int check_listen(const char *s, char *err, size_t errlen);
 static int check_token(const char *s, char *err, size_t errlen);
 static int check_peer_list(const char *s, char *err, size_t errlen);
@@ -94,16 +94,24 @@ static int get_str(char *const *envp, const char *name, const char *def,
 	return 0;
 }
 
-/* Accept postgres:// and postgresql:// URLs that libpq can parse. */
-static int check_database_url(const char *url, char *err, size_t errlen)
+/*
+ * Accept postgres:// and postgresql:// URLs that libpq can parse, and
+ * with keywords libpq's "key=value ..." form too (naming a host): either
+ * may list several hosts and ports for a failover set
+ * (postgresql://u@a:5432,b:5432/db?target_session_attrs=read-write, or
+ * host=a,b port=5432,5432 target_session_attrs=read-write).
+ */
+static int check_database_url(const char *url, int keywords, char *err, size_t errlen)
 {
 	PQconninfoOption *opts;
 	char *perr = NULL;
+	int is_url = strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
 
-	if (strncmp(url, "postgres://", 11) != 0 &&
-	    strncmp(url, "postgresql://", 13) != 0) {
-		snprintf(err, errlen,
-			 "DATABASE_URL is invalid: expected postgres://user:password@host:port/dbname or postgresql://...");
+	if (!is_url && !(keywords && strchr(url, '=') != NULL)) {
+		snprintf(err, errlen, keywords
+			 ? "DATABASE_URL is invalid: expected postgres://user:password@host:port/dbname, "
+			   "postgresql://..., or libpq's host=... port=... dbname=... form"
+			 : "DATABASE_URL is invalid: expected postgres://user:password@host:port/dbname or postgresql://...");
 		return -1;
 	}
 	opts = PQconninfoParse(url, &perr);
@@ -112,6 +120,19 @@ static int check_database_url(const char *url, char *err, size_t errlen)
 		snprintf(err, errlen, "DATABASE_URL is invalid: libpq cannot parse it");
 		PQfreemem(perr);
 		return -1;
+	}
+	if (!is_url) {
+		int host = 0;
+
+		for (PQconninfoOption *o = opts; o->keyword; o++)
+			if ((strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0) &&
+			    o->val && *o->val)
+				host = 1;
+		if (!host) {
+			snprintf(err, errlen, "DATABASE_URL is invalid: it names no host (host=...)");
+			PQconninfoFree(opts);
+			return -1;
+		}
 	}
 	/* libpq keeps ports as text: check each (a list for several hosts). */
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
@@ -312,7 +333,7 @@ int config_check_replica_urls(const char *list, char *err, size_t errlen)
 			len--;
 		one = xstrndup(p, len);
 		n++;
-		if (len == 0 || check_database_url(one, why, sizeof(why)) != 0) {
+		if (len == 0 || check_database_url(one, 0, why, sizeof(why)) != 0) {
 			/* why names DATABASE_URL: keep only its reason. */
 			msg = strstr(why, "is invalid: ");
 			snprintf(err, errlen, "DATABASE_REPLICA_URLS is invalid: entry %d: %s", n,
@@ -376,7 +397,7 @@ static int load_database(struct config *cfg, char *const *envp, const struct pro
 
 	if (get_str(envp, "DATABASE_URL", LOCAL_DATABASE_URL, 4096,
 		    &cfg->database_url, err, errlen) ||
-	    check_database_url(cfg->database_url, err, errlen))
+	    check_database_url(cfg->database_url, 1, err, errlen))
 		return -1;
 	if (get_int(envp, "DB_POOL_SIZE", pr->pool_size, 1, 1000, &cfg->pool_size, err, errlen) ||
 	    get_int(envp, "DB_MAX_OVERFLOW", pr->max_overflow, 0, 1000, &cfg->max_overflow, err, errlen) ||

@@ -101,6 +101,41 @@ static void test_both_url_schemes(void **state)
 	config_free(&cfg);
 }
 
+/* A failover set: several hosts, as a URL or in libpq's key=value form. */
+static void test_multi_host_database_url(void **state)
+{
+	static const char *const good[] = {
+		"DATABASE_URL=postgresql://u:p@10.0.0.1:5432,10.0.0.2:5433/x?target_session_attrs=read-write",
+		"DATABASE_URL=host=10.0.0.1,10.0.0.2 port=5432,5433 dbname=x user=u "
+		"target_session_attrs=read-write",
+		"DATABASE_URL=hostaddr=127.0.0.1 port=5432 dbname=x",
+	};
+	static const char *const bad[] = {
+		"DATABASE_URL=dbname=x user=u",				/* no host */
+		"DATABASE_URL=host=a,b port=5432,99999 dbname=x",	/* a bad port */
+		"DATABASE_URL=host=a 'unterminated",			/* libpq cannot parse it */
+		"DATABASE_URL=just words",				/* neither form */
+	};
+	struct config cfg;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char *env[] = { (char *)good[i], NULL };
+
+		if (load(&cfg, env) != 0)
+			fail_msg("refused: %s (%s)", good[i], err);
+		config_free(&cfg);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *env[] = { (char *)bad[i], NULL };
+
+		if (load(&cfg, env) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_non_null(strstr(err, "DATABASE_URL is invalid"));
+	}
+}
+
 /* Each bad value must fail and name its variable in one line. */
 static void test_bad_values_name_the_variable(void **state)
 {
@@ -498,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_railway_implies_production),
 		cmocka_unit_test(test_explicit_wins_over_profile),
 		cmocka_unit_test(test_both_url_schemes),
+		cmocka_unit_test(test_multi_host_database_url),
 		cmocka_unit_test(test_bad_values_name_the_variable),
 		cmocka_unit_test(test_range_in_message),
 		cmocka_unit_test(test_targets),
