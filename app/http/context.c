@@ -795,6 +795,14 @@ static void release_all(struct ctx *c)
 	http_resp_free(&c->resp);
 }
 
+/* A read-only handler that failed on its connection, from its start on another. */
+static void run_again(struct ctx *c)
+{
+	ctx_db_release(c);
+	http_resp_reset(&c->resp);
+	c->match.route->handler(c);
+}
+
 /*
  * Run the admitted request's handler. A read-only route may be served by a
  * replica: the session lookup's primary connection is returned first, and
@@ -822,19 +830,15 @@ static void run_handler(struct ctx *c)
 	}
 	c->match.route->handler(c);
 	if (c->replica_failed) {
-		ctx_db_release(c);
-		http_resp_reset(&c->resp);
 		c->replica_failed = 0;
 		c->no_replica = 1;
-		c->match.route->handler(c);
+		run_again(c);
 	}
 	if (c->primary_failed) {
 		/* Once: the connection it failed on is gone (ctx_db_error). */
-		ctx_db_release(c);
-		http_resp_reset(&c->resp);
 		c->primary_failed = 0;
 		c->primary_retried = 1;
-		c->match.route->handler(c);
+		run_again(c);
 	}
 }
 
