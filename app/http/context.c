@@ -807,7 +807,8 @@ static void run_again(struct ctx *c)
  * Run the admitted request's handler. A read-only route may be served by a
  * replica: the session lookup's primary connection is returned first, and
  * when the replica fails the request, the handler (which only reads) runs
- * again on the primary. Any other route writes, and a write waits for
+ * again on the primary; when the primary's connection fails it (lost, a
+ * failover: ctx_db_error), once more on a fresh one. Any other route writes, and a write waits for
  * PostgreSQL's disk flush at its commit (milliseconds): a parked worker
  * thread takes this one's place meanwhile (workers.h).
  */
