@@ -11,7 +11,10 @@ set -euo pipefail
 build_pkgs=(make gcc pkg-config libc6-dev
 	libfcgi-dev libpq-dev libjson-c-dev libhiredis-dev libsodium-dev
 	libpng-dev libturbojpeg0-dev libwebp-dev)
+# postgresql-15-auto-failover (pg_autoctl) and redis-sentinel: the HA=1
+# stack (scripts/ha.sh).
 stack_pkgs=(postgresql-15 redis-server redis-tools
+	postgresql-15-auto-failover redis-sentinel
 	nginx openssl ca-certificates curl procps python3)
 # prometheus: for promtool (the rules' unit tests, the /metrics lint).
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev chromium nodejs npm wrk valgrind prometheus)
@@ -60,7 +63,9 @@ fi
 # it (its node exporter is only recommended, so not installed). We want only
 # promtool: stop a daemon this install started, leave alone one that was
 # running before.
-daemons=(prometheus)
+# Debian's redis-sentinel likewise starts a sentinel on port 26379 where it
+# can; the HA=1 stack runs sentinels of its own.
+daemons=(prometheus redis-sentinel)
 running_before=()
 for d in "${daemons[@]}"; do
 	pgrep -x "$d" >/dev/null 2>&1 && running_before+=("$d")

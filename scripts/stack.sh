@@ -9,6 +9,9 @@
 #   scripts/stack.sh redis-stop|redis-start          (fault tests)
 #   scripts/stack.sh app-stop|app-start              (fault tests)
 #   scripts/stack.sh replica-kill|replica-start|replica-stop N   (replica tests)
+#   HA=1 scripts/stack.sh run|start   PostgreSQL under pg_auto_failover and
+#                                     Redis under Sentinel (scripts/ha.sh, with
+#                                     its ha-status, ha-kill-* commands)
 #
 # Settings (environment): STACK_DIR (var), HTTPS_PORT (8443), PG_PORT
 # (55432), REDIS_PORT (56379), APP_PROCESSES (1), SEED_COUNT (10000),
@@ -533,6 +536,13 @@ stop_all() {
 	say "stopped (data kept in $STACK_DIR)"
 }
 
+# HA=1, or an HA stack running from STACK_DIR: scripts/ha.sh replaces the
+# single PostgreSQL and Redis with their failover sets.
+if [ "${HA:-0}" = 1 ] || [ -e "$RUN/ha" ]; then
+	# shellcheck source=scripts/ha.sh
+	. "$REPO/scripts/ha.sh"
+fi
+
 cmd=${1:-}
 case "$cmd" in
 run)
@@ -566,12 +576,16 @@ replica-kill)
 	[ -s "$d/postmaster.pid" ] && kill -KILL "$(head -1 "$d/postmaster.pid")"
 	;;
 replica-start) start_replica "${2:?replica number}" ;;
+ha-*)
+	[ "$(type -t ha_cmd)" = function ] || fail "no HA stack in $STACK_DIR (HA=1 make run)"
+	ha_cmd "$@"
+	;;
 app-start)
 	for i in $(seq "$APP_PROCESSES"); do start_app "$i"; done
 	for i in $(seq "$APP_PROCESSES"); do wait_app "$i"; done
 	;;
 *)
-	echo "usage: $0 run|start|stop|pg-stop|pg-start|pg-kill|redis-stop|redis-start|app-stop|app-start|replica-stop N|replica-kill N|replica-start N" >&2
+	echo "usage: $0 run|start|stop|pg-stop|pg-start|pg-kill|redis-stop|redis-start|app-stop|app-start|replica-stop N|replica-kill N|replica-start N|ha-status|ha-kill-primary|ha-kill-redis-master|ha-kill-node NAME|ha-restart-node NAME" >&2
 	exit 2
 	;;
 esac
