@@ -318,15 +318,12 @@ ha_redis_conf() { # redis1|redis2 [master port]: its configuration, made at each
 		maxmemory 256mb
 		maxmemory-policy volatile-lru
 		enable-debug-command local
-		# A write is refused (NOREPLICAS) unless a replica acknowledged the
-		# stream within the last 5 s: a cache invalidation answered OK is
-		# then on two nodes, or at most 5 s from it, and a master cut off
-		# from its replica stops taking writes that a failover would lose.
-		# (Replication stays asynchronous: the strict "on both" is the
-		# client's WAIT 1 <ms> after its write.) With one node left, writes
-		# fail and the service runs on PostgreSQL until the other rejoins.
-		min-replicas-to-write 1
-		min-replicas-max-lag 5
+		# No min-replicas-to-write: the cache's exactness does not rest on
+		# Redis keeping a write. A promoted replica has a new replication id,
+		# so the service reads a new, empty key space there (cache.h, K) and
+		# trusts it only after a drain; an invalidation the old master lost
+		# can never be served. Refusing writes with one node left would only
+		# keep the cache off until the other rejoins.
 		$([ -n "$master" ] && echo "replicaof 127.0.0.1 $master")
 	EOF
 }
@@ -425,8 +422,18 @@ ha_redis_master_port() { # the sentinels' answer, else the node that says master
 	return 1
 }
 
-# Where the service finds Redis for now: the current master (it does not
-# follow a failover yet: REDIS_SENTINELS is for that).
+# The service follows both failover sets: the multi-host DATABASE_URL
+# (libpq finds the primary), and the sentinels for Redis (REDIS_URL then
+# gives only the password and database).
+app_env() {
+	export DATABASE_URL=${DATABASE_URL:-$(database_url)}
+	export REDIS_URL=${REDIS_URL-$(redis_url)}
+	export REDIS_SENTINELS=${REDIS_SENTINELS:-$(ha_sentinels)}
+	export REDIS_SENTINEL_MASTER=$SENTINEL_MASTER
+	export REDIS_SENTINEL_PASSWORD=${REDIS_SENTINEL_PASSWORD:-$(redis_password)}
+}
+
+# REDIS_URL: the master at start (for tools; the service asks the sentinels).
 redis_url() {
 	local port
 	port=$(ha_redis_master_port) || port=$(ha_redis_port redis1)
