@@ -499,8 +499,10 @@ banner() {
 		    scripts/stack.sh ha-kill-redis-master   kill -9 the Redis master (found via the sentinels)
 		    scripts/stack.sh ha-kill-node NAME      kill -9 all of a node (pg1 pg2 redis1 redis2 ...)
 		    scripts/stack.sh ha-restart-node NAME   bring it back: it rejoins as standby / replica
-		  HA data      $HA_DIR (PostgreSQL), $REDIS_HA_DIR (Redis)
-		  The service does not follow a failover yet (issue #26, next step).
+		  HA data       $HA_DIR (PostgreSQL), $REDIS_HA_DIR (Redis): the "data" line above is unused
+		  The service follows both failovers by itself (the multi-host DATABASE_URL, REDIS_SENTINELS):
+		    curl -sk -b jar https://127.0.0.1:$HTTPS_PORT/admin/pool     (server, failovers)
+		    curl -sk -b jar https://127.0.0.1:$HTTPS_PORT/admin/cache    (sentinels: master, switches)
 
 	EOF
 }
