@@ -296,36 +296,22 @@ ha_stop_node() { # pg1|pg2|monitor
 # ---- Redis: two nodes and three sentinels ----------------------------------
 
 ha_redis_conf() { # redis1|redis2 [master port]: its configuration, made at each start
-	local name=$1 master=${2:-} pw
-	pw=$(redis_password)
+	local name=$1 master=${2:-}
 	mkdir -p "$REDIS_HA_DIR/$name"
-	(umask 077 && cat >"$REDIS_HA_DIR/$name.conf") <<-EOF
-		bind 127.0.0.1
-		port $(ha_redis_port "$name")
-		protected-mode yes
-		requirepass $pw
-		# to replicate from the other node once Sentinel makes it master
-		masterauth $pw
-		daemonize yes
-		pidfile $RUN/$name.pid
-		logfile $LOG/$name.log
-		dir $REDIS_HA_DIR/$name
-		appendonly yes
-		appendfsync everysec
-		save ""
-		# As the single Redis (scripts/stack.sh, start_redis: the service's
-		# keys, and why gen and wal must never be evicted).
-		maxmemory 256mb
-		maxmemory-policy volatile-lru
-		enable-debug-command local
-		# No min-replicas-to-write: the cache's exactness does not rest on
-		# Redis keeping a write. A promoted replica has a new replication id,
-		# so the service reads a new, empty key space there (cache.h, K) and
-		# trusts it only after a drain; an invalidation the old master lost
-		# can never be served. Refusing writes with one node left would only
-		# keep the cache off until the other rejoins.
-		$([ -n "$master" ] && echo "replicaof 127.0.0.1 $master")
-	EOF
+	(umask 077 && {
+		redis_node_conf "$(ha_redis_port "$name")" "$name" "$REDIS_HA_DIR/$name"
+		cat <<-EOF
+			# to replicate from the other node once Sentinel makes it master
+			masterauth $(redis_password)
+			# No min-replicas-to-write: the cache's exactness does not rest on
+			# Redis keeping a write. A promoted replica has a new replication id,
+			# so the service reads a new, empty key space there (cache.h, K) and
+			# trusts it only after a drain; an invalidation the old master lost
+			# can never be served. Refusing writes with one node left would only
+			# keep the cache off until the other rejoins.
+			$([ -n "$master" ] && echo "replicaof 127.0.0.1 $master")
+		EOF
+	} >"$REDIS_HA_DIR/$name.conf")
 }
 
 ha_sentinel_conf() { # sentinelN master-port: made at each start of the stack

@@ -256,21 +256,19 @@ setup_db() {
 	EOF
 }
 
-start_redis() {
-	local pw
-	pw=$(redis_password)
-	mkdir -p "$STACK_DIR/redis"
-	# The file holds the password: for this user only.
-	(umask 077 && cat >"$STACK_DIR/redis/redis.conf") <<-EOF
+# The settings every Redis data node has (this stack's one, and the HA
+# pair of scripts/ha.sh): redis_node_conf PORT NAME DIR. Its other lines
+# (a socket, replication) follow it in the file.
+redis_node_conf() {
+	cat <<-EOF
 		bind 127.0.0.1
-		port $REDIS_PORT
-		$(sock_fits "$REDIS_SOCK" && printf 'unixsocket %s\nunixsocketperm 700' "$REDIS_SOCK")
+		port $1
 		protected-mode yes
-		requirepass $pw
+		requirepass $(redis_password)
 		daemonize yes
-		pidfile $RUN/redis.pid
-		logfile $LOG/redis.log
-		dir $STACK_DIR/redis
+		pidfile $RUN/$2.pid
+		logfile $LOG/$2.log
+		dir $3
 		appendonly yes
 		appendfsync everysec
 		save ""
@@ -292,6 +290,17 @@ start_redis() {
 		# DEBUG SLEEP from loopback only (the cache fault tests)
 		enable-debug-command local
 	EOF
+}
+
+start_redis() {
+	mkdir -p "$STACK_DIR/redis"
+	# The file holds the password: for this user only.
+	(umask 077 && {
+		redis_node_conf "$REDIS_PORT" redis "$STACK_DIR/redis"
+		if sock_fits "$REDIS_SOCK"; then
+			printf 'unixsocket %s\nunixsocketperm 700\n' "$REDIS_SOCK"
+		fi
+	} >"$STACK_DIR/redis/redis.conf")
 	chmod 600 "$STACK_DIR/redis/redis.conf"
 	say "starting Redis on 127.0.0.1:$REDIS_PORT$(sock_fits "$REDIS_SOCK" && echo " and $REDIS_SOCK")"
 	redis-server "$STACK_DIR/redis/redis.conf"

@@ -71,22 +71,21 @@ enum route_result router_match(const struct route *table, size_t n,
 	size_t i;
 
 	/*
-	 * The patterns with the fewest variables that match are the path's:
-	 * /admin/paints/import is the import's path, never a paint id, so a
+	 * In table order, literals first: once a pattern with fewer variables
+	 * matched the path, those with more are not the path's. So
+	 * /admin/paints/import is the import's path, never a paint id, and a
 	 * GET there is a 405, not a bad id.
 	 */
-	for (i = 0; i < n; i++) {
-		struct route_match tmp;
-
-		if (pattern_match(table[i].pattern, path, &tmp) && tmp.nvars < fewest)
-			fewest = tmp.nvars;
-	}
 	memset(m, 0, sizeof(*m));
 	for (i = 0; i < n; i++) {
 		struct route_match tmp;
 
-		if (!pattern_match(table[i].pattern, path, &tmp) || tmp.nvars != fewest)
+		if (!pattern_match(table[i].pattern, path, &tmp) || tmp.nvars > fewest)
 			continue;
+		if (tmp.nvars < fewest) {
+			fewest = tmp.nvars;
+			m->allow[0] = '\0';
+		}
 		if (method_matches(table[i].method, method)) {
 			*m = tmp;
 			m->route = &table[i];

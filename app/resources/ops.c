@@ -80,19 +80,19 @@ static int ready_probe(struct ctx *c)
 }
 
 /*
- * Whether the database answers: a probe when none runs (its 503 left set
- * when it failed, *probed 1), else the last probe's finding (*probed 0).
+ * Whether the database answers: a probe when none runs (which may leave a
+ * response set when it failed), else the last probe's finding.
  */
-static int database_ready(struct ctx *c, int *probed)
+static int database_ready(struct ctx *c)
 {
-	int ok;
+	int ok, probe;
 
 	pthread_mutex_lock(&ready_mu);
-	*probed = !ready_probing;
-	ready_probing |= *probed;
+	probe = !ready_probing;
+	ready_probing |= probe;
 	ok = ready_ok;
 	pthread_mutex_unlock(&ready_mu);
-	if (*probed) {
+	if (probe) {
 		ok = ready_probe(c);
 		pthread_mutex_lock(&ready_mu);
 		ready_ok = ok;
@@ -135,10 +135,8 @@ static void ops_ready(struct ctx *c)
 {
 	struct json_object *o;
 	struct pool_stats st;
-	int probed, ok = database_ready(c, &probed);
 
-	(void)probed;
-	if (!ok) {
+	if (!database_ready(c)) {
 		not_ready(c);
 		return;
 	}
@@ -548,10 +546,10 @@ static void ops_prometheus(struct ctx *c)
 	struct pool_stats ps;
 	struct cache_stats cs;
 	struct strbuf *sb = &c->resp.body;
-	int database_up, probed;
+	int database_up;
 
 	/* The readiness probe's finding, as Prometheus's database-down alert reads it. */
-	database_up = database_ready(c, &probed);
+	database_up = database_ready(c);
 	http_resp_reset(&c->resp);	/* a failed probe's 503 */
 	metrics_snapshot(&m);
 	pool_get_stats(c->app->pool, &ps);

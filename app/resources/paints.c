@@ -408,8 +408,11 @@ void paints_patch(struct ctx *c)
 /* After an image route's change: forget the stored image it replaced. */
 static void image_replaced(struct ctx *c, const struct paint_change *ch, const char *now)
 {
-	if (c->resp.status == 200 && ch->replaced_image && strcmp(ch->replaced_image, now) != 0)
-		images_forget(c, ctx_db(c, 0), ch->replaced_image);
+	PGconn *pg;
+
+	if (c->resp.status == 200 && ch->replaced_image && strcmp(ch->replaced_image, now) != 0 &&
+	    (pg = ctx_db(c, 0)) != NULL)
+		images_forget(c, pg, ch->replaced_image);
 }
 
 /*

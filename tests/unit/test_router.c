@@ -113,6 +113,11 @@ static void test_service_table_is_sane(void **state)
 		for (k = 0; k < i; k++)
 			if (strcmp(r[k].name, r[i].name) == 0)
 				fail_msg("two routes are named %s", r[i].name);
+		/* literals first: no variable pattern before it takes its path */
+		if (strchr(r[i].pattern, '{') == NULL &&
+		    (router_match(r, n, r[i].method, r[i].pattern, &m) != ROUTE_FOUND ||
+		     m.route != &r[i]))
+			fail_msg("%s %s is shadowed by an earlier route", r[i].method, r[i].pattern);
 	}
 	assert_int_equal(router_match(r, n, "GET", "/healthz", &m), ROUTE_FOUND);
 	assert_int_equal(router_match(r, n, "GET", "/readyz", &m), ROUTE_FOUND);
