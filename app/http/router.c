@@ -67,35 +67,42 @@ enum route_result router_match(const struct route *table, size_t n,
 			       const char *method, const char *path,
 			       struct route_match *m)
 {
+	struct route_match best;
 	int path_known = 0, fewest = ROUTER_MAX_VARS + 1;
 	size_t i;
 
 	/*
-	 * In table order, literals first: once a pattern with fewer variables
-	 * matched the path, those with more are not the path's. So
-	 * /admin/paints/import is the import's path, never a paint id, and a
-	 * GET there is a 405, not a bad id.
+	 * The patterns with the fewest variables that match are the path's,
+	 * wherever they stand in the table: /admin/paints/import is the
+	 * import's path, never a paint id, so a GET there is a 405, not a
+	 * bad id. A literal match (no variables) cannot be beaten: it ends
+	 * the search at once.
 	 */
 	memset(m, 0, sizeof(*m));
-	for (i = 0; i < n; i++) {
+	memset(&best, 0, sizeof(best));
+	for (i = 0; i < n && !(best.route && fewest == 0); i++) {
 		struct route_match tmp;
 
 		if (!pattern_match(table[i].pattern, path, &tmp) || tmp.nvars > fewest)
 			continue;
 		if (tmp.nvars < fewest) {
 			fewest = tmp.nvars;
+			best.route = NULL;
 			m->allow[0] = '\0';
 		}
-		if (method_matches(table[i].method, method)) {
-			*m = tmp;
-			m->route = &table[i];
-			m->allow[0] = '\0';
-			return ROUTE_FOUND;
+		if (best.route == NULL && method_matches(table[i].method, method)) {
+			best = tmp;
+			best.route = &table[i];
 		}
 		path_known = 1;
 		allow_add(m->allow, sizeof(m->allow), table[i].method);
 		if (strcmp(table[i].method, "GET") == 0)
 			allow_add(m->allow, sizeof(m->allow), "HEAD");
+	}
+	if (best.route) {
+		*m = best;
+		m->allow[0] = '\0';
+		return ROUTE_FOUND;
 	}
 	return path_known ? ROUTE_METHOD_NOT_ALLOWED : ROUTE_NOT_FOUND;
 }

@@ -24,6 +24,7 @@ static const struct route table[] = {
 	{ "PUT", "/admin/paints/{id}", h_put, "put", AUTH_ADMIN, false, 0 },
 	{ "DELETE", "/admin/paints/{id}", h_put, "delete", AUTH_ADMIN, false, 0 },
 	{ "POST", "/admin/paints/{id}/stock", h_stock, "stock", AUTH_ADMIN, false, 0 },
+	{ "POST", "/admin/paints/late", h_stats, "late", AUTH_ADMIN, false, 0 },
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
@@ -90,6 +91,12 @@ static void test_method_not_allowed_lists_allow(void **state)
 			 ROUTE_METHOD_NOT_ALLOWED);
 	assert_string_equal(m.allow, "GET, HEAD");
 	assert_null(m.route);
+	/* wherever the literal stands: one listed after the variable pattern */
+	assert_int_equal(router_match(table, N, "GET", "/admin/paints/late", &m),
+			 ROUTE_METHOD_NOT_ALLOWED);
+	assert_string_equal(m.allow, "POST");
+	assert_int_equal(router_match(table, N, "POST", "/admin/paints/late", &m), ROUTE_FOUND);
+	assert_string_equal(m.route->name, "late");
 }
 
 static void test_service_table_is_sane(void **state)
@@ -113,7 +120,7 @@ static void test_service_table_is_sane(void **state)
 		for (k = 0; k < i; k++)
 			if (strcmp(r[k].name, r[i].name) == 0)
 				fail_msg("two routes are named %s", r[i].name);
-		/* literals first: no variable pattern before it takes its path */
+		/* a literal route is reached by its own path, never shadowed */
 		if (strchr(r[i].pattern, '{') == NULL &&
 		    (router_match(r, n, r[i].method, r[i].pattern, &m) != ROUTE_FOUND ||
 		     m.route != &r[i]))
