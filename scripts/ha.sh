@@ -16,7 +16,7 @@
 # and the ha-* commands find it without HA=1.
 #
 #   scripts/stack.sh ha-status               one line per node: role, state, lag
-#   scripts/stack.sh ha-kill-primary         kill -9 the PostgreSQL primary's postmaster
+#   scripts/stack.sh ha-kill-primary         kill -9 the PostgreSQL primary's postmaster and backends
 #   scripts/stack.sh ha-kill-redis-master    kill -9 the Redis master
 #   scripts/stack.sh ha-kill-node NAME       kill -9 every process of a node (machine loss)
 #   scripts/stack.sh ha-restart-node NAME    bring a node back; it rejoins as standby/replica
@@ -481,7 +481,7 @@ banner() {
 		  HA=1          PostgreSQL: pg_auto_failover monitor 127.0.0.1:$HA_MONITOR_PORT, nodes pg1, pg2 on $(ha_hosts)
 		                Redis: redis1, redis2 on $(sed 's/\([0-9][0-9]*\)/127.0.0.1:\1/g' <<<"$HA_REDIS_PORTS"), sentinels $(ha_sentinels) (master "$SENTINEL_MASTER")
 		    scripts/stack.sh ha-status              one line per node: role, state, lag
-		    scripts/stack.sh ha-kill-primary        kill -9 the PostgreSQL primary's postmaster (found via the monitor)
+		    scripts/stack.sh ha-kill-primary        kill -9 the PostgreSQL primary's server (found via the monitor)
 		    scripts/stack.sh ha-kill-redis-master   kill -9 the Redis master (found via the sentinels)
 		    scripts/stack.sh ha-kill-node NAME      kill -9 all of a node (pg1 pg2 redis1 redis2 ...)
 		    scripts/stack.sh ha-restart-node NAME   bring it back: it rejoins as standby / replica
@@ -561,13 +561,19 @@ ha_status() {
 	done
 }
 
+# The primary's server at once, as when it crashes: the postmaster and
+# every backend in one kill (the postmaster alone would leave its backends
+# committing for a moment). Its keeper lives on: pg_auto_failover promotes
+# the standby, and the keeper brings this node back as the new standby.
 ha_kill_primary() {
-	local name port pid
+	local name port pid kids
 	read -r name port <<<"$(ha_pg_primary || true)"
 	[ -n "$name" ] || fail "the monitor names no primary"
 	pid=$(head -1 "$(ha_pg_dir "$name")/postmaster.pid" 2>/dev/null) || fail "$name has no postmaster.pid"
-	kill -KILL "$pid" || fail "cannot kill $name's postmaster ($pid)"
-	say "killed the PostgreSQL primary $name (127.0.0.1:$port), postmaster $pid, at $(date +%T.%N | cut -c1-12)"
+	kids=$(pgrep -P "$pid" | paste -sd' ') || true
+	# shellcheck disable=SC2086
+	kill -KILL "$pid" $kids || fail "cannot kill $name's postmaster ($pid)"
+	say "killed the PostgreSQL primary $name (127.0.0.1:$port), postmaster $pid and its $(wc -w <<<"$kids") processes, at $(date +%T.%N | cut -c1-12)"
 }
 
 ha_kill_redis_master() {
