@@ -70,6 +70,17 @@ ha_hosts() { sed 's/\([0-9][0-9]*\)/127.0.0.1:\1/g' <<<"$HA_PG_PORTS"; }
 database_url() {
 	echo "postgresql://paintstudio:$(secret pg-app)@$(ha_hosts)/paintstudio?target_session_attrs=read-write"
 }
+# Each node as a read replica while it is a standby (libpq refuses a
+# connection there while it is the primary): reads that a cache miss
+# sends to a replica keep being served by the standby while the primary
+# is lost, and the standby takes reads off the primary on a good day.
+ha_replica_urls() {
+	local p out=""
+	for p in $(tr , ' ' <<<"$HA_PG_PORTS"); do
+		out+="${out:+,}postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$p/paintstudio?target_session_attrs=standby"
+	done
+	echo "$out"
+}
 pg_admin_url() {
 	echo "postgresql://postgres:$(secret pg-superuser)@$(ha_hosts)/postgres?target_session_attrs=read-write"
 }
@@ -413,6 +424,7 @@ ha_redis_master_port() { # the sentinels' answer, else the node that says master
 # gives only the password and database).
 app_env() {
 	export DATABASE_URL=${DATABASE_URL:-$(database_url)}
+	export DATABASE_REPLICA_URLS=${DATABASE_REPLICA_URLS-$(ha_replica_urls)}
 	export REDIS_URL=${REDIS_URL-$(redis_url)}
 	export REDIS_SENTINELS=${REDIS_SENTINELS:-$(ha_sentinels)}
 	export REDIS_SENTINEL_MASTER=$SENTINEL_MASTER

@@ -103,6 +103,31 @@ PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 	return pgconnect_tries(set, deadline, deadline, err);
 }
 
+/* One attempt: the connection, or NULL with err filled. */
+static PGconn *try_once(const struct pool_settings *set, double deadline, struct pool_error *err)
+{
+	PGconn *pg = connect_once(set, deadline);
+
+	err->kind = POOL_ERR_CONNECT;
+	if (pg == NULL) {
+		snprintf(err->msg, sizeof(err->msg), "timed out connecting to PostgreSQL");
+		return NULL;
+	}
+	if (PQstatus(pg) == CONNECTION_OK) {
+		err->kind = POOL_ERR_NONE;
+		return pg;
+	}
+	snprintf(err->msg, sizeof(err->msg), "%s", PQerrorMessage(pg));
+	err->msg[strcspn(err->msg, "\n")] = '\0';
+	PQfinish(pg);
+	return NULL;
+}
+
+PGconn *pgconnect_probe(const struct pool_settings *set, double timeout, struct pool_error *err)
+{
+	return try_once(set, now_mono() + timeout, err);
+}
+
 PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double retry_until,
 			struct pool_error *err)
 {
@@ -113,21 +138,12 @@ PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double
 	if (seed == 0)
 		seed = (unsigned)(now_wall() * 1e6) ^ (unsigned)pthread_self();
 	for (attempt = 1;; attempt++) {
-		PGconn *pg = connect_once(set, deadline);
+		PGconn *pg = try_once(set, deadline, err);
 		double sleep_for, left;
 		struct timespec ts;
 
-		err->kind = POOL_ERR_CONNECT;
-		if (pg == NULL) {
-			snprintf(err->msg, sizeof(err->msg), "timed out connecting to PostgreSQL");
-		} else if (PQstatus(pg) == CONNECTION_OK) {
-			err->kind = POOL_ERR_NONE;
+		if (pg != NULL)
 			return pg;
-		} else {
-			snprintf(err->msg, sizeof(err->msg), "%s", PQerrorMessage(pg));
-			err->msg[strcspn(err->msg, "\n")] = '\0';
-			PQfinish(pg);
-		}
 		left = (retry_until < deadline ? retry_until : deadline) - now_mono();
 		if (!connect_error_is_transient(err->msg) || left <= 0.001) {
 			/* Once a second at most: while it is down, every request finds it so. */

@@ -31,6 +31,14 @@ PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double
 			struct pool_error *err);
 
 /*
+ * One attempt, not retried and not logged: for a sampler that tries again
+ * on its next round and reports its own state changes (a read replica
+ * named with target_session_attrs=standby refuses every attempt while
+ * it is the primary).
+ */
+PGconn *pgconnect_probe(const struct pool_settings *set, double timeout, struct pool_error *err);
+
+/*
  * Settings for a side connection (not a pool's): base with application
  * name "<base's name> <suffix>" (written into name, namelen bytes, which
  * must outlive out), the given statement timeout and no statements to

@@ -180,7 +180,7 @@ static PGconn *probe_connect(const struct pool_settings *base, const char *url)
 	s.connect_timeout = 1;	/* seconds (libpq's unit); the deadline below is shorter */
 	s.stmts = NULL;
 	s.nstmts = 0;
-	return pgconnect_open(&s, SAMPLE_TIMEOUT_S, &err);
+	return pgconnect_probe(&s, SAMPLE_TIMEOUT_S, &err);
 }
 
 /*

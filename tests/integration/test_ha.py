@@ -156,7 +156,7 @@ class HighAvailability(unittest.TestCase):
                     if write and r.status == 200:
                         acked[t].append((now, n, r.json()["version"], t0))
                     if not write:
-                        reads.append((t0, now - t0))
+                        reads.append((t0, now - t0, r.status))
                         if r.status == 200:
                             floor = max((v for at, _, v, _ in acked[t] if at < t0), default=0)
                             if r.json()["version"] < floor:
@@ -232,10 +232,12 @@ class HighAvailability(unittest.TestCase):
               flush=True)
         for what, killed, before, after, rejoined in events:
             first = first_ack_after(killed)
-            window = sorted(took for t0, took in reads if killed <= t0 <= (first or killed))
+            during = [(took, st) for t0, took, st in reads if killed <= t0 <= (first or killed)]
+            window = sorted(took for took, _ in during)
             p99 = window[min(len(window) - 1, int(len(window) * 0.99))] if window else 0
             print(f"  {what} {before} killed: {after} took over; writes unavailable "
-                  f"{first - killed:.2f} s; reads meanwhile {len(window)}, p99 {p99 * 1000:.0f} ms; "
+                  f"{first - killed:.2f} s; reads meanwhile {len(window)} "
+                  f"({sum(1 for _, st in during if st != 200)} not 200), p99 {p99 * 1000:.0f} ms; "
                   f"set whole again (the killed node rejoined) {rejoined:.1f} s after the kill",
                   flush=True)
 
@@ -279,6 +281,9 @@ class HighAvailability(unittest.TestCase):
         r = s.get("/readyz")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["database_server"], primary)
+        # The standby served reads (each node is a replica while it is one).
+        self.assertGreater(sum(r["reads"] for p in self.per_process("/admin/pool")
+                               for r in p["replicas"]), 0)
         # The cache serves again: a second read of a paint is a hit.
         hits = sum(c["hits"] for c in self.per_process("/admin/cache"))
         for _ in range(4):
