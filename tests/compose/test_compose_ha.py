@@ -175,7 +175,8 @@ class HighAvailability(unittest.TestCase):
             t_kill = time.monotonic()
             # (a write sent before the kill may be answered just after it)
             first = wait_until(lambda: next((a for a in t.acked if a[0] > t_kill), None),
-                               timeout=60, interval=0.2, what="a write sent after the kill acknowledged")
+                               timeout=60, interval=0.2,
+                               what="a write sent after the kill acknowledged")
             time.sleep(3)
         back = first[1] - t_kill
         during = [a for a in t.answers if t_kill <= a[0] <= first[1]]
@@ -205,9 +206,9 @@ class HighAvailability(unittest.TestCase):
                                         primary: ("secondary", "secondary")},
                    timeout=120, interval=1, what=f"{primary} back as the secondary")
         # and replication is synchronous again (quorum: ANY 1 of the standbys)
-        wait_until(lambda: exec_in(other, "psql", "-U", "postgres", "-qAtX", "-c",
-                                   "SELECT sync_state FROM pg_stat_replication") in ("sync", "quorum"),
-                   timeout=30, what="a synchronous standby")
+        sync = ("psql", "-U", "postgres", "-qAtX", "-c", "SELECT sync_state FROM pg_stat_replication")
+        wait_until(lambda: exec_in(other, *sync) in ("sync", "quorum"), timeout=30,
+                   what="a synchronous standby")
         print(f"compose-ha: {primary} started again, secondary after "
               f"{time.monotonic() - t0:.1f}s", flush=True)
         last = t.acked[-1]
