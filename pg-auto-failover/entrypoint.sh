@@ -34,6 +34,7 @@ set -eu
 : "${PGAF_ROLE:?PGAF_ROLE must be monitor or postgres}"
 : "${PGAF_HOSTNAME:?PGAF_HOSTNAME must name this node as the others reach it}"
 : "${PG_HA_PASSWORD:?set PG_HA_PASSWORD in .env (scripts/compose-env.sh --ha)}"
+# (the Dockerfile sets the same, for `docker exec`)
 VOL=/var/lib/postgresql/pgaf
 export PGDATA=$VOL/data XDG_CONFIG_HOME=$VOL/config XDG_DATA_HOME=$VOL/share \
 	XDG_RUNTIME_DIR=/run/pgaf PGPASSFILE=$VOL/pgpass PGHOST=/var/run/postgresql PGPORT=5432

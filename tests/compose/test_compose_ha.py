@@ -55,6 +55,9 @@ def setUpModule():
         raise
     print(f"compose-ha: up (pg_auto_failover set, sentinels) in {time.monotonic() - t0:.1f}s",
           flush=True)
+    # as README says to look
+    print(P.compose("exec", "-T", "-u", "postgres", "pg-monitor", "pg_autoctl", "show", "state",
+                    timeout=60), flush=True)
     P.t_suite = time.monotonic()
 
 
@@ -206,7 +209,8 @@ class HighAvailability(unittest.TestCase):
                                         primary: ("secondary", "secondary")},
                    timeout=120, interval=1, what=f"{primary} back as the secondary")
         # and replication is synchronous again (quorum: ANY 1 of the standbys)
-        sync = ("psql", "-U", "postgres", "-qAtX", "-c", "SELECT sync_state FROM pg_stat_replication")
+        sync = ("psql", "-U", "postgres", "-qAtX", "-c",
+                "SELECT sync_state FROM pg_stat_replication")
         wait_until(lambda: exec_in(other, *sync) in ("sync", "quorum"), timeout=30,
                    what="a synchronous standby")
         print(f"compose-ha: {primary} started again, secondary after "
@@ -266,6 +270,15 @@ class HighAvailability(unittest.TestCase):
         # reads and writes keep working on the new master
         self.assertEqual(P.request("PATCH", url, body={"stock": 777}).status, 200)
         self.assertEqual(P.get(url).json()["stock"], 777)
+        self.assertEqual(P.get(url).json()["stock"], 777)
+        # the killed node, started again as the master it was, is made a
+        # replica of the new one by the sentinels
+        t0 = time.monotonic()
+        docker("start", victim)
+        wait_until(lambda: exec_in(master, "redis-cli", "role").split()[:2] == ["slave", other],
+                   timeout=60, interval=1, what=f"{master} a replica of {other}")
+        print(f"compose-ha: {master} started again, a replica of {other} after "
+              f"{time.monotonic() - t0:.1f}s", flush=True)
         self.assertEqual(P.get(url).json()["stock"], 777)
 
 
