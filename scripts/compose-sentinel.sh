@@ -11,17 +11,18 @@
 # announce-hostnames; the nodes announce theirs): a container started
 # again may come back with another address.
 set -eu
-: "${SENTINEL_NAME:?SENTINEL_NAME must name this sentinel's service}"
+: "${SENTINEL_NAME:?SENTINEL_NAME must name the service of this sentinel}"
 : "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env (scripts/compose-env.sh)}"
 conf=/data/sentinel.conf
+umask 077
 if [ ! -s "$conf" ]; then
-	(umask 077 && cat >"$conf") <<-EOF
+	cat >"$conf" <<-EOF
 		port 26379
 		dir /data
 		sentinel resolve-hostnames yes
 		sentinel announce-hostnames yes
 		sentinel announce-ip $SENTINEL_NAME
-		# Clients of the sentinels authenticate with Redis's password too
+		# Clients of the sentinels authenticate with the Redis password too
 		# (a sentinel can be told to fail over or to watch another master);
 		# the sentinels use it between themselves and towards Redis.
 		requirepass $REDIS_PASSWORD
