@@ -6,8 +6,10 @@
 #   scripts/docker-images.sh base      debian:bookworm-slim, postgres:15 and
 #                                      redis:7 stand-ins, each only if missing
 #   scripts/docker-images.sh project   paintstudio:local from the Dockerfile, and
-#                                      the monitoring profile's Prometheus
-#                                      (monitoring/Dockerfile) when it changed
+#                                      when they changed, the monitoring
+#                                      profile's Prometheus (monitoring/Dockerfile)
+#                                      and the ha profile's pg_auto_failover
+#                                      (pg-auto-failover/Dockerfile)
 #
 # debian:bookworm-slim is Debian's minbase made by mmdebstrap, set up as the
 # official slim image is: no manuals, docs or translations (dpkg filters),
@@ -104,20 +106,21 @@ buildkit() {
 	rm -f "$log"
 }
 
-# The monitoring profile's Prometheus (monitoring/Dockerfile), rebuilt when
-# anything in monitoring/ (its rules above all) or the base image changed.
-prometheus() {
+# An image of the project's own recipe (a folder with its Dockerfile),
+# rebuilt when anything in the folder or the base image changed.
+folder_image() { # tag folder what
 	local r
-	r=$({ find "$REPO/monitoring" -type f -print0 | sort -z | xargs -0 cat
+	r=$({ find "$REPO/$2" -type f -print0 | sort -z | xargs -0 cat
 		"$docker" image inspect -f '{{.Id}}' debian:bookworm-slim; } | sha256sum | cut -c1-16)
-	have paintstudio-prometheus:local "$r" ||
-		step "paintstudio-prometheus:local (Debian's prometheus)" \
-			build --label "paintstudio.recipe=$r" -t paintstudio-prometheus:local "$REPO/monitoring"
+	have "$1" "$r" || step "$1 ($3)" build --label "paintstudio.recipe=$r" -t "$1" "$REPO/$2"
 }
 
 project() {
 	step "paintstudio:local (Dockerfile, BuildKit)" buildkit -t paintstudio:local "$REPO"
-	prometheus
+	# the monitoring profile's Prometheus (monitoring/: its rules above all)
+	folder_image paintstudio-prometheus:local monitoring "Debian's prometheus"
+	# the ha profile's PostgreSQL nodes
+	folder_image paintstudio-pg-auto-failover:local pg-auto-failover "Debian's postgresql-15-auto-failover"
 	# The previous build's image, now untagged, goes; BuildKit's cache is
 	# kept to a bound.
 	"$docker" image prune -f >/dev/null

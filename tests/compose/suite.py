@@ -40,7 +40,8 @@ def run(tally, result_class, pattern="test_*.py"):
     try:
         if (step(tally, "images (base, postgres:15, redis:7)",
                  [os.path.join(scripts, "docker-images.sh"), "base"], 900)
-                and step(tally, "build (paintstudio:local, paintstudio-prometheus:local)",
+                and step(tally, "build (paintstudio:local, paintstudio-prometheus:local, "
+                         "paintstudio-pg-auto-failover:local)",
                          [os.path.join(scripts, "docker-images.sh"), "project"], 900)):
             suite = unittest.TestLoader().discover(HERE, pattern=pattern, top_level_dir=HERE)
             runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2,

@@ -19,12 +19,12 @@ import uuid
 from harness import REPO, free_port, pg_url, stack
 
 
-def env_as_the_readme_says():
+def env_as_the_readme_says(*options):
     """The .env README's compose section makes (scripts/compose-env.sh)."""
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, ".env")
-        subprocess.run([os.path.join(REPO, "scripts", "compose-env.sh"), path], check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run([os.path.join(REPO, "scripts", "compose-env.sh"), *options, path],
+                       check=True, capture_output=True, timeout=30)
         assert os.stat(path).st_mode & 0o077 == 0, "compose-env.sh: .env readable by others"
         return open(path).read()
 
@@ -103,6 +103,28 @@ class Compose(unittest.TestCase):
         host_ip = port.get("host_ip") if isinstance(port, dict) else port.rsplit(":", 2)[0]
         self.assertEqual(host_ip, "127.0.0.1", ports)
         self.assertNotIn("www-data", open(os.path.join(REPO, "nginx", "compose.conf.in")).read())
+
+    def test_ha_profile_from_env(self):
+        """compose-env.sh --ha: the profile chosen by .env, the service on
+        both PostgreSQL nodes and the sentinels; --single: back to db alone."""
+        text = env_as_the_readme_says("--ha")
+        self.assertEqual(env_value(text, "COMPOSE_PROFILES"), "ha")
+        self.assertRegex(env_value(text, "PG_HA_PASSWORD"), r"^[0-9a-f]{48}$")
+        _, cfg = compose_config(text)
+        app = cfg["services"]["app"]["environment"]
+        self.assertIn("@pg1:5432,pg2:5432/paintstudio?", app["DATABASE_URL"])
+        self.assertIn("target_session_attrs=read-write", app["DATABASE_URL"])
+        self.assertEqual(app["REDIS_SENTINELS"], "sentinel1:26379,sentinel2:26379,sentinel3:26379")
+        self.assertEqual(app["REDIS_SENTINEL_PASSWORD"], env_value(text, "REDIS_PASSWORD"))
+        for name in ("pg-monitor", "pg1", "pg2", "redis2", "sentinel1", "sentinel2", "sentinel3"):
+            self.assertEqual(cfg["services"][name]["profiles"], ["ha"], name)
+        self.assertEqual(cfg["services"]["pg1"]["environment"]["PG_HA_PASSWORD"],
+                         env_value(text, "PG_HA_PASSWORD"))
+        _, single = compose_config(
+            re.sub(r"(?m)^(COMPOSE_PROFILES|POSTGRES_HOSTS|REDIS_SENTINELS)=.*$", r"\1=", text))
+        app = single["services"]["app"]["environment"]
+        self.assertIn("@db:5432/paintstudio?", app["DATABASE_URL"])
+        self.assertEqual(app["REDIS_SENTINELS"], "")
 
     def test_every_variable_the_service_reads_is_in_env_example(self):
         names = set()
