@@ -2,9 +2,11 @@
 # make bench-ha: what HA=1 costs (issue #26), the mixed load and a write
 # load on the single node and on the HA stack, in the same run.
 #
-#   bench/ha.sh                             8 s rows at 64 connections (about 5 minutes)
+#   bench/ha.sh                             8 s rows (about 4 minutes)
 #   BENCH_SECONDS=15 bench/ha.sh            longer rows
-#   BENCH_HA_CONNECTIONS='16 64' bench/ha.sh    several concurrencies
+#   BENCH_HA_CONNECTIONS='64 512' BENCH_HA_WRITE_CONNECTIONS='8 64' bench/ha.sh
+#                                           other concurrencies (the mix's, the
+#                                           writes'; defaults 64 and 8)
 #
 # Three configurations, each measured with the same rows (same wrk settings,
 # the defaults a user gets: one service process, no WORKERS or pool
@@ -22,8 +24,17 @@
 # serving a static file of one paint's size at the same connections just
 # before it (the machine's ceiling at that moment: it drifts over minutes):
 #
-#   90/10 read/write mix   bench/wrk/mix.lua, as in make bench
-#   PATCH only             bench/wrk/patch.lua: every request commits
+#   90/10 read/write mix   bench/wrk/mix.lua, as in make bench, 64 connections
+#   PATCH only             bench/wrk/patch.lua: every request commits; at 8
+#                          connections, the default pool's 3 + 5, so that each
+#                          write has a connection (at 64 most are answered 503
+#                          at once, and the row would time the shedding)
+#
+# Beside wrk's figures, each row has the CPU the stack's own processes used
+# (nginx, the service, PostgreSQL, Redis, and on HA=1 the standby, the
+# monitor, the keepers and the sentinels) per request: on a machine shared
+# with other work it drifts less than requests/s. And the stack's idle CPU
+# (on HA=1: health checks, keepers, sentinels) is measured before the rows.
 #
 # The single stack runs first, then it is stopped and the HA stack started
 # (its own folder and free loopback ports); everything stops at the end, on
@@ -39,6 +50,7 @@ SECONDS_EACH=${BENCH_SECONDS:-8}
 WARM_SECONDS=${BENCH_WARM_SECONDS:-2}
 CACHE_WARM_SECONDS=${BENCH_CACHE_WARM_SECONDS:-10}
 CONNS=${BENCH_HA_CONNECTIONS:-64}
+WRITE_CONNS=${BENCH_HA_WRITE_CONNECTIONS:-8}
 STATIC=bench-ha-paint.json
 mkdir -p "$OUT"
 : >"$OUT/ha.jsonl"
@@ -92,6 +104,17 @@ stack() {
 # shellcheck source=/dev/null
 stack_var() { (. "$ROOT/$1/stack.env" && printenv "$2"); }
 
+# wrk with its output in a file, from this shell. wrk catches SIGINT itself
+# and exits 0 (printing what it has), so Ctrl-C during a foreground wrk, or
+# one inside $(...), would let this script carry on; the wait builtin
+# returns on a trapped signal instead, and the trap ends the run.
+WRK_OUT=$ROOT/wrk.out
+bench_wrk() { # wrk arguments...: its output in $WRK_OUT
+	wrk "$@" >"$WRK_OUT" &
+	wait $!
+}
+wrk_line() { sed -n 's/^BENCH //p' "$WRK_OUT"; }
+
 RUNNING=
 cleanup() {
 	trap - INT TERM
@@ -113,6 +136,17 @@ start() { # single|ha
 	login
 }
 
+cpu() { python3 "$REPO/bench/ha_report.py" cpu "$ROOT/$RUNNING"; }
+
+idle_cpu() { # config: what the stack uses doing nothing, over 5 s
+	local c0 c1
+	say "the stack's own CPU, idle, over 5 s"
+	c0=$(cpu)
+	sleep 5
+	c1=$(cpu)
+	note "$1" "idle (after the cache's warm-up), the stack's processes used $(python3 -c "print(f'{($c1 - $c0) / 5 * 100:.1f}')") % of one CPU"
+}
+
 stop() {
 	say "stopping the $RUNNING stack"
 	stack "$RUNNING" stop | sed 's/^/    /'
@@ -132,31 +166,34 @@ export BENCH_WRK_DIR=$REPO/bench/wrk BENCH_MAX_ID=$SEED_COUNT
 
 warm() { # every paint read, so that the rows start with a hot cache
 	say "warming the cache (${CACHE_WARM_SECONDS}s of reads of every paint)"
-	wrk -t2 -c64 -d"${CACHE_WARM_SECONDS}s" -s "$REPO/bench/wrk/warm.lua" "$BASE" >/dev/null
+	bench_wrk -t2 -c64 -d"${CACHE_WARM_SECONDS}s" -s "$REPO/bench/wrk/warm.lua" "$BASE"
 }
 
 # One row: the same load briefly (the pool and cache at steady state), the
 # static file at the same connections, then the row itself.
 row() { # config name connections script
-	local config=$1 name=$2 c=$3 script=$4 line adjacent
-	wrk -t2 -c"$c" -d"${WARM_SECONDS}s" --timeout 30s -s "$REPO/bench/wrk/$script" "$BASE" >/dev/null
+	local config=$1 name=$2 c=$3 script=$4 line adjacent c0 c1
+	bench_wrk -t2 -c"$c" -d"${WARM_SECONDS}s" --timeout 30s -s "$REPO/bench/wrk/$script" "$BASE"
 	say "static paint-sized file, $c connections, ${SECONDS_EACH}s (the ceiling next to the row below)"
-	adjacent=$(BENCH_STATIC=$STATIC wrk -t2 -c"$c" -d"${SECONDS_EACH}s" --timeout 30s --latency \
-		-s "$REPO/bench/wrk/static.lua" "$BASE" | sed -n 's/^BENCH //p')
+	BENCH_STATIC=$STATIC bench_wrk -t2 -c"$c" -d"${SECONDS_EACH}s" --timeout 30s --latency \
+		-s "$REPO/bench/wrk/static.lua" "$BASE"
+	adjacent=$(wrk_line)
 	say "[$config] $name, $c connections, ${SECONDS_EACH}s (warmed up for ${WARM_SECONDS}s before)"
-	line=$(wrk -t2 -c"$c" -d"${SECONDS_EACH}s" --timeout 30s --latency \
-		-s "$REPO/bench/wrk/$script" "$BASE" | sed -n 's/^BENCH //p')
-	python3 "$REPO/bench/ha_report.py" row "$config" "$name" "$c" "$line" "$adjacent" >>"$OUT/ha.jsonl"
+	c0=$(cpu)
+	bench_wrk -t2 -c"$c" -d"${SECONDS_EACH}s" --timeout 30s --latency -s "$REPO/bench/wrk/$script" "$BASE"
+	c1=$(cpu)
+	line=$(wrk_line)
+	python3 "$REPO/bench/ha_report.py" row "$config" "$name" "$c" "$line" "$adjacent" \
+		"$(python3 -c "print($c1 - $c0)")" >>"$OUT/ha.jsonl"
 	tail -1 "$OUT/ha.jsonl" | python3 "$REPO/bench/ha_report.py" show
 }
 
 rows() { # config
 	local c
 	warm
-	for c in $CONNS; do
-		row "$1" "90/10 read/write mix" "$c" mix.lua
-		row "$1" "PATCH only" "$c" patch.lua
-	done
+	idle_cpu "$1"
+	for c in $CONNS; do row "$1" "90/10 read/write mix" "$c" mix.lua; done
+	for c in $WRITE_CONNS; do row "$1" "PATCH only" "$c" patch.lua; done
 	transports "$1"
 }
 
@@ -196,7 +233,7 @@ sync_state() { # when
 	note ha "$1: $s"
 }
 
-python3 "$REPO/bench/ha_report.py" meta "$SECONDS_EACH" "$WARM_SECONDS" "$CONNS" "$SEED_COUNT" \
+python3 "$REPO/bench/ha_report.py" meta "$SECONDS_EACH" "$WARM_SECONDS" "$SEED_COUNT" \
 	"$(nproc)" >>"$OUT/ha.jsonl"
 
 start single

@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
 """What HA=1 costs (bench/ha.sh): the rows and their ratios.
 
-  ha_report.py meta SECONDS WARM CONNS SEED CPUS   the run's settings, a JSON line
-  ha_report.py row CONFIG NAME CONNS WRK STATIC    one row as a JSON line, from the
+  ha_report.py meta SECONDS WARM SEED CPUS        the run's settings, a JSON line
+  ha_report.py cpu FOLDER                          CPU seconds used so far by the
+                                                   stack in FOLDER (its processes:
+                                                   those whose working folder,
+                                                   command line or environment
+                                                   names it, with their reaped
+                                                   children); two readings' difference
+                                                   is what it used in between
+  ha_report.py row CONFIG NAME CONNS WRK STATIC CPU
+                                                   one row as a JSON line, from the
                                                    wrk summaries of the row and of
-                                                   the static file just before it
+                                                   the static file just before it,
+                                                   and the stack's CPU seconds in it
   ha_report.py note CONFIG TEXT                    a line to print under the table
   ha_report.py show                                a row (stdin) for people
   ha_report.py report JSONL MD                     the tables, printed and written
@@ -18,6 +27,7 @@ connections; "against the static file" divides each row by the static
 file nginx served just before it, which takes the machine's drift
 between the two stacks out."""
 import json
+import os
 import sys
 
 CONFIGS = {
@@ -25,6 +35,8 @@ CONFIGS = {
     "tcp": "single node, TCP",
     "ha": "HA=1 (TCP, synchronous standby, sentinels)",
 }
+# notes about a whole stack (both of the single node's transports)
+STACKS = dict(CONFIGS, single="single node")
 # (numerator, denominator, what the ratio shows)
 RATIOS = [
     ("tcp", "sockets", "TCP / sockets: the transport alone"),
@@ -33,36 +45,80 @@ RATIOS = [
 ]
 
 
+def stack_cpu(folder):
+    """utime + stime + cutime + cstime of every process of the stack: a
+    backend or a connection's process that ends in between is counted in
+    its parent's cutime (the postmaster, nginx's master), which is one of
+    them. wrk and this script are not: nothing of theirs names the folder."""
+    folder = os.path.realpath(folder)
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        d = f"/proc/{pid}"
+        try:
+            mine = False
+            try:
+                mine = os.readlink(d + "/cwd").startswith(folder)
+            except OSError:
+                pass
+            for name in ("cmdline", "environ"):
+                if mine:
+                    break
+                try:
+                    with open(f"{d}/{name}", "rb") as f:
+                        mine = folder.encode() in f.read()
+                except OSError:
+                    pass
+            if mine:
+                with open(d + "/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks += sum(int(x) for x in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            continue	# gone in the meantime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def goodput(r):
+    return sum(n for s, n in r["statuses"].items() if s.startswith("2")) / r["seconds"]
+
+
+def cpu_us(r):
+    return None if r.get("cpu_seconds") is None else 1e6 * r["cpu_seconds"] / max(r["requests"], 1)
+
+
 def non_2xx(r):
     return sum(n for s, n in r["statuses"].items() if not s.startswith("2"))
 
 
-def row(config, name, conns, line, static):
+def row(config, name, conns, line, static, cpu):
     r = json.loads(line)
     s = json.loads(static) if static else None
     r.update(config=config, scenario=name, connections=int(conns),
-             static={"rps": s["rps"], "p99": s["p99"]} if s else None)
+             static={"rps": s["rps"], "p99": s["p99"]} if s else None,
+             cpu_seconds=float(cpu) if cpu else None)
     return r
 
 
 def show(r):
     s = r.get("static")
-    print("    %.0f req/s, p50 %.1f ms, p99 %.1f ms, statuses %s, socket errors %d%s"
-          % (r["rps"], r["p50"], r["p99"], r["statuses"], r["socket_errors"],
+    c = cpu_us(r)
+    print("    %.0f 2xx/s (%.0f req/s), p50 %.1f ms, p99 %.1f ms, statuses %s, socket errors %d%s%s"
+          % (goodput(r), r["rps"], r["p50"], r["p99"], r["statuses"], r["socket_errors"],
+             ", stack CPU %.0f µs per request" % c if c is not None else "",
              ", %.2f of the static file just before (%.0f req/s)" % (r["rps"] / s["rps"], s["rps"]) if s else ""))
 
 
 def rows_table(rows):
-    lines = ["| configuration | load | conns | req/s | p50 ms | p99 ms | max ms | non-2xx | "
-             "socket errors | static file just before, req/s | vs static |",
-             "|" + "---|" * 11]
+    lines = ["| configuration | load | conns | 2xx/s | req/s | p50 ms | p99 ms | max ms | non-2xx | "
+             "socket errors | stack CPU µs per request | static file just before, req/s | 2xx/s vs static |",
+             "|" + "---|" * 13]
     for r in rows:
         s = r.get("static")
-        static = f"{s['rps']:,.0f} | {r['rps'] / s['rps']:.2f}" if s else "– | –"
+        static = f"{s['rps']:,.0f} | {goodput(r) / s['rps']:.3f}" if s else "– | –"
+        c = cpu_us(r)
         lines.append(
-            f"| {CONFIGS[r['config']]} | {r['scenario']} | {r['connections']} | {r['rps']:,.0f} | "
-            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {non_2xx(r)} | {r['socket_errors']} | "
-            f"{static} |")
+            f"| {CONFIGS[r['config']]} | {r['scenario']} | {r['connections']} | {goodput(r):,.0f} | "
+            f"{r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {non_2xx(r)} | "
+            f"{r['socket_errors']} | {'–' if c is None else f'{c:,.0f}'} | {static} |")
     return "\n".join(lines)
 
 
@@ -72,18 +128,22 @@ def ratios_table(rows):
     for r in rows:
         if (r["scenario"], r["connections"]) not in loads:
             loads.append((r["scenario"], r["connections"]))
-    lines = ["| ratio | load | conns | req/s | req/s against the static file | p99 |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| ratio | load | conns | 2xx/s | 2xx/s against the static file | p99 | stack CPU per request |",
+             "|---|---|---|---|---|---|---|"]
     for num, den, what in RATIOS:
         for name, c in loads:
             a, b = by.get((num, name, c)), by.get((den, name, c))
             if not a or not b:
                 continue
-            norm = "–"
-            if a.get("static") and b.get("static"):
-                norm = f"{(a['rps'] / a['static']['rps']) / (b['rps'] / b['static']['rps']):.2f}"
+            ga, gb = goodput(a), goodput(b)
+            norm = cpu = "–"
+            if a.get("static") and b.get("static") and gb:
+                norm = f"{(ga / a['static']['rps']) / (gb / b['static']['rps']):.2f}"
+            if cpu_us(a) is not None and cpu_us(b):
+                cpu = f"{cpu_us(a) / cpu_us(b):.2f}"
+            rate = f"{ga / gb:.2f}" if gb else "–"
             p99 = f"{a['p99'] / b['p99']:.2f}" if b["p99"] else "–"
-            lines.append(f"| {what} | {name} | {c} | {a['rps'] / b['rps']:.2f} | {norm} | {p99} |")
+            lines.append(f"| {what} | {name} | {c} | {rate} | {norm} | {p99} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -95,11 +155,15 @@ def report(path, md):
     notes = [i for i in items if "note" in i]
     t, q = rows_table(rows), ratios_table(rows)
     head = ("One run of `make bench-ha` on this machine (loopback only, %s CPUs): %s s rows "
-            "at %s connections (`wrk -t2`, each after a %s s warm-up of the same load), "
-            "%s paints, one service process at the defaults." %
-            (meta.get("cpus", "?"), meta.get("seconds", "?"), meta.get("conns", "?"),
-             meta.get("warm", "?"), meta.get("seed", "?")))
-    notes_md = "\n".join(f"- {CONFIGS[n['config']]}: {n['note']}" for n in notes)
+            "(`wrk -t2`, each after a %s s warm-up of the same load and next to the static "
+            "file of a paint's size served by nginx just before it), %s paints, one service "
+            "process at the defaults. 2xx/s counts the answers that did the work "
+            "(a 503 is the service shedding load); the stack's CPU is that of all its "
+            "processes (nginx, the service, PostgreSQL, Redis, on HA=1 also the standby, "
+            "the monitor, the keepers and the sentinels), not wrk's." %
+            (meta.get("cpus", "?"), meta.get("seconds", "?"), meta.get("warm", "?"),
+             meta.get("seed", "?")))
+    notes_md = "\n".join(f"- {STACKS[n['config']]}: {n['note']}" for n in notes)
     with open(md, "w") as f:
         f.write("# What HA=1 costs\n\n" + head + "\n\n" + t + "\n\n## Ratios\n\n" + q + "\n")
         if notes_md:
@@ -113,11 +177,12 @@ def report(path, md):
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "meta":
-        seconds, warm, conns, seed, cpus = sys.argv[2:7]
-        print(json.dumps({"meta": {"seconds": seconds, "warm": warm, "conns": conns,
-                                   "seed": seed, "cpus": cpus}}))
+        seconds, warm, seed, cpus = sys.argv[2:6]
+        print(json.dumps({"meta": {"seconds": seconds, "warm": warm, "seed": seed, "cpus": cpus}}))
+    elif cmd == "cpu":
+        print(f"{stack_cpu(sys.argv[2]):.2f}")
     elif cmd == "row":
-        print(json.dumps(row(*sys.argv[2:7])))
+        print(json.dumps(row(*sys.argv[2:8])))
     elif cmd == "note":
         print(json.dumps({"config": sys.argv[2], "note": sys.argv[3]}))
     elif cmd == "show":
