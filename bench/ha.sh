@@ -139,12 +139,10 @@ start() { # single|ha
 cpu() { python3 "$REPO/bench/ha_report.py" cpu "$ROOT/$RUNNING"; }
 
 idle_cpu() { # config: what the stack uses doing nothing, over 5 s
-	local c0 c1
+	local used
 	say "the stack's own CPU, idle, over 5 s"
-	c0=$(cpu)
-	sleep 5
-	c1=$(cpu)
-	note "$1" "idle (after the cache's warm-up), the stack's processes used $(python3 -c "print(f'{($c1 - $c0) / 5 * 100:.1f}')") % of one CPU"
+	used=$(python3 "$REPO/bench/ha_report.py" idle "$ROOT/$RUNNING" 5)
+	note "$1" "idle (after the cache's warm-up), the stack's processes used $used"
 }
 
 stop() {

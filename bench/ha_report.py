@@ -9,6 +9,8 @@
                                                    names it, with their reaped
                                                    children); two readings' difference
                                                    is what it used in between
+  ha_report.py idle FOLDER SECONDS                 what that stack uses doing nothing,
+                                                   and which of its processes
   ha_report.py row CONFIG NAME CONNS WRK STATIC CPU
                                                    one row as a JSON line, from the
                                                    wrk summaries of the row and of
@@ -29,6 +31,7 @@ between the two stacks out."""
 import json
 import os
 import sys
+import time
 
 CONFIGS = {
     "sockets": "single node, unix sockets",
@@ -46,35 +49,60 @@ RATIOS = [
 
 
 def stack_cpu(folder):
-    """utime + stime + cutime + cstime of every process of the stack: a
-    backend or a connection's process that ends in between is counted in
-    its parent's cutime (the postmaster, nginx's master), which is one of
-    them. wrk and this script are not: nothing of theirs names the folder."""
+    """CPU seconds used so far by the stack, by process kind: utime + stime
+    + cutime + cstime of every process of the stack (a backend or a
+    connection's process that ends in between is counted in its parent's
+    cutime: the postmaster, nginx's master, which are of the stack). wrk
+    and this script are not: nothing of theirs names the folder. The kind
+    is the command's name, with the data folder's for PostgreSQL and
+    pg_autoctl (pg, pg1, pg2, monitor)."""
     folder = os.path.realpath(folder)
-    ticks = 0
+    hz = os.sysconf("SC_CLK_TCK")
+    kinds = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         d = f"/proc/{pid}"
         try:
-            mine = False
+            cwd = cmdline = ""
             try:
-                mine = os.readlink(d + "/cwd").startswith(folder)
+                cwd = os.readlink(d + "/cwd")
             except OSError:
                 pass
-            for name in ("cmdline", "environ"):
-                if mine:
-                    break
+            with open(d + "/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            mine = cwd.startswith(folder) or folder in cmdline
+            if not mine:
                 try:
-                    with open(f"{d}/{name}", "rb") as f:
+                    with open(d + "/environ", "rb") as f:
                         mine = folder.encode() in f.read()
                 except OSError:
                     pass
-            if mine:
-                with open(d + "/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                ticks += sum(int(x) for x in fields[11:15])
+            if not mine:
+                continue
+            with open(d + "/stat") as f:
+                comm, rest = f.read().split(" (", 1)[1].rsplit(")", 1)
+            ticks = sum(int(x) for x in rest.split()[11:15])
+            kind = comm
+            if comm in ("postgres", "pg_autoctl"):
+                data = cwd if cwd.startswith(folder) else next(
+                    (a for a in cmdline.split("\0") if a.startswith(folder)), "")
+                kind += " " + os.path.basename(data.rstrip("/"))
+            kinds[kind] = kinds.get(kind, 0) + ticks / hz
         except (OSError, ValueError, IndexError):
             continue	# gone in the meantime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return kinds
+
+
+def idle(folder, seconds):
+    """What the stack uses doing nothing: its share of one CPU over the
+    seconds, and the kinds of process that used most of it."""
+    a = stack_cpu(folder)
+    time.sleep(seconds)
+    b = stack_cpu(folder)
+    used = {k: b[k] - a.get(k, 0) for k in b}
+    total = sum(used.values())
+    top = sorted(((v, k) for k, v in used.items() if v > 0), reverse=True)[:6]
+    return ("%.1f %% of one CPU (%s)" % (100 * total / seconds, ", ".join(
+        "%s %.1f %%" % (k, 100 * v / seconds) for v, k in top) or "nothing"))
 
 
 def goodput(r):
@@ -180,7 +208,9 @@ def main():
         seconds, warm, seed, cpus = sys.argv[2:6]
         print(json.dumps({"meta": {"seconds": seconds, "warm": warm, "seed": seed, "cpus": cpus}}))
     elif cmd == "cpu":
-        print(f"{stack_cpu(sys.argv[2]):.2f}")
+        print(f"{sum(stack_cpu(sys.argv[2]).values()):.2f}")
+    elif cmd == "idle":
+        print(idle(sys.argv[2], float(sys.argv[3])))
     elif cmd == "row":
         print(json.dumps(row(*sys.argv[2:8])))
     elif cmd == "note":
