@@ -2,7 +2,7 @@
 # make bench-ha: what HA=1 costs (issue #26), the mixed load and a write
 # load on the single node and on the HA stack, in the same run.
 #
-#   bench/ha.sh                             8 s rows (about 4 minutes)
+#   bench/ha.sh                             8 s rows (about 5 minutes)
 #   BENCH_SECONDS=15 bench/ha.sh            longer rows
 #   BENCH_HA_CONNECTIONS='64 512' BENCH_HA_WRITE_CONNECTIONS='8 64' bench/ha.sh
 #                                           other concurrencies (the mix's, the
@@ -37,8 +37,11 @@
 # (on HA=1: health checks, keepers, sentinels) is measured before the rows.
 #
 # The single stack runs first, then it is stopped and the HA stack started
-# (its own folder and free loopback ports); everything stops at the end, on
-# an error or on Ctrl-C. Results: bench/results/ha.jsonl and ha.md.
+# (its own folder and free loopback ports), then the single stack again
+# with the sockets' rows (A/B/A: the machine's drift over the run shows
+# beside the ratios; BENCH_HA_AGAIN=0 leaves it out). Everything stops at
+# the end, on an error or on Ctrl-C. Results: bench/results/ha.jsonl and
+# ha.md.
 set -euo pipefail
 # make bench runs this after bench/badday.sh: BENCH_ONLY may leave it out.
 if [ -n "${BENCH_ONLY:-}" ] && ! [[ "HA" =~ $BENCH_ONLY ]]; then
@@ -50,6 +53,7 @@ SECONDS_EACH=${BENCH_SECONDS:-8}
 WARM_SECONDS=${BENCH_WARM_SECONDS:-2}
 CACHE_WARM_SECONDS=${BENCH_CACHE_WARM_SECONDS:-10}
 CONNS=${BENCH_HA_CONNECTIONS:-64}
+AGAIN=${BENCH_HA_AGAIN:-1}
 WRITE_CONNS=${BENCH_HA_WRITE_CONNECTIONS:-8}
 STATIC=bench-ha-paint.json
 mkdir -p "$OUT"
@@ -255,6 +259,12 @@ sync_state before
 rows ha
 sync_state after
 stop
+
+if [ "$AGAIN" = 1 ]; then
+	start single	# its data kept: no new cluster, no seeding
+	rows again
+	stop
+fi
 
 say "report"
 python3 "$REPO/bench/ha_report.py" report "$OUT/ha.jsonl" "$OUT/ha.md"

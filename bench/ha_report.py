@@ -37,6 +37,7 @@ CONFIGS = {
     "sockets": "single node, unix sockets",
     "tcp": "single node, TCP",
     "ha": "HA=1 (TCP, synchronous standby, sentinels)",
+    "again": "single node, unix sockets, again",
 }
 # notes about a whole stack (both of the single node's transports)
 STACKS = dict(CONFIGS, single="single node")
@@ -45,6 +46,7 @@ RATIOS = [
     ("tcp", "sockets", "TCP / sockets: the transport alone"),
     ("ha", "tcp", "HA / single TCP: synchronous replication and sentinels"),
     ("ha", "sockets", "HA / single sockets: all of it, against `make run`"),
+    ("again", "sockets", "single sockets again / first: the machine's drift over the run"),
 ]
 
 
@@ -53,7 +55,7 @@ def stack_cpu(folder):
     + cutime + cstime of every process of the stack (a backend or a
     connection's process that ends in between is counted in its parent's
     cutime: the postmaster, nginx's master, which are of the stack). wrk
-    and this script are not: nothing of theirs names the folder. The kind
+    is not: nothing of its names the folder; nor is this script. The kind
     is the command's name, with the data folder's for PostgreSQL and
     pg_autoctl (pg, pg1, pg2, monitor)."""
     folder = os.path.realpath(folder)
@@ -61,6 +63,8 @@ def stack_cpu(folder):
     kinds = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         d = f"/proc/{pid}"
+        if int(pid) == os.getpid():
+            continue	# this script names the folder in its arguments
         try:
             cwd = cmdline = ""
             try:
@@ -85,7 +89,8 @@ def stack_cpu(folder):
             if comm in ("postgres", "pg_autoctl"):
                 data = cwd if cwd.startswith(folder) else next(
                     (a for a in cmdline.split("\0") if a.startswith(folder)), "")
-                kind += " " + os.path.basename(data.rstrip("/"))
+                if data:
+                    kind += " " + os.path.basename(data.rstrip("/"))
             kinds[kind] = kinds.get(kind, 0) + ticks / hz
         except (OSError, ValueError, IndexError):
             continue	# gone in the meantime
