@@ -71,7 +71,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps browser-deps run stop test test-compose unit clean web bench bench-badday fuzz valgrind FORCE
+.PHONY: all deps browser-deps run stop test test-compose unit clean web bench bench-badday bench-ha fuzz valgrind FORCE
 all: $(BUILD)/paintstudio web
 
 # The admin UI with fingerprinted asset names (build/web).
@@ -168,15 +168,21 @@ valgrind: deps
 
 # Benchmarks against a stack of their own (bench/results/): the scenarios,
 # then the bad day (PostgreSQL capped by a cgroup; bench/badday.sh), which
-# make bench-badday runs alone.
+# make bench-badday runs alone, then what HA=1 costs against the single
+# node (bench/ha.sh), which make bench-ha runs alone.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 	@bench/badday.sh
+	@bench/ha.sh
 
 bench-badday: deps
 	@$(MAKE) --no-print-directory all
 	@bench/badday.sh
+
+bench-ha: deps
+	@$(MAKE) --no-print-directory all
+	@bench/ha.sh
 
 clean:
 	rm -rf build
