@@ -425,6 +425,8 @@ ha_redis_master_port() { # the sentinels' answer, else the node that says master
 app_env() {
 	export DATABASE_URL=${DATABASE_URL:-$(database_url)}
 	export DATABASE_REPLICA_URLS=${DATABASE_REPLICA_URLS-$(ha_replica_urls)}
+	# the standby is synchronous: it checks sessions while the primary is lost
+	export DB_REPLICAS_SYNCHRONOUS=${DB_REPLICAS_SYNCHRONOUS:-1}
 	export REDIS_URL=${REDIS_URL-$(redis_url)}
 	export REDIS_SENTINELS=${REDIS_SENTINELS:-$(ha_sentinels)}
 	export REDIS_SENTINEL_MASTER=$SENTINEL_MASTER

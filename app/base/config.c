@@ -416,7 +416,8 @@ static int load_database(struct config *cfg, char *const *envp, const struct pro
 		cfg->sslmode = xstrdup(pr->sslmode);
 	if (get_str(envp, "DATABASE_REPLICA_URLS", "", 16384, &cfg->replica_urls, err, errlen) ||
 	    config_check_replica_urls(cfg->replica_urls, err, errlen) < 0 ||
-	    get_int(envp, "DB_REPLICA_MAX_LAG_MS", 1000, 1, 3600 * 1000, &cfg->replica_max_lag_ms, err, errlen))
+	    get_int(envp, "DB_REPLICA_MAX_LAG_MS", 1000, 1, 3600 * 1000, &cfg->replica_max_lag_ms, err, errlen) ||
+	    get_int(envp, "DB_REPLICAS_SYNCHRONOUS", 0, 0, 1, &cfg->replicas_synchronous, err, errlen))
 		return -1;
 	return load_admission(cfg, envp, err, errlen);
 }

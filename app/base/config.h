@@ -68,6 +68,12 @@ struct config {
 	/* Read replicas (replicas.h) */
 	char *replica_urls;	/* DATABASE_REPLICA_URLS as given: comma-separated; "" none */
 	int replica_max_lag_ms;	/* DB_REPLICA_MAX_LAG_MS: a replica further behind serves nothing */
+	/*
+	 * DB_REPLICAS_SYNCHRONOUS: every replica is a synchronous standby
+	 * (each commit waits for its flush): while the primary cannot be
+	 * reached, sessions may be checked on one (sessions.c).
+	 */
+	int replicas_synchronous;
 
 	/* Redis */
 	char *redis_url_text;	/* as given (never log) */

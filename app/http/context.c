@@ -231,6 +231,44 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	return conn;
 }
 
+/*
+ * The session look-up (the admission step) while the primary cannot be
+ * reached: a replica's connection, when every replica is a synchronous
+ * standby (DB_REPLICAS_SYNCHRONOUS) and the one chosen has replayed all
+ * it received; NULL otherwise. Revocation still holds: a revocation is
+ * answered only SESSION_CACHE_SECONDS after its commit (sessions.c), and
+ * that commit returned only once flushed on every synchronous standby, so
+ * a look-up that begins after the answer, on a standby that has replayed
+ * what it flushed, reads the revoked state. Signed-in reads then go on
+ * through a failover, from the cache and the standby.
+ */
+static struct pool_conn *session_standby(struct ctx *c)
+{
+	struct pool_conn *conn;
+	struct pool_error err;
+	struct pool *p;
+	PGresult *r;
+	int idx, ok;
+
+	if (!c->app->cfg->replicas_synchronous || c->admitted ||
+	    (p = replicas_choose(0, &idx)) == NULL ||
+	    pool_checkout(p, REPLICA_CHECKOUT_S, c->route_name, &conn, &err) != 0)
+		return NULL;
+	r = PQexec(pool_conn_pg(conn), "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()");
+	ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	     strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!ok) {
+		pool_release(p, conn);
+		return NULL;
+	}
+	c->db_pool = p;
+	c->db_replica = idx;
+	c->db_name = replicas_name(idx);
+	replicas_served(idx);
+	return conn;
+}
+
 /* The request's class at the gate (admission.h). */
 static enum admission_class db_class(const struct ctx *c)
 {
@@ -343,6 +381,10 @@ static PGconn *db_checkout(struct ctx *c, double timeout, int admit)
 	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
 		metrics_pool_wait(now_mono() - t0, err.kind == POOL_ERR_TIMEOUT);
+		if (err.kind == POOL_ERR_CONNECT && (c->db = session_standby(c)) != NULL) {
+			c->db_since = now_mono();
+			return pool_conn_pg(c->db);
+		}
 		c->db = NULL;
 		db_leave(c);
 		http_resp_reset(&c->resp);
@@ -818,9 +860,10 @@ static void run_handler(struct ctx *c)
 	/*
 	 * The session look-up's connection goes back: it came through the
 	 * gate's extra place for look-ups, and the handler's own statements
-	 * take a place in the request's class.
+	 * take a place in the request's class (and choose their server: the
+	 * look-up's may be a standby, session_standby).
 	 */
-	if (c->db && ((c->match.route->read_only && replicas_count() > 0) ||
+	if (c->db && ((c->match.route->read_only && replicas_count() > 0) || c->db_replica >= 0 ||
 		      (c->ticket.taken && c->ticket.cls == ADMISSION_SESSION)))
 		ctx_db_release(c);
 	if (!c->match.route->read_only) {

@@ -553,7 +553,12 @@ static int scraper_allowed(struct ctx *c)
  * query was sent) and cache it. The failed result when the query failed
  * (caller PQclears), else NULL.
  */
-static PGresult *session_read(PGconn *pg, const unsigned char hash[32], struct session_entry *out)
+/*
+ * Read hash's session on pg into out and the cache: NULL, or the failed
+ * result. touch: record the use (never on a standby, which takes no writes).
+ */
+static PGresult *session_read(PGconn *pg, const unsigned char hash[32], struct session_entry *out,
+			      int touch)
 {
 	char idle[16];
 	const char *params[2];
@@ -576,7 +581,7 @@ static PGresult *session_read(PGconn *pg, const unsigned char hash[32], struct s
 		out->user_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		snprintf(out->username, sizeof(out->username), "%s", PQgetvalue(r, 0, 1));
 		out->is_admin = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-		if (strcmp(PQgetvalue(r, 0, 3), "t") == 0)
+		if (touch && strcmp(PQgetvalue(r, 0, 3), "t") == 0)
 			PQclear(pool_exec_prepared(pg, "sessions_touch", 1, params, lens, formats, 0));
 	}
 	PQclear(r);
@@ -597,7 +602,8 @@ static int find_session(struct ctx *c, const unsigned char hash[32], struct sess
 		session_cache_abandon(hash);
 		return -1;
 	}
-	if ((r = session_read(pg, hash, out)) != NULL) {
+	/* (the primary's, or while it cannot be reached a synchronous standby's: context.c) */
+	if ((r = session_read(pg, hash, out, c->db_replica < 0)) != NULL) {
 		session_cache_abandon(hash);
 		ctx_db_error(c, r);
 		PQclear(r);
@@ -664,7 +670,7 @@ static void refresh_one(const unsigned char hash[32])
 		refresh_failed(hash);
 		return;
 	}
-	if ((r = session_read(pool_conn_pg(conn), hash, &fresh)) != NULL) {
+	if ((r = session_read(pool_conn_pg(conn), hash, &fresh, 1)) != NULL) {
 		log_msg(LOG_WARN, "sessions: a refresh failed: %s",
 			PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
 								: "no SQLSTATE");

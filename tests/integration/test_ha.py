@@ -179,13 +179,25 @@ class HighAvailability(unittest.TestCase):
                                  + s.tail_logs(15))
 
         events = []   # (what, kill time, node before, node after, rejoined after s)
+        sessions = []  # during the PostgreSQL windows: (the ended session's, the admin's) /auth/me
 
         def pg_failover():
+            # A session ended just before the kill: while the primary is
+            # lost, sessions are checked on the synchronous standby
+            # (DB_REPLICAS_SYNCHRONOUS), where it must be ended too.
+            ended, csrf, _ = s.login()
+            r = s.request("POST", "/auth/logout", auth=False,
+                          headers={"Cookie": ended, "Origin": s.origin, "X-CSRF-Token": csrf})
+            self.assertEqual(r.status, 204, r)
             # The primary's machine lost: its keeper with its server (a
             # keeper left alive may just restart the server in place).
             name, before = wait(self.pg_primary, "a settled PostgreSQL set before the kill")
             s.script("ha-kill-node", name)
             killed = time.monotonic()
+            while not first_ack_after(killed) and time.monotonic() - killed < 60:
+                sessions.append((s.get("/auth/me", auth=False, headers={"Cookie": ended}).status,
+                                 s.get("/auth/me").status))
+                time.sleep(0.3)
             wait(lambda: first_ack_after(killed), "a write acknowledged after the kill")
             s.script("ha-restart-node", name)
             _, after = wait(lambda: (p := self.pg_primary()) and p[1] != before and p,
@@ -246,6 +258,18 @@ class HighAvailability(unittest.TestCase):
                if not (isinstance(st, int) and (200 <= st < 300 or (st == 503 and ra)))]
         self.assertEqual(bad, [], "answers other than 2xx or 503 with Retry-After")
         self.assertEqual(stale, [], "stale reads")
+        # Signed-in reads went on while the primary was lost (sessions
+        # checked on the standby), and an ended session stayed ended.
+        print(f"  sessions while the primary was lost: ended one {sorted(set(e for e, _ in sessions))}, "
+              f"the admin's {sum(1 for _, a in sessions if a == 200)} of {len(sessions)} 200", flush=True)
+        self.assertNotIn(200, [e for e, _ in sessions], "an ended session was served")
+        self.assertIn(401, [e for e, _ in sessions])
+        self.assertGreater(sum(1 for _, a in sessions if a == 200), len(sessions) // 2, sessions)
+        for what, killed, _, _, _ in events:
+            first = first_ack_after(killed)
+            during = [st for t0, _, st in reads if killed <= t0 <= first]
+            self.assertGreater(sum(1 for st in during if st == 200), 0.8 * len(during),
+                               f"{what}: reads during the failover not served")
         self.assertEqual(len(events), 4, events)
         self.assertGreater(n_writes, 0.05 * (n_reads + n_writes), "the mix had too few writes")
         for t in targets:

@@ -123,8 +123,10 @@ static void test_config_defaults(void **state)
 {
 	char *env[] = { NULL };
 	char *bad[] = { "DB_REPLICA_MAX_LAG_MS=0", NULL };
-	char *good[] = { "DATABASE_REPLICA_URLS=postgres://r1/db", "DB_REPLICA_MAX_LAG_MS=250", NULL };
+	char *good[] = { "DATABASE_REPLICA_URLS=postgres://r1/db", "DB_REPLICA_MAX_LAG_MS=250",
+			 "DB_REPLICAS_SYNCHRONOUS=1", NULL };
 	char *badurl[] = { "DATABASE_REPLICA_URLS=http://r1/db", NULL };
+	char *badsync[] = { "DB_REPLICAS_SYNCHRONOUS=yes", NULL };
 	struct config cfg;
 	char err[512];
 
@@ -132,15 +134,19 @@ static void test_config_defaults(void **state)
 	assert_int_equal(config_load(&cfg, env, err, sizeof(err)), 0);
 	assert_string_equal(cfg.replica_urls, "");
 	assert_int_equal(cfg.replica_max_lag_ms, 1000);
+	assert_int_equal(cfg.replicas_synchronous, 0);
 	config_free(&cfg);
 	assert_int_equal(config_load(&cfg, good, err, sizeof(err)), 0);
 	assert_string_equal(cfg.replica_urls, "postgres://r1/db");
 	assert_int_equal(cfg.replica_max_lag_ms, 250);
+	assert_int_equal(cfg.replicas_synchronous, 1);
 	config_free(&cfg);
 	assert_int_equal(config_load(&cfg, bad, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "DB_REPLICA_MAX_LAG_MS"));
 	assert_int_equal(config_load(&cfg, badurl, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "DATABASE_REPLICA_URLS"));
+	assert_int_equal(config_load(&cfg, badsync, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "DB_REPLICAS_SYNCHRONOUS"));
 }
 
 int main(void)
