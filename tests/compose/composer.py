@@ -98,6 +98,22 @@ class Project(AdminClient):
         return self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20",
                             timeout=300, check=False)
 
+    def finish(self, what):
+        """A module's end: its suite's time, the logs if COMPOSE_LOGS=1, then
+        down; fails if down left any container, volume or network."""
+        print(f"{what}: suite in {time.monotonic() - self.t_suite:.1f}s", flush=True)
+        if os.environ.get("COMPOSE_LOGS") == "1":
+            print(self.logs(tail=200))
+        t0 = time.monotonic()
+        self.down()
+        label = f"label=com.docker.compose.project={self.name}"
+        left = docker("ps", "-aq", "--filter", label)
+        left += docker("volume", "ls", "-q", "--filter", label)
+        left += docker("network", "ls", "-q", "--filter", label)
+        print(f"{what}: down in {time.monotonic() - t0:.1f}s", flush=True)
+        if left.strip():
+            raise AssertionError("docker-compose down left containers, volumes or networks: " + left)
+
     def ids(self, service):
         """Ids of a service's running containers (names are reused on scaling)."""
         return set(docker("ps", "-q", "--no-trunc",

@@ -58,19 +58,8 @@ def setUpModule():
 
 
 def tearDownModule():
-    if P is None:
-        return
-    print(f"compose: suite in {time.monotonic() - P.t_suite:.1f}s", flush=True)
-    if os.environ.get("COMPOSE_LOGS") == "1":
-        print(P.logs(tail=200))
-    t0 = time.monotonic()
-    P.down()
-    left = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={P.name}")
-    left += docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={P.name}")
-    left += docker("network", "ls", "-q", "--filter", f"label=com.docker.compose.project={P.name}")
-    print(f"compose: down in {time.monotonic() - t0:.1f}s", flush=True)
-    if left.strip():
-        raise AssertionError("docker-compose down left containers, volumes or networks: " + left)
+    if P is not None:
+        P.finish("compose")
 
 
 def new_paint(**fields):

@@ -127,7 +127,7 @@ class HighAvailability(unittest.TestCase):
         lock = threading.Lock()
         attempted = {t: [] for t in targets}
         acked = {t: [] for t in targets}      # (ack time, stock, version, sent)
-        answers, stale, reads = [], [], []    # (time, status, retry-after) / messages / (t0, took)
+        answers, stale, reads = [], [], []    # (time, status, retry-after) / messages / (t0, took, status)
         stop = threading.Event()
 
         def worker(k):
