@@ -78,6 +78,9 @@ cleanup() {
 	rm -rf "$STACK_DIR"
 }
 trap cleanup EXIT
+# Ctrl-C ends the run: wrk catches SIGINT and exits 0, and without a trap
+# a wrk run on its own (the warm-ups) would let the script carry on.
+trap 'exit 130' INT TERM
 
 # ---- the CPU cap on PostgreSQL ----------------------------------------------
 

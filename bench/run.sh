@@ -40,6 +40,9 @@ cleanup() {
 	rm -rf "$STACK_DIR"
 }
 trap cleanup EXIT
+# Ctrl-C ends the run: wrk catches SIGINT and exits 0, and without a trap
+# a wrk run on its own (the warm-ups) would let the script carry on.
+trap 'exit 130' INT TERM
 
 say "starting a stack for the benchmark in $STACK_DIR"
 "$REPO/scripts/stack.sh" start | sed 's/^/    /'
