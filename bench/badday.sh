@@ -6,6 +6,9 @@
 #                                           "default" sets nothing)
 #   BADDAY_SECONDS=20 BADDAY_CPU=0.1 BADDAY_CONNS='16 256' bench/badday.sh
 #   BADDAY_PERIOD_MS=100 bench/badday.sh   the quota's period (default 10)
+#   BADDAY_THINK_MS=200 bench/badday.sh    a person's mean time between clicks
+#   BADDAY_PG_CPU=1 bench/badday.sh        the CPU PostgreSQL is pinned to (empty: none)
+#   BADDAY_WARMUP=2 bench/badday.sh        seconds of load before a row is measured
 #   BIN=/path/to/paintstudio bench/badday.sh   another build (a baseline)
 #
 # Starts its own stack (plain optimised build, one service process, pool
@@ -30,10 +33,15 @@
 #             the same at the top N, but after a 503 a connection waits
 #             the Retry-After (1 s) before its next request, as the UI and
 #             well-behaved clients do
-#   mix       the top N split 1:4 between a person's reads and the same
-#             reads marked as background refreshes (X-Request-Purpose:
-#             background), the latter waiting out Retry-After after a 503
-#             as the UI does, with the probes
+#   mix       the top N split 1:4 between people reading paints and the
+#             same reads marked as background refreshes (X-Request-Purpose:
+#             background), the latter sending their next poll as soon as
+#             they have an answer, or waiting out Retry-After after a 503
+#             as the UI does, with the probes. Each person thinks between
+#             clicks (BADDAY_THINK_MS, 200 ms on average: a brisk user, so
+#             the people ask about a fifth of what the capped database
+#             serves); a second mix row has the people click again at
+#             once, 51 connections that alone saturate the database
 #
 # Each row also splits the answers by class and status from nginx's access
 # log (its request time has millisecond resolution). Results:
@@ -55,6 +63,15 @@ PERIOD_MS=${BADDAY_PERIOD_MS:-10}
 CONNS=${BADDAY_CONNS:-16 256}
 MODES=${BADDAY_MODES:-adaptive fixed off}
 PROBE_MS=${BADDAY_PROBE_MS:-10}
+THINK_MS=${BADDAY_THINK_MS:-200}
+# Seconds the loads run before a row's measurement starts.
+WARM=${BADDAY_WARMUP:-2}
+# The CPU the capped PostgreSQL runs on (BADDAY_PG_CPU= : any). A quota
+# smaller than the kernel's bandwidth slice (5 ms) is handed out whole to
+# one CPU's run queue each period: backends waiting on the other CPU then
+# starve for periods on end (statements of 70 µs taking 25-80 ms, measured
+# with Server-Timing), a tail of the kernel's making, not the database's.
+PG_CPU=${BADDAY_PG_CPU-$(($(nproc) - 1))}
 SEED=${BADDAY_SEED:-100000}
 HOT=10		# paints 1..HOT are the hot cached ones; the rest is evicted before a row
 mkdir -p "$OUT"
@@ -119,8 +136,11 @@ cap() {
 		echo "$period" >"$CGROUP/cpu.cfs_period_us"
 		echo "$quota" >"$CGROUP/cpu.cfs_quota_us"
 	fi
-	for pid in $(pg_pids); do echo "$pid" >"$CGROUP/cgroup.procs" 2>/dev/null || true; done
-	say "PostgreSQL capped at $CPU CPU ($quota µs every $period µs; $CGROUP, $(wc -l <"$CGROUP/cgroup.procs") processes)"
+	for pid in $(pg_pids); do
+		echo "$pid" >"$CGROUP/cgroup.procs" 2>/dev/null || true
+		[ -n "$PG_CPU" ] && taskset -a -p -c "$PG_CPU" "$pid" >/dev/null
+	done
+	say "PostgreSQL capped at $CPU CPU ($quota µs every $period µs${PG_CPU:+, on CPU $PG_CPU}; $CGROUP, $(wc -l <"$CGROUP/cgroup.procs") processes)"
 }
 
 uncap() {
@@ -128,6 +148,7 @@ uncap() {
 	[ -n "$CGROUP" ] && [ -d "$CGROUP" ] || return 0
 	for pid in $(cat "$CGROUP/cgroup.procs"); do
 		echo "$pid" >"$(dirname "$CGROUP")/cgroup.procs" 2>/dev/null || true
+		[ -n "$PG_CPU" ] && taskset -a -p -c "0-$(($(nproc) - 1))" "$pid" >/dev/null 2>&1
 	done
 	rmdir "$CGROUP"
 	CGROUP=
@@ -169,7 +190,7 @@ export BENCH_POLL_PATH=$POLL_PATH
 # row's database-bound reads all miss.
 evict() {
 	REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -p "$REDIS_PORT" --scan --pattern '*paint:*' |
-		awk -F: -v hot="$HOT" '$NF + 0 > hot' |
+		awk -F: -v hot="$HOT" '$(NF - 1) == "paint" && $NF ~ /^[0-9]+$/ && $NF + 0 > hot' |
 		xargs -r -n 500 env REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p "$REDIS_PORT" unlink >/dev/null
 }
 
@@ -189,15 +210,31 @@ probe() { # kind file: a paced probe in the background
 		-s "$REPO/bench/wrk/probe.lua" "$BASE" | sed -n 's/^BENCH //p' >"$2" &
 }
 
-load() { # conns file env...: database-bound GETs in the background
+load() { # conns file env...: database-bound GETs in the background, through the warm-up
 	local c=$1 f=$2 t=2
 	shift 2
 	[ "$c" -lt 2 ] && t=1
-	env BENCH_COOKIE="$LOAD_COOKIE" "$@" wrk -t"$t" -c"$c" -d"${SECS}s" --timeout 30s --latency \
+	env BENCH_COOKIE="$LOAD_COOKIE" BENCH_THREADS="$t" "$@" wrk -t"$t" -c"$c" -d"$((SECS + WARM))s" --timeout 30s --latency \
 		-s "$REPO/bench/wrk/uncached.lua" "$BASE" | sed -n 's/^BENCH //p' >"$f" &
 }
 
 pool_json() { curl -ks -H "Cookie: $BENCH_COOKIE" "$BASE/admin/pool"; }
+
+# PostgreSQL's CPU time so far, in ns (its processes' schedstat; the pool's
+# backends live through a row), the cap's throttled periods, and how busy
+# the whole machine was.
+pg_cpu() {
+	local pid ns=0 t
+	for pid in $(pg_pids); do
+		read -r t _ </proc/"$pid"/schedstat 2>/dev/null && ns=$((ns + t))
+	done
+	echo "cpu_ns $ns"
+	# the machine's: busy and idle jiffies (idle and iowait) of all CPUs
+	awk '/^cpu /{print "host_busy", $2 + $3 + $4 + $7 + $8 + $9; print "host_idle", $5 + $6}' /proc/stat
+	if [ -n "$CGROUP" ]; then
+		grep -E '^(nr_periods|nr_throttled) ' "$CGROUP/cpu.stat" || true
+	fi
+}
 
 # One row: the probes, and the loads given as "name:conns:env..." words.
 row() { # mode row-name load-spec...
@@ -205,23 +242,28 @@ row() { # mode row-name load-spec...
 	shift 2
 	dir=$(mktemp -d)
 	evict
-	from=$(stat -c %s "$ACCESS_LOG")
-	pool_json >"$dir/pool0"
 	say "[$mode] $name, ${SECS}s"
-	probe healthz "$dir/p-healthz"
-	probe static "$dir/p-static"
-	probe hot "$dir/p-hot"
-	probe poll "$dir/p-poll"
 	for spec in "$@"; do
 		IFS=: read -r lname c rest <<<"$spec"
 		# shellcheck disable=SC2086
 		load "$c" "$dir/l-$lname" ${rest//:/ }
 		echo "$lname $c ${rest//:/ }" >>"$dir/ranges"
 	done
+	# The row is measured once the loads' start (every connection at once)
+	# is over: the log, the pool's and PostgreSQL's figures from here.
+	[ $# -gt 0 ] && sleep "$WARM"
+	from=$(stat -c %s "$ACCESS_LOG")
+	pool_json >"$dir/pool0"
+	pg_cpu >"$dir/pg0"
+	probe healthz "$dir/p-healthz"
+	probe static "$dir/p-static"
+	probe hot "$dir/p-hot"
+	probe poll "$dir/p-poll"
 	wait
 	sleep 0.5	# the last answers reach the log
 	to=$(stat -c %s "$ACCESS_LOG")
 	pool_json >"$dir/pool1"
+	pg_cpu >"$dir/pg1"
 	tail -c +"$((from + 1))" "$ACCESS_LOG" | head -c "$((to - from))" >"$dir/access"
 	python3 "$REPO/bench/badday_report.py" row "$mode" "$name" "$dir" "$HOT" >>"$OUT/badday.jsonl"
 	tail -1 "$OUT/badday.jsonl" | python3 "$REPO/bench/badday_report.py" show
@@ -242,7 +284,7 @@ for mode in $MODES; do
 	# The pool opens its connections before the cap (a backend's fork and
 	# authentication at a tenth of a CPU take long): the rows measure a
 	# saturated database, not a slow start.
-	BENCH_COOKIE=$LOAD_COOKIE BENCH_MIN_ID=$((HOT + 1)) BENCH_MAX_ID=$SEED wrk -t2 -c32 -d3s \
+	BENCH_COOKIE=$LOAD_COOKIE BENCH_THREADS=2 BENCH_MIN_ID=$((HOT + 1)) BENCH_MAX_ID=$SEED wrk -t2 -c32 -d3s \
 		-s "$REPO/bench/wrk/uncached.lua" "$BASE" >/dev/null
 	row "$mode" "quiet"
 	cap
@@ -251,9 +293,11 @@ for mode in $MODES; do
 	done
 	row "$mode" "db $top, waiting out Retry-After" \
 		"db:$top:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$SEED:BENCH_BACKOFF=1"
-	row "$mode" "mix 1:4 at $top" \
-		"person:$person:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$((SEED / 2))" \
-		"background:$((top - person)):BENCH_MIN_ID=$((SEED / 2 + 1)):BENCH_MAX_ID=$SEED:BENCH_PURPOSE=background:BENCH_BACKOFF=1:BENCH_COOKIE=$POLL_COOKIE"
+	polls="background:$((top - person)):BENCH_MIN_ID=$((SEED / 2 + 1)):BENCH_MAX_ID=$SEED:BENCH_PURPOSE=background:BENCH_BACKOFF=1:BENCH_COOKIE=$POLL_COOKIE"
+	row "$mode" "mix 1:4 at $top, people thinking ${THINK_MS} ms" \
+		"person:$person:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$((SEED / 2)):BENCH_THINK_MS=$THINK_MS" "$polls"
+	row "$mode" "mix 1:4 at $top, people not thinking" \
+		"person:$person:BENCH_MIN_ID=$((HOT + 1)):BENCH_MAX_ID=$((SEED / 2))" "$polls"
 	uncap
 done
 python3 "$REPO/bench/badday_report.py" report "$OUT/badday.jsonl" "$OUT/badday.md"

@@ -11,7 +11,9 @@ first byte read to the last byte sent, millisecond resolution), so the
 answers of one load split by status: the 2xx (goodput) apart from the
 503s. The probes' latencies come from wrk (microseconds). A 499 is a
 request wrk abandoned when its run ended (nginx's code for a client that
-closed first): counted apart, not as an answer."""
+closed first): counted apart, not as an answer. The log, the pool's and
+PostgreSQL's figures start once the loads have run BADDAY_WARMUP seconds,
+as the probes do; wrk's own figures for a load include that start."""
 import json
 import os
 import re
@@ -90,7 +92,7 @@ def from_log(d, hot, seconds):
                     "goodput": len(ok) / seconds if seconds else None,
                     "ok_p50": pct(ok, 0.50), "ok_p99": pct(ok, 0.99),
                     "shed_p50": pct(shed, 0.50), "shed_p99": pct(shed, 0.99),
-                    "all_p99": pct([t for _, t in answers], 0.99)}
+                    "all_p99": pct([t for s, t in answers if s != 499], 0.99)}
     return out
 
 
@@ -100,7 +102,8 @@ def row(mode, name, d, hot):
     for f in sorted(os.listdir(d)):
         if f.startswith("l-"):
             loads[f[2:]] = wrk_line(os.path.join(d, f))
-    seconds = max((x["seconds"] for x in list(probes.values()) + list(loads.values()) if x), default=0)
+    # the measured span: the probes' (the loads also ran through the warm-up before it)
+    seconds = max((x["seconds"] for x in probes.values() if x), default=0)
     pools = []
     for f in ("pool0", "pool1"):
         try:
@@ -110,14 +113,35 @@ def row(mode, name, d, hot):
     p0, p1 = pools
     delta = {k: p1.get(k, 0) - p0.get(k, 0) for k in ("checkouts", "timeouts", "opened")}
     admission = p1.get("admission")
+    pg = []
+    for f in ("pg0", "pg1"):
+        try:
+            pg.append({k: int(v) for k, v in (line.split() for line in open(os.path.join(d, f)) if line.strip())})
+        except (OSError, ValueError):
+            pg.append({})
+    postgres = {k: pg[1][k] - pg[0].get(k, 0) for k in pg[1]}
+    if "cpu_ns" in postgres:
+        postgres["cpu_seconds"] = postgres.pop("cpu_ns") / 1e9
     conns = {name: c for name, _, _, c in ranges(d)}
     print(json.dumps({"mode": mode, "row": name, "seconds": seconds, "probes": probes, "conns": conns,
                       "loads": loads, "log": from_log(d, hot, seconds), "pool": delta,
-                      "admission": admission}))
+                      "admission": admission, "postgres": postgres}))
 
 
 def ms(v):
     return "–" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.0f}")
+
+
+def host_busy(pg):
+    """How busy the machine's CPUs were during a row, from /proc/stat's jiffies."""
+    total = pg.get("host_busy", 0) + pg.get("host_idle", 0)
+    return pg.get("host_busy", 0) / total if total else 0.0
+
+
+def pg_cpu(r):
+    """PostgreSQL's share of one CPU during the row."""
+    pg = r.get("postgres") or {}
+    return f"{pg['cpu_seconds'] / r['seconds']:.3f}" if "cpu_seconds" in pg and r["seconds"] else "–"
 
 
 def show_line(r):
@@ -132,6 +156,11 @@ def show_line(r):
               f"503 without Retry-After {w['no_retry_after']}; goodput {lg.get('goodput') or 0:.0f}/s, "
               f"2xx p99 {ms(lg.get('ok_p99'))} ms, 503 p99 {ms(lg.get('shed_p99'))} ms")
     print(f"    pool: {r['pool']}")
+    pg = r.get("postgres") or {}
+    if "cpu_seconds" in pg and r["seconds"]:
+        print(f"    PostgreSQL: {pg_cpu(r)} CPU, {r['pool'].get('checkouts', 0) / r['seconds']:.0f} "
+              f"checkouts/s, throttled in {pg.get('nr_throttled', 0)} of {pg.get('nr_periods', 0)} periods; "
+              f"the machine {host_busy(pg):.0%} busy")
 
 
 def show():
@@ -173,7 +202,9 @@ def checks(rows):
         quiet = next((r for r in rs if r["row"] == "quiet"), None)
         dbs = sorted((r for r in rs if re.fullmatch(r"db \d+", r["row"])), key=lambda r: int(r["row"][3:]))
         polite = next((r for r in rs if "Retry-After" in r["row"]), None)
-        mix = next((r for r in rs if r["row"].startswith("mix")), None)
+        # The check is the people's who think between clicks: people who
+        # click again at once are themselves an overload (the other row).
+        mix = next((r for r in rs if r["row"].startswith("mix") and "not thinking" not in r["row"]), None)
         if not quiet or len(dbs) < 2:
             continue
         low = dbs[0]
@@ -181,10 +212,10 @@ def checks(rows):
         for top in [dbs[-1]] + ([polite] if polite else []):
             res += overload_checks(quiet, low, top)
         if mix:
-            p, b = mix["loads"].get("person"), mix["loads"].get("background")
+            p, b = mix["log"].get("person"), mix["log"].get("background")
             if p and b:
-                res.append((f"mix: person p99 <= half the polls' ({ms(p['p99'])} vs {ms(b['p99'])} ms)",
-                            p["p99"] <= 0.5 * b["p99"]))
+                res.append((f"mix: person p99 <= half the polls' ({ms(p['all_p99'])} vs {ms(b['all_p99'])} ms, "
+                            "every answer)", p["all_p99"] <= 0.5 * b["all_p99"]))
         out.append((mode, res))
     return out
 
@@ -194,8 +225,8 @@ def report(jsonl, md):
     head = ("| mode | row | /healthz p50 / p99 ms | hot GET p50 / p99 ms | poll p50 / p99 ms | "
             "static file p50 / p99 ms | "
             "load | conns | answers/s | goodput 2xx/s | 2xx p50 / p99 ms | 503s | 503 p99 ms | "
-            "other statuses | cut by the end (499) | pool timeouts |")
-    lines = [head, "|" + "---|" * 16]
+            "other statuses | cut by the end (499) | pool timeouts | PostgreSQL CPU | machine busy |")
+    lines = [head, "|" + "---|" * 18]
     for r in rows:
         pr = r["probes"]
         pcols = " | ".join(f"{ms(pr[k]['p50'])} / {ms(pr[k]['p99'])}" if pr.get(k) else "–"
@@ -211,7 +242,8 @@ def report(jsonl, md):
                 f"| {r['mode']} | {r['row']} | {pcols} | {name} | {conns} | "
                 f"{(w['rps'] if w else 0):,.0f} | {(lg.get('goodput') or 0):,.0f} | "
                 f"{ms(lg.get('ok_p50'))} / {ms(lg.get('ok_p99'))} | {st.get('503', 0)} | "
-                f"{ms(lg.get('shed_p99'))} | {others} | {st.get('499', 0)} | {r['pool'].get('timeouts', 0)} |")
+                f"{ms(lg.get('shed_p99'))} | {others} | {st.get('499', 0)} | {r['pool'].get('timeouts', 0)} | "
+                f"{pg_cpu(r)} | {host_busy(r.get('postgres') or {}):.0%} |")
     text = "\n".join(lines)
     chk = []
     for mode, res in checks(rows):
