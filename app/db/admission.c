@@ -23,6 +23,7 @@
 #define MIN_RTT_SAMPLES 32	/* samples taken with the limit pinned at the floor */
 #define MIN_RTT_LONGEST 2.0	/* seconds a measurement may pin the limit */
 #define MIN_RTT_FEWEST 5	/* samples that still make a measurement when it ends early */
+#define MIN_RTT_RISE 1.25	/* the most one measurement may raise min_rtt by */
 
 /*
  * One request waiting for a place: on its thread's stack (cv), or, parked
@@ -152,6 +153,13 @@ double admission_next_limit(double limit, double min_rtt, double sample, double 
 	return next;
 }
 
+double admission_next_min_rtt(double min_rtt, double measured)
+{
+	if (min_rtt > 0 && measured > min_rtt * MIN_RTT_RISE)
+		return min_rtt * MIN_RTT_RISE;
+	return measured;
+}
+
 int admission_codel_note(struct admission_codel *q, double now, double sojourn, double target,
 			 double interval)
 {
@@ -279,13 +287,27 @@ static void codel_locked(struct admission *a, double now, double sojourn)
 }
 
 /*
- * The places a request of class c may take: the limit, and for the
- * session look-ups one more, so that they (which every request of the
- * session waits on, cached reads too) never wait behind statements.
+ * The places a request of class c may take: the limit; for the session
+ * look-ups one more, so that they (which every request of the session
+ * waits on, cached reads too) never wait behind statements; for
+ * background ones fewer, so that a person's request finds a place free.
  */
 static int places_locked(const struct admission *a, int c)
 {
-	return (int)a->limit + (c == ADMISSION_SESSION);
+	int limit = (int)a->limit;
+
+	if (c == ADMISSION_SESSION)
+		return limit + 1;
+	if (c == ADMISSION_BACKGROUND)
+		return admission_background_places(limit);
+	return limit;
+}
+
+int admission_background_places(int limit)
+{
+	int reserved = limit / 2 > 1 ? limit / 2 : 1;
+
+	return limit - reserved > 1 ? limit - reserved : 1;
 }
 
 /* Give free places to waiters, the first class first, each first come first served. */
@@ -324,7 +346,7 @@ static void update_locked(struct admission *a, double now)
 		if (!enough && now - a->measure_start < MIN_RTT_LONGEST)
 			return;
 		if (a->nmins >= MIN_RTT_FEWEST)
-			a->min_rtt = a->mins_sum / a->nmins;
+			a->min_rtt = admission_next_min_rtt(a->min_rtt, a->mins_sum / a->nmins);
 		a->measuring = 0;
 		a->limit = a->saved_limit;
 		/* The next one in MIN_RTT_EVERY, +-15 %, so processes do not pin together. */
@@ -628,6 +650,7 @@ void admission_get_stats(struct admission *a, struct admission_stats *st)
 	*st = a->st;
 	st->mode = a->set.mode;
 	st->limit = a->set.mode == ADMISSION_OFF ? 0 : (int)a->limit;
+	st->background_places = a->set.mode == ADMISSION_OFF ? 0 : admission_background_places(st->limit);
 	st->floor = a->set.floor;
 	st->ceiling = a->set.ceiling;
 	st->queue_max = a->set.queue_max;

@@ -26,7 +26,12 @@
  *   by class: the session look-up of the admission step first (every
  *   request of that session, cached reads included, waits on it), then a
  *   person's requests, then background refreshes (the UI's polls), first
- *   come first served within a class.
+ *   come first served within a class. Background requests take a place
+ *   only while half the limit (at least one place) stays free
+ *   (admission_background_places), as a telephone exchange reserves trunks
+ *   for its priority calls: a person's request arriving while the polls
+ *   keep the database busy finds a place at once, instead of waiting for
+ *   a poll's statement to finish.
  * - The queue is bounded in length (queue_max, and the threads there are)
  *   and in delay, as CoDel bounds a router's queue. When the delay of the
  *   requests leaving it has stayed above the target for a whole interval
@@ -170,6 +175,7 @@ void admission_close(struct admission *a);
 struct admission_stats {
 	enum admission_mode mode;
 	int limit, floor, ceiling, queue_max;
+	int background_places;		/* of the limit, what background requests may take */
 	int in_flight;
 	int queued[ADMISSION_NCLASS];
 	int parked;			/* of the queued, those waiting without a thread */
@@ -196,12 +202,30 @@ const char *admission_shed_name(enum admission_shed s);
 /* ---- the rules, pure, for their unit tests ---- */
 
 /*
+ * Of limit places, how many background requests may fill: all but half
+ * (at least one) kept for the session look-ups and a person's requests;
+ * at least one.
+ */
+int admission_background_places(int limit);
+
+/*
  * The gradient controller's next limit from the current one, the no-load
  * latency min_rtt and this window's sample (seconds, both > 0): within
  * [floor, ceiling].
  */
 double admission_next_limit(double limit, double min_rtt, double sample, double buffer,
 			    int floor, int ceiling);
+
+/*
+ * min_rtt after a measurement of it: the measurement, but at most 25 %
+ * above the last value. The floor's few places still wait for a
+ * saturated database (a CPU quota stalls them a whole period), so a
+ * measurement taken in an overload reads high, and a min_rtt four times
+ * too high let the limit climb to the ceiling, where the capped database
+ * served 28 % fewer statements. A database that really became slower is
+ * followed within a few measurements (x1.25 each, every ~30 s).
+ */
+double admission_next_min_rtt(double min_rtt, double measured);
 
 /*
  * CoDel. Detection: first_above is 0 while the delay is below target,

@@ -220,6 +220,7 @@ static struct json_object *admission_json(struct admission *a)
 	add_count(o, "limit", (uint64_t)st.limit);
 	add_count(o, "floor", (uint64_t)st.floor);
 	add_count(o, "ceiling", (uint64_t)st.ceiling);
+	add_count(o, "background_places", (uint64_t)st.background_places);
 	add_count(o, "in_flight", (uint64_t)st.in_flight);
 	json_object_object_add(o, "queued", queued);
 	add_count(o, "parked", (uint64_t)st.parked);

@@ -4,6 +4,7 @@
  * gate's decisions that need no waiting (tests/db/test_admission.c has
  * the queue, with threads).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,11 +136,37 @@ static struct admission *gate(enum admission_mode mode, int ceiling, int queue)
 	return admission_create(&s);
 }
 
-/* At the limit, a background request is turned away at once; a session look-up or a person's is not. */
+/* A min_rtt falls at once and rises by at most a quarter a measurement. */
+static void test_min_rtt_rises_slowly(void **state)
+{
+	(void)state;
+	assert_true(admission_next_min_rtt(0, 0.004) == 0.004);	/* the first measurement */
+	assert_true(admission_next_min_rtt(0.002, 0.001) == 0.001);
+	assert_true(admission_next_min_rtt(0.002, 0.0024) == 0.0024);
+	assert_true(fabs(admission_next_min_rtt(0.001, 0.004) - 0.00125) < 1e-12);	/* an overload's */
+	assert_true(fabs(admission_next_min_rtt(admission_next_min_rtt(0.001, 0.004), 0.004) - 0.0015625) < 1e-12);
+}
+
+/* Background requests leave half the limit (at least one place) to the others. */
+static void test_background_places(void **state)
+{
+	(void)state;
+	assert_int_equal(admission_background_places(1), 1);	/* never none */
+	assert_int_equal(admission_background_places(2), 1);
+	assert_int_equal(admission_background_places(3), 2);
+	assert_int_equal(admission_background_places(4), 2);
+	assert_int_equal(admission_background_places(7), 4);
+	assert_int_equal(admission_background_places(12), 6);
+}
+
+/*
+ * Once only the reserved places are left, a background request is turned
+ * away at once; a person's takes a reserved place.
+ */
 static void test_background_is_shed_at_the_limit(void **state)
 {
-	struct admission *a = gate(ADMISSION_FIXED, 2, 0);
-	struct admission_ticket t1, t2, t3;
+	struct admission *a = gate(ADMISSION_FIXED, 4, 0);
+	struct admission_ticket t1, t2, t3, t4, t5;
 	struct admission_stats st;
 	enum admission_shed why;
 	double waited;
@@ -147,24 +174,32 @@ static void test_background_is_shed_at_the_limit(void **state)
 	(void)state;
 	assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t1, &why, &waited), 0);
 	assert_int_equal(admission_enter(a, ADMISSION_BACKGROUND, &t2, &why, &waited), 0);
+	/* two of four places taken: the other two are kept for persons */
 	assert_int_equal(admission_enter(a, ADMISSION_BACKGROUND, &t3, &why, &waited), -1);
 	assert_int_equal(why, ADMISSION_SHED_BACKGROUND);
 	assert_true(waited == 0);
+	assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t3, &why, &waited), 0);
+	assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t4, &why, &waited), 0);
 	/* no room in a queue of 0: a person's is turned away too, for that reason */
-	assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t3, &why, &waited), -1);
+	assert_int_equal(admission_enter(a, ADMISSION_PERSON, &t5, &why, &waited), -1);
 	assert_int_equal(why, ADMISSION_SHED_QUEUE_FULL);
 	admission_leave(a, &t2);
 	admission_leave(a, &t2);	/* a second leave gives nothing back */
-	assert_int_equal(admission_enter(a, ADMISSION_BACKGROUND, &t3, &why, &waited), 0);
+	/* one place free, but a reserved one */
+	assert_int_equal(admission_enter(a, ADMISSION_BACKGROUND, &t5, &why, &waited), -1);
+	admission_leave(a, &t3);
+	admission_leave(a, &t4);
+	assert_int_equal(admission_enter(a, ADMISSION_BACKGROUND, &t5, &why, &waited), 0);
 	admission_get_stats(a, &st);
 	assert_int_equal(st.in_flight, 2);
-	assert_int_equal(st.limit, 2);
-	assert_int_equal(st.admitted[ADMISSION_PERSON], 1);
+	assert_int_equal(st.limit, 4);
+	assert_int_equal(st.background_places, 2);
+	assert_int_equal(st.admitted[ADMISSION_PERSON], 3);
 	assert_int_equal(st.admitted[ADMISSION_BACKGROUND], 2);
-	assert_int_equal(st.shed[ADMISSION_SHED_BACKGROUND][ADMISSION_BACKGROUND], 1);
+	assert_int_equal(st.shed[ADMISSION_SHED_BACKGROUND][ADMISSION_BACKGROUND], 2);
 	assert_int_equal(st.shed[ADMISSION_SHED_QUEUE_FULL][ADMISSION_PERSON], 1);
 	admission_leave(a, &t1);
-	admission_leave(a, &t3);
+	admission_leave(a, &t5);
 	admission_get_stats(a, &st);
 	assert_int_equal(st.in_flight, 0);
 	admission_destroy(a);
@@ -260,6 +295,8 @@ int main(void)
 		cmocka_unit_test(test_codel_a_burst_is_not_a_standing_queue),
 		cmocka_unit_test(test_codel_standing_queue_until_one_leaves_in_time),
 		cmocka_unit_test(test_codel_control_law_spaces_its_sheds),
+		cmocka_unit_test(test_min_rtt_rises_slowly),
+		cmocka_unit_test(test_background_places),
 		cmocka_unit_test(test_background_is_shed_at_the_limit),
 		cmocka_unit_test(test_session_look_ups_have_an_extra_place),
 		cmocka_unit_test(test_unsampled_holds_are_no_samples),
