@@ -39,9 +39,9 @@
 #             they have an answer, or waiting out Retry-After after a 503
 #             as the UI does, with the probes. Each person thinks between
 #             clicks (BADDAY_THINK_MS, 200 ms on average: a brisk user, so
-#             the people ask about a fifth of what the capped database
-#             serves); a second mix row has the people click again at
-#             once, 51 connections that alone saturate the database
+#             the people ask for about an eighth of what the capped
+#             database serves); a second mix row has the people click
+#             again at once, 51 connections that alone saturate it
 #
 # Each row also splits the answers by class and status from nginx's access
 # log (its request time has millisecond resolution). Results:
@@ -138,7 +138,7 @@ cap() {
 	fi
 	for pid in $(pg_pids); do
 		echo "$pid" >"$CGROUP/cgroup.procs" 2>/dev/null || true
-		[ -n "$PG_CPU" ] && taskset -a -p -c "$PG_CPU" "$pid" >/dev/null
+		[ -z "$PG_CPU" ] || taskset -a -p -c "$PG_CPU" "$pid" >/dev/null || true
 	done
 	say "PostgreSQL capped at $CPU CPU ($quota µs every $period µs${PG_CPU:+, on CPU $PG_CPU}; $CGROUP, $(wc -l <"$CGROUP/cgroup.procs") processes)"
 }
@@ -148,7 +148,7 @@ uncap() {
 	[ -n "$CGROUP" ] && [ -d "$CGROUP" ] || return 0
 	for pid in $(cat "$CGROUP/cgroup.procs"); do
 		echo "$pid" >"$(dirname "$CGROUP")/cgroup.procs" 2>/dev/null || true
-		[ -n "$PG_CPU" ] && taskset -a -p -c "0-$(($(nproc) - 1))" "$pid" >/dev/null 2>&1
+		[ -z "$PG_CPU" ] || taskset -a -p -c "0-$(($(nproc) - 1))" "$pid" >/dev/null 2>&1 || true
 	done
 	rmdir "$CGROUP"
 	CGROUP=
