@@ -229,6 +229,18 @@ class Stack(AdminClient):
                 out.append((p, f.read()))
         return out
 
+    def log_line(self, needle, timeout=10):
+        """The complete log line holding needle (a request id, say). A
+        request's line is written once its answer is sent, so a client may
+        read the logs before it is there: wait for it."""
+        def find():
+            for _, text in self.logs():
+                for line in text.splitlines(keepends=True):
+                    if needle in line and line.endswith("\n"):
+                        return line
+            return None
+        return self.wait_until(find, timeout=timeout, what=f"a log line with {needle}")
+
     def tail_logs(self, n=40):
         return "\n".join(f"--- {p}\n" + "\n".join(text.splitlines()[-n:])
                          for p, text in self.logs("*.log"))

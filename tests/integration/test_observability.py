@@ -238,7 +238,9 @@ class Logs(unittest.TestCase):
         r = s.get(f"/admin/paints?limit=1&q={marker}")
         self.assertEqual(r.status, 200)
         rid = r.headers["x-request-id"]
-        lines = [json.loads(l) for _, text in s.logs() for l in text.splitlines() if l.startswith("{")]
+        s.log_line(rid)  # written once the answer is sent: it may come after the answer
+        lines = [json.loads(l) for _, text in s.logs() for l in text.splitlines(keepends=True)
+                 if l.startswith("{") and l.endswith("\n")]
         mine = [l for l in lines if l.get("request_id") == rid]
         self.assertEqual(len(mine), 1)
         self.assertTrue(self.FIELDS <= set(mine[0]), self.FIELDS - set(mine[0]))
