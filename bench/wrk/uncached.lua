@@ -2,13 +2,14 @@
 -- BENCH_MIN_ID..BENCH_MAX_ID, a range the cache does not hold (bench/
 -- badday.sh evicts it before each row). Each id is asked once until the
 -- range is used up (a shuffled walk, the threads taking turns: wrk -tN
--- needs BENCH_THREADS=N), so no answer comes from a fill of the same row. BENCH_PURPOSE=background marks
--- the requests as the UI's background refreshes do. BENCH_BACKOFF=1 waits
--- out Retry-After after a 503 before the thread's next request, as the UI
--- does (wrk's delay() is per thread, not per connection: a count of
--- pending back-offs approximates it). BENCH_THINK_MS=N makes each
--- connection a person: after an answer it thinks for a random time of
--- mean N ms (exponential, at most 4N) before its next click.
+-- needs BENCH_THREADS=N), so no answer comes from a fill of the same row.
+-- BENCH_PURPOSE=background marks the requests as the UI's background
+-- refreshes do. BENCH_BACKOFF=1 waits out Retry-After after a 503 before
+-- the thread's next request, as the UI does (wrk's delay() is per thread,
+-- not per connection: a count of pending back-offs approximates it).
+-- BENCH_THINK_MS=N makes each connection a person: after an answer it
+-- thinks for a random time of mean N ms (exponential, at most 4N) before
+-- its next click.
 dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
 local cookie = os.getenv("BENCH_COOKIE")
 local min_id = tonumber(os.getenv("BENCH_MIN_ID") or "1")
@@ -27,8 +28,8 @@ local stride = 7919		-- a prime: the walk visits every id once when it does not 
 if span % stride == 0 then stride = 1 end
 local asked = 0
 
--- Each thread its own random sequence (LuaJIT seeds every state alike:
--- two threads would ask for the same paints at the same moments).
+-- Each thread its own random sequence for the think times (LuaJIT seeds
+-- every state alike) and its turn in the walk.
 function setup(thread)
   base_setup(thread)
   nthreads = nthreads + 1
@@ -68,4 +69,3 @@ if backoff or think > 0 then
     return 0
   end
 end
-
