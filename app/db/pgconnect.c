@@ -39,9 +39,10 @@ static int connect_error_is_transient(const char *msg)
 /*
  * One non-blocking connection attempt that gives up at deadline (or after
  * connect_timeout). Returns the connection, good or bad (PQfinish it), or
- * NULL when the attempt ran out of time.
+ * NULL when the attempt ran out of time: *cut_short then says whether
+ * deadline came before connect_timeout.
  */
-static PGconn *connect_once(const struct pool_settings *set, double deadline)
+static PGconn *connect_once(const struct pool_settings *set, double deadline, int *cut_short)
 {
 	char timeout[16], options[64];
 	const char *keys[8], *vals[8];
@@ -50,7 +51,8 @@ static PGconn *connect_once(const struct pool_settings *set, double deadline)
 	PGconn *pg;
 	int n = 0;
 
-	if (attempt_end > deadline)
+	*cut_short = attempt_end > deadline;
+	if (*cut_short)
 		attempt_end = deadline;
 	snprintf(timeout, sizeof(timeout), "%d", set->connect_timeout);
 	snprintf(options, sizeof(options), "-c statement_timeout=%d",
@@ -106,10 +108,13 @@ PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 /* One attempt: the connection, or NULL with err filled. */
 static PGconn *try_once(const struct pool_settings *set, double deadline, struct pool_error *err)
 {
-	PGconn *pg = connect_once(set, deadline);
+	int cut_short;
+	PGconn *pg = connect_once(set, deadline, &cut_short);
 
 	err->kind = POOL_ERR_CONNECT;
+	err->cut_short = 0;
 	if (pg == NULL) {
+		err->cut_short = cut_short;
 		snprintf(err->msg, sizeof(err->msg), "timed out connecting to PostgreSQL");
 		return NULL;
 	}
@@ -145,22 +150,24 @@ PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double
 		if (pg != NULL)
 			return pg;
 		left = (retry_until < deadline ? retry_until : deadline) - now_mono();
-		if (!connect_error_is_transient(err->msg) || left <= 0.001) {
-			/* Once a second at most: while it is down, every request finds it so. */
-			if (log_allowed(&failure_logged_ms, 1.0))
-				log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s",
-					attempt, err->msg);
-			return NULL;
-		}
+		if (!connect_error_is_transient(err->msg) || left <= 0.001)
+			break;
 		sleep_for = backoff * ((double)(rand_r(&seed) % 1000) / 1000.0);
 		if (sleep_for > left)
 			sleep_for = left;
 		ts.tv_sec = (time_t)sleep_for;
 		ts.tv_nsec = (long)((sleep_for - (double)ts.tv_sec) * 1e9);
 		nanosleep(&ts, NULL);
+		if (deadline - now_mono() <= 0.001)
+			break;	/* no time for another: the last attempt's error stands (refused is not "timed out") */
 		if (backoff < 2.0)
 			backoff *= 2;
 	}
+	/* Once a second at most: while it is down, every request finds it so. */
+	if (log_allowed(&failure_logged_ms, 1.0))
+		log_msg(LOG_WARN, "pool: cannot connect to PostgreSQL (attempt %d): %s", attempt,
+			err->msg);
+	return NULL;
 }
 
 PGconn *pgconnect_open(const struct pool_settings *set, double timeout,

@@ -324,6 +324,7 @@ int pool_checkout(struct pool *p, double timeout, const char *holder,
 	if (timeout <= 0)
 		timeout = p->set.timeout;
 	err->kind = POOL_ERR_NONE;
+	err->cut_short = 0;
 	err->msg[0] = '\0';
 	if (reserve(p, start, timeout, &c, &must_open, &suspect_before, err) != 0)
 		return -1;

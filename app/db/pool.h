@@ -68,6 +68,13 @@ enum pool_errkind {
 
 struct pool_error {
 	enum pool_errkind kind;
+	/*
+	 * POOL_ERR_CONNECT: the last attempt was cut short by the caller's
+	 * deadline, not refused nor timed out by connect_timeout. The server
+	 * was only slower than the caller would wait (busy, or far): no
+	 * evidence it is down.
+	 */
+	int cut_short;
 	char msg[256];
 };
 

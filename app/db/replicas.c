@@ -293,14 +293,14 @@ void replicas_served(int index)
 		atomic_fetch_add(&reps[index].reads, 1);
 }
 
-void replicas_failed(int index)
+void replicas_failed(int index, const char *why)
 {
 	if (index < 0 || index >= nreps)
 		return;
 	atomic_fetch_add(&reps[index].fallbacks, 1);
 	if (atomic_exchange(&reps[index].failed, 1) == 0)
-		log_msg(LOG_WARN, "replicas: %s failed a request: reads go to the primary "
-			"until it answers the housekeeper again", reps[index].name);
+		log_msg(LOG_WARN, "replicas: %s failed a request (%s): reads go to the primary "
+			"until it answers the housekeeper again", reps[index].name, why);
 }
 
 void replicas_get(int index, struct replica_status *st)

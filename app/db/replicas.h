@@ -73,9 +73,12 @@ void replicas_housekeep(void);
  */
 struct pool *replicas_choose(uint64_t min_lsn, int *index);
 
-/* Replica index served a read (counts); or failed one (out until its next good sample). */
+/*
+ * Replica index served a read (counts); or failed one (out until its next
+ * good sample), why saying how (logged).
+ */
 void replicas_served(int index);
-void replicas_failed(int index);
+void replicas_failed(int index, const char *why);
 
 /* The name of replica index ("replica1"); "primary" for -1. */
 const char *replicas_name(int index);

@@ -217,8 +217,14 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	t0 = now_mono();
 	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
-		if (err.kind == POOL_ERR_CONNECT)
-			replicas_failed(idx);	/* busy (a timeout) is no failure */
+		/*
+		 * Busy is no failure: every connection taken (a timeout), or a
+		 * new one slower to open than this read waits (a loaded
+		 * standby while a failover sends it every read; the sampler
+		 * still finds one that is down).
+		 */
+		if (err.kind == POOL_ERR_CONNECT && !err.cut_short)
+			replicas_failed(idx, err.msg);
 		return NULL;
 	}
 	c->pool_wait += now_mono() - t0;
@@ -565,7 +571,7 @@ void ctx_db_error(struct ctx *c, const PGresult *r)
 			c->replica_failed = 1;	/* a streamed answer's head is out: no second run */
 		if (PQstatus(pool_conn_pg(c->db)) != CONNECTION_OK || state == NULL ||
 		    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
-			replicas_failed(c->db_replica);
+			replicas_failed(c->db_replica, state ? state : "the connection lost");
 	}
 	if (c->stream.state != CTX_STREAM_NONE) {
 		log_db_fault(c, LOG_WARN, "database fault in a streamed answer", state, r);

@@ -9,11 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -765,6 +768,7 @@ static void test_unreachable_database_fails_within_deadline(void **state)
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), -1);
 	took = now_mono() - t0;
 	assert_int_equal(err.kind, POOL_ERR_CONNECT);
+	assert_false(err.cut_short);	/* refused: evidence it is down */
 	assert_true(took >= 1.0);	/* retried with backoff... */
 	assert_true(took < 4.0);	/* ...but never past the deadline */
 	pool_destroy(p);
@@ -808,6 +812,46 @@ static void test_unreachable_database_fails_fast_after_a_failure(void **state)
 	pool_destroy(p);
 }
 
+/*
+ * A server that takes the connection and says nothing (a loaded standby,
+ * slower than the caller waits): the checkout gives up at its own
+ * deadline, and the error says it was cut short, not refused, so a
+ * replica is not taken for down by it (context.c).
+ */
+static void test_a_silent_server_is_cut_short_not_refused(void **state)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	socklen_t len = sizeof(addr);
+	struct pool_settings s;
+	struct pool *p;
+	struct pool_conn *c;
+	struct pool_error err;
+	char url[128];
+	double t0, took;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	(void)state;
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	assert_int_equal(listen(fd, 8), 0);	/* the kernel completes the handshake; nobody speaks */
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+	snprintf(url, sizeof(url), "postgresql://nobody@127.0.0.1:%d/none?sslmode=disable",
+		 ntohs(addr.sin_port));
+	settings(&s, "silent", 1, 0, 10);
+	s.database_url = url;
+	p = pool_create(&s);
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(p, 0.3, "t", &c, &err), -1);
+	took = now_mono() - t0;
+	assert_int_equal(err.kind, POOL_ERR_CONNECT);
+	assert_true(err.cut_short);
+	assert_true(took >= 0.25);
+	assert_true(took < s.connect_timeout * 0.5);	/* its deadline, not connect_timeout */
+	pool_destroy(p);
+	close(fd);
+}
+
 static void test_bad_password_fails_at_once(void **state)
 {
 	struct pool_settings s;
@@ -828,6 +872,7 @@ static void test_bad_password_fails_at_once(void **state)
 	assert_int_equal(pool_checkout(p, 0, "t", &c, &err), -1);
 	assert_int_equal(err.kind, POOL_ERR_CONNECT);
 	assert_non_null(strstr(err.msg, "authentication failed"));
+	assert_false(err.cut_short);
 	assert_true(now_mono() - t0 < 5.0);	/* not retried for 10 s */
 	pool_destroy(p);
 }
@@ -969,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(test_a_locked_table_holds_up_no_new_connection),
 		cmocka_unit_test(test_unreachable_database_fails_within_deadline),
 		cmocka_unit_test(test_unreachable_database_fails_fast_after_a_failure),
+		cmocka_unit_test(test_a_silent_server_is_cut_short_not_refused),
 		cmocka_unit_test(test_bad_password_fails_at_once),
 		cmocka_unit_test(test_shutdown_fails_waiters_promptly),
 		cmocka_unit_test(test_leak_report_names_the_route),

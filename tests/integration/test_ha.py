@@ -264,11 +264,15 @@ class HighAvailability(unittest.TestCase):
               f"the admin's {sum(1 for _, a in sessions if a == 200)} of {len(sessions)} 200", flush=True)
         self.assertNotIn(200, [e for e, _ in sessions], "an ended session was served")
         self.assertIn(401, [e for e, _ in sessions])
-        self.assertGreater(sum(1 for _, a in sessions if a == 200), len(sessions) // 2, sessions)
+        self.assertGreaterEqual(sum(1 for _, a in sessions if a == 200), 0.9 * len(sessions), sessions)
+        # Reads (cache hits, and misses and sessions on the standby) go on
+        # through the whole window: the promoted standby, read-only until
+        # the lost primary's demotion is waited out, serves them too. (When
+        # it did not, up to 19 % of the reads were 503s here, 37 % in CI.)
         for what, killed, _, _, _ in events:
             first = first_ack_after(killed)
             during = [st for t0, _, st in reads if killed <= t0 <= first]
-            self.assertGreater(sum(1 for st in during if st == 200), 0.8 * len(during),
+            self.assertGreater(sum(1 for st in during if st == 200), 0.9 * len(during),
                                f"{what}: reads during the failover not served")
         self.assertEqual(len(events), 4, events)
         self.assertGreater(n_writes, 0.05 * (n_reads + n_writes), "the mix had too few writes")
@@ -305,7 +309,7 @@ class HighAvailability(unittest.TestCase):
         r = s.get("/readyz")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["database_server"], primary)
-        # The standby served reads (each node is a replica while it is one).
+        # The standby served reads (each node is a replica while it takes no writes).
         self.assertGreater(sum(r["reads"] for p in self.per_process("/admin/pool")
                                for r in p["replicas"]), 0)
         # The cache serves again: a second read of a paint is a hit.
