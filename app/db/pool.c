@@ -614,13 +614,6 @@ static int conn_event(PGEventId id, void *info, void *pass)
 }
 
 /*
- * Open c->pg. Its named statements are prepared on first use
- * (pool_exec_prepared), not here: preparing a statement takes a lock on
- * every table it names, and a table locked exclusively (a migration, a
- * LOCK TABLE) would then hold up every new connection, a session
- * look-up's too, for as long as the lock lasts. 0, or -1 with err.
- */
-/*
  * After an open that began at started: note whether the database could be
  * reached, and which server a new connection reached (a failover when
  * another than the last). pg NULL: the open failed.
@@ -657,6 +650,13 @@ static void note_open(struct pool *p, PGconn *pg, double started)
 			server, was, took);
 }
 
+/*
+ * Open c->pg. Its named statements are prepared on first use
+ * (pool_exec_prepared), not here: preparing a statement takes a lock on
+ * every table it names, and a table locked exclusively (a migration, a
+ * LOCK TABLE) would then hold up every new connection, a session
+ * look-up's too, for as long as the lock lasts. 0, or -1 with err.
+ */
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
 {
