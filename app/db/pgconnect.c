@@ -102,7 +102,7 @@ static atomic_llong failure_logged_ms;
 PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 			struct pool_error *err)
 {
-	return pgconnect_tries(set, deadline, deadline, err);
+	return pgconnect_tries(set, deadline, deadline, err, NULL, NULL);
 }
 
 /* One attempt: the connection, or NULL with err filled. */
@@ -134,7 +134,7 @@ PGconn *pgconnect_probe(const struct pool_settings *set, double timeout, struct 
 }
 
 PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double retry_until,
-			struct pool_error *err)
+			struct pool_error *err, void (*failed)(void *arg), void *arg)
 {
 	static _Thread_local unsigned seed;
 	double backoff = 0.05;
@@ -149,6 +149,8 @@ PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double
 
 		if (pg != NULL)
 			return pg;
+		if (failed)
+			failed(arg);
 		left = (retry_until < deadline ? retry_until : deadline) - now_mono();
 		if (!connect_error_is_transient(err->msg) || left <= 0.001)
 			break;

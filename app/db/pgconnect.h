@@ -25,10 +25,12 @@ PGconn *pgconnect_until(const struct pool_settings *set, double deadline,
 /*
  * As pgconnect_until, but no attempt starts after retry_until (an
  * attempt under way may last until deadline): retry_until now makes one
- * attempt.
+ * attempt. failed(arg), when not NULL, is called after each attempt that
+ * failed, before the next (so others can know at once, not when this
+ * gives up).
  */
 PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double retry_until,
-			struct pool_error *err);
+			struct pool_error *err, void (*failed)(void *arg), void *arg);
 
 /*
  * One attempt, not retried and not logged: for a sampler that tries again

@@ -83,8 +83,9 @@ struct pool {
 	 */
 	double suspect_before;
 	/*
-	 * Reachability, for fail-fast opening and failovers: the last open
-	 * that failed (monotonic; 0 none since the last success), the first
+	 * Reachability, for fail-fast opening and failovers: the last
+	 * attempt to open that failed (monotonic; 0 none since the last
+	 * success; set by an open still retrying too), the first
 	 * failure since a connection last worked (0: none), and the server
 	 * of the last connection opened (st.server).
 	 */
@@ -657,6 +658,16 @@ static void note_open(struct pool *p, PGconn *pg, double started)
  * LOCK TABLE) would then hold up every new connection, a session
  * look-up's too, for as long as the lock lasts. 0, or -1 with err.
  */
+/* An attempt of conn_open's failed: openers from now on try once (POOL_FAILFAST). */
+static void attempt_failed(void *arg)
+{
+	struct pool *p = arg;
+
+	lock(p);
+	p->open_failed_at = now_mono();
+	unlock(p);
+}
+
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
 {
@@ -667,7 +678,7 @@ static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 	if (p->open_failed_at && now - p->open_failed_at < POOL_FAILFAST)
 		retry_until = now;	/* it failed a moment ago: one attempt */
 	unlock(p);
-	pg = pgconnect_tries(&p->set, deadline, retry_until, err);
+	pg = pgconnect_tries(&p->set, deadline, retry_until, err, attempt_failed, p);
 	note_open(p, pg, now);
 	if (pg == NULL)
 		return -1;

@@ -114,10 +114,13 @@ struct pool;
 /*
  * Opening a connection: attempts are retried (with jittered back-off,
  * errors that can pass only) for at most POOL_OPEN_RETRY seconds, within
- * the checkout's deadline; and for POOL_FAILFAST seconds after an open
- * failed, a checkout makes one attempt only. So while the database is
- * down or failing over, a request is answered in about one connection
- * attempt (a 503 with Retry-After), never held for the pool's timeout.
+ * the checkout's deadline; and for POOL_FAILFAST seconds after an
+ * attempt failed (an open still retrying included), a checkout makes one
+ * attempt only. So while the database is down or failing over, one
+ * request at most rides out a blip for POOL_OPEN_RETRY and the others
+ * are answered in about one connection attempt (a 503 with Retry-After,
+ * or a session checked on the standby), never held for the pool's
+ * timeout.
  */
 #define POOL_OPEN_RETRY 2.0
 #define POOL_FAILFAST 1.0

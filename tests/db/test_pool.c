@@ -934,6 +934,40 @@ static void test_shutdown_fails_waiters_promptly(void **state)
 	pool_destroy(w.p);
 }
 
+/*
+ * While an open is still retrying, the openers that begin meanwhile try
+ * once: with the database down, one request rides out POOL_OPEN_RETRY and
+ * the others are answered at once. (Each used to retry for its own
+ * POOL_OPEN_RETRY: a failover's first two seconds held every request
+ * that needed the primary, a session look-up's too.)
+ */
+static void test_openers_meanwhile_try_once(void **state)
+{
+	struct pool_settings s;
+	struct shut first;
+	struct pool_conn *c;
+	struct pool_error err;
+	pthread_t th;
+	double t0, second;
+
+	(void)state;
+	settings(&s, "meanwhile", 2, 0, 30);
+	s.database_url = "postgresql://nobody@127.0.0.1:1/none";	/* refused */
+	memset(&first, 0, sizeof(first));
+	first.p = pool_create(&s);
+	pthread_create(&th, NULL, shut_waiter, &first);
+	sleep_ms(300);	/* its first attempt refused, it backs off and retries */
+	t0 = now_mono();
+	assert_int_equal(pool_checkout(first.p, 0, "t", &c, &err), -1);
+	second = now_mono() - t0;
+	pthread_join(th, NULL);
+	assert_int_equal(err.kind, POOL_ERR_CONNECT);
+	assert_true(second < POOL_OPEN_RETRY * 0.25);
+	assert_int_equal(first.rc, -1);
+	assert_true(first.took >= POOL_OPEN_RETRY * 0.9);
+	pool_destroy(first.p);
+}
+
 /* A pool of one connection, 0.1 s its leak threshold, and that connection checked out for holder. */
 static struct pool *leak_pool(struct pool_settings *s, const char *name, const char *holder,
 			      struct pool_conn **c)
@@ -1017,6 +1051,7 @@ int main(void)
 		cmocka_unit_test(test_a_silent_server_is_cut_short_not_refused),
 		cmocka_unit_test(test_bad_password_fails_at_once),
 		cmocka_unit_test(test_shutdown_fails_waiters_promptly),
+		cmocka_unit_test(test_openers_meanwhile_try_once),
 		cmocka_unit_test(test_leak_report_names_the_route),
 		cmocka_unit_test(test_expected_hold_is_no_leak),
 	};
