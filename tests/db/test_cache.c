@@ -326,34 +326,62 @@ static double acknowledge(struct pool_conn *c, int64_t id, long long *row)
 	return elapsed(t0);
 }
 
+/* cache_on_ack_wait's fn in the tests: when it was called, and how often. */
+struct given_back {
+	int calls;
+	double at;
+};
+
+static void give_back(void *arg)
+{
+	struct given_back *g = arg;
+
+	g->calls++;
+	g->at = now_mono();
+}
+
 /*
  * A write waits only while its invalidation could not be applied and a
  * lease announced before may still be running; at most about TRUST_MS.
+ * Before it waits, the request gives back what only the database's work
+ * should hold (cache_on_ack_wait: its place at the admission gate), once.
  */
 static void test_a_write_waits_only_during_a_fault(void **state)
 {
 	struct pool_conn *c;
 	struct pool_error err;
+	struct given_back g = { 0, 0 };
 	int64_t id = next_id++;
 	long long row;
-	double took;
+	double took, t0;
 	int i;
 
 	(void)state;
 	wait_up();
 	assert_int_equal(pool_checkout(pool, 0, "test", &c, &err), 0);
-	/* the normal path: applied, row gone, no wait */
+	cache_request_reset();
+	cache_on_ack_wait(give_back, &g);
+	/* the normal path: applied, row gone, no wait, nothing given back */
 	assert_true(acknowledge(c, id, &row) < 0.5);
 	assert_false(outbox_has(row));
+	assert_int_equal(g.calls, 0);
 	/* a fault: leases announced just before (ours too) must run out first */
 	redis_raw("SET %s %s", "not-a-number");
+	t0 = now_mono();
 	took = acknowledge(c, id, &row);
 	assert_true(took >= 1.0);
 	assert_true(took <= CACHE_TRUST_MS / 1000.0 + 0.5);
 	assert_true(outbox_has(row));	/* kept for the drains */
+	assert_int_equal(g.calls, 1);
+	assert_true(t0 + took - g.at >= 0.5);	/* before the wait, not after it */
 	/* the fault goes on, but no lease runs any more: no wait */
 	assert_true(acknowledge(c, id, &row) < 0.5);
 	assert_true(outbox_has(row));
+	assert_int_equal(g.calls, 1);	/* once a request */
+	cache_on_ack_wait(give_back, &g);
+	cache_request_reset();	/* the next request's: nothing of this one's */
+	(void)acknowledge(c, id, &row);
+	assert_int_equal(g.calls, 1);
 	pool_release(pool, c);
 	/* Redis healthy again: the drains apply what the fault left */
 	redis_raw("DEL %s %s", "unused");
@@ -366,22 +394,24 @@ static void test_a_write_waits_only_during_a_fault(void **state)
 static void test_pages_follow_the_generation(void **state)
 {
 	struct strbuf v;
-	char gen[24], gen2[24];
+	char query[64], gen[24], gen2[24];
 	int64_t id = next_id++;
 
 	(void)state;
+	/* a query of this run's own: a page another run stored may be current still */
+	snprintf(query, sizeof(query), "q=unit-%lld", (long long)id);
 	strbuf_init(&v);
-	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen), CACHE_MISS);
-	cache_page_store("list", "q=unit", gen, "\"e\"\n[]", 6);
-	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen2), CACHE_HIT);
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen), CACHE_MISS);
+	cache_page_store("list", query, gen, "\"e\"\n[]", 6);
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_HIT);
 	assert_string_equal(v.buf, "\"e\"\n[]");
 	assert_string_equal(gen, gen2);
 	/* a write between reading the generation and storing: stored under the old one */
 	strbuf_reset(&v);
 	assert_int_equal(cache_invalidate(&id, 1), 0);
-	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen2), CACHE_MISS);
-	cache_page_store("list", "q=unit", gen, "\"old\"\n[]", 8);	/* late, old gen */
-	assert_int_equal(cache_page_get("list", "q=unit", NULL, &v, gen2), CACHE_MISS);
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_MISS);
+	cache_page_store("list", query, gen, "\"old\"\n[]", 8);	/* late, old gen */
+	assert_int_equal(cache_page_get("list", query, NULL, &v, gen2), CACHE_MISS);
 	strbuf_free(&v);
 }
 
