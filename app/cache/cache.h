@@ -275,6 +275,8 @@ void cache_get_stats(struct cache_stats *st);
  * ctx_db.
  */
 void cache_request_reset(void);
+uint64_t cache_fill_position(void);
+void cache_note_replica_read(uint64_t replayed);
 
 /*
  * What the calling thread's request gives back when an acknowledgement
@@ -286,8 +288,6 @@ void cache_request_reset(void);
  * For the current request only: cache_request_reset clears it.
  */
 void cache_on_ack_wait(void (*fn)(void *arg), void *arg);
-uint64_t cache_fill_position(void);
-void cache_note_replica_read(uint64_t replayed);
 
 /* Seconds this thread spent on Redis since the previous call. */
 double cache_take_time(void);

@@ -651,13 +651,6 @@ static void note_open(struct pool *p, PGconn *pg, double started)
 			server, was, took);
 }
 
-/*
- * Open c->pg. Its named statements are prepared on first use
- * (pool_exec_prepared), not here: preparing a statement takes a lock on
- * every table it names, and a table locked exclusively (a migration, a
- * LOCK TABLE) would then hold up every new connection, a session
- * look-up's too, for as long as the lock lasts. 0, or -1 with err.
- */
 /* An attempt of conn_open's failed: openers from now on try once (POOL_FAILFAST). */
 static void attempt_failed(void *arg)
 {
@@ -667,6 +660,14 @@ static void attempt_failed(void *arg)
 	p->open_failed_at = now_mono();
 	unlock(p);
 }
+
+/*
+ * Open c->pg. Its named statements are prepared on first use
+ * (pool_exec_prepared), not here: preparing a statement takes a lock on
+ * every table it names, and a table locked exclusively (a migration, a
+ * LOCK TABLE) would then hold up every new connection, a session
+ * look-up's too, for as long as the lock lasts. 0, or -1 with err.
+ */
 
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
