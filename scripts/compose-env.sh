@@ -12,7 +12,7 @@
 # profile chosen by .env itself (COMPOSE_PROFILES=ha, so a plain
 # `docker compose up` starts it), the service pointed at both PostgreSQL
 # nodes (POSTGRES_HOSTS) and at the three sentinels (REDIS_SENTINELS),
-# each node a read replica while it takes no writes (DATABASE_REPLICA_URLS,
+# each node a read replica while it is the standby (DATABASE_REPLICA_URLS,
 # DB_REPLICAS_SYNCHRONOUS=1), and PG_HA_PASSWORD generated
 # (pg_auto_failover's roles). --single
 # switches back to db and redis alone (PG_HA_PASSWORD is kept).
@@ -57,11 +57,10 @@ ha)
 	set_var COMPOSE_PROFILES ha
 	set_var POSTGRES_HOSTS pg1:5432,pg2:5432
 	set_var REDIS_SENTINELS sentinel1:26379,sentinel2:26379,sentinel3:26379
-	# each node a read replica while it takes no writes (the standby, and
-	# the promoted standby until it takes writes); it is synchronous, so
-	# sessions are checked there while the primary is lost
+	# each node a read replica while it is the standby; it is synchronous,
+	# so sessions are checked there while the primary is lost
 	pw=$(sed -n 's/^POSTGRES_PASSWORD=//p' "$env")
-	set_var DATABASE_REPLICA_URLS "postgresql://paintstudio:$pw@pg1:5432/paintstudio?sslmode=disable&target_session_attrs=read-only,postgresql://paintstudio:$pw@pg2:5432/paintstudio?sslmode=disable&target_session_attrs=read-only"
+	set_var DATABASE_REPLICA_URLS "postgresql://paintstudio:$pw@pg1:5432/paintstudio?sslmode=disable&target_session_attrs=standby,postgresql://paintstudio:$pw@pg2:5432/paintstudio?sslmode=disable&target_session_attrs=standby"
 	set_var DB_REPLICAS_SYNCHRONOUS 1
 	echo "compose-env: the ha profile (pg_auto_failover, Redis Sentinel): docker compose up --build"
 	;;

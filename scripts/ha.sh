@@ -70,17 +70,14 @@ ha_hosts() { sed 's/\([0-9][0-9]*\)/127.0.0.1:\1/g' <<<"$HA_PG_PORTS"; }
 database_url() {
 	echo "postgresql://paintstudio:$(secret pg-app)@$(ha_hosts)/paintstudio?target_session_attrs=read-write"
 }
-# Each node as a read replica while it takes no writes (libpq's
-# target_session_attrs=read-only: the standby, and the standby promoted
-# but kept read-only while the lost primary's demotion is waited out;
-# refused while it is the primary that takes writes): reads that a cache
-# miss sends to a replica, and the session look-ups, keep being served
-# through the whole failover, and the standby takes reads off the primary
-# on a good day.
+# Each node as a read replica while it is a standby (libpq refuses a
+# connection there while it is the primary): reads that a cache miss
+# sends to a replica keep being served by the standby while the primary
+# is lost, and the standby takes reads off the primary on a good day.
 ha_replica_urls() {
 	local p out=""
 	for p in $(tr , ' ' <<<"$HA_PG_PORTS"); do
-		out+="${out:+,}postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$p/paintstudio?target_session_attrs=read-only"
+		out+="${out:+,}postgresql://paintstudio:$(secret pg-app)@127.0.0.1:$p/paintstudio?target_session_attrs=standby"
 	done
 	echo "$out"
 }

@@ -35,7 +35,7 @@ PGconn *pgconnect_tries(const struct pool_settings *set, double deadline, double
 /*
  * One attempt, not retried and not logged: for a sampler that tries again
  * on its next round and reports its own state changes (a read replica
- * named with target_session_attrs=read-only refuses every attempt while
+ * named with target_session_attrs=standby refuses every attempt while
  * it is the primary).
  */
 PGconn *pgconnect_probe(const struct pool_settings *set, double timeout, struct pool_error *err);

@@ -36,7 +36,7 @@ def setUpModule():
         "REDIS_SENTINELS": SENTINELS,
         "DATABASE_REPLICA_URLS": ",".join(
             f"postgresql://paintstudio:{pw}@{node}:5432/paintstudio"
-            "?sslmode=disable&target_session_attrs=read-only" for node in ("pg1", "pg2")),
+            "?sslmode=disable&target_session_attrs=standby" for node in ("pg1", "pg2")),
         "DB_REPLICAS_SYNCHRONOUS": "1",
         "WORKERS": "8",
         "DB_POOL_SIZE": "3",

@@ -116,11 +116,11 @@ class Compose(unittest.TestCase):
         self.assertIn("target_session_attrs=read-write", app["DATABASE_URL"])
         self.assertEqual(app["REDIS_SENTINELS"], "sentinel1:26379,sentinel2:26379,sentinel3:26379")
         self.assertEqual(app["REDIS_SENTINEL_PASSWORD"], env_value(text, "REDIS_PASSWORD"))
-        # each node a read replica while it takes no writes, sessions checked there
+        # each node a read replica while it is the standby, sessions checked there
         pw = env_value(text, "POSTGRES_PASSWORD")
         self.assertEqual(app["DATABASE_REPLICA_URLS"], ",".join(
             f"postgresql://paintstudio:{pw}@{n}:5432/paintstudio"
-            "?sslmode=disable&target_session_attrs=read-only" for n in ("pg1", "pg2")))
+            "?sslmode=disable&target_session_attrs=standby" for n in ("pg1", "pg2")))
         self.assertEqual(app["DB_REPLICAS_SYNCHRONOUS"], "1")
         for name in ("pg-monitor", "pg1", "pg2", "redis2", "sentinel1", "sentinel2", "sentinel3"):
             self.assertEqual(cfg["services"][name]["profiles"], ["ha"], name)
