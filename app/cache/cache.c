@@ -185,32 +185,12 @@ void cache_stop(void)
  */
 static _Thread_local uint64_t fill_lsn, replica_at;
 static _Thread_local int read_replica;
-/* cache_on_ack_wait's, for this thread's request. */
-static _Thread_local void (*ack_wait_fn)(void *arg);
-static _Thread_local void *ack_wait_arg;
 
 void cache_request_reset(void)
 {
 	fill_lsn = 0;
 	replica_at = 0;
 	read_replica = 0;
-	ack_wait_fn = NULL;
-	ack_wait_arg = NULL;
-}
-
-void cache_on_ack_wait(void (*fn)(void *arg), void *arg)
-{
-	ack_wait_fn = fn;
-	ack_wait_arg = arg;
-}
-
-void cache_ack_wait_begins(void)
-{
-	void (*fn)(void *arg) = ack_wait_fn;
-
-	ack_wait_fn = NULL;	/* once */
-	if (fn)
-		fn(ack_wait_arg);
 }
 
 uint64_t cache_fill_position(void)

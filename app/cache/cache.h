@@ -278,17 +278,6 @@ void cache_request_reset(void);
 uint64_t cache_fill_position(void);
 void cache_note_replica_read(uint64_t replayed);
 
-/*
- * What the calling thread's request gives back when an acknowledgement
- * must wait out a Redis fault (up to about CACHE_TRUST_MS, polling the
- * outbox on a clock, not working the database): fn(arg) is called once,
- * before the wait. The request layer gives back its place at the
- * admission gate there, so reads are not queued behind writes that wait
- * on a clock, nor the limit taught that the database takes a second.
- * For the current request only: cache_request_reset clears it.
- */
-void cache_on_ack_wait(void (*fn)(void *arg), void *arg);
-
 /* Seconds this thread spent on Redis since the previous call. */
 double cache_take_time(void);
 

@@ -150,9 +150,6 @@ void cache_trust_grant(const char ident[CACHE_IDENT_LEN], unsigned long long seq
 void cache_trust_withdraw(void);
 int cache_trust_up(void);
 
-/* An acknowledgement is about to wait (cache_outbox.c): cache_on_ack_wait's fn, once. */
-void cache_ack_wait_begins(void);
-
 /* Monotonic milliseconds; a sleep of ms milliseconds. */
 long long cache_now_ms(void);
 void cache_sleep_ms(int ms);

@@ -259,7 +259,6 @@ static void ack_wait(PGconn *pg, long long w, const char *ids, int many, int n,
 		p1[0] = one;
 	}
 	atomic_fetch_add(&cache_n.ack_waits, 1);
-	cache_ack_wait_begins();
 	PQclear(PQexec(pg, "NOTIFY " NOTIFY_CHANNEL));
 	deadline = w + CACHE_TRUST_MS + CACHE_TRUST_MS * ACK_DRIFT_PPM / 1000000 + ACK_MARGIN_MS;
 	while (cache_now_ms() < deadline) {

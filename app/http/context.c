@@ -320,18 +320,6 @@ static void parked_done(void *arg)
 }
 
 /*
- * The request's write waits out a Redis fault on a clock (cache.h,
- * cache_on_ack_wait): its place at the gate goes back now, and the time
- * it held it is the write's, not the wait's. What is left is polling.
- */
-static void gate_give_back(void *arg)
-{
-	struct ctx *c = arg;
-
-	admission_leave(c->app->gate, &c->ticket);
-}
-
-/*
  * Take the request's place at the gate and lend the thread's. 0; or -1
  * with the 503 set, or with nothing set and c->parked (the request waits
  * for its place without this thread: the handler returns and the server
@@ -363,8 +351,6 @@ static int db_admit(struct ctx *c)
 			return -1;
 		}
 	}
-	if (c->app->gate && c->ticket.taken)
-		cache_on_ack_wait(gate_give_back, c);
 	if (!c->db_lending) {
 		workers_block_begin();
 		c->db_lending = 1;

@@ -5,16 +5,13 @@ while a person's requests keep their place; nothing waits DB_POOL_TIMEOUT;
 the admission gate shows what it did. With DB_ADMISSION=off the same
 test fails (background requests wait like everyone, and every worker
 thread ends up waiting on PostgreSQL)."""
-import os
 import re
-import signal
 import subprocess
 import threading
 import time
 import unittest
 import uuid
 
-import fcgi
 from harness import stack
 
 POOL_TIMEOUT = 20
@@ -368,82 +365,3 @@ class AdmissionOff(unittest.TestCase):
             lock.release()
         t.join(timeout=60)
         self.assertEqual(results[0][0], 200, results)
-
-
-class WritesWaitingOutRedis(unittest.TestCase):
-    """Redis lost: a write's acknowledgement waits out the leases under
-    which other processes may still serve the paint (up to CACHE_TRUST_MS,
-    polling on a clock, not working the database). It gives back its place
-    at the admission gate first, so a read that needs the database is not
-    queued behind it. (It was: reads waited up to 1.3 s so in the HA
-    suite's Redis rounds.) Two places per process (fixed), each taken by
-    such a write; connections enough for all."""
-    PLACES = 2
-
-    @classmethod
-    def setUpClass(cls):
-        cls.restore = stack().restart_apps(DB_ADMISSION="fixed", WORKERS=4 + cls.PLACES,
-                                           WORKERS_ACTIVE=4, DB_POOL_SIZE=4, DB_MAX_OVERFLOW=4)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.restore()
-
-    def test_reads_are_not_queued_behind_writes_waiting_out_redis(self):
-        s = stack()
-        s.get("/auth/me")  # logs in
-        cookie, csrf = s.session
-        host = f"127.0.0.1:{s.https_port}"
-        socks = [os.path.join(s.dir, "run", f"app-{i}.sock") for i in (1, 2)]
-
-        def fc(proc, method, uri, body=b""):
-            return fcgi.request(socks[proc], method, uri, body=body, host=host, timeout=60,
-                                headers={"Cookie": cookie, "Origin": "https://" + host,
-                                         "X-CSRF-Token": csrf if method != "GET" else None})
-
-        for proc in (0, 1):
-            self.assertEqual(fc(proc, "GET", "/admin/pool").json()["admission"]["limit"], self.PLACES)
-        tag = uuid.uuid4().hex[:8]
-        paints = [s.request("POST", "/admin/paints", body={"name": f"ack-{tag}-{i}", "stock": 0})
-                  .json()["id"] for i in range(2 * self.PLACES)]
-        s.wait_until(lambda: all(fc(p, "GET", "/admin/cache").json()["up"] for p in (0, 1)),
-                     timeout=40, what="the cache in use on both processes")
-        writes, reads = [], []   # (process, status, sent, answered)
-
-        def write(proc, paint):
-            t0 = time.monotonic()
-            r = fc(proc, "PATCH", f"/admin/paints/{paint}", body={"stock": 1})
-            writes.append((proc, r.status, t0, time.monotonic()))
-
-        def read(proc):
-            t0 = time.monotonic()
-            r = fc(proc, "GET", uncached(f"ack{proc}"))
-            reads.append((proc, r.status, t0, time.monotonic()))
-
-        # The leases run CACHE_TRUST_MS (1.5 s), renewed every 250 ms while
-        # Redis answered: writes sent at once after it is killed wait about
-        # a second.
-        with open(os.path.join(s.dir, "run", "redis.pid")) as f:
-            os.kill(int(f.read()), signal.SIGKILL)
-        try:
-            threads = [threading.Thread(target=write, args=(k % 2, paint))
-                       for k, paint in enumerate(paints)]
-            for t in threads:
-                t.start()
-            time.sleep(0.3)  # every place taken by a write waiting on the clock
-            readers = [threading.Thread(target=read, args=(proc,)) for proc in (0, 1)]
-            for t in readers:
-                t.start()
-            for t in threads + readers:
-                t.join(timeout=60)
-        finally:
-            s.script("redis-start")
-        s.wait_until(lambda: all(fc(p, "GET", "/admin/cache").json()["up"] for p in (0, 1)),
-                     timeout=40, what="the cache in use again")
-        self.assertEqual(sorted(st for _, st, _, _ in writes), [200] * len(paints), writes)
-        # they did wait on the clock (or this tests nothing)
-        self.assertTrue(all(done - sent >= 0.8 for _, _, sent, done in writes), writes)
-        self.assertEqual(sorted(st for _, st, _, _ in reads), [200, 200], reads)
-        # each read was answered while the writes on its process still waited
-        for proc, _, _, done in reads:
-            self.assertLess(done, min(w for p, _, _, w in writes if p == proc), (reads, writes))
