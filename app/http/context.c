@@ -218,13 +218,14 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
 		/*
-		 * Busy is no failure: every connection taken (a timeout), or a
-		 * new one slower to open than this read waits (a loaded
-		 * standby while a failover sends it every read; the sampler
-		 * still finds one that is down).
+		 * Busy (every connection taken: a timeout) is no failure. A new
+		 * connection slower to open than this read waits is taken for
+		 * one: a standby whose peer vanished (a killed container) is
+		 * reached by no packet, and the sampler may be stuck on it.
 		 */
-		if (err.kind == POOL_ERR_CONNECT && !err.cut_short)
-			replicas_failed(idx, err.msg);
+		if (err.kind == POOL_ERR_CONNECT)
+			replicas_failed(idx, err.cut_short ? "slower to connect than a read waits"
+							   : err.msg);
 		return NULL;
 	}
 	c->pool_wait += now_mono() - t0;
