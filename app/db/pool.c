@@ -668,7 +668,6 @@ static void attempt_failed(void *arg)
  * LOCK TABLE) would then hold up every new connection, a session
  * look-up's too, for as long as the lock lasts. 0, or -1 with err.
  */
-
 static int conn_open(struct pool *p, double deadline, struct pool_conn *c,
 		     struct pool_error *err)
 {

@@ -70,9 +70,9 @@ struct pool_error {
 	enum pool_errkind kind;
 	/*
 	 * POOL_ERR_CONNECT: the last attempt was cut short by the caller's
-	 * deadline, not refused nor timed out by connect_timeout. The server
-	 * was only slower than the caller would wait (busy, or far): no
-	 * evidence it is down.
+	 * deadline, not refused nor timed out by connect_timeout: the server
+	 * was slower than the caller would wait (busy, far, or a peer that
+	 * vanished). Said in the log; it is still a failure to connect.
 	 */
 	int cut_short;
 	char msg[256];
