@@ -113,10 +113,13 @@
  *    for less than its fill needs stores nothing (store_allowed). So (L)
  *    holds with replicas. Every process sharing the Redis must have the
  *    same replica setting: one without replicas records no position.
- * So R never sees anything older than W. (With replicas, a read that
- * bypasses Redis and needs no fill may be served by a replica: for the
- * writer's own session only once it replayed W, for other sessions
- * within DB_REPLICA_MAX_LAG_MS; see docs/replicas.md.) A value stored in Redis by a
+ * So R never sees anything older than W. A look-up that goes around
+ * Redis (down, failing or not trusted) learns no position: with replicas
+ * its read goes to the primary (bypassed()), since a replica, even a
+ * synchronous standby (flushed is not replayed), may not have replayed W
+ * yet. (With no Redis configured at all, paints are read as any route is:
+ * another session's read may reach a replica within DB_REPLICA_MAX_LAG_MS.)
+ * A value stored in Redis by a
  * stalled reader after a failure (a command delivered when Redis wakes up)
  * is covered by (L) and (T): the outbox row is applied, deleting value
  * and lease, before anyone trusts that server again.
@@ -177,11 +180,11 @@ void cache_stop(void)
 
 /*
  * Replicas (piece R in the header). fill_lsn: 0 when this thread's request
- * holds no lease or page generation; else the WAL position a replica must
- * have replayed for the request's store to be safe (UINT64_MAX: unknown,
- * read the primary). read_replica/replica_at: the request read a replica
- * chosen as having replayed replica_at; it may store only if that covers
- * fill_lsn.
+ * looked nothing up; else the WAL position a replica must have replayed
+ * for what the request reads to be served or stored (UINT64_MAX: unknown,
+ * read the primary), the largest of its look-ups'. read_replica/replica_at:
+ * the request read a replica chosen as having replayed replica_at; it may
+ * store only if that covers fill_lsn.
  */
 static _Thread_local uint64_t fill_lsn, replica_at;
 static _Thread_local int read_replica;
@@ -196,6 +199,27 @@ void cache_request_reset(void)
 uint64_t cache_fill_position(void)
 {
 	return fill_lsn;
+}
+
+/* A look-up needs position lsn replayed before the database is read. */
+static void need_position(uint64_t lsn)
+{
+	if (lsn > fill_lsn)
+		fill_lsn = lsn;
+}
+
+/*
+ * A look-up that went around Redis (down, failing, not trusted): with
+ * replicas, the position of the last invalidation is unknown, so the read
+ * goes to the primary (piece R). Without any Redis configured there is
+ * no position to know: reads are as any route's (docs/replicas.md).
+ */
+static enum cache_result bypassed(void)
+{
+	if (cache_conn_wal_on() && cache_conn_enabled())
+		fill_lsn = UINT64_MAX;
+	atomic_fetch_add(&cache_n.bypasses, 1);
+	return CACHE_BYPASS;
 }
 
 void cache_note_replica_read(uint64_t replayed)
@@ -386,7 +410,7 @@ static int take_lease(struct cache_conn *t, const char *lkey, const char *bad_ke
 	 * still reads what it serves from a server that replayed the last
 	 * invalidation, as a hit would have served.
 	 */
-	fill_lsn = wal_reply(t, wal_on ? rr[first + 1] : NULL);
+	need_position(wal_reply(t, wal_on ? rr[first + 1] : NULL));
 	if (!ours)
 		lease[0] = '\0';
 	for (i = 0; i < n; i++)
@@ -424,10 +448,8 @@ enum cache_result cache_paint_get(int64_t id, cache_paint_check check, struct st
 	int i, got, counted = 0;
 
 	lease[0] = '\0';
-	if (t == NULL) {
-		atomic_fetch_add(&cache_n.bypasses, 1);
-		return CACHE_BYPASS;
-	}
+	if (t == NULL)
+		return bypassed();
 	paint_keys(t, id, key, lkey);
 	if ((r = cache_conn_read_value(t, key)) == NULL)
 		goto bypass;
@@ -472,8 +494,7 @@ enum cache_result cache_paint_get(int64_t id, cache_paint_check check, struct st
 	return CACHE_MISS;
 bypass:
 	lease[0] = '\0';
-	atomic_fetch_add(&cache_n.bypasses, 1);
-	return CACHE_BYPASS;
+	return bypassed();
 }
 
 /* Delete KEYS[1] if it still holds ARGV[1]: one lease given back, never another reader's. */
@@ -658,7 +679,7 @@ enum cache_result cache_page_get(const char *kind, const char *query, cache_page
 	}
 	if ((glen = gen_reply(t, r[0], g)) == 0) {
 		/* Nothing to store under: a miss that stores nothing. */
-		fill_lsn = wal_reply(t, wal_on ? r[1] : NULL);
+		need_position(wal_reply(t, wal_on ? r[1] : NULL));
 		res = CACHE_MISS;
 		goto out;
 	}
@@ -676,7 +697,7 @@ enum cache_result cache_page_get(const char *kind, const char *query, cache_page
 	if (page_value(page, key, check, value) > 0) {
 		res = CACHE_HIT;
 	} else {	/* missing or bad: the fill stores over it, under the generation read */
-		fill_lsn = wal_reply(t, wal_on ? r[1] : NULL);
+		need_position(wal_reply(t, wal_on ? r[1] : NULL));
 		res = CACHE_MISS;
 	}
 out:
@@ -684,7 +705,9 @@ out:
 		freeReplyObject(fetched);
 	for (i = 0; i < n; i++)
 		freeReplyObject(r[i]);
-	atomic_fetch_add(res == CACHE_HIT ? &cache_n.hits : res == CACHE_MISS ? &cache_n.misses : &cache_n.bypasses, 1);
+	if (res == CACHE_BYPASS)
+		return bypassed();
+	atomic_fetch_add(res == CACHE_HIT ? &cache_n.hits : &cache_n.misses, 1);
 	return res;
 }
 

@@ -39,8 +39,10 @@
  *   for its lease, taken or not (or with its page generation). A miss
  *   may then read a replica only if that replica has replayed that position
  *   (cache_fill_position; ctx_db chooses accordingly), else the primary;
- *   a store after a replica read that did not cover it is refused. Every
- *   process sharing the Redis must run with the same replica setting.
+ *   a store after a replica read that did not cover it is refused. A
+ *   look-up that goes around Redis knows no position: its read goes to
+ *   the primary. Every process sharing the Redis must run with the same
+ *   replica setting.
  * - What Redis holds is input, not truth: every value read back is checked
  *   before use (its length, its type, and by the caller's check its shape:
  *   a paint entry's JSON, its id and version; a page's entity tag and
@@ -266,10 +268,10 @@ void cache_get_stats(struct cache_stats *st);
 
 /*
  * Per-request marks of the calling thread (replicas), reset at the start
- * of each request. cache_fill_position: 0 when the request holds no lease
- * or page generation; else the position a replica must have replayed for
- * what the request reads there to be stored (UINT64_MAX: unknown, read
- * the primary). cache_note_replica_read: the request read a replica that
+ * of each request. cache_fill_position: 0 when the request looked nothing
+ * up; else the position a replica must have replayed for what the request
+ * reads there to be served or stored (UINT64_MAX: unknown, read the
+ * primary; so after any look-up that went around Redis). cache_note_replica_read: the request read a replica that
  * had replayed replayed; later stores needing more are refused.
  * Handlers call cache_paint_get / cache_page_get before their first
  * ctx_db.
