@@ -225,6 +225,7 @@ def run_browser(tally, stack):
                ARTIFACTS=os.path.join(REPO, "tests", "artifacts"),
                NODE_EXTRA_CA_CERTS=os.path.join(stack.dir, "tls", "cert.pem"))
     t0 = time.monotonic()
+    marks = log_marks(stack)
     try:
         p = subprocess.run(["node", "--test", "--test-reporter=tap", "ui.test.mjs"],
                            cwd=os.path.join(HERE, "browser"), env=env, capture_output=True,
@@ -232,20 +233,57 @@ def run_browser(tally, stack):
     except (OSError, subprocess.TimeoutExpired) as e:
         tally.add("browser", "run", "fail", repr(e))
         return
-    seen = 0
-    for line in p.stdout.splitlines():
+    os.makedirs(env["ARTIFACTS"], exist_ok=True)
+    with open(os.path.join(env["ARTIFACTS"], "browser.tap"), "w") as f:
+        f.write(p.stdout + p.stderr)
+    seen, failed = 0, 0
+    lines = p.stdout.splitlines()
+    for i, line in enumerate(lines):
         if line.startswith("ok "):
             seen += 1
             tally.add("browser", line, "pass")
         elif line.startswith("not ok "):
             seen += 1
-            tally.add("browser", line, "fail", p.stdout[-4000:])
+            failed += 1
+            # the first failure is usually the cause of the rest: it carries
+            # what the stack logged meanwhile; the others only their error
+            detail = tap_block(lines, i)
+            tally.add("browser", line, "fail",
+                      detail + "\n" + logged_since(stack, marks) if failed == 1 else detail[:600])
     if seen == 0 or (p.returncode != 0 and "not ok" not in p.stdout):
         tally.add("browser", "exit", "fail", f"exit {p.returncode}: {p.stdout[-2000:]}{p.stderr[-2000:]}")
     print(f"browser ui.test.mjs: {seen} tests in {time.monotonic() - t0:.1f}s"
           + ("" if p.returncode == 0 else " (FAILED)"), flush=True)
     if p.returncode != 0:
-        sys.stdout.write(p.stdout[-6000:] + p.stderr[-3000:])
+        sys.stdout.write(p.stdout[-3000:] + p.stderr[-3000:])
+
+
+def log_marks(stack):
+    """How long each of the stack's logs is now, to read what comes after."""
+    return {path: len(text) for path, text in stack.logs("*.log")}
+
+
+def logged_since(stack, marks, n=12):
+    """The service's warnings and errors, and nginx's refused /auth/ requests,
+    logged since marks: their last n lines."""
+    found = []
+    for path, text in stack.logs("*.log"):
+        for line in text[marks.get(path, 0):].splitlines():
+            if ('"level":"warn"' in line or '"level":"error"' in line) and "slow request" not in line \
+                    or "nginx-access" in path and '"POST /auth/' in line and ' 200 ' not in line:
+                found.append(os.path.basename(path) + ": " + line[:300])
+    return "what the stack logged meanwhile (warnings, errors, refused logins):\n" \
+        + "\n".join(found[-n:]) + "\n"
+
+
+def tap_block(lines, i):
+    """The YAML block that follows TAP line i ("not ok ..."), up to its "...": the error."""
+    block = []
+    for line in lines[i + 1:]:
+        if line.strip() == "...":
+            break
+        block.append(line)
+    return "\n".join(block)
 
 
 def run_integration(build, tally, pattern, tsan_build=None, db_tests=True):
@@ -326,7 +364,7 @@ def main():
     if args.only in (None, "compose"):
         run_compose(tally, args.pattern)
     for f in tally.failures:
-        print("FAILED " + f[:4000], file=sys.stderr)
+        print("FAILED " + f[:6000], file=sys.stderr)
     line = f"{tally.passed} passed, {tally.failed} failed"
     if tally.skipped:
         line += f", {tally.skipped} skipped"

@@ -27,15 +27,17 @@ async function shot(name) {
   await page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: false });
 }
 
-// A second admin, straight through the API (as another person would be).
-async function apiSession() {
+// A session straight through the API: a function (method, path, payload,
+// contentType) -> {status, headers, body}. A refused login fails the test
+// with what the database says of the admin account.
+async function apiLogin(username, password) {
   const r = await fetch(`${BASE}/auth/login`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Origin: BASE },
-    body: JSON.stringify({ username: "admin", password: PASSWORD }),
+    body: JSON.stringify({ username, password }),
   });
-  assert.equal(r.status, 200);
   const body = await r.json();
+  if (r.status !== 200) assert.fail(`${username}'s API login answered ${r.status} ${JSON.stringify(body)}\n${adminFacts()}`);
   const cookie = r.headers.get("set-cookie").split(";")[0];
   // payload: JSON, or bytes (a Buffer) sent as they are with contentType
   return async (method, path, payload, contentType) => {
@@ -46,6 +48,38 @@ async function apiSession() {
     const res = await fetch(BASE + path, { method, headers: h, body: raw ? payload : payload && JSON.stringify(payload) });
     return { status: res.status, headers: res.headers, body: res.status === 204 ? null : await res.json() };
   };
+}
+
+// Another admin, as another person would be: an account of its own, made
+// on first use, so the tests that change the admin's password (the Users
+// page) leave it alone.
+const OTHER = { username: `ui-other-${Date.now()}`, password: `other-admin-password-${Date.now()}`, made: false };
+
+async function apiSession() {
+  if (!OTHER.made) {
+    const admin = await apiLogin("admin", PASSWORD);
+    const r = await admin("POST", "/admin/users", { username: OTHER.username, password: OTHER.password, is_admin: true });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    OTHER.made = true;
+  }
+  return apiLogin(OTHER.username, OTHER.password);
+}
+
+// What the database says of the admin account: to tell, when a login
+// fails, a changed password from a disabled account or a throttle.
+function adminFacts() {
+  try {
+    return psql("SELECT 'admin: ' || json_build_object('id', id, 'disabled', disabled, 'is_admin', is_admin, " +
+      "'updated_at', updated_at, 'last_login_at', last_login_at, 'hash', left(password_hash, 30)) " +
+      "FROM users WHERE username = 'admin' UNION ALL " +
+      "(SELECT 'audit: ' || json_build_object('at', at, 'action', action, 'actor', actor) " +
+      " FROM audit_log WHERE entity = 'user' AND entity_id = (SELECT id FROM users WHERE username = 'admin') " +
+      " ORDER BY id DESC LIMIT 6) UNION ALL " +
+      "(SELECT 'failures: ' || json_build_object('key', key, 'failures', failures) FROM login_failures " +
+      " ORDER BY failures DESC LIMIT 4)");
+  } catch (e) {
+    return `(the database could not be asked: ${e.message})`;
+  }
 }
 
 // Lines of nginx's access log for list requests that were answered 304.
@@ -252,7 +286,9 @@ test("the editor shows the paint's history: who, when, field old → new", async
   assert.match(entries[0], /admin/);
   assert.match(entries[0], /stock/);
   assert.match(entries[0], /stock\s*9\s*→\s*8/);
-  assert.ok(entries.some((t) => /patch/.test(t) && /description.*→\s*changed elsewhere/.test(t)), entries.join("\n"));
+  // the other admin's edit, by name
+  assert.ok(entries.some((t) => /patch/.test(t) && t.includes(OTHER.username) &&
+    /description.*→\s*changed elsewhere/.test(t)), entries.join("\n"));
   assert.ok(entries.some((t) => /put/.test(t) && /stock.*→\s*9/.test(t)), entries.join("\n"));
   assert.match(entries[entries.length - 1], /create/);
   assert.equal(entries.length, 6); // create, patch, put, three stock changes: no entry for the 422s
@@ -574,6 +610,7 @@ test("resetting my own password asks for my current one, then logs me out", asyn
   await page.fill("#pw-new", PASSWORD);
   await page.click("#pw-save");
   await page.waitForSelector("#password-dialog", { state: "hidden" });
+  await apiLogin("admin", PASSWORD); // the suite's password logs in again
   // another user's reset still asks for no current password
   await page.click("#tab-users");
   await page.click(`#users tbody tr[data-username="${uiUser}"] button.u-reset`);
