@@ -651,6 +651,16 @@ static void note_open(struct pool *p, PGconn *pg, double started)
 			server, was, took);
 }
 
+int pool_unreachable(struct pool *p)
+{
+	int down;
+
+	lock(p);
+	down = p->open_failed_at && now_mono() - p->open_failed_at < POOL_FAILFAST;
+	unlock(p);
+	return down;
+}
+
 /* An attempt of conn_open's failed: openers from now on try once (POOL_FAILFAST). */
 static void attempt_failed(void *arg)
 {

@@ -119,14 +119,21 @@ struct pool;
  * attempt only. So while the database is down or failing over, one
  * request at most rides out a blip for POOL_OPEN_RETRY and the others
  * are answered in about one connection attempt (a 503 with Retry-After,
- * or a session checked on the standby), never held for the pool's
- * timeout.
+ * or a session checked and a read served on a synchronous standby),
+ * never held for the pool's timeout.
  */
 #define POOL_OPEN_RETRY 2.0
 #define POOL_FAILFAST 1.0
 
 /* Create an empty pool (connections open on demand). Never fails. */
 struct pool *pool_create(const struct pool_settings *settings);
+
+/*
+ * Whether p's server could not be reached a moment ago: an attempt to
+ * open failed within POOL_FAILFAST seconds, and no open succeeded since.
+ * A read that a standby may serve goes there first (context.c).
+ */
+int pool_unreachable(struct pool *p);
 
 /*
  * Check out a connection for holder, waiting at most timeout seconds

@@ -239,25 +239,29 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 }
 
 /*
- * The session look-up (the admission step) while the primary cannot be
- * reached: a replica's connection, when every replica is a synchronous
- * standby (DB_REPLICAS_SYNCHRONOUS) and the one chosen has replayed all
- * it received; NULL otherwise. Revocation still holds: a revocation is
- * answered only SESSION_CACHE_SECONDS after its commit (sessions.c), and
- * that commit returned only once flushed on every synchronous standby, so
- * a look-up that begins after the answer, on a standby that has replayed
- * what it flushed, reads the revoked state. Signed-in reads then go on
- * through a failover, from the cache and the standby.
+ * While the primary cannot be reached: a synchronous standby's connection
+ * (DB_REPLICAS_SYNCHRONOUS: every replica is one) that has replayed all it
+ * received, for the session look-up (the admission step) or a route that
+ * only reads; NULL otherwise. Every write answered before the loss, a
+ * revocation included, was flushed on every synchronous standby before
+ * its answer (and a revocation is answered only SESSION_CACHE_SECONDS
+ * after its commit, sessions.c), so a read that begins afterwards, on a
+ * standby that has replayed what it flushed, sees it: no ended session
+ * comes back and no paint goes back a version, and signed-in reads go on
+ * through a failover. (Such a read knows no position a store needs, so
+ * what it reads is not stored in the cache: cache_note_replica_read(0).)
  */
-static struct pool_conn *session_standby(struct ctx *c)
+static struct pool_conn *standby_fallback(struct ctx *c)
 {
+	const struct route *rt = c->match.route;
 	struct pool_conn *conn;
 	struct pool_error err;
 	struct pool *p;
 	PGresult *r;
 	int idx, ok;
 
-	if (!c->app->cfg->replicas_synchronous || c->admitted ||
+	if (!c->app->cfg->replicas_synchronous ||
+	    (c->admitted && (rt == NULL || !rt->read_only || rt->auth == AUTH_NONE || c->no_replica)) ||
 	    (p = replicas_choose(0, &idx)) == NULL ||
 	    pool_checkout(p, REPLICA_CHECKOUT_S, c->route_name, &conn, &err) != 0)
 		return NULL;
@@ -272,6 +276,8 @@ static struct pool_conn *session_standby(struct ctx *c)
 	c->db_pool = p;
 	c->db_replica = idx;
 	c->db_name = replicas_name(idx);
+	if (c->admitted)
+		cache_note_replica_read(0);
 	replicas_served(idx);
 	return conn;
 }
@@ -380,7 +386,14 @@ static PGconn *db_checkout(struct ctx *c, double timeout, int admit)
 		return pool_conn_pg(c->db);
 	if (admit && db_admit(c) != 0)
 		return NULL;
-	if ((c->db = replica_checkout(c, timeout)) != NULL) {
+	/*
+	 * A replica that replayed what the read needs; else, while the
+	 * primary cannot be reached, a synchronous standby, before another
+	 * attempt at the primary (one a second still makes it: a write, or a
+	 * read once the attempt before is over a second old).
+	 */
+	if ((c->db = replica_checkout(c, timeout)) != NULL ||
+	    (pool_unreachable(c->app->pool) && (c->db = standby_fallback(c)) != NULL)) {
 		c->db_since = now_mono();
 		return pool_conn_pg(c->db);
 	}
@@ -388,7 +401,7 @@ static PGconn *db_checkout(struct ctx *c, double timeout, int admit)
 	if (pool_checkout(c->app->pool, timeout, c->route_name, &c->db, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
 		metrics_pool_wait(now_mono() - t0, err.kind == POOL_ERR_TIMEOUT);
-		if (err.kind == POOL_ERR_CONNECT && (c->db = session_standby(c)) != NULL) {
+		if (err.kind == POOL_ERR_CONNECT && (c->db = standby_fallback(c)) != NULL) {
 			c->db_since = now_mono();
 			return pool_conn_pg(c->db);
 		}
@@ -868,7 +881,7 @@ static void run_handler(struct ctx *c)
 	 * The session look-up's connection goes back: it came through the
 	 * gate's extra place for look-ups, and the handler's own statements
 	 * take a place in the request's class (and choose their server: the
-	 * look-up's may be a standby, session_standby).
+	 * look-up's may be a standby, standby_fallback).
 	 */
 	if (c->db && ((c->match.route->read_only && replicas_count() > 0) || c->db_replica >= 0 ||
 		      (c->ticket.taken && c->ticket.cls == ADMISSION_SESSION)))

@@ -955,8 +955,10 @@ static void test_openers_meanwhile_try_once(void **state)
 	s.database_url = "postgresql://nobody@127.0.0.1:1/none";	/* refused */
 	memset(&first, 0, sizeof(first));
 	first.p = pool_create(&s);
+	assert_false(pool_unreachable(first.p));	/* nothing tried yet */
 	pthread_create(&th, NULL, shut_waiter, &first);
 	sleep_ms(300);	/* its first attempt refused, it backs off and retries */
+	assert_true(pool_unreachable(first.p));		/* said while it still retries */
 	t0 = now_mono();
 	assert_int_equal(pool_checkout(first.p, 0, "t", &c, &err), -1);
 	second = now_mono() - t0;
@@ -965,6 +967,9 @@ static void test_openers_meanwhile_try_once(void **state)
 	assert_true(second < POOL_OPEN_RETRY * 0.25);
 	assert_int_equal(first.rc, -1);
 	assert_true(first.took >= POOL_OPEN_RETRY * 0.9);
+	assert_true(pool_unreachable(first.p));
+	sleep_ms((int)(POOL_FAILFAST * 1000) + 100);	/* no attempt since: no longer said */
+	assert_false(pool_unreachable(first.p));
 	pool_destroy(first.p);
 }
 

@@ -265,14 +265,16 @@ class HighAvailability(unittest.TestCase):
         self.assertNotIn(200, [e for e, _ in sessions], "an ended session was served")
         self.assertIn(401, [e for e, _ in sessions])
         self.assertGreater(sum(1 for _, a in sessions if a == 200), len(sessions) // 2, sessions)
-        # Reads (cache hits, and misses and sessions on the standby) go on
-        # while the primary is lost; not the seconds pg_auto_failover keeps
-        # the promoted standby read-only, which target_session_attrs=standby
-        # refuses (read-only would take a restarted old primary too: stale).
+        # Reads go on while the primary is lost: cache hits, and the rest
+        # (the cache is not trusted once its drains cannot reach the
+        # primary) and session checks on the synchronous standby, once it
+        # replayed all it received; its pooled connections stay usable when
+        # it is promoted. (Not every one: those in the second before the
+        # first failed attempt at the primary wait on it.)
         for what, killed, _, _, _ in events:
             first = first_ack_after(killed)
             during = [st for t0, _, st in reads if killed <= t0 <= first]
-            self.assertGreater(sum(1 for st in during if st == 200), 0.8 * len(during),
+            self.assertGreater(sum(1 for st in during if st == 200), 0.9 * len(during),
                                f"{what}: reads during the failover not served")
         self.assertEqual(len(events), 4, events)
         self.assertGreater(n_writes, 0.05 * (n_reads + n_writes), "the mix had too few writes")
