@@ -190,16 +190,54 @@ static uint64_t session_lsn(struct ctx *c)
 }
 
 /*
+ * A connection of replica idx (pool p) within timeout (at most
+ * REPLICA_CHECKOUT_S), or NULL. Busy (every connection taken: a
+ * timeout) is no failure. A new connection slower to open than the read
+ * waits is taken for one: a standby whose peer vanished (a killed
+ * container) is reached by no packet, and the sampler may be stuck on it.
+ */
+static struct pool_conn *replica_conn(struct ctx *c, struct pool *p, int idx, double timeout)
+{
+	struct pool_conn *conn = NULL;
+	struct pool_error err;
+	double t0 = now_mono();
+
+	if (timeout <= 0 || timeout > REPLICA_CHECKOUT_S)
+		timeout = REPLICA_CHECKOUT_S;
+	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
+		c->pool_wait += now_mono() - t0;
+		if (err.kind == POOL_ERR_CONNECT)
+			replicas_failed(idx, err.cut_short ? "slower to connect than a read waits"
+							   : err.msg);
+		return NULL;
+	}
+	c->pool_wait += now_mono() - t0;
+	metrics_pool_wait(now_mono() - t0, 0);
+	return conn;
+}
+
+/* The request's database is replica idx's connection conn (pool p); replayed: what it covers. */
+static struct pool_conn *use_replica(struct ctx *c, struct pool *p, int idx, struct pool_conn *conn,
+				     uint64_t replayed)
+{
+	c->db_pool = p;
+	c->db_replica = idx;
+	c->db_name = replicas_name(idx);
+	if (c->admitted)
+		cache_note_replica_read(replayed);
+	replicas_served(idx);
+	return conn;
+}
+
+/*
  * A replica's connection when this read may go to one (see ctx_db), or
  * NULL: then the primary. Never sets a response.
  */
 static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 {
 	const struct route *rt = c->match.route;
-	struct pool_conn *conn = NULL;
-	struct pool_error err;
+	struct pool_conn *conn;
 	struct pool *p;
-	double t0;
 	int idx;
 	uint64_t need;
 
@@ -210,32 +248,10 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	need = session_lsn(c);
 	if (cache_fill_position() > need)
 		need = cache_fill_position();
-	if (need == UINT64_MAX || (p = replicas_choose(need, &idx)) == NULL)
+	if (need == UINT64_MAX || (p = replicas_choose(need, &idx)) == NULL ||
+	    (conn = replica_conn(c, p, idx, timeout)) == NULL)
 		return NULL;
-	if (timeout <= 0 || timeout > REPLICA_CHECKOUT_S)
-		timeout = REPLICA_CHECKOUT_S;
-	t0 = now_mono();
-	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
-		c->pool_wait += now_mono() - t0;
-		/*
-		 * Busy (every connection taken: a timeout) is no failure. A new
-		 * connection slower to open than this read waits is taken for
-		 * one: a standby whose peer vanished (a killed container) is
-		 * reached by no packet, and the sampler may be stuck on it.
-		 */
-		if (err.kind == POOL_ERR_CONNECT)
-			replicas_failed(idx, err.cut_short ? "slower to connect than a read waits"
-							   : err.msg);
-		return NULL;
-	}
-	c->pool_wait += now_mono() - t0;
-	metrics_pool_wait(now_mono() - t0, 0);
-	c->db_pool = p;
-	c->db_replica = idx;
-	c->db_name = replicas_name(idx);
-	cache_note_replica_read(need);
-	replicas_served(idx);
-	return conn;
+	return use_replica(c, p, idx, conn, need);
 }
 
 /*
@@ -248,22 +264,20 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
  * after its commit, sessions.c), so a read that begins afterwards, on a
  * standby that has replayed what it flushed, sees it: no ended session
  * comes back and no paint goes back a version, and signed-in reads go on
- * through a failover. (Such a read knows no position a store needs, so
- * what it reads is not stored in the cache: cache_note_replica_read(0).)
+ * through a failover. Such a read knows no position a cache store needs,
+ * so what it reads is not stored (it covers position 0).
  */
 static struct pool_conn *standby_fallback(struct ctx *c)
 {
 	const struct route *rt = c->match.route;
 	struct pool_conn *conn;
-	struct pool_error err;
 	struct pool *p;
 	PGresult *r;
 	int idx, ok;
 
 	if (!c->app->cfg->replicas_synchronous ||
 	    (c->admitted && (rt == NULL || !rt->read_only || rt->auth == AUTH_NONE || c->no_replica)) ||
-	    (p = replicas_choose(0, &idx)) == NULL ||
-	    pool_checkout(p, REPLICA_CHECKOUT_S, c->route_name, &conn, &err) != 0)
+	    (p = replicas_choose(0, &idx)) == NULL || (conn = replica_conn(c, p, idx, 0)) == NULL)
 		return NULL;
 	r = PQexec(pool_conn_pg(conn), "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()");
 	ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
@@ -273,13 +287,7 @@ static struct pool_conn *standby_fallback(struct ctx *c)
 		pool_release(p, conn);
 		return NULL;
 	}
-	c->db_pool = p;
-	c->db_replica = idx;
-	c->db_name = replicas_name(idx);
-	if (c->admitted)
-		cache_note_replica_read(0);
-	replicas_served(idx);
-	return conn;
+	return use_replica(c, p, idx, conn, 0);
 }
 
 /* The request's class at the gate (admission.h). */
