@@ -195,8 +195,11 @@ static uint64_t session_lsn(struct ctx *c)
  * timeout) is no failure. A new connection slower to open than the read
  * waits is taken for one: a standby whose peer vanished (a killed
  * container) is reached by no packet, and the sampler may be stuck on it.
+ * A refused one too, unless refused_ok: a promoted standby refuses new
+ * connections as a replica, while those it has go on serving.
  */
-static struct pool_conn *replica_conn(struct ctx *c, struct pool *p, int idx, double timeout)
+static struct pool_conn *replica_conn(struct ctx *c, struct pool *p, int idx, double timeout,
+				      int refused_ok)
 {
 	struct pool_conn *conn = NULL;
 	struct pool_error err;
@@ -206,7 +209,7 @@ static struct pool_conn *replica_conn(struct ctx *c, struct pool *p, int idx, do
 		timeout = REPLICA_CHECKOUT_S;
 	if (pool_checkout(p, timeout, c->route_name, &conn, &err) != 0) {
 		c->pool_wait += now_mono() - t0;
-		if (err.kind == POOL_ERR_CONNECT)
+		if (err.kind == POOL_ERR_CONNECT && (err.cut_short || !refused_ok))
 			replicas_failed(idx, err.cut_short ? "slower to connect than a read waits"
 							   : err.msg);
 		return NULL;
@@ -249,7 +252,7 @@ static struct pool_conn *replica_checkout(struct ctx *c, double timeout)
 	if (cache_fill_position() > need)
 		need = cache_fill_position();
 	if (need == UINT64_MAX || (p = replicas_choose(need, &idx)) == NULL ||
-	    (conn = replica_conn(c, p, idx, timeout)) == NULL)
+	    (conn = replica_conn(c, p, idx, timeout, 0)) == NULL)
 		return NULL;
 	return use_replica(c, p, idx, conn, need);
 }
@@ -277,7 +280,7 @@ static struct pool_conn *standby_fallback(struct ctx *c)
 
 	if (!c->app->cfg->replicas_synchronous ||
 	    (c->admitted && (rt == NULL || !rt->read_only || rt->auth == AUTH_NONE || c->no_replica)) ||
-	    (p = replicas_choose(0, &idx)) == NULL || (conn = replica_conn(c, p, idx, 0)) == NULL)
+	    (p = replicas_choose(0, &idx)) == NULL || (conn = replica_conn(c, p, idx, 0, 1)) == NULL)
 		return NULL;
 	r = PQexec(pool_conn_pg(conn), "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()");
 	ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
