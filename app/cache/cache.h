@@ -271,8 +271,9 @@ void cache_get_stats(struct cache_stats *st);
  * of each request. cache_fill_position: 0 when the request looked nothing
  * up; else the position a replica must have replayed for what the request
  * reads there to be served or stored (UINT64_MAX: unknown, read the
- * primary; so after any look-up that went around Redis). cache_note_replica_read: the request read a replica that
- * had replayed replayed; later stores needing more are refused.
+ * primary; so after any look-up that went around Redis).
+ * cache_note_replica_read: the request read a replica that had replayed
+ * replayed; later stores needing more are refused.
  * Handlers call cache_paint_get / cache_page_get before their first
  * ctx_db.
  */
