@@ -404,7 +404,8 @@ static PGconn *db_checkout(struct ctx *c, double timeout, int admit)
 	 * read once the attempt before is over a second old).
 	 */
 	if ((c->db = replica_checkout(c, timeout)) != NULL ||
-	    (pool_unreachable(c->app->pool) && (c->db = standby_fallback(c)) != NULL)) {
+	    (c->app->cfg->replicas_synchronous && pool_unreachable(c->app->pool) &&
+	     (c->db = standby_fallback(c)) != NULL)) {
 		c->db_since = now_mono();
 		return pool_conn_pg(c->db);
 	}
